@@ -1,0 +1,185 @@
+"""The model registry: every model ttag knows, what it needs, what it accepts.
+
+Specs are plain data declared by each runner package (``runners/<name>/__init__.py`` exports ``MODELS``); reading
+them never imports a machine-learning library. Availability is probed cheaply: the runner's Python modules are looked
+up (not imported) and the weights are looked for in the Hugging Face cache.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+# Runner packages whose MODELS are part of ttag. Each is imported only to read its specs.
+RUNNER_PACKAGES = ("runners.synth",)
+
+ParamType = Literal["int", "float", "str"]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One generation parameter a model accepts, with its default and allowed range."""
+
+    name: str
+    type: ParamType
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    runner: str  # "package.module:Class", imported in the worker only
+    kind: Literal["music", "sound effects", "music and sound"]
+    description: str
+    sample_rate: int
+    channels: int
+    min_duration: float
+    max_duration: float
+    default_duration: float
+    params: tuple[ParamSpec, ...] = ()
+    hub_repo: str | None = None
+    revision: str | None = None
+    size_bytes: int = 0
+    licence: str = ""
+    requires: tuple[str, ...] = ()  # importable modules the worker needs
+    understands: str = ""  # free text for list-models (e.g. synth's vocabulary)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def runner_name(self) -> str:
+        """The runner's short name: ``runners.musicgen.runner:MusicGenRunner`` → ``musicgen``."""
+        parts = self.runner.split(":", 1)[0].split(".")
+        return parts[1] if parts[0] == "runners" and len(parts) > 1 else parts[-1]
+
+    def param(self, name: str) -> ParamSpec | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "runner": self.runner,
+            "kind": self.kind,
+            "description": self.description,
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "min_duration": self.min_duration,
+            "max_duration": self.max_duration,
+            "default_duration": self.default_duration,
+            "params": [p.__dict__ for p in self.params],
+            "hub_repo": self.hub_repo,
+            "revision": self.revision,
+            "size_bytes": self.size_bytes,
+            "licence": self.licence,
+            "requires": list(self.requires),
+            "understands": self.understands,
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        data = dict(data)
+        data["params"] = tuple(ParamSpec(**p) for p in data.get("params", ()))
+        data["requires"] = tuple(data.get("requires", ()))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Availability:
+    runnable: bool  # dependencies importable in the worker's environment
+    weights_cached: bool | None  # None: the model needs no weights
+    reason: str = ""  # what to do about it, when not runnable
+
+    @property
+    def available(self) -> bool:
+        return self.runnable and self.weights_cached is not False
+
+
+class Registry:
+    """An ordered id → ModelSpec map. Tests build their own; the app uses :func:`default_registry`."""
+
+    def __init__(self, specs: Iterable[ModelSpec] = ()) -> None:
+        self._specs: dict[str, ModelSpec] = {}
+        for spec in specs:
+            self.add(spec)
+
+    def add(self, spec: ModelSpec) -> None:
+        if spec.id in self._specs:
+            raise ValueError(f"model {spec.id!r} registered twice")
+        self._specs[spec.id] = spec
+
+    def get(self, model_id: str) -> ModelSpec | None:
+        return self._specs.get(model_id)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._specs
+
+    def __iter__(self) -> Iterator[ModelSpec]:
+        return iter(self._specs.values())
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def ids(self) -> list[str]:
+        return list(self._specs)
+
+
+def default_registry() -> Registry:
+    specs: list[ModelSpec] = []
+    for package in RUNNER_PACKAGES:
+        specs.extend(importlib.import_module(package).MODELS)
+    return Registry(specs)
+
+
+def hub_cache_dir(cache_dir: str | None = None) -> Path:
+    """Where huggingface_hub keeps downloads, honouring ttag's cache setting, HF_HUB_CACHE and HF_HOME."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    hf_home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
+    )
+    return Path(hf_home).expanduser() / "hub"
+
+
+def weights_cached(spec: ModelSpec, cache_dir: str | None = None) -> bool | None:
+    """True when a snapshot of the model is on disk (a local folder, or the hub cache's layout)."""
+    if spec.hub_repo is None:
+        return None
+    local = Path(spec.hub_repo).expanduser()
+    if local.is_dir():
+        return True
+    repo_dir = hub_cache_dir(cache_dir) / ("models--" + spec.hub_repo.replace("/", "--"))
+    snapshots = repo_dir / "snapshots"
+    return snapshots.is_dir() and any(snapshots.iterdir())
+
+
+def probe_availability(
+    spec: ModelSpec, *, interpreter: str | None = None, cache_dir: str | None = None
+) -> Availability:
+    """Can this model run here? Checked without importing anything heavy.
+
+    With a separate interpreter for the runner, only its existence is checked here; the worker itself reports
+    missing modules when it starts.
+    """
+    cached = weights_cached(spec, cache_dir)
+    if interpreter:
+        if not Path(interpreter).exists():
+            return Availability(False, cached, f"runner environment missing: {interpreter} does not exist")
+    else:
+        missing = [m for m in spec.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            return Availability(
+                False, cached, f"missing Python packages: {', '.join(missing)} (pip install 'ttag[{spec.runner_name}]')"
+            )
+    if cached is False:
+        return Availability(True, False, f"weights not downloaded: ttag models pull {spec.id}")
+    return Availability(True, cached)

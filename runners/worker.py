@@ -1,0 +1,200 @@
+"""A runner worker process: ``python -m runners.worker --runner package.module:Class``.
+
+It keeps its model loaded between jobs, serves one job at a time, listens for ``cancel`` while a job runs, and drops
+its model after ``idle_unload_s`` without work. See ``runners.protocol`` for the messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import json
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+from typing import Any, BinaryIO
+
+from runners.contract import BaseRunner, Cancelled, JobContext, RunnerError, RunnerSettings
+from runners.protocol import PROTOCOL_VERSION, read_message, write_message
+from runners.registry import ModelSpec
+from runners.request import GenerationRequest
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, RunnerError):
+        return exc.kind
+    if isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__:
+        return "out_of_memory"
+    return "internal"
+
+
+def _error_message(exc: BaseException) -> str:
+    if isinstance(exc, RunnerError):
+        return str(exc)
+    if _error_kind(exc) == "out_of_memory":
+        return "out of memory: try a smaller model, a shorter duration or fewer takes"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Worker:
+    def __init__(self, runner_class: type[BaseRunner], settings: RunnerSettings, idle_unload_s: float,
+                 out: BinaryIO, inp: BinaryIO) -> None:
+        self.runner_class = runner_class
+        self.settings = settings
+        self.idle_unload_s = idle_unload_s
+        self.out = out
+        self.inp = inp
+        self.write_lock = threading.Lock()
+        self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.loaded: dict[str, BaseRunner] = {}
+        self.current_job: str | None = None
+        self.current_ctx: JobContext | None = None
+        self.cancelled_early: set[str] = set()
+        self.state_lock = threading.Lock()
+
+    def send(self, header: dict[str, Any], audio: Any = None) -> None:
+        with self.write_lock:
+            write_message(self.out, header, audio)
+
+    def read_loop(self) -> None:
+        """Reader thread: handles ``cancel`` at once, queues everything else for the main loop."""
+        try:
+            while (item := read_message(self.inp)) is not None:
+                header, _ = item
+                if header["type"] == "cancel":
+                    with self.state_lock:
+                        if header.get("job") == self.current_job and self.current_ctx is not None:
+                            self.current_ctx.cancel()
+                        else:
+                            self.cancelled_early.add(header.get("job"))
+                else:
+                    self.inbox.put(header)
+        except Exception as exc:  # a broken pipe from the bridge: nothing to answer to
+            print(f"ttag worker: reading from the bridge failed: {exc}", file=sys.stderr)
+        self.inbox.put(None)
+
+    def run(self) -> None:
+        threading.Thread(target=self.read_loop, name="ttag-worker-reader", daemon=True).start()
+        while True:
+            try:
+                message = self.inbox.get(timeout=self.idle_unload_s if self.loaded and self.idle_unload_s > 0 else None)
+            except queue.Empty:
+                self.unload(None, reason="idle")
+                continue
+            if message is None or message["type"] == "shutdown":
+                return
+            if message["type"] == "unload":
+                self.unload(message.get("model"), reason="asked")
+            elif message["type"] == "generate":
+                self.serve(message)
+
+    def unload(self, model: str | None, *, reason: str) -> None:
+        for model_id in [m for m in self.loaded if model in (None, m)]:
+            self.loaded.pop(model_id).unload()
+            self.send({"type": "unloaded", "model": model_id, "reason": reason})
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def serve(self, message: dict[str, Any]) -> None:
+        job = message["job"]
+        ctx = JobContext(lambda phase, step, total: self.send(
+            {"type": "progress", "job": job, "phase": phase, "step": step, "total": total}))
+        with self.state_lock:
+            if job in self.cancelled_early:
+                self.cancelled_early.discard(job)
+                ctx.cancel()
+            self.current_job, self.current_ctx = job, ctx
+        timings: dict[str, float] = {}
+        try:
+            spec = ModelSpec.from_dict(message["spec"])
+            request = GenerationRequest.from_dict(message["request"])
+            runner = self.runner_for(spec, ctx, timings)
+            started = time.monotonic()
+            if message.get("stream"):
+                clips = self.stream(runner, request, ctx, job)
+            else:
+                clips = runner.generate(request, ctx)
+            timings["generate_s"] = time.monotonic() - started
+            ctx.check_cancelled()
+            for clip in clips:
+                metadata = {**clip.metadata, "timings": timings}
+                self.send({"type": "clip", "job": job, "take": metadata.get("take", 0), "metadata": metadata},
+                          clip.audio)
+            self.send({"type": "done", "job": job, "timings": timings})
+        except BaseException as exc:  # every failure becomes a typed error on this job; the worker lives on
+            if not isinstance(exc, Cancelled) and _error_kind(exc) == "internal":
+                traceback.print_exc(file=sys.stderr)
+            self.send({"type": "error", "job": job, "kind": _error_kind(exc), "message": _error_message(exc)})
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+        finally:
+            with self.state_lock:
+                self.current_job, self.current_ctx = None, None
+
+    def runner_for(self, spec: ModelSpec, ctx: JobContext, timings: dict[str, float]) -> BaseRunner:
+        """The loaded runner for ``spec``; loads it (dropping any other model first) when needed."""
+        if spec.id in self.loaded:
+            timings["load_s"] = 0.0
+            return self.loaded[spec.id]
+        self.unload(None, reason="another model was asked for")
+        started = time.monotonic()
+        ctx.progress("loading", 0, 1)
+        runner = self.runner_class(spec, self.settings)
+        runner.load_model(ctx)
+        ctx.progress("loading", 1, 1)
+        timings["load_s"] = time.monotonic() - started
+        self.loaded[spec.id] = runner
+        return runner
+
+    def stream(self, runner: BaseRunner, request: GenerationRequest, ctx: JobContext, job: str) -> list:
+        """Forward chunks as they come, and assemble each take's clip from them."""
+        import numpy as np
+
+        pieces: dict[int, list[Any]] = {}
+        sample_rate = 0
+        for chunk in runner.stream(request, ctx):
+            sample_rate = chunk.sample_rate
+            pieces.setdefault(chunk.take, []).append(chunk.audio)
+            self.send({"type": "chunk", "job": job, "take": chunk.take, "start": chunk.start,
+                       "sample_rate": chunk.sample_rate}, chunk.audio)
+        return [runner.make_clip(request, take, np.concatenate(pieces[take], axis=1), sample_rate)
+                for take in sorted(pieces)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runners.worker")
+    parser.add_argument("--runner", required=True, help="package.module:Class of the runner to serve")
+    parser.add_argument("--settings", default="{}", help="JSON: device, dtype, threads, cache_dir, idle_unload_s")
+    args = parser.parse_args(argv)
+
+    # stdout carries protocol frames only: keep a private handle to it and send fd 1 (prints, C libraries) to stderr.
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    inp = sys.stdin.buffer
+
+    settings_data = json.loads(args.settings)
+    idle_unload_s = float(settings_data.pop("idle_unload_s", 0) or 0)
+    settings = RunnerSettings(**settings_data)
+    try:
+        module_name, _, class_name = args.runner.partition(":")
+        runner_class = getattr(importlib.import_module(module_name), class_name)
+    except Exception as exc:  # a missing package in this environment: tell the bridge in words, then exit
+        kind = "missing_dependency" if isinstance(exc, ImportError) else "internal"
+        write_message(out, {"type": "fatal", "kind": kind,
+                            "message": f"cannot load runner {args.runner}: {type(exc).__name__}: {exc}"})
+        return 3
+    write_message(out, {"type": "hello", "protocol": PROTOCOL_VERSION, "runner": args.runner, "pid": os.getpid(),
+                        "python": sys.executable})
+    Worker(runner_class, settings, idle_unload_s, out, inp).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

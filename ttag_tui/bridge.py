@@ -1,0 +1,521 @@
+"""The model bridge: runs generation jobs in runner worker processes, never in this process.
+
+One :class:`WorkerHandle` per runner entry point owns a child process (``python -m runners.worker``), started on first
+use with the runner's configured interpreter, and feeds it one job at a time from its queue. Its model stays loaded
+between jobs. A worker that crashes, is killed or does not stop within ``cancel_grace_s`` of a cancel turns into a
+failed job; the next job gets a fresh worker.
+
+A :class:`Job` records its events; read them from synchronous code with :meth:`Job.events` / :meth:`Job.result` or
+from asyncio with :meth:`Job.aevents` — the same record behind both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import runners
+from runners.contract import Clip, RunnerSettings
+from runners.protocol import PROTOCOL_VERSION, ProtocolError, read_message, write_message
+from runners.registry import ModelSpec, Registry
+from runners.request import GenerationRequest
+from ttag_tui import __version__
+from ttag_tui.config import Config
+
+PROJECT_ROOT = Path(runners.__file__).resolve().parent.parent
+HELLO_TIMEOUT_S = 180.0
+
+
+@dataclass(frozen=True)
+class Started:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    job_id: str
+    phase: str
+    step: int
+    total: int
+    eta_s: float | None  # seconds left in this phase, once two steps have been timed
+
+
+@dataclass(frozen=True)
+class Chunk:
+    job_id: str
+    take: int
+    start: int
+    audio: np.ndarray
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class ClipReady:
+    job_id: str
+    clip: Clip
+
+
+@dataclass(frozen=True)
+class Done:
+    job_id: str
+    clips: list[Clip]
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Failed:
+    job_id: str
+    kind: str  # cancelled | crashed | missing_dependency | missing_weights | out_of_memory | internal | ...
+    message: str
+
+
+Event = Started | Progress | Chunk | ClipReady | Done | Failed
+
+
+class JobFailed(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+_job_ids = itertools.count(1)
+
+
+class Job:
+    """One request in flight. Its events are kept in order; any number of readers can follow them."""
+
+    def __init__(self, request: GenerationRequest, spec: ModelSpec, stream: bool) -> None:
+        self.id = f"job-{os.getpid()}-{next(_job_ids)}"
+        self.request = request
+        self.spec = spec
+        self.stream = stream
+        self.cancel_requested = False
+        self._handle: WorkerHandle | None = None
+        self._history: list[Event] = []
+        self._clips: list[Clip] = []
+        self._cond = threading.Condition()
+        self._wakers: list[Callable[[], None]] = []
+        self._phase_clock: tuple[str, float, int] | None = None
+
+    # -- state ---------------------------------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        with self._cond:
+            return bool(self._history) and isinstance(self._history[-1], Done | Failed)
+
+    @property
+    def outcome(self) -> Done | Failed | None:
+        with self._cond:
+            last = self._history[-1] if self._history else None
+        return last if isinstance(last, Done | Failed) else None
+
+    def cancel(self) -> None:
+        """Ask the job to stop. Queued: it never starts. Running: cooperative first, then the worker is killed."""
+        if self.finished or self.cancel_requested:
+            return
+        self.cancel_requested = True
+        if self._handle is not None:
+            self._handle.cancel(self)
+
+    # -- reading events ------------------------------------------------------------------------------------------
+    def events(self, timeout: float | None = None) -> Iterator[Event]:
+        """Yield every event, from the first, until Done or Failed. ``timeout`` bounds each wait."""
+        index = 0
+        while True:
+            with self._cond:
+                if not self._cond.wait_for(lambda: len(self._history) > index, timeout):
+                    raise TimeoutError(f"{self.id}: no event within {timeout} s")
+                event = self._history[index]
+            index += 1
+            yield event
+            if isinstance(event, Done | Failed):
+                return
+
+    async def aevents(self) -> AsyncIterator[Event]:
+        """The same events as :meth:`events`, awaited without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(ready.set)
+
+        with self._cond:
+            self._wakers.append(wake)
+        try:
+            index = 0
+            while True:
+                ready.clear()
+                with self._cond:
+                    pending = self._history[index:]
+                if not pending:
+                    await ready.wait()
+                    continue
+                for event in pending:
+                    index += 1
+                    yield event
+                    if isinstance(event, Done | Failed):
+                        return
+        finally:
+            with self._cond:
+                self._wakers.remove(wake)
+
+    def result(self, timeout: float | None = None) -> list[Clip]:
+        """Wait for the job; its clips, or :class:`JobFailed`."""
+        for event in self.events(timeout):
+            if isinstance(event, Failed):
+                raise JobFailed(event.kind, event.message)
+            if isinstance(event, Done):
+                return event.clips
+        raise AssertionError("unreachable")
+
+    async def aresult(self) -> list[Clip]:
+        async for event in self.aevents():
+            if isinstance(event, Failed):
+                raise JobFailed(event.kind, event.message)
+            if isinstance(event, Done):
+                return event.clips
+        raise AssertionError("unreachable")
+
+    # -- written by the worker handle ----------------------------------------------------------------------------
+    def _emit(self, event: Event) -> None:
+        with self._cond:
+            if self._history and isinstance(self._history[-1], Done | Failed):
+                return  # already over (e.g. killed after a late message)
+            self._history.append(event)
+            self._cond.notify_all()
+            wakers = list(self._wakers)
+        for wake in wakers:
+            wake()
+
+    def _progress(self, phase: str, step: int, total: int) -> None:
+        now = time.monotonic()
+        if self._phase_clock is None or self._phase_clock[0] != phase:
+            self._phase_clock = (phase, now, step)
+        _, since, first_step = self._phase_clock
+        eta = None
+        if step > first_step:
+            eta = (now - since) / (step - first_step) * max(total - step, 0)
+        self._emit(Progress(self.id, phase, step, total, eta))
+
+    def _add_clip(self, clip: Clip) -> None:
+        clip.metadata["ttag_version"] = __version__
+        self._clips.append(clip)
+        self._emit(ClipReady(self.id, clip))
+
+    def _done(self, timings: dict[str, float]) -> None:
+        self._emit(Done(self.id, sorted(self._clips, key=lambda c: c.metadata.get("take", 0)), timings))
+
+    def _fail(self, kind: str, message: str) -> None:
+        self._emit(Failed(self.id, kind, message))
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "the worker stopped answering"
+    if code < 0:
+        try:
+            return f"the worker was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"the worker was killed by signal {-code}"
+    return f"the worker exited with code {code}"
+
+
+class WorkerHandle:
+    """One runner's worker process and the queue of jobs waiting for it."""
+
+    def __init__(self, runner: str, interpreter: str, settings: dict[str, Any], cancel_grace_s: float) -> None:
+        self.runner = runner
+        self.interpreter = interpreter
+        self.settings = settings
+        self.cancel_grace_s = cancel_grace_s
+        self.process: subprocess.Popen[bytes] | None = None
+        self.current: Job | None = None
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
+        self.loaded_models: set[str] = set()
+        self._queue: collections.deque[Job] = collections.deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._write_lock = threading.Lock()
+        self._hello = threading.Event()
+        self._fatal: tuple[str, str] | None = None
+        self._closed = False
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name=f"ttag-dispatch-{runner}", daemon=True)
+        self._dispatcher.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process and self.process.poll() is None else None
+
+    @property
+    def queued(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def submit(self, job: Job) -> None:
+        job._handle = self
+        with self._wake:
+            self._queue.append(job)
+            self._wake.notify()
+
+    def cancel(self, job: Job) -> None:
+        with self._wake:
+            if job in self._queue:
+                self._queue.remove(job)
+                job._fail("cancelled", "cancelled before it started")
+                return
+            running = job is self.current
+        if running:
+            self._send({"type": "cancel", "job": job.id})
+            timer = threading.Timer(self.cancel_grace_s, self._kill_if_still_running, args=(job,))
+            timer.daemon = True
+            timer.start()
+
+    def send_unload(self, model: str | None) -> None:
+        if self.pid is not None:
+            self._send({"type": "unload", "model": model})
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            pending = list(self._queue)
+            self._queue.clear()
+            self._wake.notify()
+        for job in pending:
+            job._fail("cancelled", "ttag is shutting down")
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        self._send({"type": "shutdown"})
+        try:
+            process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    # -- internals ---------------------------------------------------------------------------------------------
+    def _send(self, header: dict[str, Any]) -> None:
+        process = self.process
+        if process is None or process.stdin is None:
+            return
+        try:
+            with self._write_lock:
+                write_message(process.stdin, header)
+        except (BrokenPipeError, OSError, ValueError):
+            pass  # the reader thread reports the dead worker
+
+    def _kill_if_still_running(self, job: Job) -> None:
+        process = self.process
+        if job.finished or job is not self.current or process is None:
+            return
+        process.kill()
+        process.wait()
+        job._fail("cancelled", f"cancelled; the worker did not stop within {self.cancel_grace_s:g} s and was killed")
+
+    def _start(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self._hello.clear()
+        self._fatal = None
+        self.loaded_models.clear()
+        self.process = subprocess.Popen(
+            [self.interpreter, "-m", "runners.worker", "--runner", self.runner, "--settings", json.dumps(self.settings)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches the app, which cancels; not the worker
+        )
+        threading.Thread(target=self._read_loop, args=(self.process,), daemon=True).start()
+        threading.Thread(target=self._drain_stderr, args=(self.process,), daemon=True).start()
+
+    def _ensure_started(self) -> tuple[str, str] | None:
+        """Start the worker if it is not running; a (kind, message) when it cannot serve."""
+        if self.process is None or self.process.poll() is not None:
+            try:
+                self._start()
+            except OSError as exc:
+                return "missing_dependency", f"cannot start the runner's Python {self.interpreter}: {exc}"
+        deadline = time.monotonic() + HELLO_TIMEOUT_S
+        while not self._hello.wait(0.05):
+            if self._fatal:
+                return self._fatal
+            if self.process.poll() is not None:
+                return self._fatal or ("crashed", f"{_describe_exit(self.process.returncode)} while starting"
+                                       + self._stderr_hint())
+            if time.monotonic() > deadline:
+                self.process.kill()
+                return "crashed", f"the worker did not start within {HELLO_TIMEOUT_S:g} s"
+        return None
+
+    def _stderr_hint(self) -> str:
+        lines = [line for line in self.stderr_tail if line.strip()]
+        return f" ({lines[-1].strip()})" if lines else ""
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            with self._wake:
+                self._wake.wait_for(lambda: self._queue or self._closed)
+                if self._closed:
+                    return
+                job = self._queue.popleft()
+                self.current = job
+            problem = self._ensure_started()
+            if problem:
+                job._fail(*problem)
+            elif job.cancel_requested:
+                job._fail("cancelled", "cancelled before it started")
+            else:
+                job._emit(Started(job.id))
+                self._send({"type": "generate", "job": job.id, "spec": job.spec.to_dict(),
+                            "request": job.request.to_dict(), "stream": job.stream})
+                with job._cond:
+                    job._cond.wait_for(lambda: job.finished)
+            with self._wake:
+                self.current = None
+
+    def _read_loop(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        reason = ""
+        try:
+            while (item := read_message(process.stdout)) is not None:
+                if self.process is process:
+                    self._route(*item)
+        except ProtocolError as exc:
+            reason = f" (bad message: {exc})"
+            process.kill()
+        process.wait()
+        if self.process is not process:
+            return  # an old worker, already replaced
+        self.loaded_models.clear()
+        job = self.current
+        if job is not None and not job.finished:
+            kind = "cancelled" if job.cancel_requested else "crashed"
+            job._fail(kind, f"{_describe_exit(process.returncode)}{reason}{self._stderr_hint()}")
+
+    def _route(self, header: dict[str, Any], audio: np.ndarray | None) -> None:
+        kind = header["type"]
+        if kind == "hello":
+            if header.get("protocol") != PROTOCOL_VERSION:
+                self._fatal = ("internal", f"worker speaks protocol {header.get('protocol')}, ttag {PROTOCOL_VERSION}")
+            self._hello.set()
+            return
+        if kind == "fatal":
+            self._fatal = (header.get("kind", "internal"), header.get("message", "the worker failed to start"))
+            return
+        if kind == "unloaded":
+            self.loaded_models.discard(header.get("model"))
+            return
+        job = self.current
+        if job is None or header.get("job") != job.id:
+            return
+        if kind == "progress":
+            if header["phase"] != "loading":
+                self.loaded_models.add(job.spec.id)
+            job._progress(header["phase"], int(header["step"]), int(header["total"]))
+        elif kind == "chunk" and audio is not None:
+            job._emit(Chunk(job.id, int(header["take"]), int(header["start"]), audio, int(header["sample_rate"])))
+        elif kind == "clip" and audio is not None:
+            metadata = header.get("metadata", {})
+            job._add_clip(Clip(audio=audio, sample_rate=int(metadata["sample_rate"]), metadata=metadata))
+        elif kind == "done":
+            self.loaded_models.add(job.spec.id)
+            job._done(header.get("timings", {}))
+        elif kind == "error":
+            job._fail(header.get("kind", "internal"), header.get("message", "the runner failed"))
+
+    def _drain_stderr(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stderr is not None
+        for raw in process.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            self.stderr_tail.append(line)
+            if os.environ.get("TTAG_WORKER_LOG") == "stderr":
+                print(f"[worker {self.runner}] {line}", file=sys.stderr)
+
+
+@dataclass
+class BridgeSettings:
+    runner: RunnerSettings = field(default_factory=RunnerSettings)
+    idle_unload_s: float = 600.0
+    cancel_grace_s: float = 5.0
+    interpreters: dict[str, str] = field(default_factory=dict)  # runner name → python executable
+
+    @classmethod
+    def from_config(cls, config: Config) -> BridgeSettings:
+        runner = RunnerSettings(device=config.device, dtype=config.dtype, threads=config.threads,
+                                cache_dir=config.cache_dir or None)
+        return cls(runner, config.idle_unload_s, config.cancel_grace_s, dict(config.interpreters))
+
+
+class Bridge:
+    """Submit validated requests; each runs in its runner's worker process."""
+
+    def __init__(self, registry: Registry, settings: BridgeSettings | None = None) -> None:
+        self.registry = registry
+        self.settings = settings or BridgeSettings()
+        self._handles: dict[str, WorkerHandle] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Bridge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def interpreter_for(self, spec: ModelSpec) -> str:
+        return self.settings.interpreters.get(spec.runner_name) or sys.executable
+
+    def handle_for(self, spec: ModelSpec) -> WorkerHandle:
+        with self._lock:
+            handle = self._handles.get(spec.runner)
+            if handle is None:
+                settings = {**self.settings.runner.__dict__, "idle_unload_s": self.settings.idle_unload_s}
+                handle = WorkerHandle(spec.runner, self.interpreter_for(spec), settings, self.settings.cancel_grace_s)
+                self._handles[spec.runner] = handle
+            return handle
+
+    def submit(self, request: GenerationRequest, *, stream: bool = False) -> Job:
+        """Queue a request (validated, seed resolved); returns at once."""
+        spec = self.registry.get(request.model)
+        if spec is None:
+            raise KeyError(f"unknown model {request.model!r}")
+        if request.seed is None:
+            raise ValueError("validate the request first (it has no seed)")
+        job = Job(request, spec, stream)
+        self.handle_for(spec).submit(job)
+        return job
+
+    def generate(self, request: GenerationRequest, timeout: float | None = None) -> list[Clip]:
+        return self.submit(request).result(timeout)
+
+    def loaded_models(self) -> list[str]:
+        with self._lock:
+            return sorted(m for h in self._handles.values() for m in h.loaded_models)
+
+    def queue_depth(self) -> int:
+        with self._lock:
+            return sum(h.queued + (h.current is not None) for h in self._handles.values())
+
+    def unload(self, model: str | None = None) -> None:
+        with self._lock:
+            handles = list(self._handles.values())
+        for handle in handles:
+            handle.send_unload(model)
+
+    def close(self) -> None:
+        with self._lock:
+            handles = list(self._handles.values())
+            self._handles.clear()
+        for handle in handles:
+            handle.close()

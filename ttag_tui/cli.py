@@ -1,0 +1,245 @@
+"""The ``ttag`` command line: ``generate``, ``list-models``, ``config``; no arguments opens the TUI.
+
+Exit codes: 0 ok, 2 usage or validation error, 1 generation failure. User mistakes get one line, never a traceback.
+Nothing here imports a machine-learning library: generation runs in worker processes (``ttag_tui.bridge``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ttag_tui import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: printed as one line, exit code 2."""
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"ttag: error: {message}", file=sys.stderr)
+    return code
+
+
+# -- generate ------------------------------------------------------------------------------------------------------
+def _request_fields(args: argparse.Namespace, config: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"prompt": args.prompt, "model": args.model or config.default_model}
+    if args.duration is not None:
+        data["duration"] = args.duration
+    elif config.default_duration:
+        data["duration"] = config.default_duration
+    for name in ("seed", "takes", "temperature", "top_k", "top_p", "guidance", "steps", "negative_prompt"):
+        if getattr(args, name) is not None:
+            data[name] = getattr(args, name)
+    data["format"] = args.format or config.format
+    return data
+
+
+class _ProgressView:
+    """A rich progress bar on stderr while the job runs; nothing when stderr is not a terminal."""
+
+    def __init__(self, enabled: bool, label: str) -> None:
+        self.progress = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.task = self.progress.add_task(f"{label}: queued", total=None)
+            self.progress.start()
+
+    def update(self, phase: str, step: int, total: int, label: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=f"{label}: {phase}", completed=step, total=total)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from runners.registry import default_registry, probe_availability
+    from runners.request import RequestInvalid, validate_request
+    from ttag_tui import config as config_module
+    from ttag_tui.bridge import Bridge, BridgeSettings, Done, Failed, Progress
+    from ttag_tui.output import write_clip
+
+    config = config_module.load()
+    registry = default_registry()
+    try:
+        request = validate_request(_request_fields(args, config), registry)
+    except RequestInvalid as exc:
+        raise UsageError("\n  ".join(["invalid request:", *map(str, exc.errors)])) from None
+    spec = registry.get(request.model)
+    availability = probe_availability(spec, interpreter=config.interpreters.get(spec.runner_name),
+                                      cache_dir=config.cache_dir or None)
+    if not availability.runnable:
+        return _fail(f"{spec.id} cannot run here: {availability.reason}", EXIT_FAILED)
+
+    target = Path(args.output).expanduser() if args.output else config.resolved_output_dir()
+    show_progress = sys.stderr.isatty() and not args.quiet
+    view = _ProgressView(show_progress, spec.id)
+    written: list[tuple[Path, dict[str, Any]]] = []
+    with Bridge(registry, BridgeSettings.from_config(config)) as bridge:
+        job = bridge.submit(request)
+        try:
+            for event in job.events():
+                if isinstance(event, Progress):
+                    view.update(event.phase, event.step, event.total, spec.id)
+                elif isinstance(event, Failed):
+                    view.stop()
+                    return _fail(f"generation failed ({event.kind}): {event.message}", EXIT_FAILED)
+                elif isinstance(event, Done):
+                    view.stop()
+                    for clip in event.clips:
+                        path = write_clip(clip, target, request.format)
+                        written.append((path, json.loads(path.with_suffix(".json").read_text())))
+        except KeyboardInterrupt:
+            job.cancel()
+            view.stop()
+            return _fail("cancelled", 130)
+    if args.json:
+        print(json.dumps([{"path": str(path), **meta} for path, meta in written], indent=2))
+    else:
+        for path, _ in written:
+            print(path)
+    if args.play and written:
+        from ttag_tui.playback import PlaybackUnavailable, play_file
+
+        try:
+            play_file(written[0][0])
+        except PlaybackUnavailable as exc:
+            print(f"ttag: cannot play here ({exc}); the file is at {written[0][0]}", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- list-models ---------------------------------------------------------------------------------------------------
+def _human_size(size: int) -> str:
+    if not size:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
+def cmd_list_models(args: argparse.Namespace) -> int:
+    from runners.registry import default_registry, probe_availability
+    from ttag_tui import config as config_module
+
+    config = config_module.load()
+    rows = []
+    for spec in default_registry():
+        avail = probe_availability(spec, interpreter=config.interpreters.get(spec.runner_name),
+                                   cache_dir=config.cache_dir or None)
+        rows.append((spec, avail))
+    if args.json:
+        print(json.dumps([{**spec.to_dict(), "available": a.available, "runnable": a.runnable,
+                           "weights_cached": a.weights_cached, "reason": a.reason} for spec, a in rows], indent=2))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="ttag models")
+    for column in ("id", "kind", "runner", "available", "weights", "size", "licence"):
+        table.add_column(column)
+    for spec, avail in rows:
+        weights = {None: "none needed", True: "cached", False: "not downloaded"}[avail.weights_cached]
+        table.add_row(spec.id, spec.kind, spec.runner_name, "yes" if avail.available else f"no: {avail.reason}",
+                      weights, _human_size(spec.size_bytes), spec.licence)
+    console = Console()
+    console.print(table)
+    for spec, _ in rows:
+        if spec.understands:
+            console.print(f"[bold]{spec.id}[/] understands: {spec.understands}", highlight=False)
+    return EXIT_OK
+
+
+# -- config --------------------------------------------------------------------------------------------------------
+def cmd_config(args: argparse.Namespace) -> int:
+    from ttag_tui import config as config_module
+    from ttag_tui import paths
+
+    if args.action == "path":
+        print(paths.config_file())
+    elif args.action == "show":
+        config = config_module.load()
+        print(f"# {paths.config_file()} (with TTAG_* overrides)")
+        print(config_module.tomli_w.dumps({k: v for k, v in config.__dict__.items()}), end="")
+    else:
+        if args.key is None or args.value is None:
+            raise UsageError("config set needs KEY and VALUE, e.g. ttag config set device cpu")
+        config_module.set_value(args.key, args.value)
+        print(f"{args.key} = {args.value!r} saved to {paths.config_file()}")
+    return EXIT_OK
+
+
+# -- the TUI -------------------------------------------------------------------------------------------------------
+def cmd_tui(args: argparse.Namespace) -> int:
+    try:
+        from ttag_tui.app import run
+    except ImportError:
+        print("The ttag TUI is not part of this build yet. Try: ttag generate \"lofi hip hop, 85 bpm\"",
+              file=sys.stderr)
+        return EXIT_USAGE
+    return run()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ttag", description="Turn text prompts into audio.")
+    parser.add_argument("--version", action="version", version=f"ttag {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    gen = sub.add_parser("generate", help="generate audio from a prompt",
+                         description="Generate audio from a text prompt and write it (with a .json sidecar).")
+    gen.add_argument("prompt", help='what to make, e.g. "lofi hip hop with piano, 85 bpm"')
+    gen.add_argument("-m", "--model", help="model id (see ttag list-models; default from config: synth)")
+    gen.add_argument("-d", "--duration", type=float, help="seconds of audio (default: the model's)")
+    gen.add_argument("--seed", type=int, help="seed for reproducible output (default: random, recorded)")
+    gen.add_argument("-n", "--takes", type=int, help="how many variations (1-8); take k uses seed+k")
+    gen.add_argument("-o", "--output", help="output folder, or a file name with an audio suffix")
+    gen.add_argument("--format", choices=("wav", "flac", "ogg", "mp3"), help="audio format (default wav)")
+    gen.add_argument("--temperature", type=float, help="sampling temperature (models that take it)")
+    gen.add_argument("--top-k", dest="top_k", type=int, help="top-k sampling (models that take it)")
+    gen.add_argument("--top-p", dest="top_p", type=float, help="nucleus sampling (models that take it)")
+    gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (models that take it)")
+    gen.add_argument("--steps", type=int, help="diffusion steps (models that take it)")
+    gen.add_argument("--negative-prompt", dest="negative_prompt", help="what to avoid (models that take it)")
+    gen.add_argument("--play", action="store_true", help="play the first take when done")
+    gen.add_argument("--json", action="store_true", help="print the takes' metadata as JSON")
+    gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(func=cmd_generate)
+
+    models = sub.add_parser("list-models", help="list models and whether they can run here")
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.set_defaults(func=cmd_list_models)
+
+    cfg = sub.add_parser("config", help="show or change the configuration")
+    cfg.add_argument("action", choices=("path", "show", "set"))
+    cfg.add_argument("key", nargs="?")
+    cfg.add_argument("value", nargs="?")
+    cfg.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", cmd_tui)
+    from ttag_tui.config import ConfigError
+
+    try:
+        return func(args)
+    except (UsageError, ConfigError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except OSError as exc:  # e.g. an output folder that cannot be written
+        return _fail(str(exc), EXIT_FAILED)

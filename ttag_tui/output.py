@@ -1,0 +1,165 @@
+"""Writing takes to disk: safe names, atomic no-clobber writes, and a sidecar ``.json`` that re-creates the take."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import tempfile
+import unicodedata
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from runners.contract import Clip
+
+SLUG_CHARS = 40
+# soundfile (libsndfile) format and subtype for each output format.
+SOUNDFILE_FORMATS = {
+    "wav": ("WAV", "PCM_24"),
+    "flac": ("FLAC", "PCM_24"),
+    "ogg": ("OGG", "VORBIS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+}
+
+
+def slugify(prompt: str, limit: int = SLUG_CHARS) -> str:
+    """ASCII words joined by dashes: no separators, dots or control characters can reach the file name."""
+    ascii_text = unicodedata.normalize("NFKD", prompt).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    slug = slug[:limit].rstrip("-")
+    return slug or "clip"
+
+
+def clip_stem(prompt: str, seed: int, when: datetime | None = None) -> str:
+    when = when or datetime.now()
+    return f"{slugify(prompt)}_s{seed}_{when:%Y%m%d-%H%M%S}"
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, final: Path) -> bool:
+    """Move a finished temp file to ``final`` unless something is already there. True when it was placed."""
+    try:
+        os.link(tmp, final)  # atomic, and fails if ``final`` exists: no clobbering, even in a race
+    except FileExistsError:
+        return False
+    except OSError:  # a filesystem without hard links
+        if final.exists():
+            return False
+        os.replace(tmp, final)
+        return True
+    tmp.unlink()
+    return True
+
+
+def _write_temp(folder: Path, suffix: str, write: Any) -> Path:
+    fd, name = tempfile.mkstemp(prefix=".ttag-", suffix=suffix + ".tmp", dir=folder)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def recreate_command(metadata: dict[str, Any]) -> str:
+    """The CLI line that makes this exact take again."""
+    params = metadata.get("parameters", {})
+    words = ["ttag", "generate", params.get("prompt", ""), "-m", metadata.get("model", "synth"),
+             "-d", f"{metadata.get('duration', params.get('duration', 0)):g}", "--seed", str(metadata.get("seed"))]
+    flags = {"temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p", "guidance": "--guidance",
+             "steps": "--steps", "negative_prompt": "--negative-prompt"}
+    for name, flag in flags.items():
+        if params.get(name) is not None:
+            words += [flag, str(params[name])]
+    return shlex.join(words)
+
+
+def sidecar_data(clip: Clip, audio_path: Path) -> dict[str, Any]:
+    meta = clip.metadata
+    params = dict(meta.get("parameters", {}))
+    params["seed"] = meta.get("seed", params.get("seed"))
+    params["takes"] = 1
+    return {
+        "file": audio_path.name,
+        "prompt": params.get("prompt"),
+        "model": meta.get("model"),
+        "revision": meta.get("revision"),
+        "seed": meta.get("seed"),
+        "take": meta.get("take", 0),
+        "parameters": params,
+        "runner": meta.get("runner"),
+        "runner_version": meta.get("runner_version"),
+        "ttag_version": meta.get("ttag_version"),
+        "sample_rate": clip.sample_rate,
+        "channels": clip.channels,
+        "duration": clip.duration,
+        "sha256": sha256_file(audio_path),
+        "created": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "timings": meta.get("timings", {}),
+        "recreate": recreate_command({**meta, "parameters": params}),
+    }
+
+
+def write_clip(clip: Clip, target: Path, fmt: str = "wav", *, stem: str | None = None) -> Path:
+    """Write ``clip`` into folder ``target`` (or as file ``target`` when it has an audio suffix), plus its sidecar.
+
+    Never overwrites: an existing name gets ``-2``, ``-3``… Both files appear whole or not at all.
+    """
+    import soundfile
+
+    target = Path(target).expanduser()
+    if target.suffix.lower().lstrip(".") in SOUNDFILE_FORMATS and not target.is_dir():
+        folder, fmt = target.parent, target.suffix.lower().lstrip(".")
+        base = target.stem if clip.metadata.get("take", 0) == 0 else f"{target.stem}-take{clip.metadata['take'] + 1}"
+    else:
+        folder = target
+        base = stem or clip_stem(clip.metadata.get("parameters", {}).get("prompt", ""), clip.metadata.get("seed", 0))
+    folder.mkdir(parents=True, exist_ok=True)
+    container, subtype = SOUNDFILE_FORMATS[fmt]
+    audio_tmp = _write_temp(folder, f".{fmt}", lambda p: soundfile.write(
+        p, clip.audio.T, clip.sample_rate, format=container, subtype=subtype))
+    try:
+        for attempt in range(1, 1000):
+            name = base if attempt == 1 else f"{base}-{attempt}"
+            final = folder / f"{name}.{fmt}"
+            sidecar = folder / f"{name}.json"
+            if sidecar.exists():
+                continue
+            if _publish(audio_tmp, final):
+                break
+        else:
+            raise FileExistsError(f"no free file name for {base} in {folder}")
+    finally:
+        audio_tmp.unlink(missing_ok=True)
+    data = sidecar_data(clip, final)
+    json_tmp = _write_temp(folder, ".json", lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
+    os.replace(json_tmp, sidecar)
+    _fsync_dir(folder)
+    return final
