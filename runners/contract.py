@@ -146,7 +146,7 @@ class BaseRunner(ABC):
         for take, clip in enumerate(self.generate(request, ctx)):
             yield AudioChunk(take=take, start=0, audio=clip.audio, sample_rate=clip.sample_rate)
 
-    def unload(self) -> None:
+    def unload(self) -> None:  # noqa: B027 - optional hook: runners without a model have nothing to drop
         """Drop the model so its memory can be reclaimed."""
 
     def make_clip(self, request: GenerationRequest, take: int, audio: np.ndarray, sample_rate: int) -> Clip:

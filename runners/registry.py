@@ -18,7 +18,7 @@ from typing import Any, Literal
 # Runner packages whose MODELS are part of ttag. Each is imported only to read its specs.
 RUNNER_PACKAGES = ("runners.synth",)
 
-ParamType = Literal["int", "float", "str"]
+ParamType = Literal["int", "float", "str", "audio"]  # audio: the path of a readable audio file
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ MAX_TAKES = 8
 MAX_SEED = 2**32 - 1
 FORMATS = ("wav", "flac", "ogg", "mp3")
 # Parameters that exist only for some models; the registry says which model takes which.
-MODEL_PARAMS = ("temperature", "top_k", "top_p", "guidance", "steps", "negative_prompt")
+MODEL_PARAMS = ("temperature", "top_k", "top_p", "guidance", "steps", "negative_prompt", "audio_prompt", "melody")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class GenerationRequest:
     guidance: float | None = None
     steps: int | None = None
     negative_prompt: str | None = None
+    audio_prompt: str | None = None  # an audio file to continue ("continue this take")
+    melody: str | None = None  # an audio file whose melody conditions the model
     format: str = "wav"
 
     def take_seed(self, take: int) -> int:
@@ -105,7 +108,7 @@ def _fmt(x: float) -> str:
 
 
 def _check_range(value: float, lo: float | None, hi: float | None, unit: str = "") -> None:
-    suffix = f" {unit}" if unit else ""
+    suffix = f" {unit}" if unit else ""  # e.g. "seconds for musicgen-small"
     if lo is not None and hi is not None and not lo <= value <= hi:
         raise ValueError(f"must be between {_fmt(lo)} and {_fmt(hi)}{suffix} (got {_fmt(value)})")
     if lo is not None and value < lo:
@@ -114,7 +117,27 @@ def _check_range(value: float, lo: float | None, hi: float | None, unit: str = "
         raise ValueError(f"must be at most {_fmt(hi)}{suffix} (got {_fmt(value)})")
 
 
+def _check_audio_file(value: Any) -> str:
+    """A local audio file soundfile can read; its absolute path. (The API never lets a client name a path.)"""
+    import soundfile
+
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be the path of an audio file")
+    path = Path(value.strip()).expanduser()
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    try:
+        info = soundfile.info(str(path))
+    except Exception as exc:
+        raise ValueError(f"cannot read {path.name} as audio ({exc})") from None
+    if info.frames == 0:
+        raise ValueError(f"{path.name} has no audio in it")
+    return str(path.resolve())
+
+
 def _check_param(param: ParamSpec, value: Any) -> Any:
+    if param.type == "audio":
+        return _check_audio_file(value)
     if param.type == "str":
         if not isinstance(value, str):
             raise ValueError("must be text")
@@ -144,10 +167,7 @@ def check_field(name: str, value: Any, spec: ModelSpec | None) -> Any:
     if name == "duration":
         duration = _number(value, integer=False)
         if spec is not None:
-            try:
-                _check_range(duration, spec.min_duration, spec.max_duration, "seconds")
-            except ValueError as exc:
-                raise ValueError(f"{exc} for {spec.id}") from None
+            _check_range(duration, spec.min_duration, spec.max_duration, f"seconds for {spec.id}")
         elif duration <= 0:
             raise ValueError("must be more than 0 seconds")
         return duration
@@ -200,7 +220,8 @@ def validate_request(
         except ValueError as exc:
             errors.append(FieldError(name, str(exc)))
     if errors:
-        errors.sort(key=lambda e: list(known).index(e.field) if e.field in known else len(known))
+        order = [f.name for f in fields(GenerationRequest)]
+        errors.sort(key=lambda e: order.index(e.field) if e.field in order else len(order))
         raise RequestInvalid(errors)
 
     assert spec is not None

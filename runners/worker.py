@@ -116,10 +116,8 @@ class Worker:
             request = GenerationRequest.from_dict(message["request"])
             runner = self.runner_for(spec, ctx, timings)
             started = time.monotonic()
-            if message.get("stream"):
-                clips = self.stream(runner, request, ctx, job)
-            else:
-                clips = runner.generate(request, ctx)
+            clips = (self.stream(runner, request, ctx, job) if message.get("stream")
+                     else runner.generate(request, ctx))
             timings["generate_s"] = time.monotonic() - started
             ctx.check_cancelled()
             for clip in clips:

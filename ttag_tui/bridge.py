@@ -137,7 +137,7 @@ class Job:
         index = 0
         while True:
             with self._cond:
-                if not self._cond.wait_for(lambda: len(self._history) > index, timeout):
+                if not self._cond.wait_for(lambda i=index: len(self._history) > i, timeout):
                     raise TimeoutError(f"{self.id}: no event within {timeout} s")
                 event = self._history[index]
             index += 1
@@ -251,6 +251,7 @@ class WorkerHandle:
         self._wake = threading.Condition(self._lock)
         self._write_lock = threading.Lock()
         self._hello = threading.Event()
+        self._reader: threading.Thread | None = None
         self._fatal: tuple[str, str] | None = None
         self._closed = False
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name=f"ttag-dispatch-{runner}", daemon=True)
@@ -332,12 +333,15 @@ class WorkerHandle:
         self._hello.clear()
         self._fatal = None
         self.loaded_models.clear()
+        command = [self.interpreter, "-m", "runners.worker", "--runner", self.runner,
+                   "--settings", json.dumps(self.settings)]
         self.process = subprocess.Popen(
-            [self.interpreter, "-m", "runners.worker", "--runner", self.runner, "--settings", json.dumps(self.settings)],
+            command,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
             start_new_session=True,  # a Ctrl-C in the terminal reaches the app, which cancels; not the worker
         )
-        threading.Thread(target=self._read_loop, args=(self.process,), daemon=True).start()
+        self._reader = threading.Thread(target=self._read_loop, args=(self.process,), daemon=True)
+        self._reader.start()
         threading.Thread(target=self._drain_stderr, args=(self.process,), daemon=True).start()
 
     def _ensure_started(self) -> tuple[str, str] | None:
@@ -352,6 +356,8 @@ class WorkerHandle:
             if self._fatal:
                 return self._fatal
             if self.process.poll() is not None:
+                if self._reader is not None:
+                    self._reader.join(timeout=2)  # it may still hold the worker's last words (a fatal message)
                 return self._fatal or ("crashed", f"{_describe_exit(self.process.returncode)} while starting"
                                        + self._stderr_hint())
             if time.monotonic() > deadline:
@@ -381,7 +387,7 @@ class WorkerHandle:
                 self._send({"type": "generate", "job": job.id, "spec": job.spec.to_dict(),
                             "request": job.request.to_dict(), "stream": job.stream})
                 with job._cond:
-                    job._cond.wait_for(lambda: job.finished)
+                    job._cond.wait_for(lambda job=job: job.finished)
             with self._wake:
                 self.current = None
 

@@ -33,7 +33,8 @@ def _request_fields(args: argparse.Namespace, config: Any) -> dict[str, Any]:
         data["duration"] = args.duration
     elif config.default_duration:
         data["duration"] = config.default_duration
-    for name in ("seed", "takes", "temperature", "top_k", "top_p", "guidance", "steps", "negative_prompt"):
+    for name in ("seed", "takes", "temperature", "top_k", "top_p", "guidance", "steps", "negative_prompt",
+                 "audio_prompt", "melody"):
         if getattr(args, name) is not None:
             data[name] = getattr(args, name)
     data["format"] = args.format or config.format
@@ -212,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (models that take it)")
     gen.add_argument("--steps", type=int, help="diffusion steps (models that take it)")
     gen.add_argument("--negative-prompt", dest="negative_prompt", help="what to avoid (models that take it)")
+    gen.add_argument("--continue", dest="audio_prompt", metavar="AUDIO_FILE",
+                     help="continue this audio file (models that take it)")
+    gen.add_argument("--melody", metavar="AUDIO_FILE", help="follow this file's melody (melody models)")
     gen.add_argument("--play", action="store_true", help="play the first take when done")
     gen.add_argument("--json", action="store_true", help="print the takes' metadata as JSON")
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -94,7 +94,8 @@ def recreate_command(metadata: dict[str, Any]) -> str:
     words = ["ttag", "generate", params.get("prompt", ""), "-m", metadata.get("model", "synth"),
              "-d", f"{metadata.get('duration', params.get('duration', 0)):g}", "--seed", str(metadata.get("seed"))]
     flags = {"temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p", "guidance": "--guidance",
-             "steps": "--steps", "negative_prompt": "--negative-prompt"}
+             "steps": "--steps", "negative_prompt": "--negative-prompt", "audio_prompt": "--continue",
+             "melody": "--melody"}
     for name, flag in flags.items():
         if params.get(name) is not None:
             words += [flag, str(params[name])]

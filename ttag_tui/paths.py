@@ -1,4 +1,4 @@
-"""Where ttag keeps things, from platformdirs. ``TTAG_CONFIG_DIR`` / ``TTAG_DATA_DIR`` move them (tests, portable use)."""
+"""Where ttag keeps things, from platformdirs. ``TTAG_CONFIG_DIR`` / ``TTAG_DATA_DIR`` move them (tests, portable)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,23 @@
+"""Shared test set-up: never touch the real home or the Hugging Face hub."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    """Config, data and output under the test's own folder."""
+    monkeypatch.setenv("TTAG_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("TTAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TTAG_OUTPUT_DIR", str(tmp_path / "out"))
+    for name in list(os.environ):
+        if name.startswith("TTAG_") and name not in {"TTAG_CONFIG_DIR", "TTAG_DATA_DIR", "TTAG_OUTPUT_DIR",
+                                                     "TTAG_REQUIRE_AUDIO", "TTAG_WORKER_LOG"}:
+            monkeypatch.delenv(name)
+    return tmp_path

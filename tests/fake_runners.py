@@ -1,0 +1,101 @@
+"""Test doubles for the bridge: runners that behave (a tone), stall, hang, crash or fail on purpose.
+
+Workers import them as ``tests.fake_runners:Name`` (the project root is on the worker's PYTHONPATH). The real path —
+the ``synth`` runner through the same bridge — is tested beside them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+
+from runners.contract import BaseRunner, Clip, JobContext, MissingWeights
+from runners.registry import ModelSpec, ParamSpec, Registry
+from runners.request import GenerationRequest
+
+SAMPLE_RATE = 8000
+
+
+class ToneRunner(BaseRunner):
+    """A sine whose pitch comes from the seed, rendered in ``steps`` steps with a pause each (cancellable)."""
+
+    name = "tone"
+    version = "1"
+    step_pause_s = 0.0
+
+    def load_model(self, ctx: JobContext) -> None:
+        self.loads = getattr(self, "loads", 0) + 1
+
+    def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
+        clips = []
+        n = round(request.duration * SAMPLE_RATE)
+        steps = request.steps or 4
+        for take in range(request.takes):
+            for step in range(1, steps + 1):
+                time.sleep(self.step_pause_s)
+                ctx.progress("generating", step, steps)
+            freq = 200 + request.take_seed(take) % 800
+            audio = 0.5 * np.sin(2 * np.pi * freq * np.arange(n) / SAMPLE_RATE)
+            clips.append(self.make_clip(request, take, audio, SAMPLE_RATE))
+        return clips
+
+
+class SlowToneRunner(ToneRunner):
+    step_pause_s = 0.2
+
+
+class HangRunner(ToneRunner):
+    """Never checks for cancellation: only killing the worker stops it."""
+
+    def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
+        ctx.progress("generating", 0, 1)
+        time.sleep(3600)
+        return []
+
+
+class CrashRunner(ToneRunner):
+    """Dies like a segfault or an OOM kill, mid-job."""
+
+    def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
+        ctx.progress("generating", 0, 1)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return []
+
+
+class FailingRunner(ToneRunner):
+    def load_model(self, ctx: JobContext) -> None:
+        raise MissingWeights("weights for fake-missing are not downloaded: ttag models pull fake-missing")
+
+
+class NoisyRunner(ToneRunner):
+    """Prints to stdout, which must not corrupt the protocol."""
+
+    def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
+        print("chatter on stdout " * 50)
+        os.write(1, b"raw bytes on fd 1\n")
+        return super().generate(request, ctx)
+
+
+def spec(model_id: str, runner_class: str, **overrides) -> ModelSpec:
+    fields = dict(
+        id=model_id, runner=f"tests.fake_runners:{runner_class}", kind="music", description=f"test double {runner_class}",
+        sample_rate=SAMPLE_RATE, channels=1, min_duration=0.1, max_duration=30.0, default_duration=1.0,
+        params=(ParamSpec("steps", "int", 4, 1, 1000),),
+    )
+    fields.update(overrides)
+    return ModelSpec(**fields)
+
+
+def fake_registry() -> Registry:
+    return Registry([
+        spec("tone", "ToneRunner"),
+        spec("slow-tone", "SlowToneRunner"),
+        spec("hang", "HangRunner"),
+        spec("crash", "CrashRunner"),
+        spec("fake-missing", "FailingRunner"),
+        spec("noisy", "NoisyRunner"),
+        spec("no-such-runner", "NoSuchRunner", runner="tests.no_such_module:Runner"),
+    ])

@@ -1,0 +1,213 @@
+"""The bridge and its worker processes: protocol, warm models, cancel, crashes, hangs, asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from runners.protocol import ProtocolError, read_message, write_message
+from runners.request import validate_request
+from tests.fake_runners import SAMPLE_RATE, fake_registry
+from ttag_tui.bridge import Bridge, BridgeSettings, Chunk, ClipReady, Done, Failed, JobFailed, Progress, Started
+
+REGISTRY = fake_registry()
+
+
+def request(model: str = "tone", **fields):
+    return validate_request({"prompt": "a test tone", "model": model, "seed": 7, **fields}, REGISTRY)
+
+
+@pytest.fixture
+def bridge():
+    with Bridge(REGISTRY, BridgeSettings(cancel_grace_s=1.0, idle_unload_s=0)) as b:
+        yield b
+
+
+# -- protocol ------------------------------------------------------------------------------------------------------
+def test_frames_round_trip_with_audio():
+    buffer = io.BytesIO()
+    audio = np.random.default_rng(0).standard_normal((2, 1000)).astype(np.float32)
+    write_message(buffer, {"type": "chunk", "job": "j"}, audio)
+    write_message(buffer, {"type": "done", "job": "j"})
+    buffer.seek(0)
+    header, received = read_message(buffer)
+    assert header["type"] == "chunk" and header["shape"] == [2, 1000]
+    np.testing.assert_array_equal(received, audio)
+    assert read_message(buffer)[0] == {"type": "done", "job": "j"}
+    assert read_message(buffer) is None
+
+
+def test_truncated_and_garbage_frames_are_protocol_errors():
+    buffer = io.BytesIO()
+    write_message(buffer, {"type": "x"}, np.zeros((1, 10), np.float32))
+    with pytest.raises(ProtocolError):
+        read_message(io.BytesIO(buffer.getvalue()[:-5]))
+    with pytest.raises(ProtocolError):
+        read_message(io.BytesIO(b"\x00\x00\x00\x03abc"))
+
+
+# -- jobs ----------------------------------------------------------------------------------------------------------
+def test_generate_returns_takes_with_metadata_and_events(bridge):
+    job = bridge.submit(request(takes=2, duration=0.5))
+    events = list(job.events(timeout=60))
+    assert isinstance(events[0], Started)
+    phases = [(e.phase, e.step) for e in events if isinstance(e, Progress)]
+    assert ("loading", 0) in phases and ("generating", 4) in phases
+    assert sum(isinstance(e, ClipReady) for e in events) == 2
+    done = events[-1]
+    assert isinstance(done, Done)
+    assert [c.metadata["seed"] for c in done.clips] == [7, 8]
+    assert all(c.audio.shape == (1, SAMPLE_RATE // 2) and c.audio.dtype == np.float32 for c in done.clips)
+    meta = done.clips[0].metadata
+    assert meta["model"] == "tone" and meta["runner"] == "tone" and meta["ttag_version"]
+    assert meta["parameters"]["prompt"] == "a test tone" and "load_s" in meta["timings"]
+
+
+def test_model_stays_loaded_between_requests(bridge):
+    first = bridge.submit(request()).result(60)
+    pid = bridge.handle_for(REGISTRY.get("tone")).pid
+    second = bridge.submit(request()).result(60)
+    assert bridge.handle_for(REGISTRY.get("tone")).pid == pid
+    assert first[0].metadata["timings"]["load_s"] > 0 and second[0].metadata["timings"]["load_s"] == 0
+    assert bridge.loaded_models() == ["tone"]
+    np.testing.assert_array_equal(first[0].audio, second[0].audio)
+
+
+def test_explicit_and_idle_unload():
+    with Bridge(REGISTRY, BridgeSettings(idle_unload_s=0.5)) as bridge:
+        bridge.submit(request()).result(60)
+        assert bridge.loaded_models() == ["tone"]
+        deadline = time.monotonic() + 10
+        while bridge.loaded_models() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bridge.loaded_models() == [], "idle model was not unloaded"
+        again = bridge.submit(request()).result(60)
+        assert again[0].metadata["timings"]["load_s"] > 0, "reloaded after the idle unload"
+        bridge.unload("tone")
+        deadline = time.monotonic() + 10
+        while bridge.loaded_models() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bridge.loaded_models() == []
+
+
+def test_streamed_chunks_match_clip(bridge):
+    job = bridge.submit(request(duration=0.25), stream=True)
+    events = list(job.events(timeout=60))
+    chunks = [e for e in events if isinstance(e, Chunk)]
+    assert chunks and chunks[0].start == 0
+    np.testing.assert_array_equal(np.concatenate([c.audio for c in chunks], axis=1), events[-1].clips[0].audio)
+
+
+def test_cooperative_cancel_then_worker_serves_next(bridge):
+    job = bridge.submit(request("slow-tone", steps=100))
+    for event in job.events(timeout=60):
+        if isinstance(event, Progress) and event.phase == "generating" and event.step >= 2:
+            pid = bridge.handle_for(REGISTRY.get("slow-tone")).pid
+            started = time.monotonic()
+            job.cancel()
+    assert isinstance(job.outcome, Failed) and job.outcome.kind == "cancelled"
+    assert time.monotonic() - started < 1.0, "cooperative cancel stops at the next step"
+    assert bridge.submit(request("slow-tone", steps=1)).result(60)
+    assert bridge.handle_for(REGISTRY.get("slow-tone")).pid == pid, "the worker survived the cancel"
+
+
+def test_cancel_queued_job_never_runs(bridge):
+    running = bridge.submit(request("slow-tone", steps=10))
+    queued = bridge.submit(request("slow-tone", steps=10))
+    queued.cancel()
+    assert isinstance(queued.outcome, Failed) and queued.outcome.message == "cancelled before it started"
+    assert running.result(60)
+
+
+def test_hanging_worker_is_killed_after_grace(bridge):
+    job = bridge.submit(request("hang"))
+    for event in job.events(timeout=60):
+        if isinstance(event, Progress) and event.phase == "generating":
+            started = time.monotonic()
+            job.cancel()
+    assert job.outcome.kind == "cancelled" and "killed" in job.outcome.message
+    assert 0.9 < time.monotonic() - started < 5
+    assert bridge.submit(request("tone")).result(60), "other runners unaffected"
+    with pytest.raises(JobFailed):  # the hang runner's next job gets a fresh worker (which hangs again)
+        job2 = bridge.submit(request("hang"))
+        next(e for e in job2.events(60) if isinstance(e, Progress) and e.phase == "generating")
+        job2.cancel()
+        job2.result(30)
+
+
+def test_worker_killed_mid_job_is_an_error_and_next_job_gets_fresh_worker(bridge):
+    job = bridge.submit(request("slow-tone", steps=100))
+    for event in job.events(timeout=60):
+        if isinstance(event, Progress) and event.phase == "generating":
+            pid = bridge.handle_for(REGISTRY.get("slow-tone")).pid
+            os.kill(pid, signal.SIGKILL)
+    assert job.outcome.kind == "crashed" and "SIGKILL" in job.outcome.message
+    clips = bridge.submit(request("slow-tone", steps=1)).result(60)
+    assert clips and bridge.handle_for(REGISTRY.get("slow-tone")).pid != pid
+
+
+def test_runner_that_crashes_itself(bridge):
+    with pytest.raises(JobFailed) as info:
+        bridge.submit(request("crash")).result(60)
+    assert info.value.kind == "crashed"
+
+
+def test_typed_errors_reach_the_caller_and_worker_lives(bridge):
+    with pytest.raises(JobFailed) as info:
+        bridge.submit(request("fake-missing")).result(60)
+    assert info.value.kind == "missing_weights" and "ttag models pull fake-missing" in str(info.value)
+
+
+def test_runner_module_missing_is_a_clear_error(bridge):
+    with pytest.raises(JobFailed) as info:
+        bridge.submit(request("no-such-runner")).result(60)
+    assert info.value.kind == "missing_dependency" and "tests.no_such_module" in str(info.value)
+
+
+def test_missing_interpreter_is_a_clear_error():
+    settings = BridgeSettings(interpreters={"fake_runners": "/nonexistent/venv/bin/python"})
+    with Bridge(REGISTRY, settings) as bridge, pytest.raises(JobFailed) as info:
+        bridge.submit(request()).result(60)
+    assert info.value.kind == "missing_dependency" and "/nonexistent/venv/bin/python" in str(info.value)
+
+
+def test_worker_stdout_chatter_does_not_break_protocol(bridge):
+    assert bridge.submit(request("noisy")).result(60)
+
+
+def test_several_jobs_queue_in_order(bridge):
+    jobs = [bridge.submit(request(seed=s)) for s in range(4)]
+    seeds = [job.result(60)[0].metadata["seed"] for job in jobs]
+    assert seeds == [0, 1, 2, 3]
+
+
+def test_eta_is_estimated(bridge):
+    job = bridge.submit(request("slow-tone", steps=5))
+    etas = [e.eta_s for e in job.events(60) if isinstance(e, Progress) and e.phase == "generating"]
+    assert etas[0] is None and all(eta is not None for eta in etas[1:])
+    assert 0.4 < etas[1] < 2.0  # 3 steps of ~0.2 s left
+
+
+async def test_asyncio_use_does_not_block_the_loop(bridge):
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    job = bridge.submit(request("slow-tone", steps=5))
+    kinds = [type(e).__name__ async for e in job.aevents()]
+    task.cancel()
+    assert kinds[0] == "Started" and kinds[-1] == "Done"
+    assert ticks > 30, "the event loop kept running while the job ran"
+    clips = await bridge.submit(request()).aresult()
+    assert clips[0].metadata["seed"] == 7
