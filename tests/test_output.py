@@ -1,0 +1,97 @@
+"""Writing takes: safe names, no clobbering, atomic files, and a sidecar that re-creates the take."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+from datetime import datetime
+
+import numpy as np
+import pytest
+import soundfile
+
+from runners.contract import Clip
+from ttag_tui import output
+
+
+def make_clip(prompt="lofi hip hop, 85 bpm", seed=42, take=0, channels=2, seconds=0.5, sr=8000) -> Clip:
+    t = np.arange(int(seconds * sr)) / sr
+    audio = np.stack([0.3 * np.sin(2 * np.pi * 440 * t)] * channels).astype(np.float32)
+    params = {"prompt": prompt, "model": "synth", "duration": seconds, "seed": seed, "takes": 2, "temperature": 1.0,
+              "top_k": None, "top_p": None, "guidance": None, "steps": None, "negative_prompt": None,
+              "audio_prompt": None, "melody": None, "format": "wav"}
+    meta = {"model": "synth", "revision": None, "runner": "synth", "runner_version": "1", "take": take,
+            "seed": seed + take, "parameters": params, "sample_rate": sr, "ttag_version": "0.1.0",
+            "timings": {"load_s": 0.1, "generate_s": 0.2}}
+    return Clip(audio=audio, sample_rate=sr, metadata=meta)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "slug"),
+    [
+        ("Lofi Hip Hop, 85 BPM!", "lofi-hip-hop-85-bpm"),
+        ("../../etc/passwd", "etc-passwd"),
+        ("Café für Ünïcode ♫", "cafe-fur-unicode"),
+        ("///...", "clip"),
+        ("a" * 300, "a" * 40),
+        ("NUL\x00and\nnewline", "nul-and-newline"),
+    ],
+)
+def test_slug_is_safe_and_bounded(prompt, slug):
+    assert output.slugify(prompt) == slug
+
+
+def test_stem_has_slug_seed_and_timestamp():
+    assert output.clip_stem("Rain", 7, datetime(2026, 1, 2, 3, 4, 5)) == "rain_s7_20260102-030405"
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "ogg", "mp3"])
+def test_write_each_format_with_sidecar(tmp_path, fmt):
+    clip = make_clip()
+    path = output.write_clip(clip, tmp_path, fmt)
+    assert path.suffix == f".{fmt}" and path.parent == tmp_path
+    audio, sr = soundfile.read(path, always_2d=True)
+    assert sr == 8000 and audio.shape[1] == 2
+    assert abs(audio.shape[0] - 4000) <= (0 if fmt in ("wav", "flac") else 2000)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert sidecar["file"] == path.name
+
+
+def test_sidecar_recreates_the_take(tmp_path):
+    path = output.write_clip(make_clip(take=1), tmp_path)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["seed"] == 43 and sidecar["parameters"]["seed"] == 43 and sidecar["parameters"]["takes"] == 1
+    assert sidecar["prompt"] == "lofi hip hop, 85 bpm" and sidecar["model"] == "synth"
+    assert sidecar["ttag_version"] == "0.1.0" and sidecar["sample_rate"] == 8000 and sidecar["duration"] == 0.5
+    assert shlex.split(sidecar["recreate"]) == ["ttag", "generate", "lofi hip hop, 85 bpm", "-m", "synth", "-d", "0.5",
+                                                "--seed", "43", "--temperature", "1.0"]
+
+
+def test_never_clobbers(tmp_path):
+    stem = "same"
+    first = output.write_clip(make_clip(), tmp_path, stem=stem)
+    second = output.write_clip(make_clip(), tmp_path, stem=stem)
+    (tmp_path / "same-3.json").write_text("{}")  # a stray sidecar also blocks the name
+    third = output.write_clip(make_clip(), tmp_path, stem=stem)
+    assert [first.name, second.name, third.name] == ["same.wav", "same-2.wav", "same-4.wav"]
+
+
+def test_explicit_file_name_and_takes(tmp_path):
+    target = tmp_path / "song.flac"
+    assert output.write_clip(make_clip(take=0), target, "wav").name == "song.flac"
+    assert output.write_clip(make_clip(take=1), target, "wav").name == "song-take2.flac"
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    def broken_write(path, *args, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"RIFF half a file")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(soundfile, "write", broken_write)
+    with pytest.raises(RuntimeError):
+        output.write_clip(make_clip(), tmp_path)
+    assert os.listdir(tmp_path) == []
