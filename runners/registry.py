@@ -162,6 +162,14 @@ def weights_cached(spec: ModelSpec, cache_dir: str | None = None) -> bool | None
     return snapshots.is_dir() and any(snapshots.iterdir())
 
 
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be found, without importing it (its parent packages are imported: keep them light)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing
+        return False
+
+
 def probe_availability(
     spec: ModelSpec, *, interpreter: str | None = None, cache_dir: str | None = None
 ) -> Availability:
@@ -175,7 +183,8 @@ def probe_availability(
         if not Path(interpreter).exists():
             return Availability(False, cached, f"runner environment missing: {interpreter} does not exist")
     else:
-        missing = [m for m in spec.requires if importlib.util.find_spec(m) is None]
+        runner_module = spec.runner.split(":", 1)[0]
+        missing = [m for m in (*spec.requires, runner_module) if not _importable(m)]
         if missing:
             return Availability(
                 False, cached, f"missing Python packages: {', '.join(missing)} (pip install 'ttag[{spec.runner_name}]')"

@@ -64,30 +64,48 @@ class _ProgressView:
             self.progress.stop()
 
 
+def _open_backend(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
+    """(bridge, registry): local worker processes, or a ttag server when ``--backend`` / config ``backend`` is set."""
+    backend = args.backend or config.backend
+    if backend:
+        from ttag_tui.remote import RemoteBridge
+
+        remote = RemoteBridge(backend, api_key=config.backend_api_key)
+        return remote, remote.registry()
+    from runners.registry import default_registry
+    from ttag_tui.bridge import Bridge, BridgeSettings
+
+    registry = default_registry()
+    return Bridge(registry, BridgeSettings.from_config(config)), registry
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
-    from runners.registry import default_registry, probe_availability
+    from runners.registry import probe_availability
     from runners.request import RequestInvalid, validate_request
     from ttag_tui import config as config_module
-    from ttag_tui.bridge import Bridge, BridgeSettings, Done, Failed, Progress
+    from ttag_tui.bridge import Done, Failed, Progress
     from ttag_tui.output import write_clip
 
     config = config_module.load()
-    registry = default_registry()
+    bridge, registry = _open_backend(args, config)
     try:
         request = validate_request(_request_fields(args, config), registry)
     except RequestInvalid as exc:
+        bridge.close()
         raise UsageError("\n  ".join(["invalid request:", *map(str, exc.errors)])) from None
     spec = registry.get(request.model)
-    availability = probe_availability(spec, interpreter=config.interpreters.get(spec.runner_name),
-                                      cache_dir=config.cache_dir or None)
-    if not availability.runnable:
-        return _fail(f"{spec.id} cannot run here: {availability.reason}", EXIT_FAILED)
+    if not (args.backend or config.backend):
+        availability = probe_availability(spec, interpreter=config.interpreters.get(spec.runner_name),
+                                          cache_dir=config.cache_dir or None)
+        if not availability.runnable:
+            bridge.close()
+            return _fail(f"{spec.id} cannot run here: {availability.reason}", EXIT_FAILED)
 
     target = Path(args.output).expanduser() if args.output else config.resolved_output_dir()
     show_progress = sys.stderr.isatty() and not args.quiet
     view = _ProgressView(show_progress, spec.id)
     written: list[tuple[Path, dict[str, Any]]] = []
-    with Bridge(registry, BridgeSettings.from_config(config)) as bridge:
+    with bridge:
         job = bridge.submit(request)
         try:
             for event in job.events():
@@ -132,12 +150,20 @@ def _human_size(size: int) -> str:
 
 
 def cmd_list_models(args: argparse.Namespace) -> int:
-    from runners.registry import default_registry, probe_availability
+    from runners.registry import Availability, ModelSpec, default_registry, probe_availability
     from ttag_tui import config as config_module
 
     config = config_module.load()
     rows = []
-    for spec in default_registry():
+    if args.backend or config.backend:
+        from ttag_tui.remote import RemoteBridge
+
+        with RemoteBridge(args.backend or config.backend, api_key=config.backend_api_key) as remote:
+            names = set(ModelSpec.__dataclass_fields__)
+            for entry in remote.models():
+                spec = ModelSpec.from_dict({k: v for k, v in entry.items() if k in names})
+                rows.append((spec, Availability(entry["runnable"], entry["weights_cached"], entry["reason"])))
+    for spec in default_registry() if not rows and not (args.backend or config.backend) else ():
         avail = probe_availability(spec, interpreter=config.interpreters.get(spec.runner_name),
                                    cache_dir=config.cache_dir or None)
         rows.append((spec, avail))
@@ -182,6 +208,17 @@ def cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- server --------------------------------------------------------------------------------------------------------
+def cmd_server(args: argparse.Namespace) -> int:
+    from ttag_tui.server import UnsafeBind, serve
+
+    try:
+        serve(args.host, args.port, allow_public=args.insecure_no_key)
+    except UnsafeBind as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
 # -- the TUI -------------------------------------------------------------------------------------------------------
 def cmd_tui(args: argparse.Namespace) -> int:
     try:
@@ -196,6 +233,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ttag", description="Turn text prompts into audio.")
     parser.add_argument("--version", action="version", version=f"ttag {__version__}")
+    parser.add_argument("--backend", metavar="URL",
+                        help="send jobs to a ttag server (e.g. http://localhost:8000 through an SSH tunnel)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     gen = sub.add_parser("generate", help="generate audio from a prompt",
@@ -225,6 +264,15 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="machine-readable output")
     models.set_defaults(func=cmd_list_models)
 
+    server = sub.add_parser("server", help="serve the REST API and web UI",
+                            description="Serve the REST API (and web UI) on HOST:PORT; loopback unless an API key "
+                                        "is configured.")
+    server.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    server.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    server.add_argument("--insecure-no-key", action="store_true",
+                        help="allow a non-loopback address without an API key")
+    server.set_defaults(func=cmd_server)
+
     cfg = sub.add_parser("config", help="show or change the configuration")
     cfg.add_argument("action", choices=("path", "show", "set"))
     cfg.add_argument("key", nargs="?")
@@ -243,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         return func(args)
     except (UsageError, ConfigError) as exc:
         return _fail(str(exc), EXIT_USAGE)
+
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
-    except OSError as exc:  # e.g. an output folder that cannot be written
+    except OSError as exc:  # an output folder that cannot be written; a ttag server away (RemoteError)
         return _fail(str(exc), EXIT_FAILED)

@@ -46,7 +46,11 @@ class Config:
     cancel_grace_s: float = 5.0
     cache_dir: str = ""  # empty: the Hugging Face default (HF_HOME / HF_HUB_CACHE)
     theme: str = "textual-dark"
-    backend: str = ""  # empty: local workers
+    backend: str = ""  # a ttag server's URL to send jobs to; empty: local workers
+    backend_api_key: str = ""  # the Bearer token sent to that server
+    api_keys: str = ""  # comma-separated Bearer tokens `ttag server` accepts; empty: no auth, loopback only
+    max_queue: int = 16  # jobs waiting or running on `ttag server` before it answers 503
+    rate_limit: str = "60/minute"  # per client on the server's generate/jobs endpoints (limits' notation)
     interpreters: dict[str, str] = field(default_factory=dict)  # runner name → python executable
     keys: dict[str, str] = field(default_factory=dict)  # action → key, overriding the TUI's defaults
 

@@ -80,6 +80,21 @@ def _write_temp(folder: Path, suffix: str, write: Any) -> Path:
     return tmp
 
 
+MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
+
+
+def encode_clip(clip: Clip, fmt: str = "wav") -> bytes:
+    """The clip as the bytes of an audio file, in memory (what the API sends)."""
+    import io
+
+    import soundfile
+
+    container, subtype = SOUNDFILE_FORMATS[fmt]
+    buffer = io.BytesIO()
+    soundfile.write(buffer, clip.audio.T, clip.sample_rate, format=container, subtype=subtype)
+    return buffer.getvalue()
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -1,0 +1,81 @@
+"""Foundation benchmark: synth's real-time factor, CLI start-up, and the bridge's per-request overhead.
+
+Everything is measured side by side in one run on this machine, so the ratios hold even on a busy box:
+- synth: seconds of audio per second of compute, in-process, one thread;
+- CLI start-up: ``ttag --help`` / ``ttag list-models`` against a bare ``python -c pass``;
+- bridge overhead: one synth request through a warm worker against calling the runner in-process.
+
+Run: ``.venv/bin/python bench/bench_foundation.py``
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from runners.contract import JobContext
+from runners.registry import default_registry
+from runners.request import validate_request
+
+ROOT = Path(__file__).resolve().parent.parent
+TTAG = [sys.executable, "-m", "ttag_tui"]
+
+
+def median_time(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def run(cmd: list[str]) -> None:
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+
+
+def main() -> None:
+    from runners.synth.runner import SynthRunner
+    from ttag_tui.bridge import Bridge
+
+    registry = default_registry()
+    spec = registry.get("synth")
+    runner = SynthRunner(spec)
+    runner.load_model(JobContext())
+
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print("\n== synth real-time factor (in-process, one thread) ==")
+    for prompt in ("lofi hip hop with piano, 85 bpm", "techno 128 bpm with pads", "gentle rain and wind"):
+        request = validate_request({"prompt": prompt, "duration": 10, "seed": 1}, registry)
+        seconds = median_time(lambda r=request: runner.generate(r, JobContext()), 5)
+        print(f"{prompt!r:40} 10 s of audio in {seconds * 1000:6.0f} ms  →  {10 / seconds:6.1f}× real time")
+
+    print("\n== CLI start-up (median of 7) ==")
+    bare = median_time(lambda: run([sys.executable, "-c", "pass"]), 7)
+    print(f"python -c pass            {bare * 1000:6.0f} ms")
+    for args in (["--help"], ["list-models"]):
+        seconds = median_time(lambda a=args: run([*TTAG, *a]), 7)
+        print(f"ttag {' '.join(args):20} {seconds * 1000:6.0f} ms  ({seconds / bare:.1f}× bare python,"
+              f" +{(seconds - bare) * 1000:.0f} ms)")
+
+    print("\n== bridge overhead per request (synth, 1 s clip, median of 20) ==")
+    request = validate_request({"prompt": "house 124 bpm", "duration": 1, "seed": 3}, registry)
+    direct = median_time(lambda: runner.generate(request, JobContext()), 20)
+    with Bridge(registry) as bridge:
+        bridge.generate(request)  # start the worker and load the model
+        warm = median_time(lambda: bridge.generate(request), 20)
+    print(f"in-process runner         {direct * 1000:6.1f} ms")
+    print(f"through the warm worker   {warm * 1000:6.1f} ms  (overhead {(warm - direct) * 1000:.1f} ms,"
+          f" {warm / direct:.2f}×)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The CLI end to end through real subprocesses, as a script or a person would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import soundfile
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("torch", "transformers", "diffusers", "accelerate", "audiocraft")
+
+
+def ttag(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ttag_tui", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def test_generate_writes_clip_and_sidecar(tmp_path):
+    result = ttag("generate", "lofi hip hop with piano, 85 bpm", "-d", "2", "--seed", "5", "-o", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    path = Path(result.stdout.strip())
+    assert path.parent == tmp_path and path.name.startswith("lofi-hip-hop-with-piano-85-bpm_s5_")
+    info = soundfile.info(path)
+    assert info.samplerate == 44100 and info.channels == 2 and info.frames == 2 * 44100
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["seed"] == 5 and sidecar["model"] == "synth" and sidecar["parameters"]["duration"] == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_same_seed_same_audio_and_recreate_command(tmp_path):
+    first = ttag("generate", "techno 128 bpm", "-d", "1", "--seed", "9", "-o", str(tmp_path / "a"), "--json")
+    meta = json.loads(first.stdout)[0]
+    again = ttag(*meta["recreate"].split()[1:3], *_recreate_rest(meta), "-o", str(tmp_path / "b"), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)[0]["sha256"] == meta["sha256"]
+
+
+def _recreate_rest(meta: dict) -> list[str]:
+    import shlex
+
+    return shlex.split(meta["recreate"])[3:]
+
+
+def test_takes_and_json(tmp_path):
+    result = ttag("generate", "ambient pad in D minor", "-d", "0.5", "-n", "3", "--seed", "100", "-o", str(tmp_path),
+                  "--format", "flac", "--json")
+    assert result.returncode == 0, result.stderr
+    takes = json.loads(result.stdout)
+    assert [t["seed"] for t in takes] == [100, 101, 102]
+    assert all(Path(t["path"]).suffix == ".flac" and Path(t["path"]).exists() for t in takes)
+
+
+def test_default_output_dir_from_config(tmp_path):
+    result = ttag("generate", "rain", "-d", "0.5", env={"TTAG_OUTPUT_DIR": str(tmp_path / "music")})
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).parent == tmp_path / "music"
+
+
+def test_validation_errors_exit_2_without_traceback():
+    for args, fragment in [
+        (["generate", "   "], "prompt: is empty"),
+        (["generate", "x", "-d", "9999"], "duration: must be between 0.5 and 600 seconds for synth"),
+        (["generate", "x", "-m", "nope"], "model: unknown model 'nope'"),
+        (["generate", "x", "-n", "9"], "takes: must be between 1 and 8"),
+        (["generate", "x", "--guidance", "3"], "guidance: synth does not take this parameter"),
+        (["generate", "x", "--seed", "-4"], "seed: must be between 0 and"),
+        (["generate", "x", "-d", "nan"], "duration: must be a finite number"),
+        (["generate", "x", "-d", "ten"], "invalid float value"),
+    ]:
+        result = ttag(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert fragment in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_broken_config_exit_2_names_line(tmp_path):
+    config_dir = tmp_path / "cfg"
+    config_dir.mkdir()
+    (config_dir / "config.toml").write_text('device = "cpu"\ndevise = "gpu"\n')
+    result = ttag("generate", "x", env={"TTAG_CONFIG_DIR": str(config_dir)})
+    assert result.returncode == 2
+    assert f"{config_dir / 'config.toml'}, line 2: devise: unknown setting" in result.stderr
+
+
+def test_unwritable_output_is_a_clear_failure(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = ttag("generate", "x", "-d", "0.5", "-o", str(blocker / "sub"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "ttag: error:" in result.stderr
+
+
+def test_list_models_table_and_json():
+    table = ttag("list-models")
+    assert table.returncode == 0 and "synth" in table.stdout and "understands" in table.stdout
+    models = {m["id"]: m for m in json.loads(ttag("list-models", "--json").stdout)}
+    assert models["synth"]["available"] is True and models["synth"]["weights_cached"] is None
+    assert "bpm" in models["synth"]["understands"]
+
+
+def test_config_commands(tmp_path):
+    assert ttag("config", "path").stdout.strip().endswith("config.toml")
+    assert ttag("config", "set", "threads", "1").returncode == 0
+    assert "threads = 1" in ttag("config", "show").stdout
+    bad = ttag("config", "set", "device", "tpu")
+    assert bad.returncode == 2 and "device: must be one of" in bad.stderr
+
+
+def test_play_without_audio_device_still_succeeds(tmp_path):
+    env = {"AUDIODEV": "null", "PULSE_SERVER": "unix:/nonexistent"}
+    result = ttag("generate", "bells", "-d", "0.5", "-o", str(tmp_path), "--play", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ui_path_never_imports_heavy_libraries(tmp_path):
+    """ttag --version, list-models and generate -m synth keep torch & co. out of the CLI process."""
+    code = f"""
+import sys
+from ttag_tui.cli import main
+for args in (["--version"], ["list-models"], ["generate", "calm piano", "-d", "0.5", "-o", {str(tmp_path)!r}, "-q"]):
+    try:
+        main(args)
+    except SystemExit:
+        pass
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
+print("HEAVY:", heavy)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY: []" in result.stdout

@@ -1,0 +1,150 @@
+"""A remote backend: the bridge's surface (``submit`` → :class:`~ttag_tui.bridge.Job`) over a ttag server's REST API.
+
+This is the GPU-box workflow: ``ttag server`` runs there, ``ssh -L 8000:localhost:8000 gpu-box``, and the CLI or TUI
+here runs with ``--backend http://localhost:8000``. Jobs give the same events as local ones (progress, clips, typed
+errors); a server that goes away mid-job becomes a failed job, never a hang.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from typing import Any
+
+import httpx
+import soundfile
+
+from runners.contract import Clip
+from runners.registry import ModelSpec, Registry
+from runners.request import GenerationRequest
+from ttag_tui.bridge import Job, Started
+
+POLL_S = 0.2
+
+
+class RemoteError(ConnectionError):
+    """The server could not be reached or refused; the message says which, in words."""
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        return response.text[:200]
+    if isinstance(detail, list):
+        return "; ".join(f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}" for d in detail)
+    if isinstance(detail, dict):
+        return detail.get("message", str(detail))
+    return str(detail)
+
+
+class RemoteBridge:
+    def __init__(self, base_url: str, *, api_key: str = "", timeout_s: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
+        self._remote_ids: dict[str, str] = {}
+        self._registry: Registry | None = None
+
+    def __enter__(self) -> RemoteBridge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise RemoteError(f"cannot reach the ttag server at {self.base_url}: {exc}") from None
+        if response.status_code >= 400:
+            retry = response.headers.get("retry-after")
+            hint = f" (retry in {retry} s)" if retry else ""
+            raise RemoteError(f"server answered {response.status_code}: {_detail(response)}{hint}")
+        return response
+
+    def registry(self) -> Registry:
+        """The server's models (validation runs against them, as the server will)."""
+        if self._registry is None:
+            names = {f for f in ModelSpec.__dataclass_fields__}
+            specs = [ModelSpec.from_dict({k: v for k, v in m.items() if k in names})
+                     for m in self._call("GET", "/api/models").json()]
+            self._registry = Registry(specs)
+        return self._registry
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/models").json()
+
+    def submit(self, request: GenerationRequest, *, stream: bool = False) -> Job:
+        spec = self.registry().get(request.model)
+        if spec is None:
+            raise KeyError(f"unknown model {request.model!r} on {self.base_url}")
+        job = Job(request, spec, stream)
+        job._handle = self
+        threading.Thread(target=self._follow, args=(job,), name=f"ttag-remote-{job.id}", daemon=True).start()
+        return job
+
+    def generate(self, request: GenerationRequest, timeout: float | None = None) -> list[Clip]:
+        return self.submit(request).result(timeout)
+
+    def cancel(self, job: Job) -> None:
+        remote_id = self._remote_ids.get(job.id)
+        if remote_id is None:
+            return  # not created yet: _follow sees cancel_requested and cancels right after creating it
+        try:
+            self._call("POST", f"/api/jobs/{remote_id}/cancel")
+        except RemoteError:
+            job._fail("cancelled", "cancelled (the server could not be told)")
+
+    def loaded_models(self) -> list[str]:
+        try:
+            return self._call("GET", "/api/health", params={"detail": "true"}).json().get("loaded_models", [])
+        except RemoteError:
+            return []
+
+    def unload(self, model: str | None = None) -> None:
+        """The server manages its own models; nothing to do from here."""
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _follow(self, job: Job) -> None:
+        body = {k: v for k, v in job.request.to_dict().items() if k not in ("audio_prompt", "melody")}
+        try:
+            created = self._call("POST", "/api/jobs", json=body).json()
+            remote_id = self._remote_ids[job.id] = created["id"]
+            if job.cancel_requested:
+                self.cancel(job)
+            last_progress = None
+            while True:
+                status = self._call("GET", f"/api/jobs/{remote_id}").json()
+                if status["state"] != "queued" and not job._history:
+                    job._emit(Started(job.id))
+                progress = status["progress"]
+                if progress["phase"] and (progress["phase"], progress["step"]) != last_progress:
+                    last_progress = (progress["phase"], progress["step"])
+                    job._progress(progress["phase"], progress["step"], progress["total"])
+                if status["state"] == "done":
+                    for result in status["results"]:
+                        job._add_clip(self._download(job, result))
+                    job._done({})
+                    return
+                if status["state"] in ("failed", "cancelled"):
+                    error = status.get("error") or {}
+                    job._fail(error.get("kind", status["state"]), error.get("message", status["state"]))
+                    return
+                time.sleep(POLL_S)
+        except RemoteError as exc:
+            job._fail("connection", str(exc))
+        except (KeyError, ValueError) as exc:
+            job._fail("connection", f"the server at {self.base_url} sent something unexpected: {exc}")
+
+    def _download(self, job: Job, result: dict[str, Any]) -> Clip:
+        response = self._call("GET", result["url"], params={"format": "flac"})
+        audio, sample_rate = soundfile.read(io.BytesIO(response.content), dtype="float32", always_2d=True)
+        metadata = json.loads(response.headers.get("x-ttag-metadata", "{}"))
+        metadata["parameters"] = job.request.to_dict()
+        metadata["backend"] = self.base_url
+        return Clip(audio=audio.T.copy(), sample_rate=sample_rate, metadata=metadata)
