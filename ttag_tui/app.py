@@ -1,0 +1,159 @@
+"""The ttag Textual app: ``ttag`` with no arguments opens it.
+
+The app object holds the services the screens share — config, registry, session store, player and the bridge — and
+the app-wide behaviour: themes, key overrides, the command palette, and a clean shutdown. The bridge (and with it
+numpy and the worker machinery) is created on the first generation, after the first paint; machine-learning libraries
+are only ever imported in worker processes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+from textual.theme import Theme
+
+from runners.registry import Registry, default_registry
+from ttag_tui import config as config_module
+from ttag_tui import keymap
+from ttag_tui.config import Config, ConfigError
+from ttag_tui.playback import Player
+from ttag_tui.screens.main import MainScreen
+from ttag_tui.sessions import SessionStore
+from ttag_tui.themes import load_themes
+
+if TYPE_CHECKING:
+    from ttag_tui.bridge import Bridge
+
+FALLBACK_THEME = "textual-dark"
+
+
+class TtagApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "ttag"
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        registry: Registry | None = None,
+        store: SessionStore | None = None,
+        player: Player | None = None,
+        bridge_factory: Callable[[], Bridge] | None = None,
+        theme_folders: Iterable[Path] | None = None,
+        persist_config: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config = config if config is not None else config_module.load()
+        self.registry = registry if registry is not None else default_registry()
+        self.store = store if store is not None else SessionStore()
+        self.player = player if player is not None else Player()
+        self.persist_config = persist_config  # tests that hand in a config keep the user's file out of it
+        self._bridge_factory = bridge_factory
+        self._bridge: Bridge | None = None
+        self._bridge_lock = threading.Lock()
+        self._theme_folders = list(theme_folders) if theme_folders is not None else None
+
+    # -- services --------------------------------------------------------------------------------------------------
+    @property
+    def bridge(self) -> Bridge:
+        """Created on first use (from a thread: importing it pulls in numpy and subprocess machinery)."""
+        with self._bridge_lock:
+            if self._bridge is None:
+                if self._bridge_factory is not None:
+                    self._bridge = self._bridge_factory()
+                else:
+                    from ttag_tui.bridge import Bridge, BridgeSettings
+
+                    self._bridge = Bridge(self.registry, BridgeSettings.from_config(self.config))
+            return self._bridge
+
+    def loaded_models(self) -> list[str]:
+        return self._bridge.loaded_models() if self._bridge is not None else []
+
+    # -- start-up --------------------------------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        themes, problems = load_themes(self._theme_folders)
+        for theme in themes:
+            self.register_theme(theme)
+        self.theme = self.config.theme if self.config.theme in self.available_themes else FALLBACK_THEME
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self._apply_keys()
+        for problem in problems:
+            self.notify(str(problem), title="Theme skipped", severity="warning", timeout=8)
+        self.main_screen = MainScreen()
+        self.push_screen(self.main_screen)
+
+    def _apply_keys(self) -> None:
+        unknown = keymap.unknown_actions(self.config.keys)
+        if unknown:
+            self.notify(f"config [keys]: no action called {', '.join(unknown)} (F1 lists them)", severity="warning")
+        self.set_keymap({k: v for k, v in self.config.keys.items() if k not in unknown})
+
+    def _theme_changed(self, theme: Theme) -> None:
+        """Remember a theme picked anywhere (command palette, config screen) for the next start."""
+        if theme.name == self.config.theme:
+            return
+        self.config = replace(self.config, theme=theme.name)
+        if not self.persist_config:
+            return
+        try:
+            config_module.set_value("theme", theme.name)
+        except (ConfigError, OSError) as exc:
+            self.notify(f"theme not saved: {exc}", severity="warning")
+
+    def apply_config(self, config: Config) -> None:
+        """Use a config saved from the config screen: theme and keys at once, machine settings for new workers."""
+        machine_changed = (config.device, config.dtype, config.threads, config.cache_dir) != (
+            self.config.device,
+            self.config.dtype,
+            self.config.threads,
+            self.config.cache_dir,
+        )
+        self.config = config
+        if config.theme in self.available_themes and config.theme != self.theme:
+            self.theme = config.theme
+        self._apply_keys()
+        if machine_changed and self._bridge is not None:
+            self.notify("New device settings apply after ttag restarts (the model is loaded already).", timeout=6)
+
+    # -- command palette -------------------------------------------------------------------------------------------
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if not isinstance(screen, MainScreen):
+            return
+        for spec in keymap.KEYS:
+            target = {"takes": "#takes", "jobs": "#jobs"}.get(spec.scope)
+            node = screen.query_one(target) if target else screen
+            key = keymap.effective_key(spec, self.config.keys)
+            yield SystemCommand(spec.description, f"{spec.help} ({key})", partial(node.run_action, spec.id))
+        for model in self.registry:
+            yield SystemCommand(f"Model: {model.id}", model.description, partial(screen.choose_model, model.id))
+        for session in self.store.sessions():
+            yield SystemCommand(
+                f"Session: {session.name}", "switch to this session", partial(screen.switch_session, session.id)
+            )
+        for name in sorted(self.available_themes):
+            yield SystemCommand(f"Theme: {name}", "use this theme (remembered)", partial(setattr, self, "theme", name))
+
+    # -- shutdown --------------------------------------------------------------------------------------------------
+    def on_unmount(self) -> None:
+        """Save, stop the sound, stop the workers; jobs cut short are recorded as interrupted."""
+        self.player.close()
+        self.main_screen.flush_state()
+        self.store.interrupt_active_jobs("ttag was closed before this job finished")
+        if self._bridge is not None:
+            self._bridge.close()
+        self.store.close()
+
+
+def run() -> int:
+    app = TtagApp()
+    app.run()
+    return app.return_code or 0

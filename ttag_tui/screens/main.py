@@ -1,0 +1,607 @@
+"""The main screen: prompt, model, settings, takes, jobs and transport, and everything the keys do to them.
+
+Generation never runs here: a request is validated with ``runners.request.validate_request`` (the CLI's rules), handed
+to the bridge, and an async Textual worker awaits the job's events, so the screen stays live. Each finished take is
+written to disk (in a thread) and recorded in the session store at once; nothing waits for the job to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from runners.registry import ModelSpec, probe_availability
+from runners.request import GenerationRequest, RequestInvalid, validate_request
+from ttag_tui import keymap
+from ttag_tui.playback import SEEK_STEP_S, VOLUME_STEP, AudioSource, PlaybackUnavailable
+from ttag_tui.screens.ask import AskScreen
+from ttag_tui.screens.help import HelpScreen
+from ttag_tui.screens.history import HistoryScreen
+from ttag_tui.screens.sessions import SessionsScreen
+from ttag_tui.screens.settings import ConfigScreen
+from ttag_tui.sessions import Session, Take
+from ttag_tui.widgets.jobs import JobItem, JobsList
+from ttag_tui.widgets.models import ModelPane, ModelStatus
+from ttag_tui.widgets.prompt import PromptArea, PromptPane
+from ttag_tui.widgets.settings_pane import SettingsPane
+from ttag_tui.widgets.takes import TakesTable
+from ttag_tui.widgets.transport import Transport
+from ttag_tui.widgets.waveform import SUMMARY_POINTS, summarize
+
+if TYPE_CHECKING:
+    from runners.contract import Clip
+    from ttag_tui.app import TtagApp
+    from ttag_tui.bridge import Job
+
+TRASH_FOLDER = ".ttag-trash"
+STATE_SAVE_DELAY_S = 0.3
+TICK_S = 0.1
+TITLE_CHARS = 40
+LIVE_SUMMARY = [0.02] * SUMMARY_POINTS  # a flat line to draw the position on while a take is still being made
+
+
+def short(text: str, limit: int = TITLE_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def take_request_fields(take: Take) -> dict[str, Any]:
+    """The request that made this one take (takes=1, its own seed), as plain fields."""
+    fields = {k: v for k, v in take.parameters.items() if v is not None}
+    fields.update(model=take.model, seed=take.seed, takes=1)
+    return fields
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [*keymap.bindings("app"), *keymap.bindings("main")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        app = cast("TtagApp", self.app)
+        self.ttag = app
+        self.session: Session = app.store.latest_session()
+        state = self.session.state
+        model = state.get("model") or app.config.default_model
+        self.model_id = model if model in app.registry else next(iter(app.registry.ids()))
+        self.last_request: GenerationRequest | None = None
+        self.audio_problem: str = ""  # set once playback turned out to be impossible here
+        self.playing_summary: list[float] | None = None
+        self._save_timer: Any = None
+        self._pending_state: dict[str, Any] | None = None
+        self._last_status: Any = None
+        self.transport_note = ""
+        self._jobs: dict[int, JobItem] = {}
+
+    # -- layout ----------------------------------------------------------------------------------------------------
+    @property
+    def spec(self) -> ModelSpec:
+        spec = self.ttag.registry.get(self.model_id)
+        assert spec is not None
+        return spec
+
+    def compose(self) -> ComposeResult:
+        state = self.session.state
+        with Horizontal(id="body"):
+            with Vertical(id="sidebar"):
+                yield ModelPane(self.ttag.registry, self.model_id, id="models")
+                yield SettingsPane(self.spec, state.get("settings", {}), id="settings")
+            with Vertical(id="main"):
+                yield PromptPane(id="prompt-pane")
+                yield TakesTable(id="takes")
+                yield JobsList(id="jobs")
+                yield Transport(id="transport")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#models").border_title = "Model"
+        self.query_one("#settings").border_title = "Settings"
+        self.query_one("#prompt-pane").border_title = "Prompt · ctrl+g generate"
+        self.query_one("#jobs").border_title = "Jobs"
+        self._show_session()
+        self.set_interval(TICK_S, self._tick)
+        self.run_worker(self._probe_models, thread=True, group="probe")
+        self.call_after_refresh(self._show_interrupted)
+        self.query_one(PromptArea).focus()
+
+    def _show_session(self) -> None:
+        """Put the session's saved state into the panes."""
+        state = self.session.state
+        self.query_one(PromptPane).load(state.get("prompt", ""), state.get("negative", ""))
+        self.query_one(PromptPane).allow_negative(self.spec.param("negative_prompt") is not None, self.spec.id)
+        self.query_one(PromptArea).set_history(self.ttag.store.prompt_history(None))
+        takes = self.query_one(TakesTable)
+        takes.border_title = f"Takes · {self.session.name}"
+        takes.set_takes(self.ttag.store.takes(self.session.id))
+        if state.get("last_seed") is not None:
+            self.query_one(SettingsPane).show_last_seed(int(state["last_seed"]))
+
+    async def _show_interrupted(self) -> None:
+        """Jobs that were running when ttag last stopped: shown as interrupted, to dismiss or run again."""
+        for record in self.ttag.store.jobs(self.session.id, self.ttag.store.interrupted):
+            item = JobItem(
+                record.id, short(record.request.get("prompt", "")), status="interrupted", message=record.message
+            )
+            await self.query_one(JobsList).add_job(item)
+
+    # -- state -----------------------------------------------------------------------------------------------------
+    def current_state(self) -> dict[str, Any]:
+        prompt = self.query_one(PromptPane)
+        settings = self.query_one(SettingsPane)
+        return {
+            "prompt": prompt.prompt,
+            "negative": prompt.negative,
+            "model": self.model_id,
+            "settings": settings.values,
+            "last_seed": settings.last_seed,
+        }
+
+    def save_state(self) -> None:
+        self._pending_state = self.current_state()
+        self.flush_state()
+
+    def flush_state(self) -> None:
+        """Write the last state captured (also at shutdown, when the panes are already gone)."""
+        if self._save_timer is not None:
+            self._save_timer.stop()
+            self._save_timer = None
+        if self._pending_state is not None:
+            self.ttag.store.save_state(self.session.id, self._pending_state)
+            self._pending_state = None
+
+    def _state_changed(self) -> None:
+        """Save soon, not on every keystroke; a kill loses at most the last fraction of a second of typing."""
+        self._pending_state = self.current_state()
+        if self._save_timer is not None:
+            self._save_timer.stop()
+        self._save_timer = self.set_timer(STATE_SAVE_DELAY_S, self.flush_state)
+
+    def on_text_area_changed(self, event: PromptArea.Changed) -> None:
+        self._state_changed()
+
+    def on_input_changed(self, event: Any) -> None:
+        if getattr(event.input, "id", None) == "negative":
+            self._state_changed()
+
+    def on_settings_pane_changed(self, event: SettingsPane.Changed) -> None:
+        self._state_changed()
+
+    async def on_model_pane_chosen(self, event: ModelPane.Chosen) -> None:
+        await self.choose_model(event.model_id)
+
+    async def choose_model(self, model_id: str) -> None:
+        if model_id not in self.ttag.registry:
+            return
+        self.model_id = model_id
+        self.query_one(ModelPane).select(model_id, announce=False)
+        await self.query_one(SettingsPane).set_model(self.spec)
+        self.query_one(PromptPane).allow_negative(self.spec.param("negative_prompt") is not None, model_id)
+        self._state_changed()
+
+    # -- models ----------------------------------------------------------------------------------------------------
+    def _probe_models(self) -> None:
+        """In a thread: can each model run here? (looks for modules and weights; imports nothing heavy)"""
+        config = self.ttag.config
+        found = {}
+        for spec in self.ttag.registry:
+            availability = probe_availability(
+                spec, interpreter=config.interpreters.get(spec.runner_name), cache_dir=config.cache_dir or None
+            )
+            found[spec.id] = availability
+        self.app.call_from_thread(self._show_availability, found)
+
+    def _show_availability(self, found: dict[str, Any]) -> None:
+        self.availability = found
+        self._refresh_model_statuses()
+
+    def _refresh_model_statuses(self) -> None:
+        found = getattr(self, "availability", None)
+        if not found:
+            return
+        loaded = set(self.ttag.loaded_models())
+        self.query_one(ModelPane).set_statuses(
+            {
+                model: ModelStatus.from_availability(availability, model in loaded)
+                for model, availability in found.items()
+            }
+        )
+
+    # -- generating ------------------------------------------------------------------------------------------------
+    def form_fields(self) -> dict[str, Any]:
+        """The request the panes describe, as typed."""
+        prompt = self.query_one(PromptPane)
+        data: dict[str, Any] = {"prompt": prompt.prompt, "model": self.model_id, "format": self.ttag.config.format}
+        data.update(self.query_one(SettingsPane).request_fields())
+        if "duration" not in data and self.ttag.config.default_duration:
+            data["duration"] = self.ttag.config.default_duration
+        if prompt.negative.strip() and self.spec.param("negative_prompt") is not None:
+            data["negative_prompt"] = prompt.negative
+        return data
+
+    def validated(self, data: dict[str, Any]) -> GenerationRequest | None:
+        try:
+            return validate_request(data, self.ttag.registry)
+        except RequestInvalid as exc:
+            self.notify(
+                "\n".join(str(error) for error in exc.errors), title="Not generated", severity="error", timeout=8
+            )
+            return None
+
+    async def action_generate(self) -> None:
+        request = self.validated(self.form_fields())
+        if request is not None:
+            await self.submit(request)
+
+    async def action_regenerate(self) -> None:
+        if self.last_request is None:
+            self.notify("Nothing to regenerate yet: ctrl+g generates from the prompt.", severity="warning")
+            return
+        request = self.validated({**self.last_request.to_dict(), "seed": None})
+        if request is not None:
+            await self.submit(request)
+
+    async def submit(self, request: GenerationRequest) -> JobItem:
+        """Record the job, show it, and follow it in a background worker."""
+        store = self.ttag.store
+        self.last_request = request
+        store.add_prompt(self.session.id, request.prompt, request.negative_prompt or "")
+        self.query_one(PromptArea).set_history(store.prompt_history(None))
+        self.query_one(SettingsPane).show_last_seed(int(request.seed or 0))
+        record_id = store.add_job(self.session.id, request.to_dict())
+        item = JobItem(record_id, short(request.prompt))
+        spec = self.ttag.registry.get(request.model)
+        assert spec is not None
+        expected = int((request.duration or spec.default_duration) * spec.sample_rate)
+        item.live = AudioSource(spec.sample_rate, spec.channels, f"live: {short(request.prompt, 24)}", expected)
+        self._jobs[record_id] = item
+        await self.query_one(JobsList).add_job(item)
+        self._state_changed()
+        self.run_worker(self._follow(request, item, self.session.id), group="jobs", exit_on_error=False)
+        return item
+
+    async def _follow(self, request: GenerationRequest, item: JobItem, session_id: int) -> None:
+        """Await the job's events (the bridge wakes us from its threads) and show each as it comes."""
+        from ttag_tui.bridge import Chunk as AudioChunkEvent
+        from ttag_tui.bridge import ClipReady, Done, Failed, Progress, Started
+
+        store = self.ttag.store
+        try:
+            job: Job = await asyncio.to_thread(self.ttag.bridge.submit, request, stream=True)
+            item.job = job
+            if item.status == "cancelled":  # cancelled while the bridge was starting
+                job.cancel()
+            async for event in job.aevents():
+                if isinstance(event, Started):
+                    store.set_job_status(item.record_id, "running")
+                    item.set_status("running", "starting")
+                elif isinstance(event, Progress):
+                    item.set_progress(event.phase, event.step, event.total, event.eta_s)
+                elif isinstance(event, AudioChunkEvent):
+                    if event.take == 0:
+                        item.live.write(event.start, event.audio)
+                elif isinstance(event, ClipReady):
+                    if event.clip.metadata.get("take", 0) == 0:
+                        item.live.write(0, event.clip.audio)
+                        item.live.finish()
+                    await self._keep_clip(event.clip, item.record_id, session_id)
+                elif isinstance(event, Done):
+                    store.set_job_status(item.record_id, "done")
+                    item.set_status("done")
+                    await self._forget_job(item)
+                elif isinstance(event, Failed):
+                    status = "cancelled" if event.kind == "cancelled" else "failed"
+                    store.set_job_status(item.record_id, status, event.message)
+                    item.set_status(status, event.message)
+                    if status == "failed":
+                        self.notify(
+                            event.message,
+                            title=f"Job #{item.record_id} failed ({event.kind})",
+                            severity="error",
+                            timeout=10,
+                        )
+        except Exception as exc:  # a bug or a full disk must not take the app down; say what happened
+            message = f"{type(exc).__name__}: {exc}"
+            store.set_job_status(item.record_id, "failed", message)
+            item.set_status("failed", message)
+            self.notify(message, title=f"Job #{item.record_id} failed", severity="error", timeout=10)
+        finally:
+            self._refresh_model_statuses()
+
+    async def _forget_job(self, item: JobItem) -> None:
+        self._jobs.pop(item.record_id, None)
+        if item.parent is not None:
+            await self.query_one(JobsList).remove_job(item)
+
+    async def _keep_clip(self, clip: Clip, job_id: int, session_id: int) -> None:
+        """Write the take (atomically, in a thread), record it, show it."""
+        from ttag_tui.output import write_clip
+
+        config = self.ttag.config
+
+        def write() -> tuple[Path, list[float]]:
+            return write_clip(clip, config.resolved_output_dir(), config.format), summarize(clip.audio)
+
+        path, summary = await asyncio.to_thread(write)
+        parameters = {**clip.metadata.get("parameters", {}), "seed": clip.metadata.get("seed"), "takes": 1}
+        take = self.ttag.store.add_take(
+            session_id,
+            path=str(path),
+            prompt=parameters.get("prompt", ""),
+            model=clip.metadata.get("model", ""),
+            seed=int(clip.metadata.get("seed", 0)),
+            duration=clip.duration,
+            parameters=parameters,
+            waveform=summary,
+            job_id=job_id,
+        )
+        if session_id == self.session.id:
+            table = self.query_one(TakesTable)
+            table.add_take(take)
+            if not table.has_focus:
+                table.select_take(take.id)
+
+    # -- jobs ------------------------------------------------------------------------------------------------------
+    async def on_jobs_list_cancel_requested(self, event: JobsList.CancelRequested) -> None:
+        item = event.item
+        if item.finished:
+            await self._forget_job(item)
+            return
+        item.set_status("cancelled", "cancelling…")
+        if item.job is not None:
+            await asyncio.to_thread(item.job.cancel)
+
+    def on_jobs_list_listen_requested(self, event: JobsList.ListenRequested) -> None:
+        item = event.item
+        if item.finished and item.status != "done":
+            self.notify("This job made no audio to listen to.", severity="warning")
+            return
+        self._play_source(item.live, LIVE_SUMMARY, None)
+
+    # -- takes -----------------------------------------------------------------------------------------------------
+    async def on_takes_table_action_requested(self, event: TakesTable.ActionRequested) -> None:
+        if event.action == "undo_delete":
+            await self.undo_delete()
+            return
+        take = self.ttag.store.take(event.take_id) if event.take_id is not None else None
+        if take is None:
+            self.notify("No take selected: generate one with ctrl+g.", severity="warning")
+            return
+        await getattr(self, f"take_{event.action}")(take)
+
+    async def take_play_take(self, take: Take) -> None:
+        await self.play_take(take)
+
+    async def take_star(self, take: Take) -> None:
+        self.ttag.store.set_starred(take.id, not take.starred)
+        self._refresh_take(take.id)
+
+    async def take_rename(self, take: Take) -> None:
+        def rename(name: str | None) -> None:
+            if name is not None:
+                self.ttag.store.rename_take(take.id, name)
+                self._refresh_take(take.id)
+
+        await self.app.push_screen(
+            AskScreen(f"Name for take {take.number}", take.name, "empty: show the prompt"), rename
+        )
+
+    async def take_delete(self, take: Take) -> None:
+        """Move the file and its sidecar to a trash folder next to them; the take can come back with undo."""
+        path = Path(take.path)
+        trashed: str | None = None
+        if path.exists():
+            trash = path.parent / TRASH_FOLDER
+            trash.mkdir(exist_ok=True)
+            target = trash / path.name
+            os.replace(path, target)
+            sidecar = path.with_suffix(".json")
+            if sidecar.exists():
+                os.replace(sidecar, target.with_suffix(".json"))
+            trashed = str(target)
+        self.ttag.store.trash_take(take.id, trashed)
+        self.query_one(TakesTable).remove_take(take.id)
+        self.notify(f"Take {take.number} moved to the trash (u brings it back).", timeout=4)
+
+    async def undo_delete(self) -> None:
+        trashed = self.ttag.store.takes(self.session.id, trashed=True)
+        if not trashed:
+            self.notify("The trash is empty.", severity="warning")
+            return
+        take = trashed[0]
+        if take.trashed_path and Path(take.trashed_path).exists():
+            source = Path(take.trashed_path)
+            os.replace(source, take.path)
+            if source.with_suffix(".json").exists():
+                os.replace(source.with_suffix(".json"), Path(take.path).with_suffix(".json"))
+        self.ttag.store.restore_take(take.id)
+        table = self.query_one(TakesTable)
+        table.set_takes(self.ttag.store.takes(self.session.id))
+        table.select_take(take.id)
+        self.notify(f"Take {take.number} is back.", timeout=3)
+
+    async def take_copy_path(self, take: Take) -> None:
+        self.app.copy_to_clipboard(take.path)
+        self.notify(take.path, title="Path copied", timeout=5)
+
+    async def take_use_settings(self, take: Take) -> None:
+        """Load the take's prompt, model and parameters back into the panes: the start of the next variation."""
+        fields = take_request_fields(take)
+        await self.choose_model(take.model)
+        values = dict(self.query_one(SettingsPane).values)
+        for name in ("duration", "seed", "temperature", "top_k", "top_p", "guidance", "steps"):
+            if fields.get(name) is not None:
+                values[name] = f"{fields[name]:g}" if isinstance(fields[name], float) else str(fields[name])
+        values["takes"] = ""
+        await self.query_one(SettingsPane).load_values(values, self.spec)
+        self.query_one(PromptPane).load(take.prompt, fields.get("negative_prompt") or "")
+        self._state_changed()
+        self.notify(f"Loaded the settings of take {take.number} (seed {take.seed}).", timeout=3)
+
+    async def take_regen_new_seed(self, take: Take) -> None:
+        request = self.validated({**take_request_fields(take), "seed": None})
+        if request is not None:
+            await self.submit(request)
+
+    async def take_regen_same_seed(self, take: Take) -> None:
+        request = self.validated(take_request_fields(take))
+        if request is not None:
+            await self.submit(request)
+
+    async def take_continue_take(self, take: Take) -> None:
+        spec = self.ttag.registry.get(take.model)
+        if spec is None or spec.param("audio_prompt") is None:
+            self.notify(f"{take.model} cannot continue a take.", severity="warning")
+            return
+        request = self.validated({**take_request_fields(take), "seed": None, "audio_prompt": take.path})
+        if request is not None:
+            await self.submit(request)
+
+    def _refresh_take(self, take_id: int) -> None:
+        take = self.ttag.store.take(take_id)
+        if take is not None:
+            self.query_one(TakesTable).update_take(take)
+
+    # -- playback --------------------------------------------------------------------------------------------------
+    async def play_take(self, take: Take) -> None:
+        path = Path(take.path)
+        if not path.exists():
+            self.notify(f"The file is gone: {path}", severity="error")
+            return
+        if self.audio_problem:
+            self._show_transport(note=f"no audio here · {path}")
+            return
+        label = f"take {take.number}: {short(take.title, 24)}"
+        source = await asyncio.to_thread(AudioSource.from_file, path, label)
+        self._play_source(source, take.waveform, path)
+
+    def _play_source(self, source: AudioSource, summary: list[float], path: Path | None) -> None:
+        if self.audio_problem:
+            where = path or self.ttag.config.resolved_output_dir()
+            self._show_transport(note=f"no audio here · {where}")
+            return
+        try:
+            self.ttag.player.play(source)
+        except PlaybackUnavailable as exc:
+            self.audio_problem = str(exc)
+            where = path or self.ttag.config.resolved_output_dir()
+            self.notify(
+                f"Cannot play sound here ({exc}). ttag keeps working; the takes are files in "
+                f"{self.ttag.config.resolved_output_dir()}",
+                title="No audio",
+                severity="warning",
+                timeout=10,
+            )
+            self._show_transport(note=f"no audio here · {where}")
+            return
+        self.playing_summary = summary
+        self._show_transport(note="")
+
+    def _show_transport(self, note: str | None = None) -> None:
+        """Redraw the transport; ``note`` replaces the standing note (e.g. where the file is, when nothing plays)."""
+        if note is not None:
+            self.transport_note = note
+        self.query_one(Transport).show(self.ttag.player.status(), self.playing_summary, self.transport_note)
+
+    def _tick(self) -> None:
+        status = self.ttag.player.status()
+        if status != self._last_status:
+            self._last_status = status
+            self._show_transport()
+
+    async def action_play_pause(self) -> None:
+        if self.ttag.player.status().state != "stopped":
+            self.ttag.player.toggle_pause()
+        else:
+            take = self.query_one(TakesTable).selected_take
+            if take is None:
+                self.notify("No take to play yet: generate one with ctrl+g.", severity="warning")
+                return
+            await self.play_take(take)
+        self._show_transport()
+
+    def action_stop(self) -> None:
+        self.ttag.player.stop()
+
+    def action_loop(self) -> None:
+        self.ttag.player.toggle_loop()
+
+    def action_seek_back(self) -> None:
+        self.ttag.player.seek(-SEEK_STEP_S)
+
+    def action_seek_forward(self) -> None:
+        self.ttag.player.seek(SEEK_STEP_S)
+
+    def action_volume_up(self) -> None:
+        self.ttag.player.change_volume(VOLUME_STEP)
+
+    def action_volume_down(self) -> None:
+        self.ttag.player.change_volume(-VOLUME_STEP)
+
+    # -- everything else -------------------------------------------------------------------------------------------
+    def action_pin_seed(self) -> None:
+        if not self.query_one(SettingsPane).pin_seed():
+            self.notify("No seed yet: generate once, then pin its seed.", severity="warning")
+
+    def action_focus_prompt(self) -> None:
+        self.query_one(PromptArea).focus()
+
+    def action_focus_takes(self) -> None:
+        self.query_one(TakesTable).focus()
+
+    async def action_history(self) -> None:
+        def chosen(prompt: str | None) -> None:
+            if prompt is not None:
+                self.query_one(PromptPane).load(prompt, self.query_one(PromptPane).negative)
+                self.query_one(PromptArea).focus()
+
+        await self.app.push_screen(HistoryScreen(self.ttag.store.prompt_history(None)), chosen)
+
+    async def action_help(self) -> None:
+        await self.app.push_screen(HelpScreen(self.ttag.config.keys))
+
+    async def action_config(self) -> None:
+        def saved(config: Any) -> None:
+            if config is not None:
+                self.ttag.apply_config(config)
+
+        await self.app.push_screen(
+            ConfigScreen(self.ttag.config, self.ttag.registry.ids(), sorted(self.app.available_themes)), saved
+        )
+
+    async def action_sessions(self) -> None:
+        async def chosen(session_id: int | None) -> None:
+            if session_id is not None:
+                await self.switch_session(session_id)
+            elif self.ttag.store.session(self.session.id) is None:  # deleted from the picker
+                await self.switch_session(self.ttag.store.latest_session().id)
+
+        self.save_state()
+        await self.app.push_screen(SessionsScreen(self.ttag.store, self.session.id), chosen)
+
+    async def switch_session(self, session_id: int) -> None:
+        if self.ttag.store.session(self.session.id) is not None:
+            self.save_state()
+        session = self.ttag.store.session(session_id)
+        if session is None:
+            return
+        self.ttag.store.touch_session(session_id)
+        self.session = session
+        self.last_request = None
+        model = session.state.get("model") or self.ttag.config.default_model
+        if model in self.ttag.registry:
+            self.model_id = model
+            self.query_one(ModelPane).select(model, announce=False)
+        settings = self.query_one(SettingsPane)
+        settings.last_seed = None
+        await settings.load_values(session.state.get("settings", {}), self.spec)
+        self._show_session()
+        for item in self.query_one(JobsList).items():
+            if item.finished:
+                await self._forget_job(item)
+        self.notify(f"Session {session.name!r}", timeout=2)

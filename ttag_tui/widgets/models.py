@@ -1,0 +1,132 @@
+"""The model pane: the registry as a list with each model's status, and the highlighted model's details."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from runners.registry import Availability, ModelSpec, Registry
+
+# The list's column is narrow: short words there, the full status in the details below.
+SHORT_LABELS = {"weights cached": "cached", "needs download": "download", "runner environment missing": "no env"}
+STATUS_STYLES = {
+    "loaded": "bold green",
+    "ready": "green",
+    "weights cached": "green",
+    "needs download": "yellow",
+    "runner environment missing": "red",
+    "checking": "dim",
+}
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    label: str  # ready | loaded | weights cached | needs download | runner environment missing | checking
+    advice: str = ""  # what to do about it, for a model that cannot run yet
+
+    @classmethod
+    def from_availability(cls, availability: Availability, loaded: bool) -> ModelStatus:
+        if loaded:
+            return cls("loaded")
+        if not availability.runnable:
+            return cls("runner environment missing", availability.reason)
+        if availability.weights_cached is False:
+            return cls("needs download", availability.reason)
+        if availability.weights_cached:
+            return cls("weights cached")
+        return cls("ready")
+
+
+def _kind_short(kind: str) -> str:
+    return {"music and sound": "mix", "sound effects": "sfx"}.get(kind, kind)
+
+
+def describe(spec: ModelSpec, status: ModelStatus) -> Text:
+    """The details block: description, status and advice, sample rate, limits, parameters."""
+    text = Text()
+    text.append(spec.description + "\n")
+    text.append("status: ")
+    text.append(status.label, style=STATUS_STYLES.get(status.label, ""))
+    if status.advice:
+        text.append(f"\n→ {status.advice}", style="yellow")
+    channels = "stereo" if spec.channels == 2 else "mono" if spec.channels == 1 else f"{spec.channels} ch"
+    text.append(
+        f"\n{spec.sample_rate} Hz {channels} · {spec.min_duration:g}–{spec.max_duration:g} s "
+        f"(default {spec.default_duration:g} s)"
+    )
+    if spec.params:
+        text.append("\nparameters: " + ", ".join(p.name for p in spec.params), style="dim")
+    if spec.understands:
+        text.append(f"\nunderstands: {spec.understands}", style="dim")
+    return text
+
+
+class ModelPane(Vertical):
+    """Pick the model; its status says whether it can run and, when not, what to do."""
+
+    class Chosen(Message):
+        def __init__(self, model_id: str) -> None:
+            super().__init__()
+            self.model_id = model_id
+
+    def __init__(self, registry: Registry, selected: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.registry = registry
+        self.selected = selected if selected in registry else next(iter(registry.ids()), "")
+        self.statuses: dict[str, ModelStatus] = {spec.id: ModelStatus("checking") for spec in registry}
+
+    def compose(self) -> ComposeResult:
+        options = OptionList(*[Option(self._row(spec), id=spec.id) for spec in self.registry], id="model-list")
+        yield options
+        yield Static(id="model-details")
+
+    def on_mount(self) -> None:
+        self.select(self.selected, announce=False)
+
+    def _row(self, spec: ModelSpec) -> Text:
+        status = self.statuses[spec.id]
+        label = SHORT_LABELS.get(status.label, status.label)
+        return Text.assemble(
+            (f"{spec.id[:10]:<11}", "bold"),
+            (f"{_kind_short(spec.kind):<6}", "dim"),
+            (label, STATUS_STYLES.get(status.label, "")),
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+
+    def set_statuses(self, statuses: dict[str, ModelStatus]) -> None:
+        self.statuses.update(statuses)
+        options = self.query_one(OptionList)
+        for spec in self.registry:
+            options.replace_option_prompt(spec.id, self._row(spec))
+        self._show_details(self.selected)
+
+    def select(self, model_id: str, *, announce: bool = True) -> None:
+        if model_id not in self.registry:
+            return
+        options = self.query_one(OptionList)
+        options.highlighted = options.get_option_index(model_id)
+        self._choose(model_id, announce)
+
+    def _choose(self, model_id: str, announce: bool) -> None:
+        changed = model_id != self.selected
+        self.selected = model_id
+        self._show_details(model_id)
+        if announce and changed:
+            self.post_message(self.Chosen(model_id))
+
+    def _show_details(self, model_id: str) -> None:
+        spec = self.registry.get(model_id)
+        if spec is not None:
+            self.query_one("#model-details", Static).update(describe(spec, self.statuses[model_id]))
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        event.stop()
+        if event.option.id:
+            self._choose(event.option.id, announce=True)

@@ -1,0 +1,180 @@
+"""The takes table: every clip of the session as a row, with the actions people use while auditioning.
+
+The table only shows takes and turns keys into :class:`TakesTable.ActionRequested` messages; the main screen does the
+work (files, store, player), so every action is in one place whether it came from a key or the command palette.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable
+
+from ttag_tui import keymap
+from ttag_tui.sessions import Take
+from ttag_tui.widgets.waveform import bars
+
+WAVE_WIDTH = 8
+FIXED_COLUMNS = {"number": 3, "star": 1, "status": 1, "model": 8, "seed": 10, "length": 6, "wave": WAVE_WIDTH}
+MIN_PROMPT_WIDTH = 8
+MODEL_COLUMN_FROM = 72  # narrower than this, the model column gives its room to the prompt
+
+
+def format_seconds(seconds: float) -> str:
+    minutes, rest = divmod(max(seconds, 0.0), 60)
+    return f"{int(minutes)}:{rest:04.1f}" if minutes else f"{rest:.1f}s"
+
+
+def status_mark(take: Take) -> Text:
+    if Path(take.path).exists():
+        return Text("✓", style="green")
+    return Text("?", style="red")  # the file was moved or deleted outside ttag
+
+
+class TakesTable(DataTable[Text | str]):
+    """Rows keyed by take id. Left/right are the transport's seek keys here, so the table only moves up and down."""
+
+    inherit_bindings = False
+    BINDINGS = [
+        Binding("up", "cursor_up", "Up", show=False),
+        Binding("down", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home", "scroll_top", "First", show=False),
+        Binding("end", "scroll_bottom", "Last", show=False),
+        *keymap.bindings("takes"),
+    ]
+
+    class ActionRequested(Message):
+        def __init__(self, action: str, take_id: int | None) -> None:
+            super().__init__()
+            self.action = action
+            self.take_id = take_id
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=0, **kwargs)  # type: ignore[arg-type]
+        self.takes: dict[int, Take] = {}
+        self._layout_width = 0
+
+    def on_mount(self) -> None:
+        self._build_columns()
+
+    def on_resize(self) -> None:
+        if self.size.width != self._layout_width:
+            self._rebuild()
+
+    def _show_model(self) -> bool:
+        return self.size.width >= MODEL_COLUMN_FROM
+
+    def _prompt_width(self) -> int:
+        fixed = sum(w + 1 for name, w in FIXED_COLUMNS.items() if name != "model" or self._show_model())
+        return max(MIN_PROMPT_WIDTH, self.size.width - fixed - 3)  # the vertical scrollbar's room
+
+    def _build_columns(self) -> None:
+        self._layout_width = self.size.width
+        self.add_column("#", width=FIXED_COLUMNS["number"] + 1, key="number")
+        self.add_column("★", width=FIXED_COLUMNS["star"] + 1, key="star")
+        self.add_column("prompt", width=self._prompt_width() + 1, key="prompt")
+        if self._show_model():
+            self.add_column("model", width=FIXED_COLUMNS["model"] + 1, key="model")
+        self.add_column("seed", width=FIXED_COLUMNS["seed"] + 1, key="seed")
+        self.add_column("length", width=FIXED_COLUMNS["length"] + 1, key="length")
+        self.add_column("", width=FIXED_COLUMNS["status"] + 1, key="status")
+        self.add_column("wave", width=FIXED_COLUMNS["wave"], key="wave")
+
+    def _cells(self, take: Take) -> list[Text | str]:
+        title = Text(take.title, no_wrap=True, overflow="ellipsis", style="italic" if take.name else "")
+        cells: list[Text | str] = [
+            Text(str(take.number), justify="right"),
+            Text("★" if take.starred else " ", style="yellow"),
+            title,
+        ]
+        if self._show_model():
+            cells.append(Text(take.model, no_wrap=True, overflow="ellipsis"))
+        cells += [
+            str(take.seed),
+            format_seconds(take.duration),
+            status_mark(take),
+            Text(bars(take.waveform, WAVE_WIDTH), style="cyan"),
+        ]
+        return cells
+
+    def _rebuild(self) -> None:
+        selected = self.selected_take_id
+        self.clear(columns=True)
+        self._build_columns()
+        for take in self.takes.values():
+            self.add_row(*self._cells(take), key=str(take.id))
+        if selected is not None:
+            self.select_take(selected)
+
+    def set_takes(self, takes: list[Take]) -> None:
+        self.takes = {take.id: take for take in takes}
+        self._rebuild()
+        if takes:
+            self.move_cursor(row=len(takes) - 1)
+
+    def add_take(self, take: Take) -> None:
+        self.takes[take.id] = take
+        self.add_row(*self._cells(take), key=str(take.id))
+
+    def update_take(self, take: Take) -> None:
+        if take.id in self.takes:
+            self.takes[take.id] = take
+            self._rebuild()
+
+    def remove_take(self, take_id: int) -> None:
+        if self.takes.pop(take_id, None) is not None:
+            self.remove_row(str(take_id))
+
+    def select_take(self, take_id: int) -> None:
+        if take_id in self.takes:
+            self.move_cursor(row=self.get_row_index(str(take_id)))
+
+    @property
+    def selected_take_id(self) -> int | None:
+        if not self.takes or self.row_count == 0:
+            return None
+        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        return int(row_key.value) if row_key.value is not None else None
+
+    @property
+    def selected_take(self) -> Take | None:
+        take_id = self.selected_take_id
+        return self.takes.get(take_id) if take_id is not None else None
+
+    def _request(self, action: str) -> None:
+        self.post_message(self.ActionRequested(action, self.selected_take_id))
+
+    def action_play_take(self) -> None:
+        self._request("play_take")
+
+    def action_star(self) -> None:
+        self._request("star")
+
+    def action_rename(self) -> None:
+        self._request("rename")
+
+    def action_delete(self) -> None:
+        self._request("delete")
+
+    def action_undo_delete(self) -> None:
+        self._request("undo_delete")
+
+    def action_copy_path(self) -> None:
+        self._request("copy_path")
+
+    def action_use_settings(self) -> None:
+        self._request("use_settings")
+
+    def action_regen_new_seed(self) -> None:
+        self._request("regen_new_seed")
+
+    def action_regen_same_seed(self) -> None:
+        self._request("regen_same_seed")
+
+    def action_continue_take(self) -> None:
+        self._request("continue_take")
