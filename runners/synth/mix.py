@@ -1,0 +1,169 @@
+"""Mixing and mastering that stream: panning, a convolution reverb and a look-ahead true-peak limiter.
+
+Every stage keeps its state between chunks (the reverb's tail, the limiter's gain), so a take rendered chunk by chunk
+is the take. Loudness is set once, up front, from the first seconds of the raw mix — never from the finished clip —
+and the limiter then guarantees the ceiling.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+from scipy import fft, signal
+
+from runners.synth.instruments import SR
+
+TRUE_PEAK_CEILING_DB = -1.3  # a little under the -1 dBTP promise, for the estimate's error
+OVERSAMPLE = 4
+
+
+def pan(x: np.ndarray, position: float) -> np.ndarray:
+    """Constant-power placement of mono ``(n,)`` audio; stereo ``(2, n)`` audio is balanced instead."""
+    angle = (np.clip(position, -1.0, 1.0) + 1.0) * np.pi / 4
+    gains = np.array([[np.cos(angle)], [np.sin(angle)]]) * np.sqrt(2.0)
+    if x.ndim == 1:
+        return gains * x[None, :]
+    return x * np.minimum(gains, 1.0)
+
+
+def true_peak(audio: np.ndarray) -> float:
+    """Peak of the 4× oversampled signal (what a true-peak meter reads), linear."""
+    up = signal.resample_poly(np.asarray(audio, dtype=np.float64), OVERSAMPLE, 1, axis=-1)
+    return float(np.max(np.abs(up))) if up.size else 0.0
+
+
+def impulse_response(room: float, seed: int = 0x12EB) -> np.ndarray:
+    """A stereo room: a few early reflections, then decorrelated decaying noise that darkens as it fades."""
+    rng = np.random.default_rng(seed)
+    rt60 = 0.4 + 2.4 * room
+    length = int(min(rt60, 2.2) * SR)
+    t = np.arange(length) / SR
+    predelay = int((0.008 + 0.02 * room) * SR)
+    ir = rng.standard_normal((2, length)) * np.exp(-6.9 * t / rt60)
+    ir[:, :predelay] = 0.0
+    for delay, gain in ((0.011, 0.5), (0.017, 0.4), (0.023, 0.35), (0.031, 0.3)):
+        d = predelay + int(delay * SR * (0.5 + room))
+        if d < length:
+            ir[0, d] += gain * rng.choice([-1, 1]) * 3
+            ir[1, d + int(0.0013 * SR)] += gain * rng.choice([-1, 1]) * 3
+    # darker tail: blend towards a low-passed copy as time goes on
+    sos = signal.butter(1, 2500.0, fs=SR, output="sos")
+    dark = signal.sosfilt(sos, ir, axis=-1)
+    mix = np.minimum(t / (0.6 * rt60), 1.0)
+    ir = ir * (1 - mix) + dark * mix
+    ir /= np.sqrt(np.sum(ir**2) / 2)
+    return ir
+
+
+class Reverb:
+    """Overlap-add FFT convolution: each chunk costs two FFTs; the tail is carried into the next chunk."""
+
+    def __init__(self, room: float, chunk: int) -> None:
+        ir = impulse_response(room)
+        self.length = ir.shape[1]
+        self.nfft = fft.next_fast_len(chunk + self.length - 1, real=True)
+        self.spectrum = fft.rfft(ir, self.nfft, axis=-1)
+        self.tail = np.zeros((2, self.length - 1))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[1]
+        y = fft.irfft(fft.rfft(x, self.nfft, axis=-1) * self.spectrum, self.nfft, axis=-1)[:, : n + self.length - 1]
+        y[:, : self.length - 1] += self.tail
+        self.tail = y[:, n:].copy()
+        if self.tail.shape[1] < self.length - 1:  # short final chunk: keep the tail's length constant
+            self.tail = np.pad(self.tail, ((0, 0), (0, self.length - 1 - self.tail.shape[1])))
+        return y[:, :n]
+
+
+class Master:
+    """Fades, loudness gain decided from the first seconds, then a look-ahead true-peak limiter.
+
+    The limiter works in blocks: each block's gain is at most ceiling / (its oversampled peak), recovers slowly
+    afterwards, and is ramped linearly from block to block, never above the block's own limit — so no sample (and,
+    to within the oversampling estimate, no inter-sample peak) passes the ceiling. It needs one chunk of look-ahead.
+    """
+
+    BLOCK = 441  # 10 ms; divides the 1 s render chunk
+    PAD = 16  # context for the oversampling filter (its half-length is 10 input samples)
+
+    def __init__(self, n_samples: int, target_rms_db: float, fade_in: float, fade_out: float,
+                 measure_seconds: float = 4.0, release: float = 0.15) -> None:
+        self.n = n_samples
+        self.target = 10 ** (target_rms_db / 20)
+        self.ceiling = 10 ** (TRUE_PEAK_CEILING_DB / 20)
+        self.fade_in = max(1, int(fade_in * SR))
+        self.fade_out = max(1, int(fade_out * SR))
+        self.measure = int(measure_seconds * SR)
+        self.recover = self.BLOCK / (release * SR)  # log-gain regained per block
+        self.gain = 1.0
+
+    def _fades(self, x: np.ndarray, start: int) -> np.ndarray:
+        idx = start + np.arange(x.shape[1])
+        fin = np.clip(idx / self.fade_in, 0.0, 1.0)
+        fout = np.clip((self.n - idx) / self.fade_out, 0.0, 1.0)
+        env = np.sin(0.5 * np.pi * fin) ** 2 * np.sin(0.5 * np.pi * fout) ** 2
+        return x * env
+
+    def run(self, raw: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """Raw mix chunks in, mastered float32 chunks out (the same sizes, in order)."""
+        head: list[np.ndarray] = []
+        pos = 0
+        raw = iter(raw)
+        for chunk in raw:
+            head.append(self._fades(chunk, pos))
+            pos += chunk.shape[1]
+            if pos >= self.measure:
+                break
+        joined = np.concatenate(head, axis=1) if head else np.zeros((2, 0))
+        rms = float(np.sqrt(np.mean(joined**2))) if joined.size else 0.0
+        self.gain = min(self.target / rms, 1000.0) if rms > 1e-9 else 1.0
+
+        def gained() -> Iterator[np.ndarray]:
+            nonlocal pos
+            for chunk in head:
+                yield chunk * self.gain
+            for chunk in raw:
+                yield self._fades(chunk, pos) * self.gain
+                pos += chunk.shape[1]
+
+        yield from self._limit(gained())
+
+    def _limit(self, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        B, P = self.BLOCK, self.PAD
+        context = np.zeros((2, P))
+        state = 0.0  # log gain of the last block
+        edge: float | None = None  # gain at the start of the pending chunk
+        pending: np.ndarray | None = None
+        for nxt in itertools.chain(chunks, [None]):
+            if pending is None:
+                pending = nxt
+                continue
+            n = pending.shape[1]
+            blocks = -(-n // B)
+            ahead = nxt[:, : B + P] if nxt is not None else np.zeros((2, P))
+            seg = np.concatenate([context, pending, np.zeros((2, blocks * B - n)), ahead], axis=1)
+            up = np.abs(signal.resample_poly(seg, OVERSAMPLE, 1, axis=-1)).max(axis=0)
+            count = blocks + (1 if nxt is not None else 0)
+            body = up[OVERSAMPLE * P : OVERSAMPLE * (P + count * B)]
+            if body.size < count * B * OVERSAMPLE:
+                body = np.pad(body, (0, count * B * OVERSAMPLE - body.size))
+            peaks = body.reshape(count, B * OVERSAMPLE).max(axis=1)
+            limit = np.log(np.minimum(1.0, self.ceiling / np.maximum(peaks, 1e-12)))
+            j = np.arange(count)
+            logs = self.recover * j + np.minimum(state + self.recover, np.minimum.accumulate(limit - self.recover * j))
+            g = np.exp(logs)
+            bounds = np.empty(blocks + 1)
+            bounds[0] = g[0] if edge is None else min(edge, g[0])
+            bounds[1:blocks] = np.minimum(g[: blocks - 1], g[1:blocks])
+            bounds[blocks] = min(g[blocks - 1], g[blocks]) if nxt is not None else g[blocks - 1]
+            frac = np.tile(np.arange(B) / B, blocks)
+            gains = np.repeat(bounds[:-1], B) + np.repeat(np.diff(bounds), B) * frac
+            out = pending * gains[:n]
+            np.clip(out, -self.ceiling, self.ceiling, out=out)
+            yield out.astype(np.float32)
+            edge = bounds[blocks]
+            state = float(logs[blocks - 1])
+            context = np.concatenate([context, pending], axis=1)[:, -P:]
+            pending = nxt

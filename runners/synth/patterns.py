@@ -1,0 +1,474 @@
+"""The arranger: from a :class:`Brief`, a seed and a temperature, every note of a take, planned up front.
+
+Planning the whole take before rendering anything is what makes streaming exact: the renderer only has to play the
+plan chunk by chunk. Everything random comes from one ``numpy.random.Generator`` seeded with the take's seed, in a
+fixed order, so a seed always gives the same notes. Temperature scales how often the arranger departs from the plain
+groove: 0 repeats the genre's pattern and a simple tune verbatim, 2 adds ghost notes, fills, leaps and busy rhythms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from runners.synth.genres import GENRES, VELOCITY, Genre
+from runners.synth.instruments import SR, Note, kick_pitch
+from runners.synth.prompt import Brief
+
+SCALES = {
+    "major": (0, 2, 4, 5, 7, 9, 11),
+    "minor": (0, 2, 3, 5, 7, 8, 10),
+    "dorian": (0, 2, 3, 5, 7, 9, 10),
+    "phrygian": (0, 1, 3, 5, 7, 8, 10),
+    "lydian": (0, 2, 4, 6, 7, 9, 11),
+    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
+}
+
+# Chord roots as scale degrees (0 = tonic). The first of each family is the plain choice (temperature 0).
+PROGRESSIONS = {
+    "minor": ((0, 5, 0, 4), (0, 5, 2, 6), (0, 5, 3, 4), (0, 6, 5, 6), (0, 3, 5, 4)),
+    "minor_loop": ((0, 5, 0, 4), (0, 3, 0, 4), (0, 5, 3, 4), (0, 6, 5, 4), (0, 3, 6, 2)),
+    "lofi": ((0, 5, 0, 4), (0, 3, 0, 4), (1, 4, 0, 0), (0, 5, 3, 4), (0, 3, 6, 2)),
+    "major": ((0, 5, 0, 4), (0, 3, 0, 4), (0, 4, 5, 3), (0, 5, 3, 4), (0, 3, 4, 3), (5, 3, 0, 4)),
+    "rock": ((0, 3, 0, 4), (0, 3, 4, 3), (0, 4, 5, 3), (0, 6, 3, 0)),
+    "jazz": ((1, 4, 0, 0), (0, 5, 1, 4), (2, 5, 1, 4), (0, 3, 1, 4)),
+    "drone": ((0, 0), (0, 5), (0, 3)),
+    "ambient": ((0, 3), (0, 5, 3, 4), (0, 2, 3, 0)),
+    "cinematic": ((0, 5, 2, 6), (0, 5, 3, 4), (0, 3, 5, 4), (0, 6, 5, 4)),
+    "funk": ((0, 3), (0, 0, 3, 3), (0, 3, 0, 4)),
+}
+
+# What the chord instrument plays in one bar: (step, length in steps).
+COMP_RHYTHMS: dict[str, tuple[tuple[float, float], ...]] = {
+    "sustain": ((0, 16),),
+    "lofi": ((0, 9), (10, 6)),
+    "half": ((0, 8), (8, 8)),
+    "stab": ((2, 1.2), (6, 1.2), (10, 1.2), (14, 1.2)),
+    "power": tuple((s, 1.8) for s in range(0, 16, 2)),
+    "charleston": ((0, 3), (6, 4)),
+    "funk": ((0, 1), (3, 1), (6, 1), (8, 1), (11, 1), (14, 1)),
+    "pulse": tuple((s, 1.6) for s in range(0, 16, 2)),
+    "skank": ((2, 1), (6, 1), (10, 1), (14, 1)),
+}
+
+DRUM_VOICE = {"kick": ("kick", ""), "snare": ("snare", ""), "clap": ("clap", ""), "hat": ("hat", "closed"),
+              "openhat": ("hat", "open"), "ride": ("hat", "ride"), "tom": ("tom", "")}
+DRUM_PART = {"kick": "kick", "snare": "snare", "clap": "snare", "hat": "hats", "openhat": "hats", "ride": "hats",
+             "tom": "drums"}
+DRUM_MIX = {  # level, pan, reverb send
+    "kick": (1.0, 0.0, 0.04), "snare": (0.62, 0.05, 0.22), "clap": (0.55, -0.05, 0.3), "hat": (0.3, 0.3, 0.08),
+    "openhat": (0.25, 0.3, 0.12), "ride": (0.3, -0.3, 0.15), "tom": (0.7, -0.2, 0.3),
+}
+DUCKED = frozenset({"pad", "bass", "strings", "pluck", "organ", "piano", "epiano"})
+
+
+@dataclass
+class Plan:
+    """Everything the renderer needs: the notes (sorted by start) and the mix settings."""
+
+    notes: list[Note]
+    n_samples: int
+    bpm: float
+    bar: float  # bar length in samples
+    room: float
+    lowpass: float | None
+    duck: float
+    scenes: tuple[str, ...]
+    intensity: float
+    scene_level: float
+    info: dict[str, object] = field(default_factory=dict)
+
+
+class Grid:
+    """Bar/step positions in samples, with swing on the off-beats."""
+
+    def __init__(self, bpm: float, swing: float, unit: int) -> None:
+        self.bar = 4 * 60.0 / bpm * SR
+        self.step = self.bar / 16
+        self.swing = swing
+        self.unit = unit
+
+    def at(self, bar: int, step: float) -> int:
+        pos = bar * self.bar + step * self.step
+        if self.swing and float(step).is_integer():
+            s = int(step)
+            if self.unit == 1 and s % 2 == 1:
+                pos += self.swing * self.step
+            elif self.unit == 2 and s % 4 == 2:
+                pos += self.swing * 2 * self.step
+        return round(pos)
+
+    def span(self, bar: int, step: float, length: float) -> tuple[int, int]:
+        start = self.at(bar, step)
+        return start, max(1, self.at(bar, step + length) - start)
+
+
+class Harmony:
+    """The key and the chord of every bar."""
+
+    def __init__(self, brief: Brief, genre: Genre, rng: np.random.Generator, temperature: float, bars: int) -> None:
+        self.root = brief.root
+        self.scale = SCALES.get(brief.mode, SCALES["minor"])
+        name = genre.progressions
+        minorish = brief.mode in ("minor", "dorian", "phrygian")
+        if minorish and name in ("major", "rock"):
+            name = "minor"
+        elif not minorish and name in ("minor", "minor_loop", "cinematic", "lofi"):
+            name = "major"
+        family = PROGRESSIONS[name]
+        plain = family[0]
+        if temperature <= 0.05:
+            first = second = plain
+        else:
+            first = family[int(rng.integers(len(family)))] if rng.random() < 0.2 + 0.3 * temperature else plain
+            second = family[int(rng.integers(len(family)))] if rng.random() < 0.3 * temperature else first
+        self.sevenths = genre.sevenths or (temperature > 1.2 and rng.random() < 0.5)
+        per = max(1, genre.bars_per_chord)
+        degrees = [*first, *second]
+        self.bar_degree = [degrees[(b // per) % len(degrees)] for b in range(bars + 1)]
+
+    def pitch(self, degree: int, octave: int = 4) -> int:
+        """MIDI pitch of a scale degree (may exceed 0..6: 7 is the tonic an octave up)."""
+        return 12 * (octave + 1) + self.root + self.scale[degree % 7] + 12 * (degree // 7)
+
+    def chord_degrees(self, bar: int) -> list[int]:
+        d = self.bar_degree[bar]
+        return [d, d + 2, d + 4, d + 6] if self.sevenths else [d, d + 2, d + 4]
+
+    def chord_classes(self, bar: int) -> list[int]:
+        return [self.pitch(d) % 12 for d in self.chord_degrees(bar)]
+
+    def voicing(self, bar: int, low: int, high: int | None = None) -> list[int]:
+        """Chord tones placed in one octave from ``low``: nearby chords share notes, so voice leading is smooth."""
+        notes = sorted(low + (pc - low) % 12 for pc in self.chord_classes(bar))
+        return notes if high is None else [n for n in notes if n <= high]
+
+    def bass_pitch(self, bar: int, degree_offset: int = 0) -> int:
+        pc = self.pitch(self.bar_degree[bar] + degree_offset) % 12
+        return 33 + (pc - 33) % 12  # A1 .. G#2
+
+
+class Arranger:
+    def __init__(self, brief: Brief, seed: int, temperature: float, n_samples: int) -> None:
+        self.brief = brief
+        self.genre = GENRES[brief.genre]
+        self.t = float(temperature)
+        self.rng = np.random.default_rng(seed)
+        self.n = n_samples
+        self.grid = Grid(brief.bpm, self.genre.swing, self.genre.swing_unit)
+        self.bars = int(np.ceil(n_samples / self.grid.bar)) + 1
+        self.harmony = Harmony(brief, self.genre, self.rng, self.t, self.bars)
+        self.notes: list[Note] = []
+        self._var = int(self.rng.integers(1 << 30))
+
+    # ------------------------------------------------------------ helpers
+
+    def chance(self, p: float) -> bool:
+        return self.t > 0 and self.rng.random() < p
+
+    def add(self, start: int, voice: str, pitch: float, length: int, vel: float, **kw: object) -> None:
+        if 0 <= start < self.n:
+            self._var += 7919
+            self.notes.append(Note(start, voice, pitch, length, vel, var=self._var, **kw))  # type: ignore[arg-type]
+
+    def tune(self, natural_hz: float, degrees: tuple[int, ...] = (0,)) -> float:
+        """Semitone shift that puts a drum's natural pitch on the nearest of the key's ``degrees`` (tuned kicks
+        keep the low end in key)."""
+        here = 69 + 12 * np.log2(natural_hz / 440.0)
+        shifts = [((self.harmony.pitch(d) - here + 6) % 12) - 6 for d in degrees]
+        return float(min(shifts, key=abs))
+
+    def jitter(self) -> int:
+        return int(self.rng.normal(0.0, 0.0025 * SR * self.t)) if self.t > 0 else 0
+
+    # ------------------------------------------------------------ parts
+
+    def drums(self) -> None:
+        inst = self.brief.instruments
+        grids = self.genre.drums or GENRES["pop"].drums
+        kit = self.genre.kit if self.genre.kit != "none" else "jazz"
+        full = "drums" in inst
+        for name, grid in grids.items():
+            part = DRUM_PART[name]
+            if part in self.brief.muted or not (full or part in inst):
+                continue
+            voice, kind = DRUM_VOICE[name]
+            level, pan, send = DRUM_MIX[name]
+            kind = kind or kit
+            tuning = {"kick": self.tune(kick_pitch(kit)), "snare": self.tune(185.0, (0, 4)),
+                      "tom": self.tune(90.0, (0, 4))}.get(name, 0.0)
+            for bar in range(self.bars):
+                fill = name in ("snare", "tom") and bar % 4 == 3 and self.chance(0.25 + 0.3 * self.t)
+                for step, ch in enumerate(grid):
+                    vel = VELOCITY.get(ch, 0.0)
+                    if name == "hat" and vel == 0 and self.chance(0.06 * self.t):
+                        vel = 0.25
+                    if name == "kick" and vel == 0 and step % 2 == 0 and self.chance(0.04 * self.t):
+                        vel = 0.6
+                    if name == "hat" and self.genre.name == "trap" and step % 4 == 2 and self.chance(0.2 * self.t):
+                        for k in range(3):  # hat roll: 32nd notes
+                            self.add(self.grid.at(bar, step + k / 2), voice, 0.0, 1, level * 0.6, pan=pan,
+                                     send=send, kind=kind)
+                        continue
+                    if vel == 0 or (fill and step >= 12):
+                        continue
+                    vel = float(np.clip(vel + self.rng.normal(0, 0.05 + 0.05 * self.t), 0.1, 1.0))
+                    start = self.grid.at(bar, step) + (self.jitter() if name != "kick" else 0)
+                    self.add(start, voice, tuning, 1, vel * level, pan=pan, send=send, kind=kind)
+                if fill:
+                    tom_tuning = self.tune(90.0, (0, 4))
+                    for step in range(12, 16):
+                        if name == "tom" or self.genre.kit == "epic":
+                            drop = (7, 3, 0, -5)[step - 12]  # toms falling through the key's fifth
+                            self.add(self.grid.at(bar, step), "tom", tom_tuning + drop, 1, 0.6,
+                                     pan=0.4 - 0.25 * (step - 12), send=0.3, kind=kit)
+                        elif step % 2 == 0 or self.chance(0.5):
+                            self.add(self.grid.at(bar, step), "snare", tuning, 1, level * (0.5 + 0.1 * (step - 12)),
+                                     pan=pan, send=send, kind=kit)
+
+    def bass(self) -> None:
+        style, sound = self.genre.bass, self.genre.bass_sound
+        if self.brief.implicit:
+            style = "long"
+        h, g = self.harmony, self.grid
+        level = 0.6
+        kick_grid = (self.genre.drums or GENRES["pop"].drums).get("kick", "X.......X.......")
+        for bar in range(self.bars):
+            root = h.bass_pitch(bar)
+            nxt = h.bass_pitch(bar + 1)
+            hits: list[tuple[float, float, float]] = []  # step, length, pitch
+            if style in ("root", "long", "drone"):
+                per = self.genre.bars_per_chord if style != "root" else 1
+                if bar % per == 0:
+                    hits.append((0, 16 * per - 0.5, root - (12 if style == "drone" else 0)))
+                if style == "root" and self.chance(0.3 * self.t):
+                    hits[-1] = (0, 13.5, root)
+                    hits.append((14, 2, root + 7 if self.rng.random() < 0.5 else nxt - 1))
+            elif style in ("follow", "follow808"):
+                steps = [s for s, c in enumerate(kick_grid) if c != "."]
+                for i, s in enumerate(steps):
+                    end = steps[i + 1] if i + 1 < len(steps) else 16
+                    pitch = root + (12 if i > 0 and self.chance(0.15 * self.t) else 0)
+                    hits.append((s, max(1.0, end - s - 0.3), pitch))
+            elif style == "offbeat":
+                for s in (2, 6, 10, 14):
+                    hits.append((s, 1.5, root + (12 if self.chance(0.1 * self.t) else 0)))
+            elif style == "rolling":
+                for s in range(16):
+                    if s % 4:
+                        hits.append((s, 0.8, root + (12 if s % 4 == 3 and self.chance(0.2 * self.t) else 0)))
+            elif style == "wobble":
+                rate = self.brief.bpm / 60.0 * (2 if self.rng.random() < 0.6 else 3 if self.t > 0.8 else 1)
+                hits.append((0, 7.8, root))
+                hits.append((8, 7.8, root if not self.chance(0.3) else nxt))
+                for s, length, p in hits:
+                    start, n = g.span(bar, s, length)
+                    self.add(start, "bass", p, n, level, send=0.03, kind=sound, mod=rate)
+                continue
+            elif style == "eighths":
+                for s in range(0, 16, 2):
+                    hits.append((s, 1.7, root + (12 if s in (6, 14) and self.chance(0.2 * self.t) else 0)))
+            elif style == "octave":
+                for s in range(0, 16, 2):
+                    hits.append((s, 1.6, root + (12 if s % 4 == 2 else 0)))
+            elif style == "walking":
+                second = h.bass_pitch(bar, 2 if self.rng.random() < 0.7 else 1)
+                third = h.bass_pitch(bar, 4 if self.rng.random() < 0.6 else 3)
+                line = [root, second, third, nxt + (1 if self.rng.random() < 0.5 else -1)]  # chromatic approach
+                for i, p in enumerate(line):
+                    hits.append((4 * i, 3.6, p))
+            elif style == "funk":
+                for s, off in ((0, 0), (3, 12), (6, 0), (7, 10), (10, 0), (12, 12), (14, 7)):
+                    if s == 0 or not self.chance(0.15 * self.t):
+                        hits.append((s, 1.2, root + off))
+            for s, length, p in hits:
+                start, n = g.span(bar, s, length)
+                self.add(start, "bass", p, n, level * (1.0 if s % 4 == 0 else 0.85), send=0.03, kind=sound)
+
+    def comp(self, voice: str) -> None:
+        """Chords for a keyboard or guitar in the genre's comping rhythm."""
+        h, g = self.harmony, self.grid
+        style = self.genre.comp
+        if self.brief.implicit and not self.brief.instruments & {"drums", "kick", "snare", "hats"}:
+            style = "broken"
+        if voice == "guitar" and self.genre.guitar == "distorted":
+            style = "power"
+        if style in ("sustain", "arp"):
+            style = "half" if style == "arp" else "sustain"
+        kind = self.genre.guitar if voice == "guitar" else ""
+        low = {"guitar": 52, "organ": 55}.get(voice, 55)
+        per = self.genre.bars_per_chord if style == "sustain" else 1
+        for bar in range(self.bars):
+            if style == "broken":
+                self._broken(voice, bar)
+                continue
+            if style == "power":
+                r = h.bass_pitch(bar) + 12
+                chord = [r, r + 7, r + 12]
+            else:
+                chord = h.voicing(bar, low)
+            rhythm = COMP_RHYTHMS[style]
+            if bar % per:
+                continue
+            for s, length in rhythm:
+                if s > 0 and style in ("funk", "stab", "skank") and self.chance(0.12 * self.t):
+                    continue
+                start, n = g.span(bar, s, length * per)
+                strum = int(0.012 * SR) if voice == "guitar" and style != "power" else 0
+                vel = 0.32 if s % 4 == 0 else 0.26
+                for i, p in enumerate(chord):
+                    self.add(start + i * strum + (self.jitter() if i else 0), voice, p, n, vel,
+                             pan=-0.25 + 0.5 * i / max(1, len(chord) - 1), send=0.22, kind=kind)
+
+    def _broken(self, voice: str, bar: int) -> None:
+        """Solo-piano accompaniment: a low root, then the chord rolled upwards in eighths."""
+        h, g = self.harmony, self.grid
+        root = h.bass_pitch(bar) + 12
+        upper = h.voicing(bar, root + 7)
+        figure = [root, *upper, upper[1] + 12 if len(upper) > 1 else root + 24, *upper[::-1]][:8]
+        start, n = g.span(bar, 0, 16)
+        self.add(start, voice, root - 12, n, 0.35, pan=-0.3, send=0.3)
+        for i, p in enumerate(figure[1:8], start=1):
+            s, ln = g.span(bar, 2 * i, 4)
+            self.add(s, voice, p, ln, 0.22 + 0.04 * (i % 2 == 0), pan=-0.2 + 0.07 * i, send=0.3)
+
+    def sustained(self, voice: str) -> None:
+        """Pads, strings and brass: the chord held for as long as it lasts."""
+        h, g = self.harmony, self.grid
+        per = max(1, self.genre.bars_per_chord)
+        low = {"strings": 52, "brass": 50, "pad": 53}[voice]
+        level = {"pad": 0.22, "strings": 0.22, "brass": 0.2}[voice]
+        bright = float(self.rng.random())
+        for bar in range(0, self.bars, per):
+            notes = h.voicing(bar, low)
+            if voice == "strings":
+                notes = [*notes, notes[0] + 12, h.bass_pitch(bar) + 12]
+            start, n = g.span(bar, 0, 16 * per)
+            for i, p in enumerate(notes):
+                self.add(start, voice, p, n + int(0.05 * SR), level, pan=-0.4 + 0.8 * (i % 2), send=0.45,
+                         mod=bright)
+
+    def arp(self, voice: str, level: float = 0.24, rate: int = 1) -> None:
+        """Chord tones in a running pattern (sixteenths, or eighths with ``rate=2``)."""
+        h, g = self.harmony, self.grid
+        shapes = ("up", "updown", "down", "random")
+        shape = shapes[int(self.rng.integers(len(shapes)))] if self.t > 0.3 else "up"
+        octave_low = 60 if voice == "pluck" else 67
+        for bar in range(self.bars):
+            tones = h.voicing(bar, octave_low)
+            seq = tones + [p + 12 for p in tones]
+            if shape == "down":
+                seq = seq[::-1]
+            elif shape == "updown":
+                seq = seq + seq[-2:0:-1]
+            for i, s in enumerate(range(0, 16, rate)):
+                p = seq[int(self.rng.integers(len(seq)))] if shape == "random" else seq[i % len(seq)]
+                start, n = g.span(bar, s, rate * 0.8)
+                vel = level * (1.0 if s % 4 == 0 else 0.75)
+                self.add(start, voice, p, n, vel, pan=0.35 if i % 2 else -0.35, send=0.35,
+                         kind=self.genre.lead_wave if voice == "lead" else "")
+
+    def melody(self, voice: str, center: int) -> None:
+        """A tune in two-bar phrases: motif A, A varied, A, then B resolving to the tonic; new motifs later on."""
+        h, g = self.harmony, self.grid
+        octave = (center - h.root + 6) // 12 - 1  # puts the tonic within a fifth of ``center``
+        level = {"lead": 0.32, "bells": 0.3, "pluck": 0.32, "piano": 0.3, "guitar": 0.3, "organ": 0.25}.get(voice, 0.3)
+        kind = self.genre.lead_wave if voice == "lead" else (self.genre.guitar if voice == "guitar" else "")
+        motif = self._motif()
+        for phrase in range(0, self.bars, 2):
+            section_pos = (phrase // 2) % 4
+            if section_pos == 0 and phrase > 0 and self.chance(0.25 * self.t):
+                motif = self._motif()
+            notes = motif
+            if section_pos == 1 and self.t > 0:
+                notes = motif[: len(motif) // 2] + self._motif()[len(motif) // 2 :]
+            elif section_pos == 3:
+                notes = self._motif()
+            if section_pos in (1, 3):  # phrase ends settle: on the tonic at the end of a section, else its triad
+                end = 0 if section_pos == 3 else int(self.rng.choice([0, 2, 4]))
+                notes = [*notes[:-1], (notes[-1][0], notes[-1][1], end)]
+            for step, length, deg in notes:
+                bar = phrase + int(step // 16)
+                if bar >= self.bars:
+                    break
+                if step % 8 == 0:  # strong beats land on a chord tone
+                    tones = [c + 7 * k for c in h.chord_degrees(bar) for k in (-2, -1, 0, 1)]
+                    deg = min(tones, key=lambda d: (abs(d - deg), d))
+                pitch = h.pitch(deg, octave)
+                start, n = g.span(bar, step % 16, length)
+                vel = level * (1.0 if step % 4 == 0 else 0.8)
+                self.add(start + self.jitter(), voice, pitch, n, vel, pan=0.15, send=0.35, kind=kind)
+
+    def _motif(self) -> list[tuple[float, float, int]]:
+        """Two bars of (step, length, scale degree); busier and leapier with temperature."""
+        t = self.t
+        onsets = []
+        for s in range(32):
+            if s % 4 == 0:
+                p = 0.85 if t > 0 else (1.0 if s % 8 == 0 else 0.7)
+            elif s % 2 == 0:
+                p = 0.25 + 0.3 * t
+            else:
+                p = 0.12 * t**1.5
+            if s == 0 or self.rng.random() < p:
+                onsets.append(s)
+        deg = int(self.rng.choice([0, 2, 4]))
+        moves = [-2, -1, 1, 2] + ([-4, -3, 3, 4] if self.rng.random() < 0.3 * t else [])
+        out = []
+        for i, s in enumerate(onsets):
+            end = onsets[i + 1] if i + 1 < len(onsets) else 32
+            length = max(0.9, (end - s) * 0.92)
+            if i:
+                deg = int(np.clip(deg + int(self.rng.choice(moves)), -3, 9))
+            out.append((float(s), float(length), deg))
+        return out
+
+    # ------------------------------------------------------------ all together
+
+    def plan(self) -> Plan:
+        inst = self.brief.instruments
+        if inst & {"drums", "kick", "snare", "hats"}:
+            self.drums()
+        if "bass" in inst:
+            self.bass()
+        for voice in ("piano", "epiano", "organ", "guitar"):
+            if voice in inst:
+                self.comp(voice)
+        for voice in ("pad", "strings", "brass"):
+            if voice in inst:
+                self.sustained(voice)
+        melodic = [v for v in ("lead", "bells", "pluck") if v in inst]
+        arp_genre = self.genre.name in ("trance", "techno", "synthwave", "chiptune")
+        if "pluck" in melodic and (arp_genre or len(melodic) > 1):
+            self.arp("pluck", rate=1 if arp_genre else 2)
+            melodic.remove("pluck")
+        if "bells" in melodic and len(melodic) > 1:
+            self.arp("bells", level=0.16, rate=4 if self.genre.name != "chiptune" else 2)
+            melodic.remove("bells")
+        if melodic:
+            self.melody(melodic[0], 76 if melodic[0] == "bells" else 72)
+        elif (inst & {"piano", "guitar"} and not inst & {"drums", "bass"}) or self.genre.name == "classical":
+            self.melody("piano" if "piano" in inst else "guitar", 74)
+        self.notes.sort(key=lambda note: note.start)
+        return Plan(
+            notes=self.notes,
+            n_samples=self.n,
+            bpm=self.brief.bpm,
+            bar=self.grid.bar,
+            room=self.genre.room,
+            lowpass=self.genre.lowpass,
+            duck=self.genre.duck if inst & {"drums", "kick"} else 0.0,
+            scenes=self.brief.scenes,
+            intensity=self.brief.intensity,
+            scene_level=0.35 if inst else 1.0,
+            info={"progression": [int(d) for d in self.harmony.bar_degree[:8]]},
+        )
+
+
+def arrange(brief: Brief, seed: int, temperature: float, n_samples: int) -> Plan:
+    """Plan every note of one take."""
+    if not brief.instruments:
+        return Plan([], n_samples, brief.bpm, 4 * 60.0 / brief.bpm * SR, 0.6, None, 0.0, brief.scenes,
+                    brief.intensity, 1.0)
+    return Arranger(brief, seed, temperature, n_samples).plan()

@@ -1,0 +1,98 @@
+"""Play a take's plan chunk by chunk: notes into a running buffer, scene beds, reverb, bus filters, master.
+
+Notes are rendered whole when their start falls in the current chunk and their ringing is kept in a buffer for the
+chunks to come; every filter keeps its state. So the chunks of a take, concatenated, are exactly the take, and
+``generate`` is simply this stream joined up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+from scipy import signal
+
+from runners.synth.instruments import SR, Note, render
+from runners.synth.mix import Master, Reverb, pan
+from runners.synth.patterns import DUCKED, Plan, arrange
+from runners.synth.prompt import Brief
+from runners.synth.scenes import SceneBed, scene_events
+
+CHUNK = SR  # one second per streamed chunk
+WET = 0.35  # reverb return level
+MUSIC_RMS_DB = -15.0  # mix RMS before the limiter (it takes off a few tenths on peaky mixes)
+SCENE_RMS_DB = -17.0
+
+
+class TakeRenderer:
+    """One take: plan on construction, then :meth:`chunks` yields mastered float32 ``(2, n)`` chunks."""
+
+    def __init__(self, brief: Brief, seed: int, temperature: float, n_samples: int) -> None:
+        self.brief = brief
+        self.n = n_samples
+        self.plan: Plan = arrange(brief, seed, temperature, n_samples)
+        events = scene_events(brief.scenes, brief.intensity, seed, n_samples)
+        for note in events:
+            note.vel *= self.plan.scene_level
+        self.notes: list[Note] = sorted([*self.plan.notes, *events], key=lambda note: note.start)
+        self.bed = SceneBed(brief.scenes, brief.intensity, seed, self.plan.scene_level)
+        self.reverb = Reverb(self.plan.room, CHUNK)
+        self.highpass = signal.butter(2, 28.0, btype="highpass", fs=SR, output="sos")
+        self.hp_state = np.zeros((self.highpass.shape[0], 2, 2))
+        self.lowpass = (
+            signal.butter(2, self.plan.lowpass, fs=SR, output="sos") if self.plan.lowpass and brief.musical else None
+        )
+        self.lp_state = None if self.lowpass is None else np.zeros((self.lowpass.shape[0], 2, 2))
+        scene_only = not brief.musical
+        self.master = Master(
+            n_samples,
+            SCENE_RMS_DB if scene_only else MUSIC_RMS_DB,
+            fade_in=min(1.0 if scene_only else 0.01, n_samples / SR / 10),
+            fade_out=min(1.5, n_samples / SR / 10),
+        )
+
+    @property
+    def chunk_count(self) -> int:
+        return -(-self.n // CHUNK)
+
+    def chunks(self, on_chunk: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
+        """Mastered chunks; ``on_chunk(i)`` is called before chunk ``i`` is rendered (progress, cancellation)."""
+        return self.master.run(self._raw(on_chunk))
+
+    def _duck(self, start: int, n: int) -> np.ndarray:
+        """Side-chain pumping: dip right after each beat and recover, as a function of absolute time."""
+        beat = self.plan.bar / 4
+        phase = np.mod(start + np.arange(n), beat) / SR
+        return 1.0 - self.plan.duck * np.exp(-phase / 0.11) * np.minimum(phase / 0.004, 1.0)
+
+    def _raw(self, on_chunk: Callable[[int], None] | None) -> Iterator[np.ndarray]:
+        buffer = np.zeros((4, 0))  # dry L/R and reverb send L/R, from the current chunk's start onwards
+        index = 0
+        for i, start in enumerate(range(0, self.n, CHUNK)):
+            if on_chunk is not None:
+                on_chunk(i)
+            n = min(CHUNK, self.n - start)
+            end = start + n
+            while index < len(self.notes) and self.notes[index].start < end:
+                note = self.notes[index]
+                index += 1
+                audio = render(note)[..., : self.n - note.start]
+                if self.plan.duck and note.voice in DUCKED:
+                    audio = audio * self._duck(note.start, audio.shape[-1])
+                stereo = pan(audio, note.pan)
+                offset = note.start - start
+                need = offset + stereo.shape[1]
+                if need > buffer.shape[1]:
+                    buffer = np.concatenate([buffer, np.zeros((4, need - buffer.shape[1]))], axis=1)
+                buffer[0:2, offset:need] += stereo
+                buffer[2:4, offset:need] += stereo * note.send
+            if buffer.shape[1] < n:
+                buffer = np.concatenate([buffer, np.zeros((4, n - buffer.shape[1]))], axis=1)
+            bed = self.bed.render(start, n)
+            dry = buffer[0:2, :n] + bed
+            mix = dry + WET * self.reverb(buffer[2:4, :n] + 0.25 * bed)
+            buffer = buffer[:, n:]
+            mix, self.hp_state = signal.sosfilt(self.highpass, mix, axis=-1, zi=self.hp_state)
+            if self.lowpass is not None:
+                mix, self.lp_state = signal.sosfilt(self.lowpass, mix, axis=-1, zi=self.lp_state)
+            yield mix

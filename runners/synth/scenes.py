@@ -1,0 +1,179 @@
+"""Sound scenes: rain, wind, ocean, fire, city, streams... as filtered noise, rendered chunk by chunk.
+
+A scene is a continuous bed (noise through filters whose state is carried from chunk to chunk, gains that are
+functions of absolute time) plus occasional events (bird calls, thunder, passing cars, crickets) planned up front like
+notes. Beds draw their noise from one generator in chunk order, so a take renders the same however it is consumed.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+from scipy import signal
+
+from runners.synth.instruments import SR, Note
+
+BED_SCENES = ("rain", "wind", "ocean", "fire", "city", "stream", "birds", "vinyl")
+
+
+@cache
+def _band(kind: str, lo: float, hi: float, order: int = 2) -> np.ndarray:
+    """Filter sections normalised so white noise in gives unit-RMS noise out (beds are mixed by ear, not by math)."""
+    if kind == "bandpass":
+        sos = signal.butter(order, (lo, hi), btype="bandpass", fs=SR, output="sos")
+    elif kind == "lowpass":
+        sos = signal.butter(order, hi, btype="lowpass", fs=SR, output="sos")
+    else:
+        sos = signal.butter(order, lo, btype="highpass", fs=SR, output="sos")
+    impulse = np.zeros(16384)
+    impulse[0] = 1.0
+    gain = np.sqrt(np.sum(signal.sosfilt(sos, impulse) ** 2))
+    sos = sos.copy()
+    sos[0, :3] /= gain
+    return sos
+
+
+class _Filter:
+    """A stereo filter whose state survives from one chunk to the next."""
+
+    def __init__(self, sos: np.ndarray) -> None:
+        self.sos = sos
+        self.zi = np.zeros((sos.shape[0], 2, 2))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y, self.zi = signal.sosfilt(self.sos, x, axis=-1, zi=self.zi)
+        return y
+
+
+class _Decay:
+    """One-pole decay (impulses in, exponential envelopes out), with its state carried across chunks."""
+
+    def __init__(self, tau: float) -> None:
+        self.a = np.exp(-1.0 / (tau * SR))
+        self.zi = np.zeros((2, 1))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y, self.zi = signal.lfilter([1.0 - self.a], [1.0, -self.a], x, axis=-1, zi=self.zi)
+        return y
+
+
+def _swell(t: np.ndarray, rates: tuple[float, ...], phases: np.ndarray) -> np.ndarray:
+    """Slow movement (gusts, waves) as a sum of slow sines of absolute time: the same in any chunking."""
+    out = np.zeros((2, t.size))
+    for i, rate in enumerate(rates):
+        out += np.sin(2 * np.pi * rate * t[None, :] + phases[i][:, None])
+    return out / len(rates)
+
+
+class SceneBed:
+    """The continuous part of the scenes of one take."""
+
+    def __init__(self, scenes: tuple[str, ...], intensity: float, seed: int, level: float) -> None:
+        self.scenes = tuple(s for s in scenes if s in BED_SCENES)
+        self.k = intensity
+        self.level = level
+        self.rng = np.random.default_rng([seed, 0x5CE4E])
+        self.phases = self.rng.uniform(0, 2 * np.pi, (8, 2))
+        self.f: dict[str, _Filter] = {}
+        self.d: dict[str, _Decay] = {}
+        filters = {
+            "rain": ("bandpass", 350.0, 11000.0), "drops": ("highpass", 1500.0, 0.0),
+            "wind_lo": ("bandpass", 120.0, 600.0), "wind_hi": ("bandpass", 500.0, 1800.0),
+            "ocean": ("bandpass", 80.0, 1200.0), "foam": ("bandpass", 1800.0, 9000.0),
+            "fire": ("lowpass", 0.0, 250.0), "fire_hiss": ("bandpass", 2000.0, 7000.0),
+            "city": ("lowpass", 0.0, 300.0), "city_mid": ("bandpass", 300.0, 2000.0),
+            "stream": ("bandpass", 400.0, 3500.0), "stream_hi": ("bandpass", 3000.0, 9000.0),
+            "leaves": ("bandpass", 1500.0, 6000.0), "hiss": ("bandpass", 3000.0, 12000.0),
+            "bubbles": ("lowpass", 0.0, 14.0),
+        }
+        for name, (kind, lo, hi) in filters.items():
+            self.f[name] = _Filter(_band(kind, lo, hi))
+        for name, tau in (("drops", 0.003), ("crackle", 0.0006), ("pops", 0.004), ("vinyl", 0.0004)):
+            self.d[name] = _Decay(tau)
+
+    def _noise(self, n: int) -> np.ndarray:
+        return self.rng.standard_normal((2, n))
+
+    def _impulses(self, n: int, rate: float) -> np.ndarray:
+        """Sparse random clicks (``rate`` per second per channel) with random strengths."""
+        hits = self.rng.random((2, n)) < rate / SR
+        return hits * self.rng.exponential(1.0, (2, n))
+
+    def render(self, start: int, n: int) -> np.ndarray:
+        out = np.zeros((2, n))
+        if not self.scenes:
+            return out
+        t = (start + np.arange(n)) / SR
+        k = self.k
+        for scene in self.scenes:
+            if scene == "rain":
+                out += (0.35 + 0.25 * k) * self.f["rain"](self._noise(n))
+                drops = self.d["drops"](self._impulses(n, 300 + 900 * k))
+                out += 1.6 * k * self.f["drops"](drops * self._noise(n)) * 4.0
+            elif scene == "wind":
+                gust = 0.55 + 0.45 * _swell(t, (0.05, 0.13, 0.31), self.phases)
+                lo = self.f["wind_lo"](self._noise(n))
+                hi = self.f["wind_hi"](self._noise(n))
+                out += (0.3 + 0.3 * k) * gust * (lo + 0.6 * gust * hi)
+            elif scene == "ocean":
+                phase = np.mod(t / 9.0 + self.phases[3][:, None] / (2 * np.pi), 1.0)
+                wave = np.where(phase < 0.25, phase / 0.25, np.exp(-(phase - 0.25) * 4.0))
+                out += (0.35 + 0.35 * k) * (0.25 + 0.75 * wave) * self.f["ocean"](self._noise(n))
+                out += (0.2 + 0.2 * k) * wave**2 * self.f["foam"](self._noise(n))
+            elif scene == "fire":
+                out += 0.35 * self.f["fire"](self._noise(n))
+                out += 0.05 * (0.7 + 0.3 * _swell(t, (0.4, 1.1), self.phases[2:])) * self.f["fire_hiss"](
+                    self._noise(n))
+                crackle = self.d["crackle"](self._impulses(n, 20 + 40 * k)) * self._noise(n)
+                pops = self.d["pops"](self._impulses(n, 2 + 3 * k)) * self._noise(n)
+                out += 12.0 * crackle + 4.0 * pops
+            elif scene == "city":
+                hum = 0.8 + 0.2 * _swell(t, (0.03, 0.07), self.phases[4:])
+                out += 0.35 * hum * self.f["city"](self._noise(n)) + 0.12 * hum * self.f["city_mid"](self._noise(n))
+            elif scene == "stream":
+                bubbling = np.abs(self.f["bubbles"](self._noise(n))) * 9.0
+                out += (0.25 + 0.2 * k) * (0.4 + bubbling) * self.f["stream"](self._noise(n))
+                out += 0.08 * self.f["stream_hi"](self._noise(n))
+            elif scene == "birds":
+                leaves = 0.6 + 0.4 * _swell(t, (0.09, 0.21), self.phases[6:])
+                out += 0.03 * leaves * self.f["leaves"](self._noise(n))
+            elif scene == "vinyl":
+                clicks = self.d["vinyl"](self._impulses(n, 6.0)) * self._noise(n)
+                out += 0.012 * self.f["hiss"](self._noise(n)) + 2.5 * clicks
+        return out * self.level
+
+
+def scene_events(scenes: tuple[str, ...], intensity: float, seed: int, n_samples: int) -> list[Note]:
+    """Occasional sounds of the scenes (bird calls, thunder, cars, crickets) for a whole take."""
+    rng = np.random.default_rng([seed, 0xE7E])
+    notes: list[Note] = []
+    seconds = n_samples / SR
+
+    def poisson(rate: float, first: float = 0.0) -> list[int]:
+        times, t = [], first
+        while True:
+            t += rng.exponential(1.0 / rate)
+            if t >= seconds:
+                return times
+            times.append(int(t * SR))
+
+    if "birds" in scenes:
+        for start in poisson(0.9):
+            notes.append(Note(start, "chirp", 0.0, 1, float(rng.uniform(0.3, 1.0)), pan=float(rng.uniform(-0.8, 0.8)),
+                              send=0.35, var=int(rng.integers(1 << 31))))
+    if "crickets" in scenes:
+        for start in poisson(3.0):
+            notes.append(Note(start, "cricket", 0.0, 1, float(rng.uniform(0.2, 0.6)), pan=float(rng.uniform(-1, 1)),
+                              send=0.2, var=int(rng.integers(1 << 31))))
+    if "thunder" in scenes:
+        for start in poisson(1 / 12.0, first=float(rng.uniform(0.0, 3.0))):
+            length = int(rng.uniform(3.0, 6.0) * SR)
+            notes.append(Note(start, "thunder", 0.0, length, float(rng.uniform(0.5, 1.0)) * (0.6 + 0.4 * intensity),
+                              pan=float(rng.uniform(-0.5, 0.5)), send=0.4, var=int(rng.integers(1 << 31))))
+    if "city" in scenes:
+        for start in poisson(0.25):
+            length = int(rng.uniform(3.0, 7.0) * SR)
+            notes.append(Note(start, "car", 0.0, length, float(rng.uniform(0.15, 0.5)), send=0.15,
+                              var=int(rng.integers(1 << 30))))
+    return notes
