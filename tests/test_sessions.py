@@ -17,8 +17,15 @@ def store(tmp_path):
 
 
 def add_take(store, session_id, **overrides):
-    fields = dict(path="/x/a.wav", prompt="rain", model="synth", seed=7, duration=2.0,
-                  parameters={"prompt": "rain", "seed": 7}, waveform=[0.1, 0.5])
+    fields = dict(
+        path="/x/a.wav",
+        prompt="rain",
+        model="synth",
+        seed=7,
+        duration=2.0,
+        parameters={"prompt": "rain", "seed": 7},
+        waveform=[0.1, 0.5],
+    )
     fields.update(overrides)
     return store.add_take(session_id, **fields)
 
@@ -97,8 +104,10 @@ def test_a_version_1_file_is_migrated_keeping_its_takes(tmp_path):
     db = sqlite3.connect(path)
     db.executescript(MIGRATIONS[1] + "PRAGMA user_version = 1;")
     db.execute("INSERT INTO sessions(name, created, last_used) VALUES ('old', 0, 0)")
-    db.execute("INSERT INTO takes(session_id, number, path, prompt, model, seed, duration, parameters, created) "
-               "VALUES (1, 1, '/a.wav', 'rain', 'synth', 3, 1.0, '{}', 0)")
+    db.execute(
+        "INSERT INTO takes(session_id, number, path, prompt, model, seed, duration, parameters, created) "
+        "VALUES (1, 1, '/a.wav', 'rain', 'synth', 3, 1.0, '{}', 0)"
+    )
     db.commit()
     db.close()
     store = SessionStore(path)

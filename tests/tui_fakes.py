@@ -61,7 +61,7 @@ class FakeSoundDevice:
         self.streams: list[FakeOutputStream] = []
         self.played: list[np.ndarray] = []
 
-    def OutputStream(self, **kwargs: Any) -> FakeOutputStream:  # noqa: N802 - sounddevice's name
+    def OutputStream(self, **kwargs: Any) -> FakeOutputStream:  # sounddevice spells it this way
         return FakeOutputStream(self, **kwargs)
 
     @property

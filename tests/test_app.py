@@ -1,0 +1,311 @@
+"""The TUI's flows, driven with Textual's Pilot against real worker processes running the fake runners.
+
+Every wait is for a state (a row, a status), never a fixed sleep: ``wait_for`` polls while the app keeps running.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from runners.request import check_field
+from tests.tui_fakes import FakeSoundDevice, make_app, no_audio_device
+from ttag_tui.playback import Player
+from ttag_tui.sessions import SessionStore
+from ttag_tui.widgets.jobs import JobItem, JobsList
+from ttag_tui.widgets.prompt import PromptArea
+from ttag_tui.widgets.settings_pane import SettingsPane
+from ttag_tui.widgets.takes import TakesTable
+from ttag_tui.widgets.waveform import Waveform
+
+TIMEOUT_S = 30
+
+
+async def wait_for(pilot, predicate, what: str, timeout: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def record_notifications(app) -> list[tuple[str, str]]:
+    seen: list[tuple[str, str]] = []
+    original = app.notify
+
+    def notify(message, *args, **kwargs):
+        seen.append((str(message), kwargs.get("severity", "information")))
+        return original(message, *args, **kwargs)
+
+    app.notify = notify
+    return seen
+
+
+def takes(app) -> TakesTable:
+    return app.screen.query_one(TakesTable)
+
+
+def job_items(app) -> list[JobItem]:
+    return app.screen.query_one(JobsList).items()
+
+
+async def type_prompt(pilot, text: str) -> None:
+    await pilot.press("ctrl+b")
+    pilot.app.screen.query_one(PromptArea).load_text(text)
+
+
+async def generate(pilot, text: str, expected_takes: int) -> None:
+    await type_prompt(pilot, text)
+    await pilot.press("ctrl+g")
+    await wait_for(pilot, lambda: takes(pilot.app).row_count == expected_takes, f"{expected_takes} takes")
+
+
+async def test_generate_play_regenerate_star_then_the_session_comes_back(tmp_path):
+    device = FakeSoundDevice()
+    app = make_app(tmp_path, player=Player(lambda: device, blocksize=256))
+    async with app.run_test() as pilot:
+        await generate(pilot, "a calm tone", 1)
+        first = takes(app).selected_take
+        assert first is not None and Path(first.path).is_file() and first.prompt == "a calm tone"
+        assert Path(first.path).with_suffix(".json").is_file()
+
+        await pilot.press("ctrl+t", "space")  # play the selected take
+        await wait_for(pilot, lambda: app.player.status().state == "playing", "playback")
+        played = np.concatenate([device.stream.pull(256) for _ in range(4)])[:, 0]
+        audio, _ = soundfile.read(first.path, dtype="float32")
+        assert np.allclose(played, audio[: len(played)], atol=1e-4)  # what plays is the take (24-bit on disk)
+        await wait_for(pilot, lambda: app.screen.query_one(Waveform).position is not None, "position drawn")
+        await pilot.press("space")
+        assert app.player.status().state == "paused"
+
+        await pilot.press("ctrl+r")  # the same request, a new seed
+        await wait_for(pilot, lambda: takes(app).row_count == 2, "the regenerated take")
+        seeds = [take.seed for take in takes(app).takes.values()]
+        assert seeds[0] != seeds[1]
+        await wait_for(pilot, lambda: not job_items(app), "finished jobs to leave the list")
+
+        await pilot.press("ctrl+t", "home", "s")  # star the first take
+        await wait_for(pilot, lambda: app.store.take(first.id).starred, "the star")
+    # The app is gone (as if the terminal closed); a new one opens the same store.
+    again = make_app(tmp_path)
+    async with again.run_test() as pilot:
+        await wait_for(pilot, lambda: takes(again).row_count == 2, "restored takes")
+        restored = list(takes(again).takes.values())
+        assert [t.starred for t in restored] == [True, False]
+        assert again.screen.query_one(PromptArea).text == "a calm tone"
+        assert again.screen.query_one(SettingsPane).last_seed == seeds[1]
+
+
+async def test_cancel_the_focused_job(tmp_path):
+    app = make_app(tmp_path, default_model="slow-tone")
+    async with app.run_test() as pilot:
+        await type_prompt(pilot, "a very slow tone")
+        app.screen.query_one("#set-steps").value = "500"  # 0.2 s a step: it would take 100 s
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: job_items(app) and job_items(app)[0].status == "running", "a running job")
+        app.screen.query_one(JobsList).focus()
+        await pilot.press("c")
+        item = job_items(app)[0]
+        await wait_for(pilot, lambda: item.status == "cancelled" and item.detail == "cancelled", "the cancel")
+        assert app.store.jobs(app.screen.session.id)[0].status == "cancelled"
+        assert takes(app).row_count == 0
+        await pilot.press("c")  # dismiss the cancelled row
+        await wait_for(pilot, lambda: not job_items(app), "the row to go")
+
+
+async def test_a_worker_crash_shows_the_error_and_the_app_lives_on(tmp_path):
+    app = make_app(tmp_path, default_model="crash")
+    notes = record_notifications(app)
+    async with app.run_test() as pilot:
+        await type_prompt(pilot, "this will crash")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: job_items(app) and job_items(app)[0].status == "failed", "the failure")
+        assert "SIGKILL" in job_items(app)[0].detail
+        assert any("SIGKILL" in message and severity == "error" for message, severity in notes)
+        app.screen.query_one("#models").select("tone")
+        await pilot.pause()
+        await generate(pilot, "still alive", 1)
+
+
+async def test_no_audio_device_is_said_once_and_shows_where_the_files_are(tmp_path):
+    app = make_app(tmp_path, player=Player(no_audio_device))
+    notes = record_notifications(app)
+    async with app.run_test() as pilot:
+        await generate(pilot, "silent machine", 1)
+        path = takes(app).selected_take.path
+        await pilot.press("ctrl+t", "space")
+        await wait_for(pilot, lambda: app.screen.audio_problem, "the audio problem")
+        await pilot.press("space", "enter")  # again: no second warning
+        await pilot.pause()
+        warnings = [m for m, severity in notes if severity == "warning" and "Cannot play" in m]
+        assert len(warnings) == 1 and str(tmp_path / "out") in warnings[0]
+        assert app.screen.query_one(Waveform).note.endswith(path)
+        await generate(pilot, "still working", 2)
+
+
+async def test_a_rejected_value_shows_the_cli_message_and_generates_nothing(tmp_path):
+    app = make_app(tmp_path)
+    notes = record_notifications(app)
+    async with app.run_test() as pilot:
+        await type_prompt(pilot, "too long")
+        duration = app.screen.query_one("#set-duration")
+        duration.focus()
+        await pilot.press(*"99")
+        with pytest.raises(ValueError) as cli_rule:  # the message `ttag generate -d 99 -m tone` prints
+            check_field("duration", "99", app.registry.get("tone"))
+        errors = app.screen.query_one("#setting-errors")
+        assert str(errors.content) == f"duration {cli_rule.value}"
+        assert "between 0.1 and 30 seconds" in str(cli_rule.value)
+        assert not duration.is_valid
+        await pilot.press("ctrl+g")
+        assert app.store.jobs(app.screen.session.id) == []
+        assert any(f"duration: {cli_rule.value}" in m for m, _ in notes)
+        await pilot.press("backspace", "backspace")
+        await pilot.pause()
+        assert not errors.display
+
+
+async def test_switching_models_changes_the_settings_shown(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test() as pilot:
+        shown = lambda: {w.id for w in app.screen.query(".setting-row Input")}  # noqa: E731
+        assert shown() == {"set-duration", "set-seed", "set-takes", "set-steps"}
+        assert app.screen.query_one("#negative").disabled
+        app.screen.query_one("#model-list").focus()
+        await pilot.press("down", "down", "down")  # tone → slow-tone → crash → tone-sampler
+        await wait_for(pilot, lambda: "set-temperature" in shown(), "the sampler's fields")
+        assert shown() == {"set-duration", "set-seed", "set-takes", "set-steps", "set-temperature", "set-top_k"}
+        assert not app.screen.query_one("#negative").disabled
+        await pilot.press("up")
+        await wait_for(pilot, lambda: "set-temperature" not in shown(), "the fields to go")
+
+
+async def test_use_settings_delete_undo_and_same_seed(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test() as pilot:
+        await type_prompt(pilot, "first idea")
+        app.screen.query_one("#set-steps").value = "7"
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: takes(app).row_count == 1, "a take")
+        take = takes(app).selected_take
+        await type_prompt(pilot, "something else")
+        app.screen.query_one("#set-steps").value = ""
+        await pilot.press("ctrl+t", "l")  # use these settings
+        await wait_for(pilot, lambda: app.screen.query_one(PromptArea).text == "first idea", "the prompt back")
+        settings = app.screen.query_one(SettingsPane)
+        assert settings.values["steps"] == "7" and settings.values["seed"] == str(take.seed)
+
+        await pilot.press("ctrl+t", "R")  # same settings, same seed
+        await wait_for(pilot, lambda: takes(app).row_count == 2, "the same-seed take")
+        again = max(takes(app).takes.values(), key=lambda t: t.number)
+        assert again.seed == take.seed
+        assert soundfile.read(again.path)[0].tolist() == soundfile.read(take.path)[0].tolist()
+
+        takes(app).select_take(take.id)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: takes(app).row_count == 1, "the delete")
+        assert not Path(take.path).exists()
+        assert (Path(take.path).parent / ".ttag-trash" / Path(take.path).name).exists()
+        await pilot.press("u")
+        await wait_for(pilot, lambda: takes(app).row_count == 2, "the undo")
+        assert Path(take.path).exists() and Path(take.path).with_suffix(".json").exists()
+
+
+async def test_prompt_history_with_up_at_the_start_and_the_picker(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test() as pilot:
+        await generate(pilot, "older prompt", 1)
+        await generate(pilot, "newer prompt", 2)
+        await type_prompt(pilot, "draft")
+        area = app.screen.query_one(PromptArea)
+        area.move_cursor((0, 0))
+        await pilot.press("up")
+        assert area.text == "newer prompt"
+        await pilot.press("up")
+        assert area.text == "older prompt"
+        await pilot.press("down", "down")
+        assert area.text == "draft"
+        await pilot.press("ctrl+o")
+        await pilot.press(*"older", "enter")
+        await wait_for(pilot, lambda: area.text == "older prompt", "the picked prompt")
+
+
+async def test_sessions_create_switch_and_keep_their_takes(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test() as pilot:
+        await generate(pilot, "in the first session", 1)
+        first_session = app.screen.session.id
+        await pilot.press("f3", "n")
+        await pilot.press(*"beats", "enter")
+        await wait_for(pilot, lambda: app.screen.session.name == "beats", "the new session")
+        assert takes(app).row_count == 0 and app.screen.query_one(PromptArea).text == ""
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: app.screen.id != "_default" and hasattr(app.screen, "highlighted_id"), "picker")
+        await pilot.press("down", "enter")
+        await wait_for(
+            pilot,
+            lambda: getattr(app.screen, "session", None) and app.screen.session.id == first_session,
+            "the first session",
+        )
+        assert takes(app).row_count == 1
+        assert app.screen.query_one(PromptArea).text == "in the first session"
+
+
+async def test_an_interrupted_job_is_shown_as_interrupted(tmp_path):
+    store = SessionStore(tmp_path / "data" / "sessions.sqlite3")
+    session = store.latest_session()
+    job = store.add_job(session.id, {"prompt": "cut short"})
+    store.set_job_status(job, "running")
+    store.close()  # the process died here
+    app = make_app(tmp_path)
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: bool(job_items(app)), "the interrupted job")
+        assert job_items(app)[0].status == "interrupted"
+        assert "cut short" in job_items(app)[0].title
+
+
+async def test_help_lists_keys_with_overrides_and_the_theme_is_remembered(tmp_path, monkeypatch):
+    app = make_app(tmp_path, keys={"generate": "f5"})
+    app.persist_config = True
+    async with app.run_test() as pilot:
+        await pilot.press("f1")
+        markdown = app.screen.query_one("#help-text").source
+        assert "| `f5` | Generate from the prompt and settings | generate |" in markdown
+        await pilot.press("escape")
+        await type_prompt(pilot, "by f5")
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: takes(app).row_count == 1, "a take made with the overridden key")
+        app.theme = "ttag-paper"
+        await pilot.pause()
+    config_file = tmp_path / "config" / "config.toml"
+    assert 'theme = "ttag-paper"' in config_file.read_text()
+
+
+async def test_the_ui_process_never_imports_torch(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test() as pilot:
+        await generate(pilot, "no torch here", 1)
+        assert "torch" not in sys.modules
+        assert "transformers" not in sys.modules
+
+
+@pytest.mark.slow
+async def test_the_real_synth_model(tmp_path):
+    pytest.importorskip("runners.synth.runner")
+    from runners.registry import default_registry
+
+    app = make_app(tmp_path, registry=default_registry(), default_model="synth")
+    async with app.run_test() as pilot:
+        await type_prompt(pilot, "lofi hip hop with piano, 85 bpm")
+        app.screen.query_one("#set-duration").value = "3"
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: takes(app).row_count == 1, "a synth take", timeout=60)
+        take = takes(app).selected_take
+        info = soundfile.info(take.path)
+        assert (info.samplerate, info.channels) == (44100, 2) and info.duration == pytest.approx(3.0, abs=0.05)
+        assert max(take.waveform) > 0.01
