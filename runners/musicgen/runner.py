@@ -1,0 +1,414 @@
+"""MusicGen through transformers: text (plus an optional melody or audio to continue) → music at 32 kHz.
+
+How a take is made:
+
+1. Its length is planned in EnCodec frames (50 per second). MusicGen attends to at most a 30 s window, so a longer
+   take is made of *segments*: each one is prompted with the last ``context_s`` seconds of codes generated so far
+   and adds up to ``max_window_s - context_s`` seconds. Segments are joined in code space and decoded as one stream,
+   so the seams need no cross-fade. An ``audio_prompt`` file is simply encoded into the first codes.
+2. Each segment is one ``model.generate`` call with the text (and chroma) conditioning and the context codes as
+   ``decoder_input_ids``; ``max_new_tokens`` is the frames wanted plus the codebook-delay tail.
+3. A :class:`_StepHook` (a StoppingCriteria that never stops, because it alone sees every token including the last)
+   reports progress, lets ``ctx`` raise :class:`Cancelled`, and — when streaming — hands newly completed frames to
+   the incremental EnCodec decoder in ``streaming.py``.
+
+Takes are generated one after the other, each after ``torch.manual_seed(take_seed)``, so take k is exactly what a
+single-take request with seed+k makes. (A batched call would draw every take's tokens from one random stream.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import math
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from runners.contract import (
+    AudioChunk,
+    BaseRunner,
+    Clip,
+    JobContext,
+    MissingDependency,
+    MissingWeights,
+    OutOfMemory,
+    RunnerError,
+)
+from runners.musicgen import CONTEXT_S, WINDOW_S
+from runners.musicgen.conditioning import BadAudioInput, ChromaSettings, load_audio, melody_chroma, melody_window
+from runners.musicgen.streaming import StreamingCodecDecoder, codebook_delays, complete_frames, delay_pattern
+
+if TYPE_CHECKING:
+    from runners.request import GenerationRequest
+
+STREAM_EVERY_FRAMES = 25  # hand audio to the caller every half second of generated music
+DECODE_CHUNK_FRAMES = 250  # frames per decoder call when decoding a long take in one go (bounded memory)
+
+Sink = Callable[[np.ndarray], None]
+
+
+def _human_size(size: int) -> str:
+    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("DefaultCPUAllocator: can't allocate" in text
+                                              or "out of memory" in text.lower())
+
+
+@dataclass(frozen=True)
+class _Conditioning:
+    text: dict[str, Any]  # input_ids and attention_mask
+    melody: np.ndarray | None  # mono waveform at the chroma sample rate
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One take's shape in frames: how many in all, and the (context, new) frames of each segment."""
+
+    total_samples: int
+    total_frames: int
+    prompt_frames: int
+    segments: tuple[tuple[int, int], ...]  # (frames of context fed in, new frames generated)
+
+    def steps(self, delay_tail: int) -> int:
+        return sum(new + delay_tail for _, new in self.segments)
+
+
+def plan_take(total_samples: int, hop: int, prompt_frames: int, window: int, context: int) -> _Plan:
+    """Split a take into segments of at most ``window`` frames, each continuing from ``context`` frames before it."""
+    total_frames = math.ceil(total_samples / hop)
+    segments: list[tuple[int, int]] = []
+    have = prompt_frames
+    while have < total_frames:
+        ctx = min(have, context)
+        new = min(window - ctx, total_frames - have)
+        segments.append((ctx, new))
+        have += new
+    return _Plan(total_samples, total_frames, prompt_frames, tuple(segments))
+
+
+class _StepHook:
+    """Called by ``generate`` after every token: progress, cancellation, and streaming of completed frames.
+
+    It is a StoppingCriteria that always answers "keep going": returning True would make MusicGen's post-processing
+    crash, and raising (``ctx.progress`` raises Cancelled) aborts ``generate`` cleanly instead.
+    """
+
+    def __init__(self, on_step: Callable[[Any], None]) -> None:
+        self.on_step = on_step
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        self.on_step(input_ids)
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+class MusicGenRunner(BaseRunner):
+    name = "musicgen"
+    version = "1"
+
+    model: Any = None
+    tokenizer: Any = None
+
+    # -- loading -------------------------------------------------------------------------------------------------
+    def load_model(self, ctx: JobContext) -> None:
+        try:
+            import torch
+            import transformers
+        except ImportError as exc:
+            raise MissingDependency(f"{self.spec.id} needs torch and transformers ({exc}): "
+                                    "pip install 'ttag[musicgen]'") from None
+        if self.settings.threads > 0:
+            torch.set_num_threads(self.settings.threads)
+        self.device, self.dtype = self._device_and_dtype(torch)
+        source = dict(revision=self.spec.revision, cache_dir=self.settings.cache_dir,
+                      local_files_only=True)  # only `ttag models pull` downloads: never a surprise multi-GB fetch
+        try:
+            config = transformers.AutoConfig.from_pretrained(self.spec.hub_repo, **source)
+            self.melody = config.model_type == "musicgen_melody"
+            model_class = (transformers.MusicgenMelodyForConditionalGeneration if self.melody
+                           else transformers.MusicgenForConditionalGeneration)
+            ctx.check_cancelled()
+            self.model = model_class.from_pretrained(self.spec.hub_repo, dtype=self.dtype, use_safetensors=None,
+                                                     **source)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.spec.hub_repo, **source)
+            self.chroma = ChromaSettings()
+            if self.melody:
+                self.chroma = self._chroma_settings(transformers, source)
+        except OSError as exc:
+            raise MissingWeights(
+                f"{self.spec.id} is not downloaded (about {_human_size(self.spec.size_bytes)}): "
+                f"run `ttag models pull {self.spec.id}` ({str(exc).splitlines()[0]})") from None
+        except Exception as exc:
+            if _is_oom(exc):
+                self.unload()
+                raise OutOfMemory(f"not enough memory to load {self.spec.id}: try a smaller model") from None
+            raise
+        self.model.to(self.device).eval()
+        codec = self.model.config.audio_encoder
+        self.sample_rate = int(codec.sampling_rate)
+        self.hop = int(np.prod(codec.upsampling_ratios))
+        self.frame_rate = self.sample_rate / self.hop
+        decoder = self.model.decoder.config
+        self.channels = int(decoder.audio_channels)
+        self.num_codebooks = int(decoder.num_codebooks)
+        self.delays = codebook_delays(self.num_codebooks, self.channels)
+        self.delay_tail = max(self.delays)  # extra steps so the last codebook completes the last frame
+        self.start_token = int(self.model.generation_config.decoder_start_token_id)
+
+    def _device_and_dtype(self, torch: Any) -> tuple[str, Any]:
+        device = self.settings.device
+        if device == "auto":
+            mps = getattr(torch.backends, "mps", None)
+            device = "cuda" if torch.cuda.is_available() else ("mps" if mps and mps.is_available() else "cpu")
+        if self.settings.dtype == "auto":
+            dtype = torch.float16 if device == "cuda" else torch.float32
+        else:
+            dtype = getattr(torch, self.settings.dtype)
+        return device, dtype
+
+    def _chroma_settings(self, transformers: Any, source: dict[str, Any]) -> ChromaSettings:
+        """The melody extractor's settings from the checkpoint's preprocessor_config.json (defaults when absent)."""
+        path = transformers.utils.cached_file(self.spec.hub_repo, "preprocessor_config.json",
+                                              _raise_exceptions_for_missing_entries=False, **source)
+        return ChromaSettings.from_dict(json.loads(open(path).read())) if path else ChromaSettings()
+
+    def unload(self) -> None:
+        self.model = None
+        self.tokenizer = None
+        self._free_memory()
+
+    def _free_memory(self) -> None:
+        gc.collect()
+        torch = __import__("sys").modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # -- the contract --------------------------------------------------------------------------------------------
+    def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
+        return [self.make_clip(request, take, audio, self.sample_rate)
+                for take, audio in self._takes(request, ctx, sink_for=None)]
+
+    def stream(self, request: GenerationRequest, ctx: JobContext) -> Iterator[AudioChunk]:
+        """Chunks while tokens are still being generated: generation runs in a thread, chunks come through a queue.
+
+        The thread reports progress through ``inner``, which also stops it at the next step when the job is
+        cancelled or the consumer stops reading (the generator is closed).
+        """
+        chunks: queue.Queue[AudioChunk | BaseException | None] = queue.Queue(maxsize=64)
+        inner = JobContext(on_progress=ctx.progress)
+
+        def sink_for(take: int) -> Sink:
+            position = [0]
+
+            def sink(audio: np.ndarray) -> None:
+                chunks.put(AudioChunk(take, position[0], audio, self.sample_rate))
+                position[0] += audio.shape[1]
+            return sink
+
+        def produce() -> None:
+            try:
+                if self.settings.threads > 0:
+                    __import__("torch").set_num_threads(self.settings.threads)  # OpenMP keeps it per thread
+                for _ in self._takes(request, inner, sink_for=sink_for):
+                    pass
+                chunks.put(None)
+            except BaseException as exc:  # handed to the consumer, which raises it in the worker's thread
+                chunks.put(exc)
+
+        thread = threading.Thread(target=produce, name="ttag-musicgen-stream", daemon=True)
+        thread.start()
+        try:
+            while (item := chunks.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            inner.cancel()
+            while thread.is_alive():  # keep draining so a producer blocked on a full queue can reach its next step
+                with contextlib.suppress(queue.Empty):
+                    chunks.get(timeout=0.05)
+
+    # -- generation ----------------------------------------------------------------------------------------------
+    def _takes(self, request: GenerationRequest, ctx: JobContext,
+               sink_for: Callable[[int], Sink] | None) -> Iterator[tuple[int, np.ndarray]]:
+        """Render each take in turn; with ``sink_for`` its audio also goes out in pieces as it is generated."""
+        if self.model is None:
+            raise RunnerError(f"{self.spec.id} is not loaded")
+        conditioning = self._conditioning(request)
+        prompt_codes = self._prompt_codes(request)
+        total_samples = round(float(request.duration) * self.sample_rate)
+        window = int(float(self.spec.extra.get("max_window_s", WINDOW_S)) * self.frame_rate)
+        context = int(float(self.spec.extra.get("context_s", CONTEXT_S)) * self.frame_rate)
+        plan = plan_take(total_samples, self.hop, prompt_codes.shape[-1], window, min(context, window - 1))
+        if not plan.segments:
+            seconds = plan.prompt_frames / self.frame_rate
+            raise BadAudioInput(f"the audio prompt is already {seconds:.1f} s long: ask for a longer duration")
+        steps = plan.steps(self.delay_tail)
+        for take in range(request.takes):
+            sink = sink_for(take) if sink_for is not None else None
+            try:
+                audio = self._render(request, take, plan, conditioning, prompt_codes, ctx,
+                                     offset=take * steps, total=request.takes * steps, sink=sink)
+            except Exception as exc:
+                if _is_oom(exc):
+                    self._free_memory()
+                    raise OutOfMemory(f"out of memory generating {request.duration:g} s with {self.spec.id}: "
+                                      "try a smaller model, a shorter duration or fewer takes") from None
+                raise
+            yield take, audio
+
+    def _render(self, request: GenerationRequest, take: int, plan: _Plan, conditioning: _Conditioning,
+                prompt_codes: Any, ctx: JobContext, *, offset: int, total: int, sink: Sink | None) -> np.ndarray:
+        """One take: generate every segment's codes, then (unless streamed) decode them."""
+        import torch
+
+        torch.manual_seed(request.take_seed(take))
+        codes = prompt_codes  # (channels... flattened as codebooks, frames), grows segment by segment
+        decoder = StreamingCodecDecoder(self.model.audio_encoder) if sink is not None else None
+        emitted = [0]
+
+        def emit(audio: np.ndarray) -> None:
+            room = plan.total_samples - emitted[0]
+            if sink is not None and room > 0 and audio.shape[1]:
+                sink(audio[:, :room])
+                emitted[0] += min(room, audio.shape[1])
+
+        if decoder is not None and codes.shape[-1]:
+            emit(decoder.feed(self._per_channel(codes)))
+        done = offset
+        single_audio = None
+        for context_frames, new_frames in plan.segments:
+            start_frame = codes.shape[-1] - context_frames
+            segment_codes, audio = self._segment(request, conditioning, codes[..., start_frame:], new_frames,
+                                                 start_frame, ctx, done, total, decoder, emit)
+            codes = torch.cat([codes, segment_codes], dim=-1)
+            done += new_frames + self.delay_tail
+            # generate() decoded exactly this take's codes when there was one segment and it saw all the prompt
+            whole = len(plan.segments) == 1 and start_frame == 0
+            single_audio = audio if whole else None
+        if decoder is not None:
+            emit(decoder.finish())
+            emit(np.zeros((self.channels, plan.total_samples - emitted[0]), np.float32))  # only if frames fell short
+            return np.zeros((self.channels, 0), np.float32)
+        ctx.progress("decoding", 0, 1)
+        if single_audio is None:
+            single_audio = self._decode_all(codes, ctx)
+        ctx.progress("decoding", 1, 1)
+        return _fit(single_audio, plan.total_samples)
+
+    def _segment(self, request: GenerationRequest, conditioning: _Conditioning, context_codes: Any, new_frames: int,
+                 start_frame: int, ctx: JobContext, done: int, total: int, decoder: StreamingCodecDecoder | None,
+                 emit: Callable[[np.ndarray], None]) -> tuple[Any, np.ndarray]:
+        """Generate ``new_frames`` frames after ``context_codes``; their codes (codebooks, n) and generate()'s audio."""
+        import torch
+        from transformers import StoppingCriteriaList
+
+        n_context = context_codes.shape[-1]
+        max_new_tokens = new_frames + self.delay_tail
+        start = torch.full((self.num_codebooks, 1), self.start_token, dtype=torch.long, device=self.device)
+        start_ids = torch.cat([start, context_codes.to(self.device)], dim=-1)
+        max_length = start_ids.shape[-1] + max_new_tokens
+        mask = delay_pattern(self.model.decoder, start_ids, self.start_token, max_length)
+        state = {"step": 0, "fed": n_context, "ids": None}
+
+        def on_step(ids: Any) -> None:
+            state["step"] += 1
+            state["ids"] = ids
+            ctx.progress("generating", done + state["step"], total)
+            if decoder is None:
+                return
+            ready = min(ids.shape[-1] - 1 - self.delay_tail, n_context + new_frames)
+            if ready - state["fed"] >= STREAM_EVERY_FRAMES or ready == n_context + new_frames:
+                frames = complete_frames(ids, mask, self.num_codebooks, self.delays, state["fed"], ready)
+                emit(decoder.feed(self._per_channel(frames[0])))
+                state["fed"] = ready
+
+        kwargs = self._segment_conditioning(conditioning, start_frame)
+        if n_context:
+            kwargs["decoder_input_ids"] = context_codes.to(self.device)
+        audio = self.model.generate(**kwargs, **self._sampling(request), max_new_tokens=max_new_tokens,
+                                    stopping_criteria=StoppingCriteriaList([_StepHook(on_step)]))
+        frames = complete_frames(state["ids"], mask, self.num_codebooks, self.delays, n_context,
+                                 n_context + new_frames)
+        return frames[0].cpu(), audio[0].float().cpu().numpy()
+
+    def _sampling(self, request: GenerationRequest) -> dict[str, Any]:
+        """MusicGen's knobs as transformers' generate arguments (0 switches top-k / top-p off, as in audiocraft)."""
+        temperature = float(request.temperature if request.temperature is not None else 1.0)
+        top_k = int(request.top_k if request.top_k is not None else 250)
+        top_p = float(request.top_p or 0.0)
+        guidance = float(request.guidance if request.guidance is not None else 3.0)
+        if temperature <= 0:
+            return {"do_sample": False, "guidance_scale": guidance}
+        return {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p if top_p > 0 else None,
+                "guidance_scale": guidance}
+
+    def _conditioning(self, request: GenerationRequest) -> _Conditioning:
+        """Tokenized text, and for melody models the melody's waveform (its chroma is taken per segment)."""
+        inputs = self.tokenizer([request.prompt], return_tensors="pt", padding=True)
+        text = {"input_ids": inputs["input_ids"].to(self.device),
+                "attention_mask": inputs["attention_mask"].to(self.device)}
+        melody = None
+        if request.melody:
+            if not self.melody:
+                raise BadAudioInput(f"{self.spec.id} cannot follow a melody: use a musicgen-melody model")
+            melody = load_audio(request.melody, self.chroma.sampling_rate, 1, what="melody")[0]
+        return _Conditioning(text, melody)
+
+    def _segment_conditioning(self, conditioning: _Conditioning, start_frame: int) -> dict[str, Any]:
+        """generate() kwargs for a segment starting at ``start_frame``: a melody is followed from the same moment."""
+        kwargs = dict(conditioning.text)
+        if conditioning.melody is not None:
+            window_s = float(self.spec.extra.get("max_window_s", WINDOW_S))
+            part = melody_window(conditioning.melody, start_frame / self.frame_rate, window_s,
+                                 self.chroma.sampling_rate)
+            kwargs["input_features"] = melody_chroma(part, self.chroma).to(self.device, self.dtype)
+        return kwargs
+
+    def _prompt_codes(self, request: GenerationRequest) -> Any:
+        """The audio prompt as MusicGen codes (codebooks, frames); stereo interleaves left/right like generate()."""
+        import torch
+
+        if not request.audio_prompt:
+            return torch.zeros((self.num_codebooks, 0), dtype=torch.long)
+        audio = load_audio(request.audio_prompt, self.sample_rate, self.channels, what="audio prompt")
+        values = torch.from_numpy(audio).to(self.device, self.dtype)
+        with torch.inference_mode():
+            per_channel = [self.model.audio_encoder.encode(values[c][None, None]).audio_codes[0, 0]
+                           for c in range(self.channels)]  # each (codebooks per channel, frames)
+        codes = torch.stack(per_channel, dim=1).reshape(self.num_codebooks, -1)  # L0 R0 L1 R1 ... for stereo
+        return codes.cpu()
+
+    def _per_channel(self, codes: Any) -> Any:
+        """(codebooks, frames) → (channels, codebooks per channel, frames) for the mono codec."""
+        return codes.reshape(-1, self.channels, codes.shape[-1]).transpose(0, 1).to(self.device)
+
+    def _decode_all(self, codes: Any, ctx: JobContext) -> np.ndarray:
+        """Decode a whole take's codes in bounded pieces (a 5-minute take at once would need gigabytes)."""
+        decoder = StreamingCodecDecoder(self.model.audio_encoder)
+        pieces = []
+        n = codes.shape[-1]
+        for index, start in enumerate(range(0, n, DECODE_CHUNK_FRAMES)):
+            ctx.progress("decoding", index, math.ceil(n / DECODE_CHUNK_FRAMES) + 1)
+            pieces.append(decoder.feed(self._per_channel(codes[..., start: start + DECODE_CHUNK_FRAMES])))
+        pieces.append(decoder.finish())
+        return np.concatenate(pieces, axis=1)
+
+
+def _fit(audio: np.ndarray, samples: int) -> np.ndarray:
+    """Exactly ``samples`` long: trim the frame padding, or pad with silence if the codec came up short."""
+    if audio.shape[1] >= samples:
+        return audio[:, :samples]
+    return np.pad(audio, ((0, 0), (0, samples - audio.shape[1])))
