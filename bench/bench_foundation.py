@@ -63,8 +63,10 @@ def main() -> None:
     print(f"python -c pass            {bare * 1000:6.0f} ms")
     for args in (["--help"], ["list-models"]):
         seconds = median_time(lambda a=args: run([*TTAG, *a]), 7)
-        print(f"ttag {' '.join(args):20} {seconds * 1000:6.0f} ms  ({seconds / bare:.1f}× bare python,"
-              f" +{(seconds - bare) * 1000:.0f} ms)")
+        print(
+            f"ttag {' '.join(args):20} {seconds * 1000:6.0f} ms  ({seconds / bare:.1f}× bare python,"
+            f" +{(seconds - bare) * 1000:.0f} ms)"
+        )
 
     print("\n== bridge overhead per request (synth, 1 s clip, median of 20) ==")
     request = validate_request({"prompt": "house 124 bpm", "duration": 1, "seed": 3}, registry)
@@ -73,8 +75,10 @@ def main() -> None:
         bridge.generate(request)  # start the worker and load the model
         warm = median_time(lambda: bridge.generate(request), 20)
     print(f"in-process runner         {direct * 1000:6.1f} ms")
-    print(f"through the warm worker   {warm * 1000:6.1f} ms  (overhead {(warm - direct) * 1000:.1f} ms,"
-          f" {warm / direct:.2f}×)")
+    print(
+        f"through the warm worker   {warm * 1000:6.1f} ms  (overhead {(warm - direct) * 1000:.1f} ms,"
+        f" {warm / direct:.2f}×)"
+    )
 
 
 if __name__ == "__main__":

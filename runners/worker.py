@@ -41,8 +41,14 @@ def _error_message(exc: BaseException) -> str:
 
 
 class Worker:
-    def __init__(self, runner_class: type[BaseRunner], settings: RunnerSettings, idle_unload_s: float,
-                 out: BinaryIO, inp: BinaryIO) -> None:
+    def __init__(
+        self,
+        runner_class: type[BaseRunner],
+        settings: RunnerSettings,
+        idle_unload_s: float,
+        out: BinaryIO,
+        inp: BinaryIO,
+    ) -> None:
         self.runner_class = runner_class
         self.settings = settings
         self.idle_unload_s = idle_unload_s
@@ -103,8 +109,11 @@ class Worker:
 
     def serve(self, message: dict[str, Any]) -> None:
         job = message["job"]
-        ctx = JobContext(lambda phase, step, total: self.send(
-            {"type": "progress", "job": job, "phase": phase, "step": step, "total": total}))
+        ctx = JobContext(
+            lambda phase, step, total: self.send(
+                {"type": "progress", "job": job, "phase": phase, "step": step, "total": total}
+            )
+        )
         with self.state_lock:
             if job in self.cancelled_early:
                 self.cancelled_early.discard(job)
@@ -116,14 +125,14 @@ class Worker:
             request = GenerationRequest.from_dict(message["request"])
             runner = self.runner_for(spec, ctx, timings)
             started = time.monotonic()
-            clips = (self.stream(runner, request, ctx, job) if message.get("stream")
-                     else runner.generate(request, ctx))
+            clips = self.stream(runner, request, ctx, job) if message.get("stream") else runner.generate(request, ctx)
             timings["generate_s"] = time.monotonic() - started
             ctx.check_cancelled()
             for clip in clips:
                 metadata = {**clip.metadata, "timings": timings}
-                self.send({"type": "clip", "job": job, "take": metadata.get("take", 0), "metadata": metadata},
-                          clip.audio)
+                self.send(
+                    {"type": "clip", "job": job, "take": metadata.get("take", 0), "metadata": metadata}, clip.audio
+                )
             self.send({"type": "done", "job": job, "timings": timings})
         except BaseException as exc:  # every failure becomes a typed error on this job; the worker lives on
             if not isinstance(exc, Cancelled) and _error_kind(exc) == "internal":
@@ -159,10 +168,20 @@ class Worker:
         for chunk in runner.stream(request, ctx):
             sample_rate = chunk.sample_rate
             pieces.setdefault(chunk.take, []).append(chunk.audio)
-            self.send({"type": "chunk", "job": job, "take": chunk.take, "start": chunk.start,
-                       "sample_rate": chunk.sample_rate}, chunk.audio)
-        return [runner.make_clip(request, take, np.concatenate(pieces[take], axis=1), sample_rate)
-                for take in sorted(pieces)]
+            self.send(
+                {
+                    "type": "chunk",
+                    "job": job,
+                    "take": chunk.take,
+                    "start": chunk.start,
+                    "sample_rate": chunk.sample_rate,
+                },
+                chunk.audio,
+            )
+        return [
+            runner.make_clip(request, take, np.concatenate(pieces[take], axis=1), sample_rate)
+            for take in sorted(pieces)
+        ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,11 +204,25 @@ def main(argv: list[str] | None = None) -> int:
         runner_class = getattr(importlib.import_module(module_name), class_name)
     except Exception as exc:  # a missing package in this environment: tell the bridge in words, then exit
         kind = "missing_dependency" if isinstance(exc, ImportError) else "internal"
-        write_message(out, {"type": "fatal", "kind": kind,
-                            "message": f"cannot load runner {args.runner}: {type(exc).__name__}: {exc}"})
+        write_message(
+            out,
+            {
+                "type": "fatal",
+                "kind": kind,
+                "message": f"cannot load runner {args.runner}: {type(exc).__name__}: {exc}",
+            },
+        )
         return 3
-    write_message(out, {"type": "hello", "protocol": PROTOCOL_VERSION, "runner": args.runner, "pid": os.getpid(),
-                        "python": sys.executable})
+    write_message(
+        out,
+        {
+            "type": "hello",
+            "protocol": PROTOCOL_VERSION,
+            "runner": args.runner,
+            "pid": os.getpid(),
+            "python": sys.executable,
+        },
+    )
     Worker(runner_class, settings, idle_unload_s, out, inp).run()
     return 0
 

@@ -17,7 +17,12 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("TTAG_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("TTAG_OUTPUT_DIR", str(tmp_path / "out"))
     for name in list(os.environ):
-        if name.startswith("TTAG_") and name not in {"TTAG_CONFIG_DIR", "TTAG_DATA_DIR", "TTAG_OUTPUT_DIR",
-                                                     "TTAG_REQUIRE_AUDIO", "TTAG_WORKER_LOG"}:
+        if name.startswith("TTAG_") and name not in {
+            "TTAG_CONFIG_DIR",
+            "TTAG_DATA_DIR",
+            "TTAG_OUTPUT_DIR",
+            "TTAG_REQUIRE_AUDIO",
+            "TTAG_WORKER_LOG",
+        }:
             monkeypatch.delenv(name)
     return tmp_path

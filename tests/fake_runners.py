@@ -81,8 +81,15 @@ class NoisyRunner(ToneRunner):
 
 def spec(model_id: str, runner_class: str, **overrides) -> ModelSpec:
     fields = dict(
-        id=model_id, runner=f"tests.fake_runners:{runner_class}", kind="music", description=f"test double {runner_class}",
-        sample_rate=SAMPLE_RATE, channels=1, min_duration=0.1, max_duration=30.0, default_duration=1.0,
+        id=model_id,
+        runner=f"tests.fake_runners:{runner_class}",
+        kind="music",
+        description=f"test double {runner_class}",
+        sample_rate=SAMPLE_RATE,
+        channels=1,
+        min_duration=0.1,
+        max_duration=30.0,
+        default_duration=1.0,
         params=(ParamSpec("steps", "int", 4, 1, 1000),),
     )
     fields.update(overrides)
@@ -90,12 +97,14 @@ def spec(model_id: str, runner_class: str, **overrides) -> ModelSpec:
 
 
 def fake_registry() -> Registry:
-    return Registry([
-        spec("tone", "ToneRunner"),
-        spec("slow-tone", "SlowToneRunner"),
-        spec("hang", "HangRunner"),
-        spec("crash", "CrashRunner"),
-        spec("fake-missing", "FailingRunner"),
-        spec("noisy", "NoisyRunner"),
-        spec("no-such-runner", "NoSuchRunner", runner="tests.no_such_module:Runner"),
-    ])
+    return Registry(
+        [
+            spec("tone", "ToneRunner"),
+            spec("slow-tone", "SlowToneRunner"),
+            spec("hang", "HangRunner"),
+            spec("crash", "CrashRunner"),
+            spec("fake-missing", "FailingRunner"),
+            spec("noisy", "NoisyRunner"),
+            spec("no-such-runner", "NoSuchRunner", runner="tests.no_such_module:Runner"),
+        ]
+    )

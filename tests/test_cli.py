@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,14 @@ HEAVY = ("torch", "transformers", "diffusers", "accelerate", "audiocraft")
 
 
 def ttag(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ttag_tui", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ttag_tui", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 def test_generate_writes_clip_and_sidecar(tmp_path):
@@ -34,20 +41,29 @@ def test_generate_writes_clip_and_sidecar(tmp_path):
 def test_same_seed_same_audio_and_recreate_command(tmp_path):
     first = ttag("generate", "techno 128 bpm", "-d", "1", "--seed", "9", "-o", str(tmp_path / "a"), "--json")
     meta = json.loads(first.stdout)[0]
-    again = ttag(*meta["recreate"].split()[1:3], *_recreate_rest(meta), "-o", str(tmp_path / "b"), "--json")
+    again = ttag(*shlex.split(meta["recreate"])[1:], "-o", str(tmp_path / "b"), "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)[0]["sha256"] == meta["sha256"]
-
-
-def _recreate_rest(meta: dict) -> list[str]:
-    import shlex
-
-    return shlex.split(meta["recreate"])[3:]
+    other = ttag("generate", "techno 128 bpm", "-d", "1", "--seed", "10", "-o", str(tmp_path / "c"), "--json")
+    assert json.loads(other.stdout)[0]["sha256"] != meta["sha256"]
 
 
 def test_takes_and_json(tmp_path):
-    result = ttag("generate", "ambient pad in D minor", "-d", "0.5", "-n", "3", "--seed", "100", "-o", str(tmp_path),
-                  "--format", "flac", "--json")
+    result = ttag(
+        "generate",
+        "ambient pad in D minor",
+        "-d",
+        "0.5",
+        "-n",
+        "3",
+        "--seed",
+        "100",
+        "-o",
+        str(tmp_path),
+        "--format",
+        "flac",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     takes = json.loads(result.stdout)
     assert [t["seed"] for t in takes] == [100, 101, 102]

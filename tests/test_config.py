@@ -17,13 +17,23 @@ def test_defaults_without_a_file():
 
 def test_round_trip_writes_only_changes(tmp_path):
     path = tmp_path / "c.toml"
-    original = config.Config(device="cpu", threads=1, idle_unload_s=30.0, interpreters={"audiocraft": "/x/python"},
-                             keys={"generate": "ctrl+g"})
+    original = config.Config(
+        device="cpu",
+        threads=1,
+        idle_unload_s=30.0,
+        interpreters={"audiocraft": "/x/python"},
+        keys={"generate": "ctrl+g"},
+    )
     config.save(original, path)
     assert config.load(path, environment=False) == original
     data = tomllib.loads(path.read_text())
-    assert data == {"device": "cpu", "threads": 1, "idle_unload_s": 30.0, "interpreters": {"audiocraft": "/x/python"},
-                    "keys": {"generate": "ctrl+g"}}
+    assert data == {
+        "device": "cpu",
+        "threads": 1,
+        "idle_unload_s": 30.0,
+        "interpreters": {"audiocraft": "/x/python"},
+        "keys": {"generate": "ctrl+g"},
+    }
     assert [p.name for p in path.parent.iterdir()] == ["c.toml"], "no temp files left behind"
 
 
@@ -31,7 +41,8 @@ def test_set_value_converts_and_validates(tmp_path):
     path = tmp_path / "c.toml"
     assert config.set_value("threads", "2", path).threads == 2
     assert config.set_value("interpreters.audiocraft", "/venv/bin/python", path).interpreters == {
-        "audiocraft": "/venv/bin/python"}
+        "audiocraft": "/venv/bin/python"
+    }
     with pytest.raises(config.ConfigError, match="device: must be one of auto, cpu, cuda, mps"):
         config.set_value("device", "tpu", path)
     with pytest.raises(config.ConfigError, match="colour: unknown setting"):
@@ -57,8 +68,8 @@ def test_environment_overrides(monkeypatch, tmp_path):
         ('device = "cpu"\nthreads = = 2\n', 2, "not valid TOML"),
         ('device = "cpu"\n\ncolour = "red"\n', 3, "colour: unknown setting"),
         ('device = "cpu"\nthreads = "two"\n', 2, "threads: must be a whole number"),
-        ('idle_unload_s = -1\n', 1, "idle_unload_s: must be a number of at least 0"),
-        ('[interpreters]\naudiocraft = 3\n', 1, "interpreters: must be a table of text values"),
+        ("idle_unload_s = -1\n", 1, "idle_unload_s: must be a number of at least 0"),
+        ("[interpreters]\naudiocraft = 3\n", 1, "interpreters: must be a table of text values"),
     ],
 )
 def test_broken_file_names_file_line_and_key_and_is_never_overwritten(tmp_path, text, line, fragment):

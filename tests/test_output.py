@@ -19,12 +19,34 @@ from ttag_tui import output
 def make_clip(prompt="lofi hip hop, 85 bpm", seed=42, take=0, channels=2, seconds=0.5, sr=8000) -> Clip:
     t = np.arange(int(seconds * sr)) / sr
     audio = np.stack([0.3 * np.sin(2 * np.pi * 440 * t)] * channels).astype(np.float32)
-    params = {"prompt": prompt, "model": "synth", "duration": seconds, "seed": seed, "takes": 2, "temperature": 1.0,
-              "top_k": None, "top_p": None, "guidance": None, "steps": None, "negative_prompt": None,
-              "audio_prompt": None, "melody": None, "format": "wav"}
-    meta = {"model": "synth", "revision": None, "runner": "synth", "runner_version": "1", "take": take,
-            "seed": seed + take, "parameters": params, "sample_rate": sr, "ttag_version": "0.1.0",
-            "timings": {"load_s": 0.1, "generate_s": 0.2}}
+    params = {
+        "prompt": prompt,
+        "model": "synth",
+        "duration": seconds,
+        "seed": seed,
+        "takes": 2,
+        "temperature": 1.0,
+        "top_k": None,
+        "top_p": None,
+        "guidance": None,
+        "steps": None,
+        "negative_prompt": None,
+        "audio_prompt": None,
+        "melody": None,
+        "format": "wav",
+    }
+    meta = {
+        "model": "synth",
+        "revision": None,
+        "runner": "synth",
+        "runner_version": "1",
+        "take": take,
+        "seed": seed + take,
+        "parameters": params,
+        "sample_rate": sr,
+        "ttag_version": "0.1.0",
+        "timings": {"load_s": 0.1, "generate_s": 0.2},
+    }
     return Clip(audio=audio, sample_rate=sr, metadata=meta)
 
 
@@ -66,8 +88,19 @@ def test_sidecar_recreates_the_take(tmp_path):
     assert sidecar["seed"] == 43 and sidecar["parameters"]["seed"] == 43 and sidecar["parameters"]["takes"] == 1
     assert sidecar["prompt"] == "lofi hip hop, 85 bpm" and sidecar["model"] == "synth"
     assert sidecar["ttag_version"] == "0.1.0" and sidecar["sample_rate"] == 8000 and sidecar["duration"] == 0.5
-    assert shlex.split(sidecar["recreate"]) == ["ttag", "generate", "lofi hip hop, 85 bpm", "-m", "synth", "-d", "0.5",
-                                                "--seed", "43", "--temperature", "1.0"]
+    assert shlex.split(sidecar["recreate"]) == [
+        "ttag",
+        "generate",
+        "lofi hip hop, 85 bpm",
+        "-m",
+        "synth",
+        "-d",
+        "0.5",
+        "--seed",
+        "43",
+        "--temperature",
+        "1.0",
+    ]
 
 
 def test_never_clobbers(tmp_path):

@@ -12,10 +12,20 @@ from runners.registry import ModelSpec, ParamSpec, Registry
 from runners.request import MAX_SEED, GenerationRequest, RequestInvalid, check_field, validate_request
 
 SPEC = ModelSpec(
-    id="m", runner="tests.fake_runners:ToneRunner", kind="music", description="", sample_rate=8000, channels=1,
-    min_duration=1, max_duration=30, default_duration=8,
-    params=(ParamSpec("temperature", "float", 1.0, 0.0, 2.0), ParamSpec("top_k", "int", 250, 0, 2048),
-            ParamSpec("melody", "audio", None)),
+    id="m",
+    runner="tests.fake_runners:ToneRunner",
+    kind="music",
+    description="",
+    sample_rate=8000,
+    channels=1,
+    min_duration=1,
+    max_duration=30,
+    default_duration=8,
+    params=(
+        ParamSpec("temperature", "float", 1.0, 0.0, 2.0),
+        ParamSpec("top_k", "int", 250, 0, 2048),
+        ParamSpec("melody", "audio", None),
+    ),
 )
 REGISTRY = Registry([SPEC])
 

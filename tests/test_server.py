@@ -100,8 +100,9 @@ def test_validation_is_422_naming_the_field(client, body, field, fragment):
 
 
 def test_nan_in_json_is_rejected(client):
-    response = client.post("/api/generate", content=b'{"prompt": "x", "duration": NaN}',
-                           headers={"content-type": "application/json"})
+    response = client.post(
+        "/api/generate", content=b'{"prompt": "x", "duration": NaN}', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
 
 
@@ -174,8 +175,9 @@ def test_body_size_limit(client):
 
 
 def test_no_cors_by_default(client):
-    response = client.options("/api/generate", headers={"Origin": "http://evil.example",
-                                                        "Access-Control-Request-Method": "POST"})
+    response = client.options(
+        "/api/generate", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+    )
     assert "access-control-allow-origin" not in response.headers
 
 

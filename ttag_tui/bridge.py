@@ -333,11 +333,21 @@ class WorkerHandle:
         self._hello.clear()
         self._fatal = None
         self.loaded_models.clear()
-        command = [self.interpreter, "-m", "runners.worker", "--runner", self.runner,
-                   "--settings", json.dumps(self.settings)]
+        command = [
+            self.interpreter,
+            "-m",
+            "runners.worker",
+            "--runner",
+            self.runner,
+            "--settings",
+            json.dumps(self.settings),
+        ]
         self.process = subprocess.Popen(
             command,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
             start_new_session=True,  # a Ctrl-C in the terminal reaches the app, which cancels; not the worker
         )
         self._reader = threading.Thread(target=self._read_loop, args=(self.process,), daemon=True)
@@ -358,8 +368,10 @@ class WorkerHandle:
             if self.process.poll() is not None:
                 if self._reader is not None:
                     self._reader.join(timeout=2)  # it may still hold the worker's last words (a fatal message)
-                return self._fatal or ("crashed", f"{_describe_exit(self.process.returncode)} while starting"
-                                       + self._stderr_hint())
+                return self._fatal or (
+                    "crashed",
+                    f"{_describe_exit(self.process.returncode)} while starting" + self._stderr_hint(),
+                )
             if time.monotonic() > deadline:
                 self.process.kill()
                 return "crashed", f"the worker did not start within {HELLO_TIMEOUT_S:g} s"
@@ -384,8 +396,15 @@ class WorkerHandle:
                 job._fail("cancelled", "cancelled before it started")
             else:
                 job._emit(Started(job.id))
-                self._send({"type": "generate", "job": job.id, "spec": job.spec.to_dict(),
-                            "request": job.request.to_dict(), "stream": job.stream})
+                self._send(
+                    {
+                        "type": "generate",
+                        "job": job.id,
+                        "spec": job.spec.to_dict(),
+                        "request": job.request.to_dict(),
+                        "stream": job.stream,
+                    }
+                )
                 with job._cond:
                     job._cond.wait_for(lambda job=job: job.finished)
             with self._wake:
@@ -459,8 +478,9 @@ class BridgeSettings:
 
     @classmethod
     def from_config(cls, config: Config) -> BridgeSettings:
-        runner = RunnerSettings(device=config.device, dtype=config.dtype, threads=config.threads,
-                                cache_dir=config.cache_dir or None)
+        runner = RunnerSettings(
+            device=config.device, dtype=config.dtype, threads=config.threads, cache_dir=config.cache_dir or None
+        )
         return cls(runner, config.idle_unload_s, config.cancel_grace_s, dict(config.interpreters))
 
 

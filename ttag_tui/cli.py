@@ -33,8 +33,18 @@ def _request_fields(args: argparse.Namespace, config: Any) -> dict[str, Any]:
         data["duration"] = args.duration
     elif config.default_duration:
         data["duration"] = config.default_duration
-    for name in ("seed", "takes", "temperature", "top_k", "top_p", "guidance", "steps", "negative_prompt",
-                 "audio_prompt", "melody"):
+    for name in (
+        "seed",
+        "takes",
+        "temperature",
+        "top_k",
+        "top_p",
+        "guidance",
+        "steps",
+        "negative_prompt",
+        "audio_prompt",
+        "melody",
+    ):
         if getattr(args, name) is not None:
             data[name] = getattr(args, name)
     data["format"] = args.format or config.format
@@ -50,8 +60,14 @@ class _ProgressView:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
             self.task = self.progress.add_task(f"{label}: queued", total=None)
             self.progress.start()
 
@@ -95,8 +111,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError("\n  ".join(["invalid request:", *map(str, exc.errors)])) from None
     spec = registry.get(request.model)
     if not (args.backend or config.backend):
-        availability = probe_availability(spec, interpreter=config.interpreters.get(spec.runner_name),
-                                          cache_dir=config.cache_dir or None)
+        availability = probe_availability(
+            spec, interpreter=config.interpreters.get(spec.runner_name), cache_dir=config.cache_dir or None
+        )
         if not availability.runnable:
             bridge.close()
             return _fail(f"{spec.id} cannot run here: {availability.reason}", EXIT_FAILED)
@@ -164,12 +181,26 @@ def cmd_list_models(args: argparse.Namespace) -> int:
                 spec = ModelSpec.from_dict({k: v for k, v in entry.items() if k in names})
                 rows.append((spec, Availability(entry["runnable"], entry["weights_cached"], entry["reason"])))
     for spec in default_registry() if not rows and not (args.backend or config.backend) else ():
-        avail = probe_availability(spec, interpreter=config.interpreters.get(spec.runner_name),
-                                   cache_dir=config.cache_dir or None)
+        avail = probe_availability(
+            spec, interpreter=config.interpreters.get(spec.runner_name), cache_dir=config.cache_dir or None
+        )
         rows.append((spec, avail))
     if args.json:
-        print(json.dumps([{**spec.to_dict(), "available": a.available, "runnable": a.runnable,
-                           "weights_cached": a.weights_cached, "reason": a.reason} for spec, a in rows], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        **spec.to_dict(),
+                        "available": a.available,
+                        "runnable": a.runnable,
+                        "weights_cached": a.weights_cached,
+                        "reason": a.reason,
+                    }
+                    for spec, a in rows
+                ],
+                indent=2,
+            )
+        )
         return EXIT_OK
     from rich.console import Console
     from rich.table import Table
@@ -179,13 +210,54 @@ def cmd_list_models(args: argparse.Namespace) -> int:
         table.add_column(column)
     for spec, avail in rows:
         weights = {None: "none needed", True: "cached", False: "not downloaded"}[avail.weights_cached]
-        table.add_row(spec.id, spec.kind, spec.runner_name, "yes" if avail.available else f"no: {avail.reason}",
-                      weights, _human_size(spec.size_bytes), spec.licence)
+        table.add_row(
+            spec.id,
+            spec.kind,
+            spec.runner_name,
+            "yes" if avail.available else f"no: {avail.reason}",
+            weights,
+            _human_size(spec.size_bytes),
+            spec.licence,
+        )
     console = Console()
     console.print(table)
     for spec, _ in rows:
         if spec.understands:
             console.print(f"[bold]{spec.id}[/] understands: {spec.understands}", highlight=False)
+    return EXIT_OK
+
+
+# -- models --------------------------------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    """``ttag models pull|rm|list``: downloads and disk use of model weights (huggingface_hub imported lazily)."""
+    from runners.registry import default_registry
+    from ttag_tui import config as config_module
+    from ttag_tui import models
+
+    if args.action in ("pull", "rm") and not args.ids:
+        raise UsageError(f"models {args.action} needs a model id, e.g. ttag models {args.action} musicgen-small")
+    config = config_module.load()
+    cache_dir = config.cache_dir or None
+    registry = default_registry()
+    try:
+        if args.action == "pull":
+            for model_id in args.ids:
+                path = models.pull(registry, model_id, cache_dir, say=lambda text: print(text, file=sys.stderr))
+                print(f"{model_id}: {path}")
+        elif args.action == "rm":
+            for model_id in args.ids:
+                print(f"{model_id}: removed, {models.human_size(models.remove(registry, model_id, cache_dir))} freed")
+        else:
+            rows = models.cached(registry, cache_dir)
+            width = max((len(r.spec.id) for r in rows), default=10)
+            for row in rows:
+                state = f"cached   {models.human_size(row.size_on_disk):>9}" if row.revisions else "not downloaded"
+                download = f"~{models.human_size(row.spec.size_bytes)}"
+                print(f"{row.spec.id:<{width}}  {state:<24}  {row.spec.hub_repo} ({download} download)")
+            total = sum(r.size_on_disk for r in rows)
+            print(f"{'total':<{width}}  {models.human_size(total)} in {models.hub_cache_dir(cache_dir)}")
+    except models.ModelsError as exc:
+        return _fail(str(exc), EXIT_FAILED)
     return EXIT_OK
 
 
@@ -224,8 +296,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     try:
         from ttag_tui.app import run
     except ImportError:
-        print("The ttag TUI is not part of this build yet. Try: ttag generate \"lofi hip hop, 85 bpm\"",
-              file=sys.stderr)
+        print('The ttag TUI is not part of this build yet. Try: ttag generate "lofi hip hop, 85 bpm"', file=sys.stderr)
         return EXIT_USAGE
     return run()
 
@@ -233,12 +304,16 @@ def cmd_tui(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ttag", description="Turn text prompts into audio.")
     parser.add_argument("--version", action="version", version=f"ttag {__version__}")
-    parser.add_argument("--backend", metavar="URL",
-                        help="send jobs to a ttag server (e.g. http://localhost:8000 through an SSH tunnel)")
+    parser.add_argument(
+        "--backend", metavar="URL", help="send jobs to a ttag server (e.g. http://localhost:8000 through an SSH tunnel)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    gen = sub.add_parser("generate", help="generate audio from a prompt",
-                         description="Generate audio from a text prompt and write it (with a .json sidecar).")
+    gen = sub.add_parser(
+        "generate",
+        help="generate audio from a prompt",
+        description="Generate audio from a text prompt and write it (with a .json sidecar).",
+    )
     gen.add_argument("prompt", help='what to make, e.g. "lofi hip hop with piano, 85 bpm"')
     gen.add_argument("-m", "--model", help="model id (see ttag list-models; default from config: synth)")
     gen.add_argument("-d", "--duration", type=float, help="seconds of audio (default: the model's)")
@@ -252,8 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (models that take it)")
     gen.add_argument("--steps", type=int, help="diffusion steps (models that take it)")
     gen.add_argument("--negative-prompt", dest="negative_prompt", help="what to avoid (models that take it)")
-    gen.add_argument("--continue", dest="audio_prompt", metavar="AUDIO_FILE",
-                     help="continue this audio file (models that take it)")
+    gen.add_argument(
+        "--continue", dest="audio_prompt", metavar="AUDIO_FILE", help="continue this audio file (models that take it)"
+    )
     gen.add_argument("--melody", metavar="AUDIO_FILE", help="follow this file's melody (melody models)")
     gen.add_argument("--play", action="store_true", help="play the first take when done")
     gen.add_argument("--json", action="store_true", help="print the takes' metadata as JSON")
@@ -264,14 +340,23 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="machine-readable output")
     models.set_defaults(func=cmd_list_models)
 
-    server = sub.add_parser("server", help="serve the REST API and web UI",
-                            description="Serve the REST API (and web UI) on HOST:PORT; loopback unless an API key "
-                                        "is configured.")
+    server = sub.add_parser(
+        "server",
+        help="serve the REST API and web UI",
+        description="Serve the REST API (and web UI) on HOST:PORT; loopback unless an API key is configured.",
+    )
     server.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     server.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    server.add_argument("--insecure-no-key", action="store_true",
-                        help="allow a non-loopback address without an API key")
+    server.add_argument(
+        "--insecure-no-key", action="store_true", help="allow a non-loopback address without an API key"
+    )
     server.set_defaults(func=cmd_server)
+
+    mdl = sub.add_parser("models", help="download, remove and list model weights",
+                         description="Manage model weights in the Hugging Face cache.")
+    mdl.add_argument("action", choices=("pull", "rm", "list"))
+    mdl.add_argument("ids", nargs="*", metavar="ID", help="model ids (see ttag list-models)")
+    mdl.set_defaults(func=cmd_models)
 
     cfg = sub.add_parser("config", help="show or change the configuration")
     cfg.add_argument("action", choices=("path", "show", "set"))

@@ -106,11 +106,27 @@ def sha256_file(path: Path) -> str:
 def recreate_command(metadata: dict[str, Any]) -> str:
     """The CLI line that makes this exact take again."""
     params = metadata.get("parameters", {})
-    words = ["ttag", "generate", params.get("prompt", ""), "-m", metadata.get("model", "synth"),
-             "-d", f"{metadata.get('duration', params.get('duration', 0)):g}", "--seed", str(metadata.get("seed"))]
-    flags = {"temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p", "guidance": "--guidance",
-             "steps": "--steps", "negative_prompt": "--negative-prompt", "audio_prompt": "--continue",
-             "melody": "--melody"}
+    words = [
+        "ttag",
+        "generate",
+        params.get("prompt", ""),
+        "-m",
+        metadata.get("model", "synth"),
+        "-d",
+        f"{metadata.get('duration', params.get('duration', 0)):g}",
+        "--seed",
+        str(metadata.get("seed")),
+    ]
+    flags = {
+        "temperature": "--temperature",
+        "top_k": "--top-k",
+        "top_p": "--top-p",
+        "guidance": "--guidance",
+        "steps": "--steps",
+        "negative_prompt": "--negative-prompt",
+        "audio_prompt": "--continue",
+        "melody": "--melody",
+    }
     for name, flag in flags.items():
         if params.get(name) is not None:
             words += [flag, str(params[name])]
@@ -159,8 +175,11 @@ def write_clip(clip: Clip, target: Path, fmt: str = "wav", *, stem: str | None =
         base = stem or clip_stem(clip.metadata.get("parameters", {}).get("prompt", ""), clip.metadata.get("seed", 0))
     folder.mkdir(parents=True, exist_ok=True)
     container, subtype = SOUNDFILE_FORMATS[fmt]
-    audio_tmp = _write_temp(folder, f".{fmt}", lambda p: soundfile.write(
-        p, clip.audio.T, clip.sample_rate, format=container, subtype=subtype))
+    audio_tmp = _write_temp(
+        folder,
+        f".{fmt}",
+        lambda p: soundfile.write(p, clip.audio.T, clip.sample_rate, format=container, subtype=subtype),
+    )
     try:
         for attempt in range(1, 1000):
             name = base if attempt == 1 else f"{base}-{attempt}"

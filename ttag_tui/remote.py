@@ -69,8 +69,10 @@ class RemoteBridge:
         """The server's models (validation runs against them, as the server will)."""
         if self._registry is None:
             names = {f for f in ModelSpec.__dataclass_fields__}
-            specs = [ModelSpec.from_dict({k: v for k, v in m.items() if k in names})
-                     for m in self._call("GET", "/api/models").json()]
+            specs = [
+                ModelSpec.from_dict({k: v for k, v in m.items() if k in names})
+                for m in self._call("GET", "/api/models").json()
+            ]
             self._registry = Registry(specs)
         return self._registry
 

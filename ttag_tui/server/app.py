@@ -5,7 +5,6 @@ Security defaults: Bearer API keys from config (``api_keys``); no key → the se
 name a file on the server (``audio_prompt``/``melody`` are not accepted here).
 """
 
-
 import dataclasses
 import hmac
 import json
@@ -25,7 +24,16 @@ from slowapi.errors import RateLimitExceeded
 from slowapi.util import get_remote_address
 
 from runners.registry import Registry, default_registry, probe_availability
-from runners.request import FieldError, GenerationRequest, RequestInvalid, validate_request
+from runners.request import (
+    FORMATS,
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    MAX_TAKES,
+    FieldError,
+    GenerationRequest,
+    RequestInvalid,
+    validate_request,
+)
 from ttag_tui import __version__
 from ttag_tui.bridge import Bridge, BridgeSettings, Chunk, Done, Failed
 from ttag_tui.config import Config
@@ -37,19 +45,39 @@ SERVER_SIDE_FIELDS = {"audio_prompt", "melody"}  # file paths: a client never ch
 JOB_ID = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="job id")]
 
 
+# Limits that hold for every model, shown in the schema; runners.request enforces them (and the per-model ones).
+SCHEMA_LIMITS: dict[str, dict[str, Any]] = {
+    "prompt": {"minLength": 1, "maxLength": MAX_PROMPT_CHARS},
+    "duration": {"exclusiveMinimum": 0},
+    "seed": {"minimum": 0, "maximum": MAX_SEED},
+    "takes": {"minimum": 1, "maximum": MAX_TAKES},
+    "format": {"enum": list(FORMATS)},
+}
+
+
 def _build_body_model() -> type[BaseModel]:
-    """The JSON body: GenerationRequest's own fields (so the API cannot drift from it), plus ``stream``."""
+    """The JSON body: GenerationRequest's own fields (so the API cannot drift from it), plus ``stream``.
+
+    Pydantic only checks JSON types here (strictly); the rules and their messages are ``validate_request``'s.
+    """
     hints = typing.get_type_hints(GenerationRequest)
     body_fields: dict[str, Any] = {}
     for f in dataclasses.fields(GenerationRequest):
         if f.name in SERVER_SIDE_FIELDS:
             continue
+        limits = SCHEMA_LIMITS.get(f.name)
         if f.name == "prompt":
-            body_fields["prompt"] = (str, Field(..., description="what to make", examples=["lofi hip hop, 85 bpm"]))
+            body_fields["prompt"] = (
+                str,
+                Field(..., description="what to make", examples=["lofi hip hop, 85 bpm"], json_schema_extra=limits),
+            )
         else:
-            body_fields[f.name] = (hints[f.name] | None, Field(None, description=f"default: the model's {f.name}"))
+            body_fields[f.name] = (
+                hints[f.name] | None,
+                Field(None, description=f"default: the model's {f.name}", json_schema_extra=limits),
+            )
     body_fields["stream"] = (bool, Field(False, description="send audio as it is generated (WAV, /api/generate)"))
-    return create_model("GenerateBody", __config__=ConfigDict(extra="forbid"), **body_fields)
+    return create_model("GenerateBody", __config__=ConfigDict(extra="forbid", strict=True), **body_fields)
 
 
 GenerateBody = _build_body_model()
@@ -68,6 +96,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "missing or wrong API key"},
     413: {"model": ErrorResponse, "description": "request body too large"},
     429: {"model": ErrorResponse, "description": "rate limit exceeded (see Retry-After)"},
+}
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "the body is not valid JSON"},
+    413: ERRORS[413],
 }
 AUDIO_CONTENT = {media: {"schema": {"type": "string", "format": "binary"}} for media in MEDIA_TYPES.values()}
 
@@ -115,8 +147,13 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, send: Any) -> None:
         body = json.dumps({"detail": f"request body over {self.max_bytes} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -127,17 +164,23 @@ def _invalid(errors: list[FieldError]) -> HTTPException:
 def _wav_header(channels: int, sample_rate: int, frames: int) -> bytes:
     """A 16-bit PCM WAV header for a stream whose exact length is known up front (the contract makes it exact)."""
     data = frames * channels * 2
-    return (b"RIFF" + struct.pack("<I", 36 + data) + b"WAVEfmt " +
-            struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * channels * 2, channels * 2, 16) +
-            b"data" + struct.pack("<I", data))
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * channels * 2, channels * 2, 16)
+        + b"data"
+        + struct.pack("<I", data)
+    )
 
 
 def _pcm16(audio: np.ndarray) -> bytes:
     return (np.clip(audio.T, -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
 
-def create_app(config: Config | None = None, *, registry: Registry | None = None,
-               bridge: Bridge | None = None) -> FastAPI:
+def create_app(
+    config: Config | None = None, *, registry: Registry | None = None, bridge: Bridge | None = None
+) -> FastAPI:
     config = config or Config()
     registry = registry or default_registry()
     owns_bridge = bridge is None
@@ -159,8 +202,12 @@ def create_app(config: Config | None = None, *, registry: Registry | None = None
         if owns_bridge:
             bridge.close()
 
-    app = FastAPI(title="ttag", version=__version__, lifespan=lifespan,
-                  description="Turn text prompts into audio. The same requests as `ttag generate`.")
+    app = FastAPI(
+        title="ttag",
+        version=__version__,
+        lifespan=lifespan,
+        description="Turn text prompts into audio. The same requests as `ttag generate`.",
+    )
     app.state.limiter = limiter
     app.state.board = board
     app.add_middleware(BodyLimitMiddleware)
@@ -177,7 +224,7 @@ def create_app(config: Config | None = None, *, registry: Registry | None = None
         if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
             raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
 
-    authorized = [Depends(require_key)]
+    authorized = [Depends(require_key)] if keys else []  # the schema only claims auth when it is enforced
 
     def to_request(body: BaseModel) -> GenerationRequest:
         data = {k: v for k, v in body.model_dump(exclude={"stream"}).items() if v is not None}
@@ -187,8 +234,9 @@ def create_app(config: Config | None = None, *, registry: Registry | None = None
         except RequestInvalid as exc:
             raise _invalid(exc.errors) from None
         spec = registry.get(request.model)
-        availability = probe_availability(spec, interpreter=config.interpreters.get(spec.runner_name),
-                                          cache_dir=config.cache_dir or None)
+        availability = probe_availability(
+            spec, interpreter=config.interpreters.get(spec.runner_name), cache_dir=config.cache_dir or None
+        )
         if not availability.runnable or availability.weights_cached is False:
             raise _invalid([FieldError("model", f"{spec.id} cannot run on this server: {availability.reason}")])
         return request
@@ -201,20 +249,30 @@ def create_app(config: Config | None = None, *, registry: Registry | None = None
 
     def audio_response(record: JobRecord, take: int, fmt: str) -> Response:
         clip = record.clips[take]
-        headers = {"X-Ttag-Job": record.id, "X-Ttag-Seed": str(clip.metadata.get("seed")),
-                   "X-Ttag-Metadata": json.dumps({k: v for k, v in clip.metadata.items() if k != "parameters"},
-                                                 ensure_ascii=True),
-                   "Content-Disposition": f'attachment; filename="ttag-{record.id}-take{take + 1}.{fmt}"'}
+        headers = {
+            "X-Ttag-Job": record.id,
+            "X-Ttag-Seed": str(clip.metadata.get("seed")),
+            "X-Ttag-Metadata": json.dumps(
+                {k: v for k, v in clip.metadata.items() if k != "parameters"}, ensure_ascii=True
+            ),
+            "Content-Disposition": f'attachment; filename="ttag-{record.id}-take{take + 1}.{fmt}"',
+        }
         return Response(encode_clip(clip, fmt), media_type=MEDIA_TYPES[fmt], headers=headers)
 
     @app.get("/api/health", tags=["server"], responses={401: ERRORS[401]})
     async def health(request: Request, detail: bool = False) -> dict[str, Any]:
         """Liveness; with ``detail=true`` (an API key needed when keys are set): models loaded, queue, device."""
         result: dict[str, Any] = {"status": "ok", "version": __version__}
-        if detail:
+        if detail and keys:
             await require_key(await bearer(request))
-            result.update(loaded_models=bridge.loaded_models(), queue_depth=board.active(),
-                          max_queue=board.max_queue, device=config.device, models=len(registry))
+        if detail:
+            result.update(
+                loaded_models=bridge.loaded_models(),
+                queue_depth=board.active(),
+                max_queue=board.max_queue,
+                device=config.device,
+                models=len(registry),
+            )
         return result
 
     @app.get("/api/models", tags=["models"], dependencies=authorized, responses={401: ERRORS[401]})
@@ -222,16 +280,32 @@ def create_app(config: Config | None = None, *, registry: Registry | None = None
         """Every model with its limits, parameters and whether it can run on this server."""
         listed = []
         for spec in registry:
-            avail = probe_availability(spec, interpreter=config.interpreters.get(spec.runner_name),
-                                       cache_dir=config.cache_dir or None)
-            listed.append({**spec.to_dict(), "available": avail.available, "runnable": avail.runnable,
-                           "weights_cached": avail.weights_cached, "reason": avail.reason})
+            avail = probe_availability(
+                spec, interpreter=config.interpreters.get(spec.runner_name), cache_dir=config.cache_dir or None
+            )
+            listed.append(
+                {
+                    **spec.to_dict(),
+                    "available": avail.available,
+                    "runnable": avail.runnable,
+                    "weights_cached": avail.weights_cached,
+                    "reason": avail.reason,
+                }
+            )
         return listed
 
-    @app.post("/api/generate", tags=["generate"], dependencies=authorized,
-              responses={200: {"content": AUDIO_CONTENT, "description": "the audio of one take"},
-                         500: {"model": ErrorResponse, "description": "generation failed"},
-                         503: {"model": ErrorResponse, "description": "queue full (see Retry-After)"}, **ERRORS})
+    @app.post(
+        "/api/generate",
+        tags=["generate"],
+        dependencies=authorized,
+        responses={
+            200: {"content": AUDIO_CONTENT, "description": "the audio of one take"},
+            500: {"model": ErrorResponse, "description": "generation failed"},
+            503: {"model": ErrorResponse, "description": "queue full (see Retry-After)"},
+            **ERRORS,
+            **BODY_ERRORS,
+        },
+    )
     @limiter.shared_limit(config.rate_limit, scope="generation")
     async def generate(request: Request, body: GenerateBody) -> Response:  # type: ignore[valid-type]
         """Generate one take and answer with its audio; ``stream: true`` sends WAV audio as it is made."""
@@ -242,8 +316,11 @@ def create_app(config: Config | None = None, *, registry: Registry | None = None
             raise _invalid([FieldError("format", "streaming sends WAV; leave format out or set it to wav")])
         record = queue(gen, stream=body.stream)
         if body.stream:
-            return StreamingResponse(_stream_wav(record, registry, gen), media_type="audio/wav",
-                                     headers={"X-Ttag-Job": record.id, "X-Ttag-Seed": str(gen.seed)})
+            return StreamingResponse(
+                _stream_wav(record, registry, gen),
+                media_type="audio/wav",
+                headers={"X-Ttag-Job": record.id, "X-Ttag-Seed": str(gen.seed)},
+            )
         async for event in record.job.aevents():
             if isinstance(event, Failed):
                 raise HTTPException(500, {"kind": event.kind, "message": event.message})
@@ -251,8 +328,17 @@ def create_app(config: Config | None = None, *, registry: Registry | None = None
                 record.clips = event.clips
         return audio_response(record, 0, gen.format)
 
-    @app.post("/api/jobs", tags=["jobs"], status_code=202, dependencies=authorized,
-              responses={503: {"model": ErrorResponse, "description": "queue full (see Retry-After)"}, **ERRORS})
+    @app.post(
+        "/api/jobs",
+        tags=["jobs"],
+        status_code=202,
+        dependencies=authorized,
+        responses={
+            503: {"model": ErrorResponse, "description": "queue full (see Retry-After)"},
+            **ERRORS,
+            **BODY_ERRORS,
+        },
+    )
     @limiter.shared_limit(config.rate_limit, scope="generation")
     async def create_job(request: Request, body: GenerateBody) -> JSONResponse:  # type: ignore[valid-type]
         """Queue a job (any number of takes); poll ``GET /api/jobs/{id}``, then download each take."""
@@ -265,26 +351,45 @@ def create_app(config: Config | None = None, *, registry: Registry | None = None
             raise HTTPException(404, f"no job {job_id} (finished jobs are kept for a while, then dropped)")
         return record
 
-    @app.get("/api/jobs/{job_id}", tags=["jobs"], dependencies=authorized,
-             responses={404: {"model": ErrorResponse, "description": "no such job"}, **ERRORS})
+    @app.get(
+        "/api/jobs/{job_id}",
+        tags=["jobs"],
+        dependencies=authorized,
+        responses={404: {"model": ErrorResponse, "description": "no such job"}, **ERRORS},
+    )
     async def job_status(job_id: JOB_ID) -> dict[str, Any]:
         """State, progress with ETA, error, and download links once done."""
         return find(job_id).to_dict()
 
-    @app.post("/api/jobs/{job_id}/cancel", tags=["jobs"], status_code=202, dependencies=authorized,
-              responses={404: {"model": ErrorResponse, "description": "no such job"}, **ERRORS})
+    @app.post(
+        "/api/jobs/{job_id}/cancel",
+        tags=["jobs"],
+        status_code=202,
+        dependencies=authorized,
+        responses={404: {"model": ErrorResponse, "description": "no such job"}, **ERRORS},
+    )
     async def cancel_job(job_id: JOB_ID) -> dict[str, Any]:
         """Ask a job to stop (a queued job never starts)."""
         record = find(job_id)
         record.job.cancel()
         return record.to_dict()
 
-    @app.get("/api/jobs/{job_id}/takes/{take}", tags=["jobs"], dependencies=authorized,
-             responses={200: {"content": AUDIO_CONTENT, "description": "the take's audio"},
-                        404: {"model": ErrorResponse, "description": "no such job or take"},
-                        409: {"model": ErrorResponse, "description": "the job has not finished"}, **ERRORS})
-    async def job_take(job_id: JOB_ID, take: Annotated[int, Path(ge=0, le=7)],
-                       format: Annotated[str | None, Query(pattern="^(wav|flac|ogg|mp3)$")] = None) -> Response:
+    @app.get(
+        "/api/jobs/{job_id}/takes/{take}",
+        tags=["jobs"],
+        dependencies=authorized,
+        responses={
+            200: {"content": AUDIO_CONTENT, "description": "the take's audio"},
+            404: {"model": ErrorResponse, "description": "no such job or take"},
+            409: {"model": ErrorResponse, "description": "the job has not finished"},
+            **ERRORS,
+        },
+    )
+    async def job_take(
+        job_id: JOB_ID,
+        take: Annotated[int, Path(ge=0, le=7)],
+        format: Annotated[str | None, Query(pattern="^(wav|flac|ogg|mp3)$")] = None,
+    ) -> Response:
         """One finished take as an audio file (the job's format unless ``format`` is given)."""
         record = find(job_id)
         if record.state != "done":

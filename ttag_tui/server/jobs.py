@@ -58,9 +58,14 @@ class JobRecord:
             "created": self.created,
             "finished_at": self.finished_at,
             "results": [
-                {"take": k, "seed": clip.metadata.get("seed"), "duration": clip.duration,
-                 "sample_rate": clip.sample_rate, "channels": clip.channels,
-                 "url": f"{base_url}/api/jobs/{self.id}/takes/{k}"}
+                {
+                    "take": k,
+                    "seed": clip.metadata.get("seed"),
+                    "duration": clip.duration,
+                    "sample_rate": clip.sample_rate,
+                    "channels": clip.channels,
+                    "url": f"{base_url}/api/jobs/{self.id}/takes/{k}",
+                }
                 for k, clip in enumerate(self.clips)
             ],
         }
@@ -99,8 +104,12 @@ class JobBoard:
             if isinstance(event, Started):
                 record.state = "running"
             elif isinstance(event, Progress):
-                record.phase, record.step, record.total, record.eta_s = (event.phase, event.step, event.total,
-                                                                         event.eta_s)
+                record.phase, record.step, record.total, record.eta_s = (
+                    event.phase,
+                    event.step,
+                    event.total,
+                    event.eta_s,
+                )
             elif isinstance(event, Done):
                 record.clips = event.clips
                 record.state = "done"
