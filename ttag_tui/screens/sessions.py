@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -47,10 +45,7 @@ class SessionsScreen(ModalScreen[int | None]):
             row = Text(no_wrap=True, overflow="ellipsis")
             row.append("● " if session.id == self.current else "  ", style="bold")
             row.append(session.name, style="bold")
-            row.append(
-                f"  {takes} take{'s' * (takes != 1)} · used {datetime.fromtimestamp(session.last_used):%Y-%m-%d}",
-                style="dim",
-            )
+            row.append(f"  {takes} take{'s' * (takes != 1)}", style="dim")
             rows.append(Option(row, id=str(session.id)))
         options.set_options(rows)
         ids = [s.id for s in sessions]

@@ -84,7 +84,7 @@ class ConfigScreen(ModalScreen[Config | None]):
 
     def compose(self) -> ComposeResult:
         config = self.config
-        with Vertical(classes="dialog"):
+        with Vertical(id="config-box", classes="dialog"):
             yield Label("Configuration · ctrl+s save · escape close")
             with VerticalScroll():
                 yield self._row(
