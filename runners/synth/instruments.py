@@ -16,7 +16,7 @@ import numpy as np
 from scipy import signal
 
 SR = 44100
-TABLE = 8192  # wavetable length (power of two: index wrap is a bitwise and)
+TABLE = 4096  # wavetable length (power of two: index wrap is a bitwise and)
 NOISE_LEN = SR * 6
 
 
@@ -71,14 +71,28 @@ def _harmonics(wave: str, count: int) -> np.ndarray:
 
 
 @cache
-def wavetable(wave: str, band: int) -> np.ndarray:
-    """One cycle of ``wave`` holding only the harmonics that stay below ~19 kHz for notes in octave ``band``."""
+def wavetable(wave: str, band: int, tone: int = -1) -> np.ndarray:
+    """One cycle of ``wave`` holding only the harmonics that stay below ~19 kHz for notes in octave ``band``.
+
+    ``tone`` >= 0 bakes in a 2nd-order low-pass at 2**(tone/2) times the fundamental: filtering a periodic wave only
+    rescales its harmonics, so a filtered note costs a table lookup instead of a filter run.
+    """
     top = 27.5 * 2.0 ** (band + 1)
     count = max(1, min(TABLE // 2 - 1, int(19000.0 / top)))
+    amps = _harmonics(wave, count)
+    if tone >= 0:
+        k = np.arange(1, count + 1)
+        amps = amps / np.sqrt(1.0 + (k / 2.0 ** (tone / 2.0)) ** 4)
     spectrum = np.zeros(TABLE // 2 + 1, dtype=np.complex128)
-    spectrum[1 : count + 1] = -1j * _harmonics(wave, count) * (TABLE / 2)  # sine phase
+    spectrum[1 : count + 1] = -1j * amps * (TABLE / 2)  # sine phase
     table = np.fft.irfft(spectrum, TABLE)
-    return (table / np.max(np.abs(table))).astype(np.float64)
+    return (table / np.max(np.abs(table))).astype(np.float32)
+
+
+def _tone(freq: float, cutoff: float | None) -> int:
+    if cutoff is None:
+        return -1
+    return int(np.clip(round(2 * np.log2(max(cutoff, 1.0) / freq)), 0, 14))
 
 
 def _band(freq: float) -> int:
@@ -91,9 +105,25 @@ def _ramp() -> np.ndarray:
 
 
 def ramp(n: int) -> np.ndarray:
-    """0, 1, ..., n-1 as floats (cached: notes are rendered by the thousand)."""
+    """0, 1, ..., n-1 as float64 (cached: notes are rendered by the thousand). Used for phases, which need it."""
     r = _ramp()
     return r[:n] if n <= len(r) else np.arange(n, dtype=np.float64)
+
+
+@cache
+def _ramp32() -> np.ndarray:
+    return np.arange(SR * 30, dtype=np.float32)
+
+
+def ramp32(n: int) -> np.ndarray:
+    """Like :func:`ramp` in float32: envelopes and modulators do not need more, and float32 math is twice as fast."""
+    r = _ramp32()
+    return r[:n] if n <= len(r) else np.arange(n, dtype=np.float32)
+
+
+def seconds(n: int) -> np.ndarray:
+    """Time axis in seconds (float32), for envelopes and slow modulators."""
+    return ramp32(n) * np.float32(1.0 / SR)
 
 
 @cache
@@ -101,12 +131,17 @@ def noise_bank(kind: str) -> np.ndarray:
     """Fixed noise (the same on every machine), optionally pre-filtered for one drum family."""
     white = np.random.default_rng(0x7A6).standard_normal(NOISE_LEN)
     if kind == "white":
-        return white
-    band = {"hat": ("highpass", 7000.0), "snare": ("bandpass", (900.0, 9000.0)), "clap": ("bandpass", (800.0, 3200.0)),
-            "low": ("lowpass", 400.0), "mid": ("bandpass", (300.0, 3000.0))}[kind]
+        return white.astype(np.float32)
+    band = {
+        "hat": ("highpass", 7000.0),
+        "snare": ("bandpass", (900.0, 9000.0)),
+        "clap": ("bandpass", (800.0, 3200.0)),
+        "low": ("lowpass", 400.0),
+        "mid": ("bandpass", (300.0, 3000.0)),
+    }[kind]
     sos = signal.butter(2, band[1], btype=band[0], fs=SR, output="sos")
     out = signal.sosfilt(sos, white)
-    return out / np.sqrt(np.mean(out**2))
+    return (out / np.sqrt(np.mean(out**2))).astype(np.float32)
 
 
 def noise(kind: str, n: int, offset: int) -> np.ndarray:
@@ -130,12 +165,20 @@ def lowpass(x: np.ndarray, cutoff: float) -> np.ndarray:
 # ---------------------------------------------------------------- oscillators and envelopes
 
 
-def osc(wave: str, freq: float, n: int, *, phase: float = 0.0, vibrato: np.ndarray | None = None) -> np.ndarray:
-    """Wavetable oscillator; ``vibrato`` is a per-sample frequency ratio (1 = no bend)."""
+def osc(
+    wave: str,
+    freq: float,
+    n: int,
+    *,
+    phase: float = 0.0,
+    vibrato: np.ndarray | None = None,
+    cutoff: float | None = None,
+) -> np.ndarray:
+    """Wavetable oscillator; ``vibrato`` is a per-sample frequency ratio (1 = no bend), ``cutoff`` a low-pass in Hz."""
     inc = freq / SR
     ph = phase + inc * ramp(n) if vibrato is None else phase + np.cumsum(inc * vibrato)
     idx = (ph * TABLE).astype(np.int64) & (TABLE - 1)
-    return wavetable(wave, _band(freq))[idx]
+    return wavetable(wave, _band(freq), _tone(freq, cutoff))[idx]
 
 
 def sweep(freqs: np.ndarray, wave: str = "sine") -> np.ndarray:
@@ -146,22 +189,21 @@ def sweep(freqs: np.ndarray, wave: str = "sine") -> np.ndarray:
 
 
 def decay(n: int, tau: float) -> np.ndarray:
-    return np.exp(ramp(n) * (-1.0 / (tau * SR)))
+    return np.exp(ramp32(n) * np.float32(-1.0 / (tau * SR)))
 
 
 def envelope(n: int, gate: int, attack: float, release: float, sustain_tau: float | None = None) -> np.ndarray:
     """Attack ramp, optional exponential decay while held, exponential release after the gate closes."""
-    t = ramp(n)
-    a = max(1.0, attack * SR)
-    env = np.minimum(t / a, 1.0)
+    t = ramp32(n)
+    env = np.minimum(t * np.float32(1.0 / max(1.0, attack * SR)), np.float32(1.0))
     if sustain_tau is not None:
-        env = env * np.exp(t * (-1.0 / (sustain_tau * SR)))
+        env *= np.exp(t * np.float32(-1.0 / (sustain_tau * SR)))
     if gate < n:
-        level = env[gate - 1] if gate > 0 else 0.0
+        level = env[gate - 1] if gate > 0 else np.float32(0.0)
         r = max(1.0, release * SR)
-        after = t[gate:] - gate
-        tail = level * np.exp(-after / r) * np.clip(1.0 - after / (RELEASE_TAUS * r), 0.0, 1.0)
-        env = np.concatenate([env[:gate], tail])
+        after = ramp32(n - gate)
+        tail = np.exp(after * np.float32(-1.0 / r)) * np.clip(1.0 - after * np.float32(1.0 / (RELEASE_TAUS * r)), 0, 1)
+        env[gate:] = level * tail
     return env
 
 
@@ -173,12 +215,14 @@ def ring(gate: int, release: float) -> int:
     return gate + int(release * SR * RELEASE_TAUS)
 
 
-def _detuned(note: Note, wave: str, n: int, cents: float, vib: np.ndarray | None = None) -> np.ndarray:
+def _detuned(
+    note: Note, wave: str, n: int, cents: float, vib: np.ndarray | None = None, cutoff: float | None = None
+) -> np.ndarray:
     f = midi_hz(note.pitch)
     up, down = 2 ** (cents / 1200), 2 ** (-cents / 1200)
     ph = (note.var * 0.618) % 1.0
-    left = osc(wave, f * up, n, phase=ph, vibrato=vib)
-    right = osc(wave, f * down, n, phase=(ph + 0.37) % 1.0, vibrato=vib)
+    left = osc(wave, f * up, n, phase=ph, vibrato=vib, cutoff=cutoff)
+    right = osc(wave, f * down, n, phase=(ph + 0.37) % 1.0, vibrato=vib, cutoff=cutoff)
     return np.stack([left, right])
 
 
@@ -269,21 +313,21 @@ def bass(note: Note) -> np.ndarray:
         return np.tanh(1.8 * out) / np.tanh(1.8)
     if kind == "reese":
         n = ring(note.length, 0.08)
-        out = _detuned(note, "saw", n, 14.0).sum(axis=0) * 0.5
-        return lowpass(out, 420.0 + 20 * (note.var % 5)) * 1.6 * envelope(n, note.length, 0.02, 0.08)
+        out = _detuned(note, "saw", n, 14.0, cutoff=420.0 + 20 * (note.var % 5)).sum(axis=0) * 0.5
+        return out * envelope(n, note.length, 0.02, 0.08)
     if kind == "wobble":
         n = ring(note.length, 0.05)
-        lfo = 0.5 - 0.5 * np.cos(2 * np.pi * note.mod * ramp(n) / SR)
-        saw = osc("saw", f, n)
-        bright = lowpass(saw, 2400.0)
-        dark = lowpass(saw, 300.0)
+        lfo = 0.5 - 0.5 * np.cos(2 * np.pi * note.mod * seconds(n))
+        bright = osc("saw", f, n, cutoff=2400.0)
+        dark = osc("saw", f, n, cutoff=300.0)
         out = (dark + lfo * (bright - dark)) * 1.5 + 0.6 * osc("sine", f, n)
         return np.tanh(1.6 * out) * envelope(n, note.length, 0.005, 0.05)
     if kind in ("electric", "upright"):
         n = ring(note.length, 0.06)
-        pluck = osc("saw", f, n) * decay(n, 0.08 if kind == "electric" else 0.04)
+        cutoff = 1800.0 if kind == "electric" else 900.0
+        pluck = osc("saw", f, n, cutoff=cutoff) * decay(n, 0.08 if kind == "electric" else 0.04)
         body = osc("triangle", f, n) * decay(n, 0.9 if kind == "electric" else 0.5)
-        out = lowpass(0.5 * pluck + body, 1800.0 if kind == "electric" else 900.0)
+        out = 0.5 * pluck + body
         return out * envelope(n, note.length, 0.004 if kind == "electric" else 0.012, 0.05)
     if kind == "triangle":
         n = ring(note.length, 0.01)
@@ -292,8 +336,8 @@ def bass(note: Note) -> np.ndarray:
         return 0.8 * strings(note).mean(axis=0)
     if kind == "synth":
         n = ring(note.length, 0.04)
-        bright = osc("saw", f, n) * decay(n, 0.12)
-        out = lowpass(0.6 * bright + osc("soft", f, n), 900.0)
+        bright = osc("saw", f, n, cutoff=900.0) * decay(n, 0.12)
+        out = 0.6 * bright + osc("soft", f, n, cutoff=900.0)
         return out * envelope(n, note.length, 0.003, 0.04) * 1.2
     n = ring(note.length, 0.04)  # "sub"
     return osc("sub", f, n) * envelope(n, note.length, 0.006, 0.04)
@@ -318,34 +362,32 @@ def epiano(note: Note) -> np.ndarray:
     out = osc("sine", f, n) * decay(n, 2.0) + 0.22 * osc("sine", 2 * f, n) * decay(n, 0.4)
     if f * 7 < 16000:
         out = out + 0.12 * osc("sine", 7 * f, n) * decay(n, 0.03)  # the tine's bark
-    trem = 1.0 + 0.12 * np.sin(2 * np.pi * 4.5 * ramp(n) / SR + note.var)
+    trem = 1.0 + 0.12 * np.sin(2 * np.pi * 4.5 * seconds(n) + note.var)
     return out * trem * envelope(n, note.length, 0.003, 0.2)
 
 
 def organ(note: Note) -> np.ndarray:
     n = ring(note.length, 0.05)
-    leslie = 1.0 + 0.004 * np.sin(2 * np.pi * 6.2 * ramp(n) / SR)
+    leslie = 1.0 + 0.004 * np.sin(2 * np.pi * 6.2 * seconds(n))
     out = _detuned(note, "organ", n, 3.0, vib=leslie)
-    amp = 1.0 + 0.15 * np.sin(2 * np.pi * 6.2 * ramp(n) / SR + np.array([[0.0], [1.6]]))
+    amp = 1.0 + 0.15 * np.sin(2 * np.pi * 6.2 * seconds(n) + np.array([[0.0], [1.6]]))
     return 0.6 * out * amp * envelope(n, note.length, 0.01, 0.05)
 
 
 def pad(note: Note) -> np.ndarray:
     f = midi_hz(note.pitch)
-    n = ring(note.length, 0.8)
-    out = _detuned(note, "saw", n, 9.0) * 0.5 + _detuned(note, "soft", n, 4.0) * 0.5
-    cutoff = 1400.0 + 800.0 * note.mod
-    out = lowpass(out, min(cutoff, f * 12))
-    return out * envelope(n, note.length, 0.5, 0.8) * 0.9
+    n = ring(note.length, 0.6)
+    cutoff = min(1400.0 + 800.0 * note.mod, f * 12)
+    out = _detuned(note, "saw", n, 9.0, cutoff=cutoff) * 0.5 + _detuned(note, "soft", n, 4.0) * 0.5
+    return out * envelope(n, note.length, 0.5, 0.6) * 0.9
 
 
 def strings(note: Note) -> np.ndarray:
     f = midi_hz(note.pitch)
     n = ring(note.length, 0.4)
-    t = ramp(n) / SR
+    t = seconds(n)
     vib = 1.0 + 0.004 * np.sin(2 * np.pi * 5.3 * t + note.var) * np.minimum(t / 0.4, 1.0)
-    out = _detuned(note, "saw", n, 7.0, vib=vib)
-    out = lowpass(out, min(3800.0, f * 10))
+    out = _detuned(note, "saw", n, 7.0, vib=vib, cutoff=min(3800.0, f * 10))
     return out * envelope(n, note.length, 0.18, 0.4) * 0.8
 
 
@@ -353,8 +395,9 @@ def brass(note: Note) -> np.ndarray:
     f = midi_hz(note.pitch)
     n = ring(note.length, 0.15)
     swell = 1.0 - decay(n, 0.09)
-    soft, saw = osc("soft", f, n), osc("saw", f, n)
-    out = lowpass(soft + swell * 0.8 * (saw - soft), min(3000.0, f * 8))
+    cutoff = min(3000.0, f * 8)
+    soft, saw = osc("soft", f, n, cutoff=cutoff), osc("saw", f, n, cutoff=cutoff)
+    out = soft + swell * 0.8 * (saw - soft)
     return out * envelope(n, note.length, 0.05, 0.15)
 
 
@@ -388,20 +431,18 @@ def guitar(note: Note) -> np.ndarray:
         out = lowpass(np.tanh(4.0 * raw), 3200.0)
         return 0.45 * out * envelope(n, note.length, 0.003, 0.05)
     n = ring(note.length, 0.1)
-    bright = osc("saw", f, n) * decay(n, 0.04)
+    bright = osc("saw", f, n, cutoff=3500.0) * decay(n, 0.04)
     body = osc("triangle", f, n) * decay(n, 0.6)
-    return lowpass(0.5 * bright + body, 3500.0) * envelope(n, note.length, 0.001, 0.1) * 0.8
+    return (0.5 * bright + body) * envelope(n, note.length, 0.001, 0.1) * 0.8
 
 
 def lead(note: Note) -> np.ndarray:
     f = midi_hz(note.pitch)
     n = ring(note.length, 0.08)
-    t = ramp(n) / SR
+    t = seconds(n)
     vib = 1.0 + 0.005 * np.sin(2 * np.pi * 5.5 * t) * np.clip((t - 0.2) / 0.3, 0.0, 1.0)
     wave = note.kind or "saw"
-    out = _detuned(note, wave, n, 6.0, vib=vib)
-    if wave != "square":
-        out = lowpass(out, min(4200.0, f * 9))
+    out = _detuned(note, wave, n, 6.0, vib=vib, cutoff=None if wave == "square" else min(4200.0, f * 9))
     return out * envelope(n, note.length, 0.01, 0.08) * 0.6
 
 
@@ -429,7 +470,7 @@ def chirp(note: Note) -> np.ndarray:
 
 def cricket(note: Note) -> np.ndarray:
     n = int(0.35 * SR)
-    t = ramp(n) / SR
+    t = seconds(n)
     pulses = np.clip(np.sin(2 * np.pi * 28.0 * t), 0.0, 1.0) ** 2
     return 0.25 * osc("sine", 4400.0 + 30 * (note.var % 9), n) * pulses * np.sin(np.pi * t / 0.35)
 
@@ -440,7 +481,7 @@ def thunder(note: Note) -> np.ndarray:
     raw = rng.standard_normal(n)
     rumble = signal.sosfilt(_lowpass(180, 4), raw) * 6.0
     crack = signal.sosfilt(_lowpass(1500, 2), raw) * decay(n, 0.15) * rng.uniform(0.0, 1.0)
-    t = ramp(n) / SR
+    t = seconds(n)
     attack = rng.uniform(0.05, 0.6)
     env = np.minimum(t / attack, 1.0) * np.exp(-t / rng.uniform(1.2, 2.5))
     wobble = 1.0 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.8, 2.5) * t + rng.uniform(0, 6))
@@ -459,9 +500,25 @@ def car(note: Note) -> np.ndarray:
 
 
 VOICES: dict[str, Callable[[Note], np.ndarray]] = {
-    "kick": kick, "snare": snare, "clap": clap, "hat": hat, "tom": tom, "bass": bass, "piano": piano,
-    "epiano": epiano, "organ": organ, "pad": pad, "strings": strings, "brass": brass, "bells": bells,
-    "pluck": pluck, "guitar": guitar, "lead": lead, "chirp": chirp, "cricket": cricket, "thunder": thunder,
+    "kick": kick,
+    "snare": snare,
+    "clap": clap,
+    "hat": hat,
+    "tom": tom,
+    "bass": bass,
+    "piano": piano,
+    "epiano": epiano,
+    "organ": organ,
+    "pad": pad,
+    "strings": strings,
+    "brass": brass,
+    "bells": bells,
+    "pluck": pluck,
+    "guitar": guitar,
+    "lead": lead,
+    "chirp": chirp,
+    "cricket": cricket,
+    "thunder": thunder,
     "car": car,
 }
 

@@ -88,8 +88,15 @@ class Master:
     BLOCK = 441  # 10 ms; divides the 1 s render chunk
     PAD = 16  # context for the oversampling filter (its half-length is 10 input samples)
 
-    def __init__(self, n_samples: int, target_rms_db: float, fade_in: float, fade_out: float,
-                 measure_seconds: float = 4.0, release: float = 0.15) -> None:
+    def __init__(
+        self,
+        n_samples: int,
+        target_rms_db: float,
+        fade_in: float,
+        fade_out: float,
+        measure_seconds: float = 4.0,
+        release: float = 0.15,
+    ) -> None:
         self.n = n_samples
         self.target = 10 ** (target_rms_db / 20)
         self.ceiling = 10 ** (TRUE_PEAK_CEILING_DB / 20)

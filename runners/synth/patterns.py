@@ -52,13 +52,32 @@ COMP_RHYTHMS: dict[str, tuple[tuple[float, float], ...]] = {
     "skank": ((2, 1), (6, 1), (10, 1), (14, 1)),
 }
 
-DRUM_VOICE = {"kick": ("kick", ""), "snare": ("snare", ""), "clap": ("clap", ""), "hat": ("hat", "closed"),
-              "openhat": ("hat", "open"), "ride": ("hat", "ride"), "tom": ("tom", "")}
-DRUM_PART = {"kick": "kick", "snare": "snare", "clap": "snare", "hat": "hats", "openhat": "hats", "ride": "hats",
-             "tom": "drums"}
+DRUM_VOICE = {
+    "kick": ("kick", ""),
+    "snare": ("snare", ""),
+    "clap": ("clap", ""),
+    "hat": ("hat", "closed"),
+    "openhat": ("hat", "open"),
+    "ride": ("hat", "ride"),
+    "tom": ("tom", ""),
+}
+DRUM_PART = {
+    "kick": "kick",
+    "snare": "snare",
+    "clap": "snare",
+    "hat": "hats",
+    "openhat": "hats",
+    "ride": "hats",
+    "tom": "drums",
+}
 DRUM_MIX = {  # level, pan, reverb send
-    "kick": (1.0, 0.0, 0.04), "snare": (0.62, 0.05, 0.22), "clap": (0.55, -0.05, 0.3), "hat": (0.3, 0.3, 0.08),
-    "openhat": (0.25, 0.3, 0.12), "ride": (0.3, -0.3, 0.15), "tom": (0.7, -0.2, 0.3),
+    "kick": (1.0, 0.0, 0.04),
+    "snare": (0.62, 0.05, 0.22),
+    "clap": (0.55, -0.05, 0.3),
+    "hat": (0.3, 0.3, 0.08),
+    "openhat": (0.25, 0.3, 0.12),
+    "ride": (0.3, -0.3, 0.15),
+    "tom": (0.7, -0.2, 0.3),
 }
 DUCKED = frozenset({"pad", "bass", "strings", "pluck", "organ", "piano", "epiano"})
 
@@ -196,8 +215,11 @@ class Arranger:
             voice, kind = DRUM_VOICE[name]
             level, pan, send = DRUM_MIX[name]
             kind = kind or kit
-            tuning = {"kick": self.tune(kick_pitch(kit)), "snare": self.tune(185.0, (0, 4)),
-                      "tom": self.tune(90.0, (0, 4))}.get(name, 0.0)
+            tuning = {
+                "kick": self.tune(kick_pitch(kit)),
+                "snare": self.tune(185.0, (0, 4)),
+                "tom": self.tune(90.0, (0, 4)),
+            }.get(name, 0.0)
             for bar in range(self.bars):
                 fill = name in ("snare", "tom") and bar % 4 == 3 and self.chance(0.25 + 0.3 * self.t)
                 for step, ch in enumerate(grid):
@@ -208,8 +230,16 @@ class Arranger:
                         vel = 0.6
                     if name == "hat" and self.genre.name == "trap" and step % 4 == 2 and self.chance(0.2 * self.t):
                         for k in range(3):  # hat roll: 32nd notes
-                            self.add(self.grid.at(bar, step + k / 2), voice, 0.0, 1, level * 0.6, pan=pan,
-                                     send=send, kind=kind)
+                            self.add(
+                                self.grid.at(bar, step + k / 2),
+                                voice,
+                                0.0,
+                                1,
+                                level * 0.6,
+                                pan=pan,
+                                send=send,
+                                kind=kind,
+                            )
                         continue
                     if vel == 0 or (fill and step >= 12):
                         continue
@@ -221,11 +251,27 @@ class Arranger:
                     for step in range(12, 16):
                         if name == "tom" or self.genre.kit == "epic":
                             drop = (7, 3, 0, -5)[step - 12]  # toms falling through the key's fifth
-                            self.add(self.grid.at(bar, step), "tom", tom_tuning + drop, 1, 0.6,
-                                     pan=0.4 - 0.25 * (step - 12), send=0.3, kind=kit)
+                            self.add(
+                                self.grid.at(bar, step),
+                                "tom",
+                                tom_tuning + drop,
+                                1,
+                                0.6,
+                                pan=0.4 - 0.25 * (step - 12),
+                                send=0.3,
+                                kind=kit,
+                            )
                         elif step % 2 == 0 or self.chance(0.5):
-                            self.add(self.grid.at(bar, step), "snare", tuning, 1, level * (0.5 + 0.1 * (step - 12)),
-                                     pan=pan, send=send, kind=kit)
+                            self.add(
+                                self.grid.at(bar, step),
+                                "snare",
+                                tuning,
+                                1,
+                                level * (0.5 + 0.1 * (step - 12)),
+                                pan=pan,
+                                send=send,
+                                kind=kit,
+                            )
 
     def bass(self) -> None:
         style, sound = self.genre.bass, self.genre.bass_sound
@@ -280,8 +326,9 @@ class Arranger:
                     hits.append((4 * i, 3.6, p))
             elif style == "funk":
                 for s, off in ((0, 0), (3, 12), (6, 0), (7, 10), (10, 0), (12, 12), (14, 7)):
-                    if s == 0 or not self.chance(0.15 * self.t):
-                        hits.append((s, 1.2, root + off))
+                    hits.append((s, 1.2, root + off))
+                    if s in (7, 14) and self.chance(0.2 * self.t):  # a ghosted sixteenth pickup
+                        hits.append((s + 1, 0.6, root + 12))
             for s, length, p in hits:
                 start, n = g.span(bar, s, length)
                 self.add(start, "bass", p, n, level * (1.0 if s % 4 == 0 else 0.85), send=0.03, kind=sound)
@@ -311,15 +358,24 @@ class Arranger:
             rhythm = COMP_RHYTHMS[style]
             if bar % per:
                 continue
-            for s, length in rhythm:
-                if s > 0 and style in ("funk", "stab", "skank") and self.chance(0.12 * self.t):
-                    continue
+            extra = []
+            if style in ("funk", "stab", "skank", "lofi", "half") and self.chance(0.2 * self.t):
+                extra = [(float(self.rng.choice([7, 11, 15])), 1.0)]  # an off-beat push before the next chord
+            for s, length in (*rhythm, *extra):
                 start, n = g.span(bar, s, length * per)
                 strum = int(0.012 * SR) if voice == "guitar" and style != "power" else 0
                 vel = 0.32 if s % 4 == 0 else 0.26
                 for i, p in enumerate(chord):
-                    self.add(start + i * strum + (self.jitter() if i else 0), voice, p, n, vel,
-                             pan=-0.25 + 0.5 * i / max(1, len(chord) - 1), send=0.22, kind=kind)
+                    self.add(
+                        start + i * strum + (self.jitter() if i else 0),
+                        voice,
+                        p,
+                        n,
+                        vel,
+                        pan=-0.25 + 0.5 * i / max(1, len(chord) - 1),
+                        send=0.22,
+                        kind=kind,
+                    )
 
     def _broken(self, voice: str, bar: int) -> None:
         """Solo-piano accompaniment: a low root, then the chord rolled upwards in eighths."""
@@ -346,8 +402,7 @@ class Arranger:
                 notes = [*notes, notes[0] + 12, h.bass_pitch(bar) + 12]
             start, n = g.span(bar, 0, 16 * per)
             for i, p in enumerate(notes):
-                self.add(start, voice, p, n + int(0.05 * SR), level, pan=-0.4 + 0.8 * (i % 2), send=0.45,
-                         mod=bright)
+                self.add(start, voice, p, n + int(0.05 * SR), level, pan=-0.4 + 0.8 * (i % 2), send=0.45, mod=bright)
 
     def arp(self, voice: str, level: float = 0.24, rate: int = 1) -> None:
         """Chord tones in a running pattern (sixteenths, or eighths with ``rate=2``)."""
@@ -366,8 +421,16 @@ class Arranger:
                 p = seq[int(self.rng.integers(len(seq)))] if shape == "random" else seq[i % len(seq)]
                 start, n = g.span(bar, s, rate * 0.8)
                 vel = level * (1.0 if s % 4 == 0 else 0.75)
-                self.add(start, voice, p, n, vel, pan=0.35 if i % 2 else -0.35, send=0.35,
-                         kind=self.genre.lead_wave if voice == "lead" else "")
+                self.add(
+                    start,
+                    voice,
+                    p,
+                    n,
+                    vel,
+                    pan=0.35 if i % 2 else -0.35,
+                    send=0.35,
+                    kind=self.genre.lead_wave if voice == "lead" else "",
+                )
 
     def melody(self, voice: str, center: int) -> None:
         """A tune in two-bar phrases: motif A, A varied, A, then B resolving to the tonic; new motifs later on."""
@@ -469,6 +532,7 @@ class Arranger:
 def arrange(brief: Brief, seed: int, temperature: float, n_samples: int) -> Plan:
     """Plan every note of one take."""
     if not brief.instruments:
-        return Plan([], n_samples, brief.bpm, 4 * 60.0 / brief.bpm * SR, 0.6, None, 0.0, brief.scenes,
-                    brief.intensity, 1.0)
+        return Plan(
+            [], n_samples, brief.bpm, 4 * 60.0 / brief.bpm * SR, 0.6, None, 0.0, brief.scenes, brief.intensity, 1.0
+        )
     return Arranger(brief, seed, temperature, n_samples).plan()

@@ -66,7 +66,9 @@ class TakeRenderer:
         return 1.0 - self.plan.duck * np.exp(-phase / 0.11) * np.minimum(phase / 0.004, 1.0)
 
     def _raw(self, on_chunk: Callable[[int], None] | None) -> Iterator[np.ndarray]:
-        buffer = np.zeros((4, 0))  # dry L/R and reverb send L/R, from the current chunk's start onwards
+        # Rows: dry L/R and reverb send L/R, then the same for the ducked bus (pads, bass... that pump with the kick).
+        # Each row runs from the current chunk's start onwards; ringing notes reach into later chunks.
+        buffer = np.zeros((8, 0))
         index = 0
         for i, start in enumerate(range(0, self.n, CHUNK)):
             if on_chunk is not None:
@@ -76,21 +78,21 @@ class TakeRenderer:
             while index < len(self.notes) and self.notes[index].start < end:
                 note = self.notes[index]
                 index += 1
-                audio = render(note)[..., : self.n - note.start]
-                if self.plan.duck and note.voice in DUCKED:
-                    audio = audio * self._duck(note.start, audio.shape[-1])
-                stereo = pan(audio, note.pan)
+                stereo = pan(render(note)[..., : self.n - note.start], note.pan)
                 offset = note.start - start
                 need = offset + stereo.shape[1]
                 if need > buffer.shape[1]:
-                    buffer = np.concatenate([buffer, np.zeros((4, need - buffer.shape[1]))], axis=1)
-                buffer[0:2, offset:need] += stereo
-                buffer[2:4, offset:need] += stereo * note.send
+                    buffer = np.concatenate([buffer, np.zeros((8, need - buffer.shape[1]))], axis=1)
+                row = 4 if self.plan.duck and note.voice in DUCKED else 0
+                buffer[row : row + 2, offset:need] += stereo
+                buffer[row + 2 : row + 4, offset:need] += stereo * note.send
             if buffer.shape[1] < n:
-                buffer = np.concatenate([buffer, np.zeros((4, n - buffer.shape[1]))], axis=1)
+                buffer = np.concatenate([buffer, np.zeros((8, n - buffer.shape[1]))], axis=1)
+            bus = buffer[0:4, :n]
+            if self.plan.duck:
+                bus = bus + buffer[4:8, :n] * self._duck(start, n)
             bed = self.bed.render(start, n)
-            dry = buffer[0:2, :n] + bed
-            mix = dry + WET * self.reverb(buffer[2:4, :n] + 0.25 * bed)
+            mix = bus[0:2] + bed + WET * self.reverb(bus[2:4] + 0.25 * bed)
             buffer = buffer[:, n:]
             mix, self.hp_state = signal.sosfilt(self.highpass, mix, axis=-1, zi=self.hp_state)
             if self.lowpass is not None:

@@ -78,13 +78,20 @@ class SceneBed:
         self.f: dict[str, _Filter] = {}
         self.d: dict[str, _Decay] = {}
         filters = {
-            "rain": ("bandpass", 350.0, 11000.0), "drops": ("highpass", 1500.0, 0.0),
-            "wind_lo": ("bandpass", 120.0, 600.0), "wind_hi": ("bandpass", 500.0, 1800.0),
-            "ocean": ("bandpass", 80.0, 1200.0), "foam": ("bandpass", 1800.0, 9000.0),
-            "fire": ("lowpass", 0.0, 250.0), "fire_hiss": ("bandpass", 2000.0, 7000.0),
-            "city": ("lowpass", 0.0, 300.0), "city_mid": ("bandpass", 300.0, 2000.0),
-            "stream": ("bandpass", 400.0, 3500.0), "stream_hi": ("bandpass", 3000.0, 9000.0),
-            "leaves": ("bandpass", 1500.0, 6000.0), "hiss": ("bandpass", 3000.0, 12000.0),
+            "rain": ("bandpass", 350.0, 11000.0),
+            "drops": ("highpass", 1500.0, 0.0),
+            "wind_lo": ("bandpass", 120.0, 600.0),
+            "wind_hi": ("bandpass", 500.0, 1800.0),
+            "ocean": ("bandpass", 80.0, 1200.0),
+            "foam": ("bandpass", 1800.0, 9000.0),
+            "fire": ("lowpass", 0.0, 250.0),
+            "fire_hiss": ("bandpass", 2000.0, 7000.0),
+            "city": ("lowpass", 0.0, 300.0),
+            "city_mid": ("bandpass", 300.0, 2000.0),
+            "stream": ("bandpass", 400.0, 3500.0),
+            "stream_hi": ("bandpass", 3000.0, 9000.0),
+            "leaves": ("bandpass", 1500.0, 6000.0),
+            "hiss": ("bandpass", 3000.0, 12000.0),
             "bubbles": ("lowpass", 0.0, 14.0),
         }
         for name, (kind, lo, hi) in filters.items():
@@ -123,8 +130,7 @@ class SceneBed:
                 out += (0.2 + 0.2 * k) * wave**2 * self.f["foam"](self._noise(n))
             elif scene == "fire":
                 out += 0.35 * self.f["fire"](self._noise(n))
-                out += 0.05 * (0.7 + 0.3 * _swell(t, (0.4, 1.1), self.phases[2:])) * self.f["fire_hiss"](
-                    self._noise(n))
+                out += 0.05 * (0.7 + 0.3 * _swell(t, (0.4, 1.1), self.phases[2:])) * self.f["fire_hiss"](self._noise(n))
                 crackle = self.d["crackle"](self._impulses(n, 20 + 40 * k)) * self._noise(n)
                 pops = self.d["pops"](self._impulses(n, 2 + 3 * k)) * self._noise(n)
                 out += 12.0 * crackle + 4.0 * pops
@@ -160,20 +166,53 @@ def scene_events(scenes: tuple[str, ...], intensity: float, seed: int, n_samples
 
     if "birds" in scenes:
         for start in poisson(0.9):
-            notes.append(Note(start, "chirp", 0.0, 1, float(rng.uniform(0.3, 1.0)), pan=float(rng.uniform(-0.8, 0.8)),
-                              send=0.35, var=int(rng.integers(1 << 31))))
+            notes.append(
+                Note(
+                    start,
+                    "chirp",
+                    0.0,
+                    1,
+                    float(rng.uniform(0.3, 1.0)),
+                    pan=float(rng.uniform(-0.8, 0.8)),
+                    send=0.35,
+                    var=int(rng.integers(1 << 31)),
+                )
+            )
     if "crickets" in scenes:
         for start in poisson(3.0):
-            notes.append(Note(start, "cricket", 0.0, 1, float(rng.uniform(0.2, 0.6)), pan=float(rng.uniform(-1, 1)),
-                              send=0.2, var=int(rng.integers(1 << 31))))
+            notes.append(
+                Note(
+                    start,
+                    "cricket",
+                    0.0,
+                    1,
+                    float(rng.uniform(0.2, 0.6)),
+                    pan=float(rng.uniform(-1, 1)),
+                    send=0.2,
+                    var=int(rng.integers(1 << 31)),
+                )
+            )
     if "thunder" in scenes:
         for start in poisson(1 / 12.0, first=float(rng.uniform(0.0, 3.0))):
             length = int(rng.uniform(3.0, 6.0) * SR)
-            notes.append(Note(start, "thunder", 0.0, length, float(rng.uniform(0.5, 1.0)) * (0.6 + 0.4 * intensity),
-                              pan=float(rng.uniform(-0.5, 0.5)), send=0.4, var=int(rng.integers(1 << 31))))
+            notes.append(
+                Note(
+                    start,
+                    "thunder",
+                    0.0,
+                    length,
+                    float(rng.uniform(0.5, 1.0)) * (0.6 + 0.4 * intensity),
+                    pan=float(rng.uniform(-0.5, 0.5)),
+                    send=0.4,
+                    var=int(rng.integers(1 << 31)),
+                )
+            )
     if "city" in scenes:
         for start in poisson(0.25):
             length = int(rng.uniform(3.0, 7.0) * SR)
-            notes.append(Note(start, "car", 0.0, length, float(rng.uniform(0.15, 0.5)), send=0.15,
-                              var=int(rng.integers(1 << 30))))
+            notes.append(
+                Note(
+                    start, "car", 0.0, length, float(rng.uniform(0.15, 0.5)), send=0.15, var=int(rng.integers(1 << 30))
+                )
+            )
     return notes

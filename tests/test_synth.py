@@ -1,0 +1,285 @@
+"""The built-in synth model: does the audio obey the prompt, and does the runner keep the contract?
+
+Every check is measured from the rendered audio (tempo from onsets, key from chroma, rain from its spectrum), so a
+renderer that ignored the prompt would fail. Renders are shared through module-scoped fixtures to keep this quick.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage, signal
+
+from runners.contract import Cancelled, JobContext
+from runners.registry import default_registry
+from runners.request import validate_request
+from runners.synth.genres import GENRES
+from runners.synth.patterns import arrange
+from runners.synth.prompt import NOTE_NAMES, parse_prompt
+from runners.synth.runner import SynthRunner
+
+SR = 44100
+librosa = pytest.importorskip("librosa")
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return default_registry()
+
+
+@pytest.fixture(scope="module")
+def runner(registry):
+    r = SynthRunner(registry.get("synth"))
+    r.load_model(JobContext())
+    return r
+
+
+@pytest.fixture(scope="module")
+def render(runner, registry):
+    """Render (prompt, duration, seed, takes, temperature) once per module."""
+    cache: dict[tuple, list] = {}
+
+    def _render(prompt: str, duration: float = 10.0, seed: int = 1, takes: int = 1, temperature: float | None = None):
+        key = (prompt, duration, seed, takes, temperature)
+        if key not in cache:
+            data = {"prompt": prompt, "duration": duration, "seed": seed, "takes": takes}
+            if temperature is not None:
+                data["temperature"] = temperature
+            cache[key] = runner.generate(validate_request(data, registry), JobContext())
+        return cache[key]
+
+    return _render
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def measure_tempo(audio: np.ndarray) -> float:
+    """BPM from the onset envelope: librosa's estimate, refined on the autocorrelation peak one bar (4 beats) away."""
+    y = librosa.resample(audio.mean(axis=0), orig_sr=SR, target_sr=22050)
+    hop = 128
+    env = librosa.onset.onset_strength(y=y, sr=22050, hop_length=hop)
+    fps = 22050 / hop
+    coarse = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=env, sr=22050, hop_length=hop))[0])
+    env = env - env.mean()
+    ac = np.correlate(env, env, "full")[len(env) - 1 :]
+    lag = 4 * 60 * fps / coarse
+    lo, hi = int(lag * 0.96), int(np.ceil(lag * 1.04))
+    k = lo + int(np.argmax(ac[lo : hi + 1]))
+    a, b, c = ac[k - 1], ac[k], ac[k + 1]
+    shift = 0.5 * (a - c) / (a - 2 * b + c) if a - 2 * b + c else 0.0
+    return 4 * 60 * fps / (k + shift)
+
+
+def chroma_ranking(audio: np.ndarray) -> list[str]:
+    """Pitch classes from strongest to weakest (chroma above C3, where harmony lives rather than kick and sub)."""
+    y = librosa.resample(audio.mean(axis=0), orig_sr=SR, target_sr=22050)
+    chroma = librosa.feature.chroma_cqt(y=y, sr=22050, fmin=130.81, n_octaves=5).mean(axis=1)
+    return [NOTE_NAMES[i] for i in np.argsort(chroma)[::-1]]
+
+
+def band_spectrum(audio: np.ndarray, lo: float = 300.0, hi: float = 10000.0) -> tuple[float, float]:
+    """(spectral flatness, largest narrow peak in dB above its neighbourhood) of the long-term spectrum in a band."""
+    f, p = signal.welch(audio.mean(axis=0), SR, nperseg=4096)
+    band = (f >= lo) & (f <= hi)
+    power = p[band]
+    flatness = float(np.exp(np.mean(np.log(power))) / np.mean(power))
+    db = 10 * np.log10(p + 1e-20)
+    excess = (db - ndimage.median_filter(db, size=41, mode="nearest"))[band]
+    return flatness, float(excess.max())
+
+
+def true_peak_db(audio: np.ndarray) -> float:
+    up = signal.resample_poly(audio.astype(np.float64), 4, 1, axis=-1)
+    return 20 * np.log10(np.max(np.abs(up)))
+
+
+def rms_db(audio: np.ndarray) -> float:
+    return 10 * np.log10(np.mean(audio.astype(np.float64) ** 2) + 1e-20)
+
+
+# ---------------------------------------------------------------- the prompt is obeyed
+
+
+@pytest.mark.parametrize(
+    ("prompt", "bpm"),
+    [("techno 128 bpm", 128), ("hip hop beat at 90 bpm", 90), ("lofi hip hop with piano, 85 bpm", 85)],
+)
+def test_tempo_is_measured_from_the_audio(render, prompt, bpm):
+    audio = render(prompt, 12.0)[0].audio
+    assert measure_tempo(audio) == pytest.approx(bpm, abs=2.0)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "triad"), [("solo piano in D minor", {"D", "F", "A"}), ("solo piano in E major", {"E", "Ab", "B"})]
+)
+def test_key_shows_in_the_chroma(render, prompt, triad):
+    ranking = chroma_ranking(render(prompt, 8.0)[0].audio)
+    assert set(ranking[:3]) == triad, ranking
+
+
+def test_rain_is_broadband_noise_without_tones(render):
+    rain = render("gentle rain on a window", 8.0)[0]
+    assert rain.metadata["brief"]["instruments"] == []
+    flatness, peak = band_spectrum(rain.audio)
+    assert flatness > 0.5
+    assert peak < 6.0
+    # the same measure calls music tonal, so it can tell the difference
+    music_flatness, music_peak = band_spectrum(render("solo piano in D minor", 8.0)[0].audio)
+    assert music_flatness < 0.2 and music_peak > 10.0
+
+
+def test_lofi_brief_has_swung_drums_bass_and_piano():
+    brief = parse_prompt("lofi hip hop with piano, 85 bpm")
+    assert brief.genre == "lofi" and brief.bpm == 85
+    assert {"drums", "bass", "piano"} <= brief.instruments
+    assert GENRES[brief.genre].swing > 0.1
+    plan = arrange(brief, seed=3, temperature=1.0, n_samples=10 * SR)
+    voices = {n.voice for n in plan.notes}
+    assert {"kick", "snare", "hat", "bass", "piano"} <= voices
+    # swing: off-beat sixteenths of the hats land late, not half-way between the beats' eighths
+    step = plan.bar / 16
+    offsets = [(n.start % plan.bar) / step for n in plan.notes if n.voice == "hat"]
+    late = [o - round(o) for o in offsets if round(o) % 2 == 1 and abs(o - round(o)) < 0.5]
+    assert late and np.mean(late) > 0.1
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("techno 128bpm in A minor", {"bpm": 128.0, "key": "A minor", "genre": "techno"}),
+        ("C# major", {"key": "C# major"}),
+        ("house in Bb", {"key": "Bb minor", "genre": "house"}),
+        ("happy pop", {"genre": "pop"}),
+        ("drum and bass", {"genre": "dnb", "bpm": 174.0}),
+        ("sad ambient", {"genre": "ambient"}),
+    ],
+)
+def test_prompt_parser(prompt, expected):
+    described = parse_prompt(prompt).describe()
+    for name, value in expected.items():
+        assert described[name] == value, described
+
+
+def test_parser_moods_tempo_words_and_scenes():
+    assert parse_prompt("happy pop").mode == "major"
+    assert parse_prompt("dark techno").mode == "minor"
+    assert parse_prompt("fast house").bpm > parse_prompt("house").bpm > parse_prompt("slow house").bpm
+    assert "key" not in parse_prompt("I am in a dark mood").notes  # "in a dark" is not the key of A
+    assert parse_prompt("I am in a dark mood").mode == "minor"
+    dnb = parse_prompt("drum and bass")
+    assert dnb.instruments == frozenset(GENRES["dnb"].instruments)  # not "drums" + "bass" read twice
+    rain = parse_prompt("gentle rain on a window")
+    assert rain.scenes == ("rain",) and not rain.musical
+    storm = parse_prompt("lofi beat with rain and thunder, no bass")
+    assert {"rain", "thunder"} <= set(storm.scenes) and storm.musical and "bass" not in storm.instruments
+
+
+def test_temperature_makes_patterns_busier():
+    brief = parse_prompt("funk")
+    plain = arrange(brief, seed=5, temperature=0.0, n_samples=20 * SR)
+    busy = arrange(brief, seed=5, temperature=2.0, n_samples=20 * SR)
+    assert len(busy.notes) > len(plain.notes)
+    # plain drums repeat bar after bar
+    bars = {}
+    for n in plain.notes:
+        if n.voice in ("kick", "snare", "hat"):
+            bars.setdefault(int(n.start // plain.bar), []).append((n.voice, round((n.start % plain.bar) / 100)))
+    patterns = [sorted(v) for k, v in sorted(bars.items()) if 0 < k < max(bars)]
+    assert all(p == patterns[0] for p in patterns)
+
+
+# ---------------------------------------------------------------- the contract
+
+
+@pytest.mark.parametrize("duration", [0.5, 3.3, 10.0, 1.23456])
+def test_duration_is_exact_to_the_sample(render, duration):
+    clip = render("house with pads", duration)[0]
+    assert clip.audio.shape == (2, round(duration * SR))
+    assert clip.audio.dtype == np.float32 and clip.sample_rate == SR
+    assert np.isfinite(clip.audio).all()
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "lofi hip hop with piano, 85 bpm",
+        "techno 128 bpm",
+        "gentle rain on a window",
+        "florp zzz 999",
+        "dubstep with heavy wobble bass",
+        "thunderstorm over the ocean",
+    ],
+)
+def test_true_peak_and_loudness(render, prompt):
+    audio = render(prompt, 10.0)[0].audio
+    assert true_peak_db(audio) <= -1.0
+    assert -22.0 < rms_db(audio) < -12.0
+
+
+def test_nonsense_prompt_still_renders(render):
+    clip = render("florp zzz 999", 3.0)[0]
+    assert clip.audio.shape == (2, 3 * SR)
+    assert np.isfinite(clip.audio).all() and rms_db(clip.audio) > -30.0
+    assert true_peak_db(clip.audio) <= -1.0
+
+
+def test_same_seed_same_audio_other_seed_a_variation(render, runner, registry):
+    a = render("techno 128 bpm", 12.0, seed=11)[0]
+    again = runner.generate(
+        validate_request({"prompt": "techno 128 bpm", "duration": 12.0, "seed": 11}, registry), JobContext()
+    )[0]
+    assert np.array_equal(a.audio, again.audio)
+    b = render("techno 128 bpm", 12.0, seed=12)[0]
+    assert not np.array_equal(a.audio, b.audio)
+    assert np.mean(np.abs(a.audio - b.audio)) > 1e-3
+    assert a.metadata["brief"] == b.metadata["brief"]
+    assert measure_tempo(b.audio) == pytest.approx(128, abs=2.0)
+    assert measure_tempo(a.audio) == pytest.approx(128, abs=2.0)
+
+
+def test_stream_concatenates_to_generate(runner, registry, render):
+    request = validate_request({"prompt": "lofi with rain", "duration": 3.3, "seed": 4, "takes": 2}, registry)
+    chunks = list(runner.stream(request, JobContext()))
+    clips = render("lofi with rain", 3.3, seed=4, takes=2)
+    assert [c.take for c in chunks] == sorted(c.take for c in chunks)
+    for take, clip in enumerate(clips):
+        mine = [c for c in chunks if c.take == take]
+        assert len(mine) > 1
+        starts = np.cumsum([0] + [c.audio.shape[1] for c in mine[:-1]])
+        assert [c.start for c in mine] == list(starts)
+        assert all(c.sample_rate == SR and c.audio.dtype == np.float32 for c in mine)
+        assert np.array_equal(np.concatenate([c.audio for c in mine], axis=1), clip.audio)
+
+
+def test_cancel_mid_run_raises(runner, registry):
+    seen = []
+
+    def on_progress(phase, step, total):
+        seen.append((phase, step, total))
+        if step >= 2:
+            ctx.cancel()
+
+    ctx = JobContext(on_progress)
+    request = validate_request({"prompt": "trance", "duration": 20.0, "seed": 1}, registry)
+    with pytest.raises(Cancelled):
+        runner.generate(request, ctx)
+    assert seen and all(phase == "generating" for phase, _, _ in seen)
+    assert max(step for _, step, _ in seen) == 2 and seen[-1][2] == 20
+
+
+def test_progress_reaches_the_end(runner, registry):
+    seen = []
+    request = validate_request({"prompt": "jazz", "duration": 2.5, "seed": 1, "takes": 2}, registry)
+    runner.generate(request, JobContext(lambda *a: seen.append(a)))
+    steps = [s for _, s, _ in seen]
+    assert steps == sorted(steps) and steps[-1] == seen[-1][2] == 6
+
+
+def test_takes_use_consecutive_seeds(render):
+    clips = render("chiptune", 2.0, seed=41, takes=3)
+    assert [c.metadata["seed"] for c in clips] == [41, 42, 43]
+    assert [c.metadata["take"] for c in clips] == [0, 1, 2]
+    assert not np.array_equal(clips[0].audio, clips[1].audio)
+    alone = render("chiptune", 2.0, seed=42, takes=1)[0]
+    assert np.array_equal(alone.audio, clips[1].audio)  # any take re-creates alone from its seed
