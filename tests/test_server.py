@@ -196,3 +196,19 @@ def test_openapi_schema_describes_the_api(client):
     body = schema["components"]["schemas"]["GenerateBody"]
     assert "melody" not in body["properties"] and body["additionalProperties"] is False
     assert "audio/wav" in schema["paths"]["/api/generate"]["post"]["responses"]["200"]["content"]
+
+
+def test_stream_job_audio_arrives_in_pieces_that_add_up(client):
+    job_id = client.post(
+        "/api/jobs", json={"model": "tone", "prompt": "x", "duration": 0.5, "seed": 4, "stream": True}
+    ).json()["id"]
+    wait_state(client, job_id)
+    whole, _ = decode(client.get(f"/api/jobs/{job_id}/takes/0"))
+    first = client.get(f"/api/jobs/{job_id}/audio", params={"start": 0})
+    frames = int(first.headers["x-ttag-frames"])
+    assert frames == SAMPLE_RATE // 2 and first.headers["x-ttag-channels"] == "1"
+    streamed = np.frombuffer(first.content, dtype="<f4")
+    np.testing.assert_allclose(streamed, whole[:, 0], atol=1e-4)
+    tail = client.get(f"/api/jobs/{job_id}/audio", params={"start": 1000})
+    assert int(tail.headers["x-ttag-frames"]) == frames - 1000
+    assert int(client.get(f"/api/jobs/{job_id}/audio", params={"start": frames}).headers["x-ttag-frames"]) == 0

@@ -14,14 +14,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import schemathesis
 import soundfile
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 
+from runners.request import validate_request
 from tests.fake_runners import fake_registry
+from ttag_tui.bridge import Chunk, Done, JobFailed, Progress
 from ttag_tui.config import Config
+from ttag_tui.remote import RemoteBridge
 from ttag_tui.server.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +110,28 @@ def test_cli_against_a_real_server(live_server, tmp_path):
     assert abs(remote_audio - local_audio).max() < 1e-4, "the server renders what the local worker renders"
     bad = ttag("--backend", base, "generate", "x", "-d", "9999")
     assert bad.returncode == 2 and "duration: must be between" in bad.stderr
+
+
+def test_remote_bridge_streams_progresses_and_cancels_like_a_local_one(live_server):
+    base, _ = live_server
+    with RemoteBridge(base) as remote:
+        registry = remote.registry()
+        request = validate_request({"prompt": "techno 128 bpm", "duration": 90, "seed": 2}, registry)
+        job = remote.submit(request, stream=True)
+        events = list(job.events(timeout=120))
+        chunks = [e for e in events if isinstance(e, Chunk)]
+        assert any(isinstance(e, Progress) for e in events) and isinstance(events[-1], Done)
+        assert len(chunks) >= 2 and chunks[0].start == 0, "audio arrived in pieces while the job ran"
+        clip = events[-1].clips[0]
+        streamed = np.concatenate([c.audio for c in chunks], axis=1)
+        assert streamed.shape == clip.audio.shape == (2, 90 * 44100)
+        assert np.abs(streamed - clip.audio).max() < 1e-4
+        long_job = remote.submit(validate_request({"prompt": "rain", "duration": 600}, registry))
+        next(e for e in long_job.events(timeout=60) if isinstance(e, Progress) and e.phase == "generating")
+        long_job.cancel()
+        with pytest.raises(JobFailed) as info:
+            long_job.result(60)
+        assert info.value.kind == "cancelled"
 
 
 def test_unreachable_server_is_a_clear_error():

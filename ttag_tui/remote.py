@@ -14,12 +14,13 @@ import time
 from typing import Any
 
 import httpx
+import numpy as np
 import soundfile
 
 from runners.contract import Clip
 from runners.registry import ModelSpec, Registry
 from runners.request import GenerationRequest
-from ttag_tui.bridge import Job, Started
+from ttag_tui.bridge import Chunk, Job, Started
 
 POLL_S = 0.2
 
@@ -114,6 +115,8 @@ class RemoteBridge:
 
     def _follow(self, job: Job) -> None:
         body = {k: v for k, v in job.request.to_dict().items() if k not in ("audio_prompt", "melody")}
+        body["stream"] = job.stream
+        received: dict[int, int] = {}  # take → frames of streamed audio received
         try:
             created = self._call("POST", "/api/jobs", json=body).json()
             remote_id = self._remote_ids[job.id] = created["id"]
@@ -128,6 +131,8 @@ class RemoteBridge:
                 if progress["phase"] and (progress["phase"], progress["step"]) != last_progress:
                     last_progress = (progress["phase"], progress["step"])
                     job._progress(progress["phase"], progress["step"], progress["total"])
+                if job.stream:
+                    self._fetch_streamed(job, remote_id, received)
                 if status["state"] == "done":
                     for result in status["results"]:
                         job._add_clip(self._download(job, result))
@@ -142,6 +147,18 @@ class RemoteBridge:
             job._fail("connection", str(exc))
         except (KeyError, ValueError) as exc:
             job._fail("connection", f"the server at {self.base_url} sent something unexpected: {exc}")
+
+    def _fetch_streamed(self, job: Job, remote_id: str, received: dict[int, int]) -> None:
+        """Turn the audio the server streamed since the last poll into Chunk events, take by take."""
+        for take in range(job.request.takes):
+            start = received.get(take, 0)
+            response = self._call("GET", f"/api/jobs/{remote_id}/audio", params={"take": take, "start": start})
+            frames = int(response.headers["x-ttag-frames"])
+            if frames:
+                channels = int(response.headers["x-ttag-channels"])
+                audio = np.frombuffer(response.content, dtype="<f4").reshape(frames, channels).T.copy()
+                job._emit(Chunk(job.id, take, start, audio, int(response.headers["x-ttag-sample-rate"])))
+                received[take] = start + frames
 
     def _download(self, job: Job, result: dict[str, Any]) -> Clip:
         response = self._call("GET", result["url"], params={"format": "flac"})

@@ -76,7 +76,10 @@ def _build_body_model() -> type[BaseModel]:
                 hints[f.name] | None,
                 Field(None, description=f"default: the model's {f.name}", json_schema_extra=limits),
             )
-    body_fields["stream"] = (bool, Field(False, description="send audio as it is generated (WAV, /api/generate)"))
+    body_fields["stream"] = (
+        bool,
+        Field(False, description="audio as it is generated: a WAV body (/api/generate) or /api/jobs/{id}/audio"),
+    )
     return create_model("GenerateBody", __config__=ConfigDict(extra="forbid", strict=True), **body_fields)
 
 
@@ -342,7 +345,7 @@ def create_app(
     @limiter.shared_limit(config.rate_limit, scope="generation")
     async def create_job(request: Request, body: GenerateBody) -> JSONResponse:  # type: ignore[valid-type]
         """Queue a job (any number of takes); poll ``GET /api/jobs/{id}``, then download each take."""
-        record = queue(to_request(body))
+        record = queue(to_request(body), stream=body.stream)
         return JSONResponse(record.to_dict(), status_code=202, headers={"Location": f"/api/jobs/{record.id}"})
 
     def find(job_id: str) -> JobRecord:
@@ -397,6 +400,36 @@ def create_app(
         if take >= len(record.clips):
             raise HTTPException(404, f"job {job_id} has {len(record.clips)} take(s)")
         return audio_response(record, take, format or record.job.request.format)
+
+    @app.get(
+        "/api/jobs/{job_id}/audio",
+        tags=["jobs"],
+        dependencies=authorized,
+        responses={
+            200: {
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                "description": "little-endian float32 frames (interleaved channels) from `start` on, as far as "
+                "generated; headers X-Ttag-Start, X-Ttag-Frames, X-Ttag-Channels, X-Ttag-Sample-Rate",
+            },
+            404: {"model": ErrorResponse, "description": "no such job"},
+            **ERRORS,
+        },
+    )
+    async def job_audio(
+        job_id: JOB_ID,
+        take: Annotated[int, Query(ge=0, le=7)] = 0,
+        start: Annotated[int, Query(ge=0, le=2**40)] = 0,
+    ) -> Response:
+        """The audio streamed so far by a job created with ``stream: true`` (poll with ``start`` = frames received)."""
+        record = find(job_id)
+        audio, sample_rate = record.streamed_audio(take, start)
+        headers = {
+            "X-Ttag-Start": str(start),
+            "X-Ttag-Frames": str(audio.shape[1]),
+            "X-Ttag-Channels": str(audio.shape[0]),
+            "X-Ttag-Sample-Rate": str(sample_rate),
+        }
+        return Response(audio.T.astype("<f4").tobytes(), media_type="application/octet-stream", headers=headers)
 
     return app
 

@@ -13,9 +13,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from runners.contract import Clip
 from runners.request import GenerationRequest
-from ttag_tui.bridge import Bridge, Done, Failed, Job, Progress, Started
+from ttag_tui.bridge import Bridge, Chunk, Done, Failed, Job, Progress, Started
 
 
 class QueueFull(Exception):
@@ -39,6 +41,19 @@ class JobRecord:
     error: dict[str, str] | None = None
     clips: list[Clip] = field(default_factory=list)
     finished_at: float | None = None
+    chunks: dict[int, list[Chunk]] = field(default_factory=dict)  # streamed audio per take, for stream jobs
+
+    def streamed_audio(self, take: int, start: int) -> tuple[np.ndarray, int]:
+        """Frames of ``take`` from ``start`` on, as far as they have arrived: (channels, frames), sample rate."""
+        spec = self.job.spec
+        pieces = [
+            c.audio[:, max(0, start - c.start) :]
+            for c in self.chunks.get(take, ())
+            if c.start + c.audio.shape[1] > start
+        ]
+        if not pieces:
+            return np.zeros((spec.channels, 0), np.float32), spec.sample_rate
+        return np.concatenate(pieces, axis=1), self.chunks[take][0].sample_rate
 
     @property
     def finished(self) -> bool:
@@ -110,6 +125,8 @@ class JobBoard:
                     event.total,
                     event.eta_s,
                 )
+            elif isinstance(event, Chunk):
+                record.chunks.setdefault(event.take, []).append(event)
             elif isinstance(event, Done):
                 record.clips = event.clips
                 record.state = "done"
