@@ -1,0 +1,146 @@
+"""``ttag models pull | rm | list``: the model weights in the Hugging Face cache.
+
+Downloading is explicit: runners load with ``local_files_only`` and point here when weights are missing, so a
+generate never starts a surprise multi-gigabyte fetch. ``pull`` takes only what transformers needs — safetensors
+weights (PyTorch ``.bin`` weights only for a repo that has no safetensors at that revision), configs and tokenizer
+files — never audiocraft's pickles, and refuses repos that would need ``trust_remote_code``. huggingface_hub is
+imported inside each function: the CLI must start fast and the registry must stay importable without it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from runners.registry import ModelSpec, Registry, hub_cache_dir
+
+CONFIG_PATTERNS = ("*.json", "spiece.model", "tokenizer.model", "*.txt", "*.tiktoken")
+SAFETENSORS_PATTERNS = ("*.safetensors",)
+TORCH_PATTERNS = ("pytorch_model*.bin",)  # transformers' own weight files; not state_dict.bin and friends
+
+Printer = Callable[[str], None]
+
+
+class ModelsError(Exception):
+    """Something the user can act on; printed as one line by the CLI (exit code 1)."""
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    spec: ModelSpec
+    size_on_disk: int
+    revisions: tuple[str, ...]
+    path: Path | None
+
+
+def _hub_spec(registry: Registry, model_id: str) -> ModelSpec:
+    spec = registry.get(model_id)
+    if spec is None:
+        known = ", ".join(s.id for s in registry if s.hub_repo)
+        raise ModelsError(f"unknown model {model_id!r} (models with weights: {known})")
+    if not spec.hub_repo:
+        raise ModelsError(f"{model_id} needs no weights: nothing to download")
+    if Path(spec.hub_repo).expanduser().is_dir():
+        raise ModelsError(f"{model_id} is loaded from the folder {spec.hub_repo}: nothing to download")
+    return spec
+
+
+def choose_patterns(files: list[str]) -> list[str]:
+    """What to download from a repo listing: safetensors when there are any, else transformers' .bin weights."""
+    weights = SAFETENSORS_PATTERNS if any(fnmatch.fnmatch(f, "*.safetensors") for f in files) else TORCH_PATTERNS
+    return [*weights, *CONFIG_PATTERNS]
+
+
+def pull(registry: Registry, model_id: str, cache_dir: str | None = None, say: Printer = print) -> Path:
+    """Download (or resume downloading) a model's weights into the hub cache; the snapshot folder."""
+    spec = _hub_spec(registry, model_id)
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        raise ModelsError(f"cannot download {spec.hub_repo}: HF_HUB_OFFLINE is set (unset it to download)")
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+
+    cache = str(hub_cache_dir(cache_dir))
+    try:
+        config = json.loads(Path(hf_hub_download(spec.hub_repo, "config.json", revision=spec.revision,
+                                                 cache_dir=cache)).read_text())
+        if "auto_map" in config:
+            raise ModelsError(f"{spec.hub_repo} needs custom code from the repo (trust_remote_code): ttag will not "
+                              "run it")
+        files = HfApi().list_repo_files(spec.hub_repo, revision=spec.revision)
+        patterns = choose_patterns(files)
+        if patterns[0] in TORCH_PATTERNS:
+            say(f"{spec.hub_repo} has no safetensors weights at this revision: fetching its PyTorch weights, which "
+                "transformers loads with torch's safe (weights-only) unpickler")
+        say(f"downloading {spec.hub_repo} (about {spec.size_bytes / 1e9:.1f} GB) into {cache}; "
+            "an interrupted download resumes where it stopped")
+        path = snapshot_download(spec.hub_repo, revision=spec.revision, cache_dir=cache, allow_patterns=patterns)
+    except ModelsError:
+        raise
+    except Exception as exc:  # offline, DNS, HTTP errors, a missing repo: all one line for the user
+        raise ModelsError(f"cannot download {spec.hub_repo}: {_reason(exc)}") from None
+    return Path(path)
+
+
+def _reason(exc: BaseException) -> str:
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    if "Offline" in name or "LocalEntryNotFound" in name or "Connect" in name or "Timeout" in name:
+        return f"no connection to the Hugging Face hub ({text})"
+    if "RepositoryNotFound" in name or "RevisionNotFound" in name:
+        return f"no such repository or revision ({text})"
+    return f"{name}: {text}"
+
+
+def cached(registry: Registry, cache_dir: str | None = None) -> list[CachedModel]:
+    """Every model of the registry with hub weights, with what of it is in the cache (size 0 when nothing)."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        repos = {r.repo_id: r for r in scan_cache_dir(hub_cache_dir(cache_dir)).repos if r.repo_type == "model"}
+    except CacheNotFound:
+        repos = {}
+    rows = []
+    for spec in registry:
+        if not spec.hub_repo or Path(spec.hub_repo).expanduser().is_dir():
+            continue
+        repo = repos.get(spec.hub_repo)
+        if repo is None:
+            rows.append(CachedModel(spec, 0, (), None))
+        else:
+            rows.append(CachedModel(spec, repo.size_on_disk, tuple(sorted(r.commit_hash for r in repo.revisions)),
+                                    repo.repo_path))
+    return rows
+
+
+def remove(registry: Registry, model_id: str, cache_dir: str | None = None) -> int:
+    """Delete every cached revision of a model; the bytes freed."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    spec = _hub_spec(registry, model_id)
+    try:
+        info = scan_cache_dir(hub_cache_dir(cache_dir))
+    except CacheNotFound:
+        info = None
+    repo = next((r for r in info.repos if r.repo_id == spec.hub_repo), None) if info else None
+    if repo is None:
+        raise ModelsError(f"{model_id} is not downloaded: nothing to remove")
+    strategy = info.delete_revisions(*(r.commit_hash for r in repo.revisions))
+    strategy.execute()
+    if repo.repo_path.exists():  # refs or leftovers of an interrupted download
+        import shutil
+
+        shutil.rmtree(repo.repo_path, ignore_errors=True)
+    return max(strategy.expected_freed_size, repo.size_on_disk)
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
