@@ -283,3 +283,35 @@ def test_takes_use_consecutive_seeds(render):
     assert not np.array_equal(clips[0].audio, clips[1].audio)
     alone = render("chiptune", 2.0, seed=42, takes=1)[0]
     assert np.array_equal(alone.audio, clips[1].audio)  # any take re-creates alone from its seed
+
+
+SMOKE = [
+    *GENRES,
+    "rain",
+    "wind",
+    "ocean",
+    "fire",
+    "birds",
+    "city",
+    "stream",
+    "crickets",
+    "thunder",
+    "vinyl crackle",
+    "kick and hats in F# phrygian",
+    "lydian bells 200 bpm",
+    "ambient with drums",
+    "🎵 ünïcödé",
+    "no drums",
+]
+
+
+@pytest.mark.parametrize("index", range(len(SMOKE)))
+def test_every_genre_and_scene_renders(runner, registry, index):
+    prompt = SMOKE[index]
+    request = validate_request(
+        {"prompt": prompt, "duration": 1.5, "seed": index, "temperature": 2.0 * (index % 2)}, registry
+    )
+    audio = runner.generate(request, JobContext())[0].audio
+    assert audio.shape == (2, round(1.5 * SR)) and np.isfinite(audio).all()
+    assert rms_db(audio) > -40.0, prompt
+    assert true_peak_db(audio) <= -1.0, prompt

@@ -3,10 +3,12 @@
 from runners.registry import ModelSpec, ParamSpec
 
 UNDERSTANDS = (
-    "tempo ('128 bpm', 'fast', 'slow'); key and mode ('in A minor', 'happy', 'dark'); "
-    "genres (lofi, hip hop, techno, house, drum and bass, ambient, rock, jazz, cinematic, ...); "
-    "instruments (drums, kick, snare, hats, bass, piano, pad, strings, bells, pluck, lead, ...); "
-    "scenes (rain, wind, ocean, fire, birds, city, ...). Other words are ignored."
+    "tempo ('128 bpm', 'tempo 90', 'fast', 'slow'); key and mode ('in A minor', 'C# major', 'Bb', 'in Am', "
+    "'D dorian'; 'happy', 'bright' = major; 'dark', 'sad' = minor); genres (lofi, hip hop, trap, techno, house, "
+    "trance, drum and bass, dubstep, rock, jazz, funk, pop, synthwave, reggae, chiptune, cinematic, ambient, "
+    "classical); instruments (drums, kick, snare, hats, bass, 808, piano, rhodes, organ, guitar, pad, strings, brass, "
+    "bells, pluck, arp, lead; 'no drums' leaves them out); scenes (rain, thunder, wind, ocean, fire, birds, city, "
+    "stream, crickets, vinyl; 'gentle', 'heavy'). A scene alone gives ambience without music. Other words are ignored."
 )
 
 MODELS = (

@@ -71,12 +71,12 @@ DRUM_PART = {
     "tom": "drums",
 }
 DRUM_MIX = {  # level, pan, reverb send
-    "kick": (1.0, 0.0, 0.04),
+    "kick": (0.85, 0.0, 0.04),
     "snare": (0.62, 0.05, 0.22),
     "clap": (0.55, -0.05, 0.3),
     "hat": (0.3, 0.3, 0.08),
     "openhat": (0.25, 0.3, 0.12),
-    "ride": (0.3, -0.3, 0.15),
+    "ride": (0.2, -0.3, 0.15),
     "tom": (0.7, -0.2, 0.3),
 }
 DUCKED = frozenset({"pad", "bass", "strings", "pluck", "organ", "piano", "epiano"})
@@ -278,7 +278,7 @@ class Arranger:
         if self.brief.implicit:
             style = "long"
         h, g = self.harmony, self.grid
-        level = 0.6
+        level = 0.5
         kick_grid = (self.genre.drums or GENRES["pop"].drums).get("kick", "X.......X.......")
         for bar in range(self.bars):
             root = h.bass_pitch(bar)
@@ -364,7 +364,7 @@ class Arranger:
             for s, length in (*rhythm, *extra):
                 start, n = g.span(bar, s, length * per)
                 strum = int(0.012 * SR) if voice == "guitar" and style != "power" else 0
-                vel = 0.32 if s % 4 == 0 else 0.26
+                vel = 0.42 if s % 4 == 0 else 0.34
                 for i, p in enumerate(chord):
                     self.add(
                         start + i * strum + (self.jitter() if i else 0),
@@ -394,7 +394,7 @@ class Arranger:
         h, g = self.harmony, self.grid
         per = max(1, self.genre.bars_per_chord)
         low = {"strings": 52, "brass": 50, "pad": 53}[voice]
-        level = {"pad": 0.22, "strings": 0.22, "brass": 0.2}[voice]
+        level = {"pad": 0.3, "strings": 0.28, "brass": 0.28}[voice]
         bright = float(self.rng.random())
         for bar in range(0, self.bars, per):
             notes = h.voicing(bar, low)
@@ -404,7 +404,7 @@ class Arranger:
             for i, p in enumerate(notes):
                 self.add(start, voice, p, n + int(0.05 * SR), level, pan=-0.4 + 0.8 * (i % 2), send=0.45, mod=bright)
 
-    def arp(self, voice: str, level: float = 0.24, rate: int = 1) -> None:
+    def arp(self, voice: str, level: float = 0.3, rate: int = 1) -> None:
         """Chord tones in a running pattern (sixteenths, or eighths with ``rate=2``)."""
         h, g = self.harmony, self.grid
         shapes = ("up", "updown", "down", "random")
@@ -436,7 +436,7 @@ class Arranger:
         """A tune in two-bar phrases: motif A, A varied, A, then B resolving to the tonic; new motifs later on."""
         h, g = self.harmony, self.grid
         octave = (center - h.root + 6) // 12 - 1  # puts the tonic within a fifth of ``center``
-        level = {"lead": 0.32, "bells": 0.3, "pluck": 0.32, "piano": 0.3, "guitar": 0.3, "organ": 0.25}.get(voice, 0.3)
+        level = {"lead": 0.42, "bells": 0.4, "pluck": 0.42, "piano": 0.38, "guitar": 0.4, "organ": 0.34}.get(voice, 0.4)
         kind = self.genre.lead_wave if voice == "lead" else (self.genre.guitar if voice == "guitar" else "")
         motif = self._motif()
         for phrase in range(0, self.bars, 2):

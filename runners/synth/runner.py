@@ -15,7 +15,6 @@ from runners.contract import AudioChunk, BaseRunner, Clip, JobContext
 
 if TYPE_CHECKING:
     from runners.request import GenerationRequest
-    from runners.synth.render import TakeRenderer
 
 SAMPLE_RATE = 44100
 
@@ -36,42 +35,42 @@ class SynthRunner(BaseRunner):
             instruments.noise_bank(kind)
         ctx.progress("loading", 1, 1)
 
-    def _takes(self, request: GenerationRequest) -> list[tuple[int, TakeRenderer]]:
-        from runners.synth.prompt import parse_prompt
-        from runners.synth.render import TakeRenderer
-
-        brief = parse_prompt(request.prompt)
-        n = round(float(request.duration or self.spec.default_duration) * SAMPLE_RATE)
-        temperature = 1.0 if request.temperature is None else float(request.temperature)
-        return [(k, TakeRenderer(brief, request.take_seed(k), temperature, n)) for k in range(request.takes)]
+    def _length(self, request: GenerationRequest) -> int:
+        return round(float(request.duration or self.spec.default_duration) * SAMPLE_RATE)
 
     def stream(self, request: GenerationRequest, ctx: JobContext) -> Iterator[AudioChunk]:
-        takes = self._takes(request)
-        per_take = max(1, takes[0][1].chunk_count) if takes else 1
-        total = per_take * len(takes)
+        from runners.synth.prompt import parse_prompt
+        from runners.synth.render import CHUNK, TakeRenderer
+
+        brief = parse_prompt(request.prompt)
+        n = self._length(request)
+        temperature = 1.0 if request.temperature is None else float(request.temperature)
+        per_take = max(1, -(-n // CHUNK))
+        total = per_take * request.takes
         ctx.progress("generating", 0, total)
-        for take, renderer in takes:
-            start = 0
+        for take in range(request.takes):
+            renderer = TakeRenderer(brief, request.take_seed(take), temperature, n)  # planned when its turn comes
 
             def tick(i: int, take: int = take) -> None:
                 if take or i:
                     ctx.progress("generating", take * per_take + i, total)
 
+            start = 0
             for audio in renderer.chunks(tick):
                 yield AudioChunk(take=take, start=start, audio=audio, sample_rate=SAMPLE_RATE)
                 start += audio.shape[1]
         ctx.progress("generating", total, total)
 
     def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
-        parts: dict[int, list[np.ndarray]] = {}
-        for chunk in self.stream(request, ctx):
-            parts.setdefault(chunk.take, []).append(chunk.audio)
-        clips = []
         from runners.synth.prompt import parse_prompt
 
+        n = self._length(request)
+        takes = [np.empty((2, n), dtype=np.float32) for _ in range(request.takes)]  # filled in place: no copies
+        for chunk in self.stream(request, ctx):
+            takes[chunk.take][:, chunk.start : chunk.start + chunk.audio.shape[1]] = chunk.audio
         brief = parse_prompt(request.prompt).describe()
-        for take in range(request.takes):
-            audio = np.concatenate(parts[take], axis=1)
+        clips = []
+        for take, audio in enumerate(takes):
             clip = self.make_clip(request, take, audio, SAMPLE_RATE)
             clip.metadata["brief"] = brief
             clips.append(clip)

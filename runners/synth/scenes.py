@@ -14,7 +14,7 @@ from scipy import signal
 
 from runners.synth.instruments import SR, Note
 
-BED_SCENES = ("rain", "wind", "ocean", "fire", "city", "stream", "birds", "vinyl")
+BED_SCENES = ("rain", "wind", "ocean", "fire", "city", "stream", "birds", "vinyl", "thunder")
 
 
 @cache
@@ -93,6 +93,7 @@ class SceneBed:
             "leaves": ("bandpass", 1500.0, 6000.0),
             "hiss": ("bandpass", 3000.0, 12000.0),
             "bubbles": ("lowpass", 0.0, 14.0),
+            "rumble": ("lowpass", 0.0, 120.0),
         }
         for name, (kind, lo, hi) in filters.items():
             self.f[name] = _Filter(_band(kind, lo, hi))
@@ -100,7 +101,10 @@ class SceneBed:
             self.d[name] = _Decay(tau)
 
     def _noise(self, n: int) -> np.ndarray:
-        return self.rng.standard_normal((2, n))
+        """Stereo noise, partly correlated (0.4) so a bed is wide but still solid in mono."""
+        x = self.rng.standard_normal((2, n))
+        x[1] = 0.4 * x[0] + 0.9165 * x[1]
+        return x
 
     def _impulses(self, n: int, rate: float) -> np.ndarray:
         """Sparse random clicks (``rate`` per second per channel) with random strengths."""
@@ -144,6 +148,9 @@ class SceneBed:
             elif scene == "birds":
                 leaves = 0.6 + 0.4 * _swell(t, (0.09, 0.21), self.phases[6:])
                 out += 0.03 * leaves * self.f["leaves"](self._noise(n))
+            elif scene == "thunder":  # the storm's distant rumble between the claps
+                roll = 0.5 + 0.5 * _swell(t, (0.04, 0.11, 0.23), self.phases[5:])
+                out += 0.25 * roll**2 * self.f["rumble"](self._noise(n))
             elif scene == "vinyl":
                 clicks = self.d["vinyl"](self._impulses(n, 6.0)) * self._noise(n)
                 out += 0.012 * self.f["hiss"](self._noise(n)) + 2.5 * clicks
@@ -193,7 +200,8 @@ def scene_events(scenes: tuple[str, ...], intensity: float, seed: int, n_samples
                 )
             )
     if "thunder" in scenes:
-        for start in poisson(1 / 12.0, first=float(rng.uniform(0.0, 3.0))):
+        first = float(rng.uniform(0.1, 0.3)) * min(seconds, 10.0)  # the first clap comes early, even in short takes
+        for start in [int(first * SR), *poisson(1 / 12.0, first=first)]:
             length = int(rng.uniform(3.0, 6.0) * SR)
             notes.append(
                 Note(
