@@ -48,10 +48,10 @@ def _sub_configs(channels: int) -> tuple:
 
 
 def _make_meaningful(model) -> None:
-    """Random weights at init scale make degenerate audio; fix the three ways that would make tests pass vacuously.
+    """Random weights at init scale make degenerate audio; undo the three ways that would let tests pass vacuously.
 
-    EnCodec's codebooks start as zero buffers (they are learnt by k-means), which would make every code decode to
-    the same audio; random codebooks make the audio depend on the generated tokens, so comparisons mean something."""
+    EnCodec's codebooks start as zero buffers (real ones are learnt by k-means), so every code would decode to the
+    same audio: random codebooks make the audio depend on the generated tokens, so comparisons mean something."""
     import torch
 
     for layer in model.audio_encoder.quantizer.layers:
