@@ -72,6 +72,8 @@ def placeholder_for(name: str, spec: ModelSpec) -> str:
 class SettingsPane(VerticalScroll):
     """The generation settings as typed. Values survive a model switch, so switching back restores them."""
 
+    can_focus = False  # tab goes from field to field, not to the scrolling box around them
+
     class Changed(Message):
         """A value changed (the app saves the session state)."""
 

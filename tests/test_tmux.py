@@ -1,0 +1,111 @@
+"""End to end as a person over SSH would use it: the real ``ttag`` in tmux, driven with send-keys, read with
+capture-pane. Uses the real ``synth`` model and a real worker process; nothing in the app is replaced."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ttag_tui.sessions import SessionStore
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)"),
+]
+TTAG = Path(sys.executable).with_name("ttag")
+
+
+class Tmux:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.socket = f"ttag-test-{uuid.uuid4().hex[:8]}"
+        self.env = env
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True, env=self.env
+        ).stdout
+
+    def start(self, command: str) -> None:
+        self.tmux("new-session", "-d", "-x", "100", "-y", "30", command)
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p")
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", *keys)
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared; the screen was:\n{screen}")
+            time.sleep(0.1)
+
+    def alive(self) -> bool:
+        return (
+            subprocess.run(["tmux", "-L", self.socket, "has-session"], capture_output=True, env=self.env).returncode
+            == 0
+        )
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, env=self.env)
+
+
+@pytest.fixture
+def tmux(tmp_path):
+    pytest.importorskip("runners.synth.runner", reason="the synth runner has not landed")
+    if not TTAG.exists():
+        pytest.skip(f"{TTAG} is not installed (pip install -e .)")
+    env = {
+        **os.environ,
+        "TTAG_CONFIG_DIR": str(tmp_path / "config"),
+        "TTAG_DATA_DIR": str(tmp_path / "data"),
+        "TTAG_OUTPUT_DIR": str(tmp_path / "out"),
+        "TERM": "xterm-256color",
+    }
+    session = Tmux(env)
+    yield session
+    session.kill()
+
+
+def test_generate_listen_quit_and_come_back_over_ssh(tmux, tmp_path):
+    # A shell stays behind the app so the pane survives ttag exiting and can be read.
+    tmux.start(f"{TTAG}; echo TTAG-EXITED-$?; sleep 60")
+    tmux.wait_for("ctrl+g generate")
+    # Like a person: look at the screen before the next key. (Keys that arrive in one read all go to the widget
+    # focused before them, so a burst of "move focus, then type" would not be what a person does anyway.)
+    tmux.keys("-l", "rain on a tin roof")
+    tmux.wait_for("rain on a tin roof")
+    tmux.keys("C-g")
+    screen = tmux.wait_for("✓")  # the take's row, its file written
+    assert "rain on a" in screen
+
+    tmux.keys("C-t")
+    tmux.wait_for("s Star")  # the footer shows the takes' keys once the table has the focus
+    tmux.keys("Space")
+    # With a device it plays; without one (the usual SSH case) a notice says so once and where the files are.
+    tmux.wait_for("▶" if os.environ.get("TTAG_REQUIRE_AUDIO") == "1" else "ttag keeps working")
+
+    tmux.keys("C-q")
+    tmux.wait_for("TTAG-EXITED-0")
+    files = sorted((tmp_path / "out").glob("*.wav"))
+    assert len(files) == 1 and files[0].with_suffix(".json").exists()
+    store = SessionStore(tmp_path / "data" / "sessions.sqlite3")
+    [take] = store.takes(store.latest_session().id)
+    assert take.path == str(files[0]) and take.duration == pytest.approx(10.0, abs=0.05)  # synth's default
+    store.close()
+
+    tmux.kill()
+    tmux.start(f"{TTAG}; sleep 60")
+    screen = tmux.wait_for("rain on a")  # the session came back: prompt and take
+    assert "last seed:" in screen and str(take.seed) in screen
