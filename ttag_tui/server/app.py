@@ -431,6 +431,11 @@ def create_app(
         }
         return Response(audio.T.astype("<f4").tobytes(), media_type="application/octet-stream", headers=headers)
 
+    # The web UI (ttag_tui/web), mounted after every API route so those win; mounts stay out of the OpenAPI schema.
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/", StaticFiles(packages=[("ttag_tui", "web")], html=True), name="web")
+
     return app
 
 
