@@ -16,7 +16,9 @@ MODELS = (
         id="synth",
         runner="runners.synth.runner:SynthRunner",
         kind="music and sound",
-        description="Built-in procedural synthesizer: drums, bass, chords, pads, leads and ambient scenes from a prompt.",
+        description=(
+            "Built-in procedural synthesizer: drums, bass, chords, pads, leads and ambient scenes from a prompt."
+        ),
         sample_rate=44100,
         channels=2,
         min_duration=0.5,
