@@ -23,7 +23,19 @@ MAX_TAKES = 8
 MAX_SEED = 2**32 - 1
 FORMATS = ("wav", "flac", "ogg", "mp3")
 # Parameters that exist only for some models; the registry says which model takes which.
-MODEL_PARAMS = ("temperature", "top_k", "top_p", "guidance", "steps", "negative_prompt", "audio_prompt", "melody")
+MODEL_PARAMS = (
+    "temperature",
+    "top_k",
+    "top_p",
+    "guidance",
+    "steps",
+    "negative_prompt",
+    "audio_prompt",
+    "melody",
+    "strength",
+    "end_prompt",
+    "alpha",
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,9 @@ class GenerationRequest:
     negative_prompt: str | None = None
     audio_prompt: str | None = None  # an audio file to continue ("continue this take")
     melody: str | None = None  # an audio file whose melody conditions the model
+    strength: float | None = None  # how much of audio_prompt diffusion repaints (img2img denoising strength)
+    end_prompt: str | None = None  # a second prompt that a riff moves towards
+    alpha: float | None = None  # where a riff starts between prompt (0) and end_prompt (1)
     format: str = "wav"
 
     def take_seed(self, take: int) -> int:
