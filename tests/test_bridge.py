@@ -211,3 +211,14 @@ async def test_asyncio_use_does_not_block_the_loop(bridge):
     assert ticks > 30, "the event loop kept running while the job ran"
     clips = await bridge.submit(request()).aresult()
     assert clips[0].metadata["seed"] == 7
+
+
+def test_close_cancels_running_and_queued_jobs_and_stops_workers():
+    bridge = Bridge(REGISTRY, BridgeSettings(cancel_grace_s=1.0))
+    running = bridge.submit(request("slow-tone", steps=100))
+    queued = bridge.submit(request("slow-tone", steps=100))
+    next(e for e in running.events(60) if isinstance(e, Progress) and e.phase == "generating")
+    process = bridge.handle_for(REGISTRY.get("slow-tone")).process
+    bridge.close()
+    assert running.outcome.kind == "cancelled" and queued.outcome.kind == "cancelled"
+    assert process.poll() is not None, "the worker process is gone"

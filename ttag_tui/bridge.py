@@ -300,6 +300,10 @@ class WorkerHandle:
         process = self.process
         if process is None or process.poll() is not None:
             return
+        running = self.current
+        if running is not None and not running.finished:
+            running.cancel_requested = True  # so a kill below reads as a cancel, not a crash
+            self._send({"type": "cancel", "job": running.id})
         self._send({"type": "shutdown"})
         try:
             process.wait(timeout=2)
