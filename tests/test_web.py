@@ -80,6 +80,9 @@ def test_server_serves_the_web_ui_and_api_routes_still_win():
         missing = client.get("/api/no-such-route")
         assert missing.status_code == 404 and missing.json() == {"detail": "Not Found"}
         assert client.get("/no-such-file.js").status_code == 404
+        wrong_method = client.request("OPTIONS", "/api/generate")  # the API's own 405, not the web UI's
+        assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+        assert client.get("/api/jobs").headers["allow"] == "POST"
         assert all(path.startswith("/api/") for path in client.get("/openapi.json").json()["paths"])
 
 
@@ -189,6 +192,7 @@ class Browsing:
         return self.page
 
     def shot(self, state: str) -> None:
+        self.page.evaluate("() => window.scrollTo(0, 0)")  # a full-page shot of a scrolled page repeats the sticky bar
         self.page.wait_for_timeout(150)  # let transitions settle
         self.page.screenshot(path=str(ARTIFACTS / f"{self.name}-{state}.png"), full_page=True)
 
@@ -265,11 +269,17 @@ def test_generate_shows_progress_then_a_take_that_plays(web):
     assert not web.errors
 
 
-def test_cancel_a_long_job(web):
+def test_cancel_a_long_job_even_after_a_reload(web):
     page = web.open()
     generate(page, "cinematic strings and drums, slow", duration="600", takes="2")
     job = page.locator(".job").first
     expect(job).to_have_attribute("data-state", "running", timeout=30_000)
+    job_id = job.get_attribute("data-job")
+    page.reload()  # the page picks the job up again from localStorage
+    page.wait_for_selector("body[data-ready=true]")
+    job = page.locator(f".job[data-job='{job_id}']")
+    expect(job).to_have_attribute("data-state", "running", timeout=30_000)
+    expect(job.locator(".job-status")).to_have_text(re.compile(r"\d+/\d+"))  # step k of n
     web.shot("running")
     page.keyboard.press("Escape")  # Esc cancels the newest job, even from the prompt field
     expect(job).to_have_attribute("data-state", "cancelled", timeout=30_000)
@@ -381,9 +391,11 @@ def test_api_key_is_asked_for_kept_and_sent(browser, keyed_server):
         expect(dialog).to_be_hidden()
         expect(page.locator("#model")).to_have_value("synth")
         assert page.evaluate("() => localStorage.getItem('ttag.apiKey')") == "s3cret-key"
+        page.select_option("#format", "flac")
         generate(page, "drum and bass, fast", duration="1.5")
         expect(page.locator(".take")).to_be_visible(timeout=60_000)
         assert abs(wait_audio_ready(page)["duration"] - 1.5) <= 0.05
+        assert page.locator(".take .download").get_attribute("download").endswith(".flac")
         web.shot("generated")
         page.reload()  # the key is remembered: no dialog this time
         page.wait_for_selector("body[data-ready=true]")

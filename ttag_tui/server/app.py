@@ -431,10 +431,11 @@ def create_app(
         }
         return Response(audio.T.astype("<f4").tobytes(), media_type="application/octet-stream", headers=headers)
 
-    # The web UI (ttag_tui/web), mounted after every API route so those win; mounts stay out of the OpenAPI schema.
+    # The web UI (ttag_tui/web) answers what no API route matches, so /api/... keeps its JSON 404s and its 405s
+    # with Allow (a mount at "/" would match those first); it is not in the OpenAPI schema.
     from fastapi.staticfiles import StaticFiles
 
-    app.mount("/", StaticFiles(packages=[("ttag_tui", "web")], html=True), name="web")
+    app.router.default = StaticFiles(packages=[("ttag_tui", "web")], html=True)
 
     return app
 

@@ -86,6 +86,10 @@ function setIcon(button, name) {
   $("use", button).setAttribute("href", `#i-${name}`);
 }
 
+function announce(message) {
+  $("#announce").textContent = message;
+}
+
 function toast(message, kind = "info", ms = 4000) {
   const node = el("div", { class: `toast ${kind}`, text: message });
   $("#toasts").append(node);
@@ -507,6 +511,7 @@ function trackJob(job, body) {
   const entry = { row, body, bar, status, cancel, cancelled: false };
   state.jobs.set(job.id, entry);
   $("#jobs").prepend(row);
+  announce(`Generating: ${body.prompt}`);
   cancel.addEventListener("click", () => cancelJob(job.id));
   poll(job.id, entry);
 }
@@ -567,6 +572,7 @@ async function poll(id, entry) {
 function finishJob(id, entry, finalState, message) {
   entry.row.dataset.state = finalState;
   entry.status.textContent = message;
+  announce(`${entry.body.prompt}: ${message}`);
   entry.cancel.setAttribute("aria-label", "Dismiss");
   entry.cancel.title = "Dismiss";
   writeJSON(LS_PENDING, readJSON(LS_PENDING, []).filter((j) => j.id !== id));
@@ -638,7 +644,8 @@ async function collectTakes(job, body) {
   state.takes.push(...fresh);
   renderTakes();
   for (const take of fresh) state.elements.get(take.id)?.classList.add("fresh");
-  if (fresh.length && !state.selectedId) select(fresh[0].id, { focus: false });
+  // The newest take becomes the selected one (Space plays it), unless the user is busy in the takes list.
+  if (fresh.length && !document.activeElement?.closest?.("#take-list")) select(fresh[0].id, { focus: false });
 }
 
 async function resumePending() {
