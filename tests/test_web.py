@@ -175,9 +175,9 @@ def keyed_server(browser, tmp_path_factory) -> Iterator[str]:
 class Browsing:
     """One fresh browser context (its own IndexedDB and localStorage) and page; records every request it makes."""
 
-    def __init__(self, browser, base: str, viewport: dict[str, int], name: str) -> None:
+    def __init__(self, browser, base: str, viewport: dict[str, int], name: str, scheme: str = "dark") -> None:
         self.base, self.name = base, name
-        self.context = browser.new_context(viewport=viewport, color_scheme="dark")
+        self.context = browser.new_context(viewport=viewport, color_scheme=scheme)
         self.context.set_default_timeout(20_000)
         self.page: Page = self.context.new_page()
         self.requests: list[str] = []
@@ -306,6 +306,19 @@ def test_validation_errors_show_next_to_their_fields(web):
     expect(page.locator("#temperature-error")).to_contain_text("must be between 0 and 2")
     expect(page.locator(".job")).to_have_count(0)
 
+    # A model this server cannot run: listed as unavailable with the reason; its own settings appear.
+    option = page.locator("#model option[value='musicgen-small']")
+    expect(option).to_contain_text("unavailable")
+    page.select_option("#model", "musicgen-small")
+    expect(page.locator("#model-info")).to_contain_text("weights not downloaded")
+    expect(page.locator("#top_k")).to_have_attribute("placeholder", "250")
+    expect(page.locator("#temperature")).to_have_attribute("max", "4")
+    expect(page.locator("#temperature")).to_have_value("5")  # what was typed stays when the model changes
+    page.fill("#temperature", "")
+    page.click("#generate")
+    expect(page.locator("#model-error")).to_contain_text("cannot run on this server")
+    web.shot("unavailable-model")
+
 
 def test_star_loop_use_settings_regenerate_and_reload(web):
     page = web.open()
@@ -353,11 +366,25 @@ def test_star_loop_use_settings_regenerate_and_reload(web):
     web.shot("after-reload")
     page.check("#starred-only")
     expect(page.locator(".take")).to_have_count(1)
+    page.uncheck("#starred-only")
+
+    # The TUI's keys on the selected take: d deletes, u brings it back, o loops, l loads its settings.
+    newest = page.locator(".take").first
+    newest.focus()
+    page.keyboard.press("o")
+    expect(newest.locator(".loop")).to_have_attribute("aria-pressed", "true")
+    page.keyboard.press("d")
+    expect(page.locator(".take")).to_have_count(1)
+    page.keyboard.press("u")
+    expect(page.locator(".take")).to_have_count(2)
+    page.locator(".take").first.focus()
+    page.keyboard.press("l")
+    expect(page.locator("#seed")).not_to_have_value("42")
     assert not web.errors
 
 
 def test_phone_width(browser, server):
-    web = Browsing(browser, server, PHONE, "phone")
+    web = Browsing(browser, server, PHONE, "phone", scheme="light")  # the light theme gets its screenshots here
     try:
         page = web.open()
         web.shot("ready")

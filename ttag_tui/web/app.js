@@ -646,6 +646,10 @@ async function collectTakes(job, body) {
   for (const take of fresh) state.elements.get(take.id)?.classList.add("fresh");
   // The newest take becomes the selected one (Space plays it), unless the user is busy in the takes list.
   if (fresh.length && !document.activeElement?.closest?.("#take-list")) select(fresh[0].id, { focus: false });
+  // On a phone the takes are below the form: bring the new one into view, unless the user is typing the next prompt.
+  if (fresh.length && matchMedia("(max-width: 760px)").matches && !isTyping(document.activeElement)) {
+    state.elements.get(fresh.at(-1).id)?.scrollIntoView({ behavior: "smooth", block: "nearest" });
+  }
 }
 
 async function resumePending() {
@@ -996,10 +1000,10 @@ const KEYS = [
     ["Ctrl+Enter, Ctrl+G", "Generate from the prompt and settings"],
     ["Esc", "Cancel the newest running job (or leave a text field)"],
     ["/, Ctrl+B", "Move to the prompt"],
-    ["Ctrl+T", "Move to the takes"],
     ["?, F1", "This list"],
   ]],
   ["Outside text fields", [
+    ["t", "Move to the takes"],
     ["Space", "Play or pause the selected take"],
     ["x", "Stop"],
     ["o", "Loop on or off"],
@@ -1011,7 +1015,7 @@ const KEYS = [
     ["Enter", "Play from the start"],
     ["s", "Star or unstar"],
     ["l", "Use these settings (prompt, model, seed, parameters)"],
-    ["r", "Again: same settings, new seed (the last request when no take is selected)"],
+    ["r", "Again: same settings, new seed (outside the takes: the last request, new seed)"],
     ["Shift+R", "Again with the same seed"],
     ["d, Delete", "Delete"],
     ["u", "Bring back the last deleted take"],
@@ -1062,13 +1066,6 @@ function onKeyDown(event) {
     $("#prompt").focus();
     return;
   }
-  if (ctrl && key.toLowerCase() === "t") {
-    // Chromium keeps Ctrl+T (new tab) for itself in a normal window; this still works in an app window.
-    event.preventDefault();
-    const take = currentTake();
-    if (take) select(take.id);
-    return;
-  }
   if (key === "Escape") {
     if (cancelLatest()) event.preventDefault();
     else if (isTyping(target)) target.blur();
@@ -1094,6 +1091,9 @@ function onKeyDown(event) {
     case "/":
       handled();
       $("#prompt").focus();
+      return;
+    case "t": // the TUI's Ctrl+T; a browser keeps Ctrl+T (new tab) for itself
+      if (take) select(take.id);
       return;
     case " ":
       if (onControl || !take) return; // Space on a button presses that button
