@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 # Runner packages whose MODELS are part of ttag. Each is imported only to read its specs.
-RUNNER_PACKAGES = ("runners.synth", "runners.musicgen")
+RUNNER_PACKAGES = ("runners.synth", "runners.musicgen", "runners.audiocraft")
 
 ParamType = Literal["int", "float", "str", "audio"]  # audio: the path of a readable audio file
 
@@ -181,14 +181,14 @@ def probe_availability(
     cached = weights_cached(spec, cache_dir)
     if interpreter:
         if not Path(interpreter).exists():
-            return Availability(False, cached, f"runner environment missing: {interpreter} does not exist")
+            fix = f": run `{spec.extra['setup']}`" if spec.extra.get("setup") else ""
+            return Availability(False, cached, f"runner environment missing: {interpreter} does not exist{fix}")
     else:
         runner_module = spec.runner.split(":", 1)[0]
         missing = [m for m in (*spec.requires, runner_module) if not _importable(m)]
+        fix = f"run `{spec.extra['setup']}`" if spec.extra.get("setup") else f"pip install 'ttag[{spec.runner_name}]'"
         if missing:
-            return Availability(
-                False, cached, f"missing Python packages: {', '.join(missing)} (pip install 'ttag[{spec.runner_name}]')"
-            )
+            return Availability(False, cached, f"missing Python packages: {', '.join(missing)} ({fix})")
     if cached is False:
         return Availability(True, False, f"weights not downloaded: ttag models pull {spec.id}")
     return Availability(True, cached)

@@ -35,6 +35,7 @@ from runners.registry import ModelSpec, Registry
 from runners.request import GenerationRequest
 from ttag_tui import __version__
 from ttag_tui.config import Config
+from ttag_tui.runner_envs import managed_interpreters
 
 PROJECT_ROOT = Path(runners.__file__).resolve().parent.parent
 HELLO_TIMEOUT_S = 180.0
@@ -485,7 +486,9 @@ class BridgeSettings:
         runner = RunnerSettings(
             device=config.device, dtype=config.dtype, threads=config.threads, cache_dir=config.cache_dir or None
         )
-        return cls(runner, config.idle_unload_s, config.cancel_grace_s, dict(config.interpreters))
+        # A runner with a ttag-managed environment (`ttag runners setup NAME`) uses it unless one is configured.
+        interpreters = {**managed_interpreters(), **config.interpreters}
+        return cls(runner, config.idle_unload_s, config.cancel_grace_s, interpreters)
 
 
 class Bridge:

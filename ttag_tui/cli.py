@@ -101,6 +101,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from ttag_tui import config as config_module
     from ttag_tui.bridge import Done, Failed, Progress
     from ttag_tui.output import write_clip
+    from ttag_tui.runner_envs import interpreter_for
 
     config = config_module.load()
     bridge, registry = _open_backend(args, config)
@@ -112,7 +113,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     spec = registry.get(request.model)
     if not (args.backend or config.backend):
         availability = probe_availability(
-            spec, interpreter=config.interpreters.get(spec.runner_name), cache_dir=config.cache_dir or None
+            spec, interpreter=interpreter_for(config.interpreters, spec.runner_name), cache_dir=config.cache_dir or None
         )
         if not availability.runnable:
             bridge.close()
@@ -169,6 +170,7 @@ def _human_size(size: int) -> str:
 def cmd_list_models(args: argparse.Namespace) -> int:
     from runners.registry import Availability, ModelSpec, default_registry, probe_availability
     from ttag_tui import config as config_module
+    from ttag_tui.runner_envs import interpreter_for
 
     config = config_module.load()
     rows = []
@@ -182,7 +184,7 @@ def cmd_list_models(args: argparse.Namespace) -> int:
                 rows.append((spec, Availability(entry["runnable"], entry["weights_cached"], entry["reason"])))
     for spec in default_registry() if not rows and not (args.backend or config.backend) else ():
         avail = probe_availability(
-            spec, interpreter=config.interpreters.get(spec.runner_name), cache_dir=config.cache_dir or None
+            spec, interpreter=interpreter_for(config.interpreters, spec.runner_name), cache_dir=config.cache_dir or None
         )
         rows.append((spec, avail))
     if args.json:
@@ -259,6 +261,37 @@ def cmd_models(args: argparse.Namespace) -> int:
     except models.ModelsError as exc:
         return _fail(str(exc), EXIT_FAILED)
     return EXIT_OK
+
+
+# -- runners -------------------------------------------------------------------------------------------------------
+def cmd_runners(args: argparse.Namespace) -> int:
+    """``ttag runners setup NAME | status``: the virtual environments ttag builds for runners (e.g. audiocraft)."""
+    from ttag_tui import runner_envs
+
+    if args.action == "setup":
+        if not args.name:
+            raise UsageError(f"runners setup needs a runner name: {', '.join(runner_envs.RECIPES)}")
+        try:
+            runner_envs.setup(args.name, force=args.force)
+        except runner_envs.EnvError as exc:
+            return _fail(str(exc), EXIT_FAILED)
+        return EXIT_OK
+    names = [args.name] if args.name else list(runner_envs.RECIPES)
+    unknown = [n for n in names if n not in runner_envs.RECIPES]
+    if unknown:
+        raise UsageError(f"no managed environment for {unknown[0]!r} (known: {', '.join(runner_envs.RECIPES)})")
+    statuses = [runner_envs.status(n) for n in names]
+    if args.json:
+        print(json.dumps([s.to_dict() for s in statuses], indent=2))
+        return EXIT_OK
+    for st in statuses:
+        state = "healthy" if st.healthy and not st.problem else ("present" if st.present else "absent")
+        print(f"{st.runner}: {state}, {runner_envs.human_size(st.size_bytes)} at {st.path}")
+        if st.versions:
+            print("  " + ", ".join(f"{k} {v}" for k, v in st.versions.items()))
+        if st.problem:
+            print(f"  {st.problem}")
+    return EXIT_OK if all(st.healthy for st in statuses) else EXIT_FAILED
 
 
 # -- config --------------------------------------------------------------------------------------------------------
@@ -357,6 +390,15 @@ def build_parser() -> argparse.ArgumentParser:
     mdl.add_argument("action", choices=("pull", "rm", "list"))
     mdl.add_argument("ids", nargs="*", metavar="ID", help="model ids (see ttag list-models)")
     mdl.set_defaults(func=cmd_models)
+
+    rnr = sub.add_parser("runners", help="set up and check the environments of runners that need their own",
+                         description="Runners whose libraries cannot share ttag's environment (audiocraft) get a "
+                                     "virtual environment that ttag builds and uses for their workers.")
+    rnr.add_argument("action", choices=("setup", "status"))
+    rnr.add_argument("name", nargs="?", metavar="NAME", help="runner name, e.g. audiocraft")
+    rnr.add_argument("--force", action="store_true", help="setup: delete the environment and build it again")
+    rnr.add_argument("--json", action="store_true", help="status: print JSON")
+    rnr.set_defaults(func=cmd_runners)
 
     cfg = sub.add_parser("config", help="show or change the configuration")
     cfg.add_argument("action", choices=("path", "show", "set"))

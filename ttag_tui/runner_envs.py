@@ -14,6 +14,7 @@ complete for the current recipe, healthy (the env's python imports its core pack
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -72,8 +73,7 @@ def _python_tag() -> str:
 
 # Every package of a good build (`pip freeze`, less audiocraft and xformers), passed as constraints: rebuilds get the
 # same set. Regenerate it from a fresh build when a pin changes.
-AUDIOCRAFT_LOCK = tuple(
-    """
+_AUDIOCRAFT_LOCK_TEXT = """
 annotated-doc==0.0.7 annotated-types==0.8.0 antlr4-python3-runtime==4.9.3 anyio==4.16.0 audioread==3.1.0 av==18.1.0
 blis==1.3.4 catalogue==2.0.10 certifi==2026.10.19.post1 cffi==2.1.1 charset-normalizer==3.5.3 click==8.5.1
 cloudpathlib==0.26.0 cloudpickle==3.1.3 colorlog==6.12.0 confection==1.3.4 cymem==2.0.16 decorator==5.3.1
@@ -95,8 +95,8 @@ sympy==1.14.0 thinc==8.3.14 threadpoolctl==3.8.0 tokenizers==0.23.3 torch==2.9.1
 torchmetrics==1.9.0 tqdm==4.70.1 transformers==5.24.0 treetable==0.2.6 triton==3.5.1 truststore==0.10.5
 typer==0.29.2 typing-inspection==0.4.5 typing_extensions==4.16.0 urllib3==2.8.0 wasabi==1.1.3 weasel==1.0.1
 wrapt==2.5.2
-""".split()
-)
+"""
+AUDIOCRAFT_LOCK = tuple(_AUDIOCRAFT_LOCK_TEXT.split())
 
 # audiocraft 1.3.0 with a modern torch. The combination (and why each pin) is recorded in shared/notes/audiocraft.md:
 # torch 2.9.1 is the newest torch with a matching xformers wheel (0.0.33.post2) and a torchaudio that imports on CPU.
@@ -249,12 +249,17 @@ def setup(runner: str, *, force: bool = False, say: Say | None = None, show_prog
 
     result = status(runner)
     if not result.healthy:
-        raise EnvError(f"{runner}: built, but the health check failed: {result.problem} (log: {root / LOG_FILE}; "
-                       f"`{setup_command(runner)} --force` rebuilds it)")
-    state.update(recipe_hash=recipe.hash(), built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                 build_s=round(time.monotonic() - started, 1))
+        raise EnvError(
+            f"{runner}: built, but the health check failed: {result.problem} (log: {root / LOG_FILE}; "
+            f"`{setup_command(runner)} --force` rebuilds it)"
+        )
+    state.update(
+        recipe_hash=recipe.hash(),
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        build_s=round(time.monotonic() - started, 1),
+    )
     _write_state(runner, state)
-    say(f"{runner}: ready in {time.monotonic() - started:.0f} s ({_human_size(result.size_bytes)}, {root})")
+    say(f"{runner}: ready in {time.monotonic() - started:.0f} s ({human_size(result.size_bytes)}, {root})")
     return status(runner)
 
 
@@ -266,8 +271,9 @@ def _run(command: list[str], log: Path, label: str, show_progress: bool) -> None
     with log.open("a") as log_file:
         log_file.write(f"\n$ {' '.join(command)}\n")
         log_file.flush()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   env=_pip_env(), bufsize=1)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_pip_env(), bufsize=1
+        )
         assert process.stdout is not None
         tail: list[str] = []
         started = time.monotonic()
@@ -283,8 +289,10 @@ def _run(command: list[str], log: Path, label: str, show_progress: bool) -> None
         code = process.wait()
     if code != 0:
         shown = "\n".join(tail[-8:])
-        raise EnvError(f"{label} failed (exit {code}); the end of its output:\n{shown}\nfull log: {log}. Running the "
-                       "same setup command again resumes from this step.")
+        raise EnvError(
+            f"{label} failed (exit {code}); the end of its output:\n{shown}\nfull log: {log}. Running the "
+            "same setup command again resumes from this step."
+        )
 
 
 class _nothing:
@@ -334,8 +342,9 @@ def probe(python: Path, recipe: Recipe, timeout_s: float = 120.0) -> tuple[list[
     """Run the health probe in the env: (modules that are missing, package versions); raises EnvError if it fails."""
     args = json.dumps([recipe.probe_imports, recipe.probe_modules, recipe.packages])
     try:
-        done = subprocess.run([str(python), "-c", PROBE, args], capture_output=True, text=True, timeout=timeout_s,
-                              env=_pip_env())
+        done = subprocess.run(
+            [str(python), "-c", PROBE, args], capture_output=True, text=True, timeout=timeout_s, env=_pip_env()
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EnvError(f"cannot run {python}: {exc}") from None
     if done.returncode != 0:
@@ -349,8 +358,13 @@ def status(runner: str, *, check_health: bool = True) -> EnvStatus:
     recipe = RECIPES[runner]
     root, python = env_dir(runner), env_python(runner)
     state = _read_state(runner)
-    result = EnvStatus(runner, str(root), present=python.exists(), recipe_hash=recipe.hash(),
-                       built_recipe_hash=state.get("recipe_hash", ""))
+    result = EnvStatus(
+        runner,
+        str(root),
+        present=python.exists(),
+        recipe_hash=recipe.hash(),
+        built_recipe_hash=state.get("recipe_hash", ""),
+    )
     result.complete = result.present and bool(result.built_recipe_hash)
     result.up_to_date = result.complete and result.built_recipe_hash == recipe.hash()
     result.size_bytes = _dir_size(root) if root.exists() else 0
@@ -381,12 +395,10 @@ def _dir_size(root: Path) -> int:
     total = 0
     for folder, _, files in os.walk(root):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):  # a file removed while we walk
                 total += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                pass
     return total
 
 
-def _human_size(size: int) -> str:
+def human_size(size: int) -> str:
     return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"

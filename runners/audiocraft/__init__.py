@@ -22,21 +22,43 @@ LICENCE = "CC-BY-NC 4.0 (weights), MIT (code)"
 
 def _sampling(temperature: float, top_k: int, top_p: float) -> tuple[ParamSpec, ...]:
     return (
-        ParamSpec("temperature", "float", temperature, 0.0, 10.0,
-                  help="Sampling temperature: lower is safer and more repetitive."),
+        ParamSpec(
+            "temperature",
+            "float",
+            temperature,
+            0.0,
+            10.0,
+            help="Sampling temperature: lower is safer and more repetitive.",
+        ),
         ParamSpec("top_k", "int", top_k, 0, 2048, help="Sample only from the k likeliest tokens (0 = no limit)."),
-        ParamSpec("top_p", "float", top_p, 0.0, 1.0,
-                  help="Nucleus sampling: keep the likeliest tokens up to this total probability (0 = use top_k)."),
+        ParamSpec(
+            "top_p",
+            "float",
+            top_p,
+            0.0,
+            1.0,
+            help="Nucleus sampling: keep the likeliest tokens up to this total probability (0 = use top_k).",
+        ),
     )
 
 
-AUDIO_PROMPT = ParamSpec("audio_prompt", "audio", None,
-                         help="An audio file to continue; the result starts with it and lasts 'duration' seconds.")
+AUDIO_PROMPT = ParamSpec(
+    "audio_prompt",
+    "audio",
+    None,
+    help="An audio file to continue; the result starts with it and lasts 'duration' seconds.",
+)
 MELODY = ParamSpec("melody", "audio", None, help="An audio file whose melody (chromagram) the music follows.")
 LM_PARAMS = (
     *_sampling(1.0, 250, 0.0),
-    ParamSpec("guidance", "float", 3.0, 1.0, 20.0,
-              help="Classifier-free guidance: how closely to follow the prompt (1 = off)."),
+    ParamSpec(
+        "guidance",
+        "float",
+        3.0,
+        1.0,
+        20.0,
+        help="Classifier-free guidance: how closely to follow the prompt (1 = off).",
+    ),
     AUDIO_PROMPT,
 )
 
@@ -45,18 +67,37 @@ def _magnet_params(*, audio: bool) -> tuple[ParamSpec, ...]:
     # The defaults of audiocraft's MAGNeT demo: music 3.0 / 0.9 / cfg 10, sound effects 3.5 / 0.8 / cfg 20.
     return (
         *_sampling(3.5 if audio else 3.0, 0, 0.8 if audio else 0.9),
-        ParamSpec("guidance", "float", 20.0 if audio else 10.0, 1.0, 30.0,
-                  help="Classifier-free guidance at the first decoding step (it anneals to 1)."),
-        ParamSpec("steps", "int", 20, 1, 100,
-                  help="Decoding steps of the first codebook (the other three take 10 each)."),
+        ParamSpec(
+            "guidance",
+            "float",
+            20.0 if audio else 10.0,
+            1.0,
+            30.0,
+            help="Classifier-free guidance at the first decoding step (it anneals to 1).",
+        ),
+        ParamSpec(
+            "steps", "int", 20, 1, 100, help="Decoding steps of the first codebook (the other three take 10 each)."
+        ),
         AUDIO_PROMPT,
     )
 
 
 def audiocraft_spec(
-    model_id: str, name: str, family: str, *, kind: str, description: str, sample_rate: int, window_s: float,
-    size_gb: float, params: tuple[ParamSpec, ...], channels: int = 1, context_s: float | None = None,
-    text_encoder: str = "t5-base", decoder: str = "encodec", max_duration: float = 300.0,
+    model_id: str,
+    name: str,
+    family: str,
+    *,
+    kind: str,
+    description: str,
+    sample_rate: int,
+    window_s: float,
+    size_gb: float,
+    params: tuple[ParamSpec, ...],
+    channels: int = 1,
+    context_s: float | None = None,
+    text_encoder: str = "t5-base",
+    decoder: str = "encodec",
+    max_duration: float = 300.0,
 ) -> ModelSpec:
     """One audiocraft model; tests use it too, for the debug models (``name='debug'``)."""
     hub_repo = name if "/" in name else None
@@ -87,8 +128,9 @@ def audiocraft_spec(
     )
 
 
-def _musicgen(suffix: str, size_gb: float, description: str, *, stereo: bool = False, melody: bool = False,
-              mbd: bool = False) -> ModelSpec:
+def _musicgen(
+    suffix: str, size_gb: float, description: str, *, stereo: bool = False, melody: bool = False, mbd: bool = False
+) -> ModelSpec:
     return audiocraft_spec(
         f"audiocraft-musicgen-{suffix}" + ("-mbd" if mbd else ""),
         f"facebook/musicgen-{suffix}",
@@ -122,11 +164,26 @@ def _magnet(name: str, size_gb: float, description: str, *, audio: bool, window_
 
 # Sizes: audiocraft's state_dict.bin + compression_state_dict.bin, approximately (T5 comes on top).
 MODELS = (
-    audiocraft_spec("audiogen-medium", "facebook/audiogen-medium", "audiogen", kind="sound effects",
-                    description="AudioGen 1.5B: sound effects and ambiences from text, 16 kHz.", sample_rate=16000,
-                    window_s=10.0, context_s=5.0, size_gb=3.7, params=LM_PARAMS, text_encoder="t5-large"),
-    _magnet("magnet-small-10secs", 1.0, "MAGNeT 300M, non-autoregressive music in 10 s windows: fast.", audio=False,
-            window_s=10.0),
+    audiocraft_spec(
+        "audiogen-medium",
+        "facebook/audiogen-medium",
+        "audiogen",
+        kind="sound effects",
+        description="AudioGen 1.5B: sound effects and ambiences from text, 16 kHz.",
+        sample_rate=16000,
+        window_s=10.0,
+        context_s=5.0,
+        size_gb=3.7,
+        params=LM_PARAMS,
+        text_encoder="t5-large",
+    ),
+    _magnet(
+        "magnet-small-10secs",
+        1.0,
+        "MAGNeT 300M, non-autoregressive music in 10 s windows: fast.",
+        audio=False,
+        window_s=10.0,
+    ),
     _magnet("magnet-medium-10secs", 3.3, "MAGNeT 1.5B music in 10 s windows.", audio=False, window_s=10.0),
     _magnet("magnet-small-30secs", 1.0, "MAGNeT 300M music in 30 s windows.", audio=False, window_s=30.0),
     _magnet("magnet-medium-30secs", 3.3, "MAGNeT 1.5B music in 30 s windows.", audio=False, window_s=30.0),

@@ -38,6 +38,7 @@ from ttag_tui import __version__
 from ttag_tui.bridge import Bridge, BridgeSettings, Chunk, Done, Failed
 from ttag_tui.config import Config
 from ttag_tui.output import MEDIA_TYPES, encode_clip
+from ttag_tui.runner_envs import interpreter_for
 from ttag_tui.server.jobs import JobBoard, JobRecord, QueueFull
 
 MAX_BODY_BYTES = 64 * 1024
@@ -238,7 +239,7 @@ def create_app(
             raise _invalid(exc.errors) from None
         spec = registry.get(request.model)
         availability = probe_availability(
-            spec, interpreter=config.interpreters.get(spec.runner_name), cache_dir=config.cache_dir or None
+            spec, interpreter=interpreter_for(config.interpreters, spec.runner_name), cache_dir=config.cache_dir or None
         )
         if not availability.runnable or availability.weights_cached is False:
             raise _invalid([FieldError("model", f"{spec.id} cannot run on this server: {availability.reason}")])
@@ -284,7 +285,9 @@ def create_app(
         listed = []
         for spec in registry:
             avail = probe_availability(
-                spec, interpreter=config.interpreters.get(spec.runner_name), cache_dir=config.cache_dir or None
+                spec,
+                interpreter=interpreter_for(config.interpreters, spec.runner_name),
+                cache_dir=config.cache_dir or None,
             )
             listed.append(
                 {

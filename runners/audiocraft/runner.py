@@ -1,0 +1,432 @@
+"""AudioCraft 1.3.0 (AudioGen, MAGNeT, MusicGen, MultiBand Diffusion) in its own environment's worker.
+
+A take is one call of audiocraft's public API — ``generate``, ``generate_continuation`` (``audio_prompt``) or
+``generate_with_chroma`` (``melody``) — after ``torch.manual_seed(take_seed)``, so it equals what a script calling
+audiocraft with that seed gets. Around that call:
+
+* **Long clips.** audiocraft's own loop extends a clip past the model's window: each new window is prompted with the
+  last ``context_s`` seconds of tokens (``extend_stride = window - context``). MAGNeT has a fixed length and no loop
+  of its own, so it gets the same loop by setting ``duration`` and ``extend_stride``, always in whole windows (then
+  trimmed): MAGNeT was trained on full windows only.
+* **Progress and cancel.** ``set_custom_progress_callback`` (which audiocraft only calls with ``progress=True``)
+  reports steps; ``ctx.progress`` raises :class:`Cancelled` from inside it, which unwinds audiocraft's loop.
+* **Streaming.** ``model.lm.generate`` is wrapped for the call: each finished window's tokens are final, so the
+  tokens so far are decoded and the audio up to ``STREAM_MARGIN_FRAMES`` before their end is handed out (the
+  decoder's look-ahead never reaches back that far). MultiBand Diffusion decodes with noise, so it streams whole takes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from runners.audiocraft import MBD_REPO, SETUP, offline
+from runners.contract import (
+    AudioChunk,
+    BaseRunner,
+    Clip,
+    JobContext,
+    MissingDependency,
+    MissingWeights,
+    OutOfMemory,
+    RunnerError,
+)
+
+if TYPE_CHECKING:
+    from runners.request import GenerationRequest
+
+offline.set_offline_environment()  # before anything imports huggingface_hub: a worker never downloads
+
+STREAM_MARGIN_FRAMES = 8  # frames held back at the end of a streamed window until the next one exists
+MBD_FILE = "mbd_musicgen_32khz.th"
+T5_FILES = ("config.json", "spiece.model")
+
+Sink = Callable[[np.ndarray, bool], None]  # (audio of the take so far [C, S], final?)
+
+
+class BadAudioInput(RunnerError):
+    kind = "invalid_request"
+
+
+def _is_oom(exc: BaseException) -> bool:
+    text = str(exc)
+    return (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or (isinstance(exc, RuntimeError) and ("can't allocate" in text or "out of memory" in text.lower()))
+    )
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    prompt: Any  # torch tensor [C, T] or None
+    melody: Any
+    sample_rates: tuple[int, int]  # of prompt, of melody
+
+
+class AudioCraftRunner(BaseRunner):
+    name = "audiocraft"
+    version = "1"
+
+    model: Any = None
+    mbd: Any = None
+
+    # -- loading -------------------------------------------------------------------------------------------------
+    def load_model(self, ctx: JobContext) -> None:
+        try:
+            import torch
+
+            models = importlib.import_module("audiocraft.models")  # ~5-10 s: torch, xformers, spaCy, librosa
+            from audiocraft.modules.transformer import set_efficient_attention_backend
+        except ImportError as exc:
+            raise MissingDependency(
+                f"{self.spec.id} runs in ttag's audiocraft environment, and this worker's Python "
+                f"({sys.executable}) cannot import audiocraft ({exc}): run `{SETUP}`"
+            ) from None
+        offline.apply()
+        if self.settings.threads > 0:
+            torch.set_num_threads(self.settings.threads)
+        self.torch = torch
+        self.device = self._device(torch)
+        extra = self.spec.extra
+        self.family = extra.get("family", "musicgen")
+        ctx.check_cancelled()
+        self._check_weights()
+        set_efficient_attention_backend("torch")  # the MAGNeT loader switches it to xformers for the whole process
+        try:
+            self.model = self._build(models)
+            if extra.get("decoder") == "mbd":
+                self.mbd = models.MultiBandDiffusion.get_mbd_musicgen(device=self.device)
+        except Exception as exc:
+            self.unload()
+            if _is_oom(exc):
+                raise OutOfMemory(f"not enough memory to load {self.spec.id}: try a smaller model") from None
+            if _is_missing_file(exc):
+                raise MissingWeights(
+                    f"{self.spec.id}: a file is not downloaded ({_first_line(exc)}); " + self._download_hint()
+                ) from None
+            raise
+        model = self.model
+        self.window = min(float(model.max_duration), float(extra.get("window_s") or model.max_duration))
+        model.max_duration = self.window
+        self.context = min(float(extra.get("context_s") or self.window / 2), self.window * 0.9)
+        self.sample_rate = int(model.sample_rate)
+        self.frame_rate = float(model.frame_rate)
+        self.hop = round(self.sample_rate / self.frame_rate)
+
+    def _device(self, torch: Any) -> str:
+        if self.settings.device != "auto":
+            return self.settings.device
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def _build(self, models: Any) -> Any:
+        factory = self.spec.extra.get("factory")  # "module:function(device)": a model built in code (tests)
+        if factory:
+            module, _, function = factory.partition(":")
+            return getattr(importlib.import_module(module), function)(self.device)
+        classes = {"musicgen": models.MusicGen, "audiogen": models.AudioGen, "magnet": models.MAGNeT}
+        if self.family not in classes:
+            raise RunnerError(f"{self.spec.id}: unknown audiocraft family {self.family!r}")
+        return classes[self.family].get_pretrained(
+            self.spec.extra.get("name") or self.spec.hub_repo, device=self.device
+        )
+
+    # -- weights -------------------------------------------------------------------------------------------------
+    def _needed_files(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(repo, files) the model loads from the hub cache; nothing for models built in code."""
+        if not self.spec.hub_repo or self.spec.extra.get("factory"):
+            return []
+        needed = [
+            (self.spec.hub_repo, ("state_dict.bin", "compression_state_dict.bin")),
+            (self.spec.extra.get("text_encoder") or "t5-base", T5_FILES),
+        ]
+        if self.spec.extra.get("decoder") == "mbd":
+            needed.append((MBD_REPO, (MBD_FILE,)))
+        return needed
+
+    def _check_weights(self) -> None:
+        from huggingface_hub import try_to_load_from_cache
+
+        cache = self._cache_dir()
+        missing = [
+            repo
+            for repo, files in self._needed_files()
+            if not all(isinstance(try_to_load_from_cache(repo, f, cache_dir=cache), str) for f in files)
+        ]
+        if missing:
+            raise MissingWeights(
+                f"{self.spec.id} is not downloaded ({', '.join(missing)} missing): " + self._download_hint(missing)
+            )
+
+    def _cache_dir(self) -> str | None:
+        import os
+
+        return self.settings.cache_dir or os.environ.get("AUDIOCRAFT_CACHE_DIR") or None
+
+    def _download_hint(self, repos: list[str] | None = None) -> str:
+        cache = f" --cache-dir {self._cache_dir()}" if self._cache_dir() else ""
+        commands = []
+        for repo, files in self._needed_files():
+            if repos is not None and repo not in repos:
+                continue
+            if files == T5_FILES:
+                commands.append(f"hf download {repo} --include '*.json' spiece.model model.safetensors{cache}")
+            else:
+                commands.append(f"hf download {repo} {' '.join(files)}{cache}")
+        return "run " + " and ".join(f"`{c}`" for c in commands) + f" (about {self.spec.size_bytes / 1e9:.1f} GB)"
+
+    def unload(self) -> None:
+        self.model = None
+        self.mbd = None
+        import gc
+
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # -- the contract --------------------------------------------------------------------------------------------
+    def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
+        inputs = self._inputs(request)
+        return [
+            self.make_clip(request, take, self._take(request, take, inputs, ctx), self.sample_rate)
+            for take in range(request.takes)
+        ]
+
+    def stream(self, request: GenerationRequest, ctx: JobContext) -> Iterator[AudioChunk]:
+        inputs = self._inputs(request)
+        for take in range(request.takes):
+            yield from self._stream_take(request, take, inputs, ctx)
+
+    def _stream_take(
+        self, request: GenerationRequest, take: int, inputs: _Inputs, ctx: JobContext
+    ) -> Iterator[AudioChunk]:
+        """Generate on a thread; yield each window's audio while the next one is being generated."""
+        import queue
+        import threading
+
+        out: queue.Queue[Any] = queue.Queue()
+        emitted = 0
+
+        def sink(audio: np.ndarray, final: bool) -> None:
+            nonlocal emitted
+            end = audio.shape[1] if final else audio.shape[1] - STREAM_MARGIN_FRAMES * self.hop
+            if end > emitted:
+                out.put(AudioChunk(take, emitted, np.ascontiguousarray(audio[:, emitted:end]), self.sample_rate))
+                emitted = end
+
+        def run() -> None:
+            try:
+                self._take(request, take, inputs, ctx, sink)
+                out.put(None)
+            except BaseException as exc:  # raised again on the consuming side
+                out.put(exc)
+
+        thread = threading.Thread(target=run, name="ttag-audiocraft-take", daemon=True)
+        thread.start()
+        try:
+            while (item := out.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            thread.join()
+
+    # -- one take ------------------------------------------------------------------------------------------------
+    def _inputs(self, request: GenerationRequest) -> _Inputs:
+        prompt, prompt_sr = self._read_audio(request.audio_prompt, "audio_prompt")
+        melody, melody_sr = self._read_audio(request.melody, "melody")
+        if prompt is not None:
+            prompt_s = prompt.shape[-1] / prompt_sr
+            duration = float(request.duration or self.window)
+            if prompt_s >= duration:
+                raise BadAudioInput(
+                    f"audio_prompt: it lasts {prompt_s:.1f} s, so there is nothing to add within "
+                    f"a duration of {duration:g} s (ask for more)"
+                )
+            if prompt_s > self.window - 1:
+                raise BadAudioInput(
+                    f"audio_prompt: {self.spec.id} can continue at most {self.window - 1:g} s of "
+                    f"audio (this one lasts {prompt_s:.1f} s)"
+                )
+        if melody is not None and self.family != "musicgen":
+            raise BadAudioInput(f"melody: {self.spec.id} cannot follow a melody")
+        return _Inputs(prompt, melody, (prompt_sr, melody_sr))
+
+    def _read_audio(self, path: str | None, field: str) -> tuple[Any, int]:
+        if not path:
+            return None, 0
+        import soundfile
+
+        try:
+            data, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
+        except Exception as exc:
+            raise BadAudioInput(f"{field}: cannot read {path} ({exc})") from None
+        if data.shape[0] == 0:
+            raise BadAudioInput(f"{field}: {path} has no audio in it")
+        return self.torch.from_numpy(np.ascontiguousarray(data.T)), int(sample_rate)
+
+    def _generation_length(self, request: GenerationRequest) -> float:
+        """Seconds audiocraft is asked for: the request's, or for MAGNeT whole windows covering it."""
+        duration = float(request.duration or self.window)
+        if self.family != "magnet":
+            return duration
+        if duration <= self.window:
+            return self.window
+        stride = self.window - self.context
+        return self.window + math.ceil(round((duration - self.window) / stride, 6)) * stride
+
+    def _configure(self, request: GenerationRequest) -> float:
+        length = self._generation_length(request)
+        temperature = float(request.temperature if request.temperature is not None else 1.0)
+        sampling = dict(
+            use_sampling=temperature > 0,
+            temperature=max(temperature, 1e-6),
+            top_k=int(request.top_k or 0),
+            top_p=float(request.top_p or 0.0),
+        )
+        if self.family == "magnet":
+            steps = int(request.steps or 20)
+            self.model.set_generation_params(
+                **sampling,
+                max_cfg_coef=float(request.guidance or 10.0),
+                min_cfg_coef=1.0,
+                decoding_steps=[steps, 10, 10, 10],
+            )
+            self.model.duration = length
+        else:
+            self.model.set_generation_params(
+                **sampling,
+                duration=length,
+                cfg_coef=float(request.guidance or 3.0),
+                extend_stride=self.window - self.context,
+            )
+        self.model.extend_stride = self.window - self.context
+        return length
+
+    def _windows(self, length: float, prompt_frames: int) -> int:
+        """How many windows audiocraft's extension loop runs (the same arithmetic as its ``_generate_tokens``)."""
+        if length <= self.window:
+            return 1
+        total, stride = int(length * self.frame_rate), int(self.frame_rate * self.model.extend_stride)
+        count, offset, have = 0, 0, prompt_frames
+        while offset + have < total:
+            chunk = int(min(length - offset / self.frame_rate, self.window) * self.frame_rate)
+            count, have, offset = count + 1, chunk - stride, offset + stride
+        return max(count, 1)
+
+    def _take(
+        self, request: GenerationRequest, take: int, inputs: _Inputs, ctx: JobContext, sink: Sink | None = None
+    ) -> np.ndarray:
+        torch, model = self.torch, self.model
+        length = self._configure(request)
+        prompt_frames = 0
+        if inputs.prompt is not None:
+            prompt_frames = math.ceil(inputs.prompt.shape[-1] / inputs.sample_rates[0] * self.frame_rate)
+        windows = self._windows(length, prompt_frames)
+        stride_frames = int(self.frame_rate * model.extend_stride)
+        state = {"window": 0, "tokens": None}
+
+        def on_progress(done: int, total: int) -> None:  # audiocraft adds window * stride to `done`
+            local = done - state["window"] * stride_frames
+            ctx.progress("generating", min(state["window"] * total + local, windows * total), windows * total)
+
+        def on_window(tokens: Any, prompt_length: int) -> None:
+            previous = state["tokens"]
+            state["tokens"] = tokens if previous is None else torch.cat([previous, tokens[..., prompt_length:]], -1)
+            state["window"] += 1
+            if sink is not None and self.mbd is None and state["window"] < windows:
+                sink(self._to_numpy(model.generate_audio(state["tokens"]), request), False)
+
+        torch.manual_seed(request.take_seed(take))
+        model.set_custom_progress_callback(on_progress)
+        try:
+            with _watch_windows(model, on_window, ctx):
+                audio, tokens = self._call(request, inputs)
+        except RunnerError:
+            raise
+        except Exception as exc:
+            if _is_oom(exc):
+                raise OutOfMemory(
+                    f"out of memory generating with {self.spec.id}: try a shorter duration, fewer "
+                    "takes or a smaller model"
+                ) from None
+            raise
+        finally:
+            model.set_custom_progress_callback(None)
+        if self.mbd is not None:
+            ctx.progress("decoding", 0, 1)
+            audio = self._mbd_decode(tokens)
+            ctx.progress("decoding", 1, 1)
+        result = self._to_numpy(audio, request)
+        if sink is not None:
+            sink(result, True)
+        return result
+
+    def _call(self, request: GenerationRequest, inputs: _Inputs) -> tuple[Any, Any]:
+        """audiocraft's public API, as a script would call it; returns (audio [1, C, S], tokens)."""
+        model, text = self.model, [request.prompt]
+        prompt_sr, melody_sr = inputs.sample_rates
+        if inputs.melody is not None and inputs.prompt is not None:  # no public call takes both: its two halves
+            from audiocraft.data.audio_utils import convert_audio
+
+            melody = convert_audio(inputs.melody, melody_sr, model.sample_rate, model.audio_channels)
+            prompt = convert_audio(inputs.prompt[None], prompt_sr, model.sample_rate, model.audio_channels)
+            attributes, prompt_tokens = model._prepare_tokens_and_attributes(text, prompt, melody_wavs=[melody])
+            tokens = model._generate_tokens(attributes, prompt_tokens, progress=True)
+            return model.generate_audio(tokens), tokens
+        if inputs.melody is not None:
+            return model.generate_with_chroma(text, inputs.melody[None], melody_sr, progress=True, return_tokens=True)
+        if inputs.prompt is not None:
+            return model.generate_continuation(inputs.prompt[None], prompt_sr, text, progress=True, return_tokens=True)
+        return model.generate(text, progress=True, return_tokens=True)
+
+    def _mbd_decode(self, tokens: Any) -> Any:
+        from audiocraft.models.encodec import InterleaveStereoCompressionModel
+
+        if isinstance(self.model.compression_model, InterleaveStereoCompressionModel):
+            left, right = self.model.compression_model.get_left_right_codes(tokens)
+            both = self.mbd.tokens_to_wav(self.torch.cat([left, right]))  # [2, 1, S]: left and right
+            return both.reshape(1, 2, -1)
+        return self.mbd.tokens_to_wav(tokens)
+
+    def _to_numpy(self, audio: Any, request: GenerationRequest) -> np.ndarray:
+        """[1, C, S] tensor → float32 [C, S], trimmed to the requested duration."""
+        samples = round(float(request.duration or self.window) * self.sample_rate)
+        return audio[0, :, :samples].detach().float().cpu().numpy()
+
+
+@contextmanager
+def _watch_windows(model: Any, on_window: Callable[[Any, int], None], ctx: JobContext) -> Iterator[None]:
+    """Wrap ``model.lm.generate`` (one call per window) to see each window's tokens and stop between windows."""
+    original = model.lm.generate
+
+    def generate(prompt: Any, *args: Any, **kwargs: Any) -> Any:
+        ctx.check_cancelled()
+        tokens = original(prompt, *args, **kwargs)
+        on_window(tokens, 0 if prompt is None else prompt.shape[-1])
+        return tokens
+
+    model.lm.generate = generate
+    try:
+        yield
+    finally:
+        del model.lm.generate
+
+
+def _is_missing_file(exc: BaseException) -> bool:
+    names = {type(e).__name__ for e in (exc, exc.__cause__, exc.__context__) if e is not None}
+    return bool(
+        names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "EntryNotFoundError", "FileNotFoundError"}
+    ) or (isinstance(exc, OSError) and "offline" in str(exc).lower())
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
