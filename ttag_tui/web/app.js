@@ -151,7 +151,7 @@ async function api(path, { method = "GET", body, raw = false, signal } = {}) {
       detail = response.statusText;
     }
     const error = new ApiError(response.status, detail, response.headers.get("Retry-After"));
-    if (response.status === 401) onUnauthorized(error);
+    if (response.status === 401) onUnauthorized();
     throw error;
   }
   return raw ? response : response.json();
@@ -234,12 +234,12 @@ function renderKeyState() {
 
 let keyDialogReason = "";
 
-function onUnauthorized(error) {
+// Any 401 opens the key dialog, saying whether a key is missing or the one given was refused.
+function onUnauthorized() {
   const dialog = $("#key-dialog");
   keyDialogReason = apiKey() ? "The server refused this key." : "This server needs an API key.";
   if (!dialog.open) openKeyDialog();
   $("#key-error").textContent = keyDialogReason;
-  void error;
 }
 
 function openKeyDialog() {
