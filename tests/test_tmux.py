@@ -60,6 +60,11 @@ class Tmux:
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, env=self.env)
 
+    def new_terminal(self) -> None:
+        """Close this terminal and use a fresh one (a new server: reusing a socket right after a kill races)."""
+        self.kill()
+        self.socket = f"ttag-test-{uuid.uuid4().hex[:8]}"
+
 
 @pytest.fixture
 def tmux(tmp_path):
@@ -105,7 +110,8 @@ def test_generate_listen_quit_and_come_back_over_ssh(tmux, tmp_path):
     assert take.path == str(files[0]) and take.duration == pytest.approx(10.0, abs=0.05)  # synth's default
     store.close()
 
-    tmux.kill()
+    tmux.new_terminal()
     tmux.start(f"{TTAG}; sleep 60")
-    screen = tmux.wait_for("rain on a")  # the session came back: prompt and take
-    assert "last seed:" in screen and str(take.seed) in screen
+    screen = tmux.wait_for("✓")  # the session came back: its take ...
+    assert str(take.seed) in screen and "10.0s" in screen
+    assert "rain on a tin roof" in screen  # ... and the prompt

@@ -21,11 +21,7 @@ from runners.registry import ModelSpec, probe_availability
 from runners.request import GenerationRequest, RequestInvalid, validate_request
 from ttag_tui import keymap
 from ttag_tui.playback import SEEK_STEP_S, VOLUME_STEP, AudioSource, PlaybackUnavailable
-from ttag_tui.screens.ask import AskScreen
-from ttag_tui.screens.help import HelpScreen
-from ttag_tui.screens.history import HistoryScreen
-from ttag_tui.screens.sessions import SessionsScreen
-from ttag_tui.screens.settings import ConfigScreen
+from ttag_tui.runner_envs import interpreter_for
 from ttag_tui.sessions import Session, Take
 from ttag_tui.widgets.jobs import JobItem, JobsList
 from ttag_tui.widgets.models import ModelPane, ModelStatus
@@ -106,8 +102,7 @@ class MainScreen(Screen[None]):
         self.query_one("#jobs").border_title = "Jobs"
         self._show_session()
         self.set_interval(TICK_S, self._tick)
-        self.run_worker(self._probe_models, thread=True, group="probe")
-        self.call_after_refresh(self._show_interrupted)
+        self.call_after_refresh(self._after_first_paint)
         self.query_one(PromptArea).focus()
 
     def _show_session(self) -> None:
@@ -121,6 +116,11 @@ class MainScreen(Screen[None]):
         takes.set_takes(self.ttag.store.takes(self.session.id))
         if state.get("last_seed") is not None:
             self.query_one(SettingsPane).show_last_seed(int(state["last_seed"]))
+
+    async def _after_first_paint(self) -> None:
+        """Work that can wait for the screen: probing the models (a thread that would compete for the GIL)."""
+        self.run_worker(self._probe_models, thread=True, group="probe")
+        await self._show_interrupted()
 
     async def _show_interrupted(self) -> None:
         """Jobs that were running when ttag last stopped: shown as interrupted, to dismiss or run again."""
@@ -191,7 +191,9 @@ class MainScreen(Screen[None]):
         found = {}
         for spec in self.ttag.registry:
             availability = probe_availability(
-                spec, interpreter=config.interpreters.get(spec.runner_name), cache_dir=config.cache_dir or None
+                spec,
+                interpreter=interpreter_for(config.interpreters, spec.runner_name),
+                cache_dir=config.cache_dir or None,
             )
             found[spec.id] = availability
         self.app.call_from_thread(self._show_availability, found)
@@ -382,6 +384,8 @@ class MainScreen(Screen[None]):
         self._refresh_take(take.id)
 
     async def take_rename(self, take: Take) -> None:
+        from ttag_tui.screens.ask import AskScreen
+
         def rename(name: str | None) -> None:
             if name is not None:
                 self.ttag.store.rename_take(take.id, name)
@@ -555,6 +559,8 @@ class MainScreen(Screen[None]):
         self.query_one(TakesTable).focus()
 
     async def action_history(self) -> None:
+        from ttag_tui.screens.history import HistoryScreen
+
         def chosen(prompt: str | None) -> None:
             if prompt is not None:
                 self.query_one(PromptPane).load(prompt, self.query_one(PromptPane).negative)
@@ -563,9 +569,13 @@ class MainScreen(Screen[None]):
         await self.app.push_screen(HistoryScreen(self.ttag.store.prompt_history(None)), chosen)
 
     async def action_help(self) -> None:
+        from ttag_tui.screens.help import HelpScreen  # Markdown and its parser: only when asked for
+
         await self.app.push_screen(HelpScreen(self.ttag.config.keys))
 
     async def action_config(self) -> None:
+        from ttag_tui.screens.settings import ConfigScreen
+
         def saved(config: Any) -> None:
             if config is not None:
                 self.ttag.apply_config(config)
@@ -575,6 +585,8 @@ class MainScreen(Screen[None]):
         )
 
     async def action_sessions(self) -> None:
+        from ttag_tui.screens.sessions import SessionsScreen
+
         async def chosen(session_id: int | None) -> None:
             if session_id is not None:
                 await self.switch_session(session_id)
