@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 # Runner packages whose MODELS are part of ttag. Each is imported only to read its specs.
-RUNNER_PACKAGES = ("runners.synth", "runners.musicgen", "runners.audiocraft")
+RUNNER_PACKAGES = ("runners.synth", "runners.musicgen", "runners.audiocraft", "runners.diffusion")
 
 ParamType = Literal["int", "float", "str", "audio"]  # audio: the path of a readable audio file
 
