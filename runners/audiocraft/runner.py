@@ -131,6 +131,7 @@ class AudioCraftRunner(BaseRunner):
         if factory:
             module, _, function = factory.partition(":")
             return getattr(importlib.import_module(module), function)(self.device)
+        self.torch.manual_seed(0)  # models with random parts (audiocraft's debug models) equal in every process
         classes = {"musicgen": models.MusicGen, "audiogen": models.AudioGen, "magnet": models.MAGNeT}
         if self.family not in classes:
             raise RunnerError(f"{self.spec.id}: unknown audiocraft family {self.family!r}")
@@ -274,14 +275,9 @@ class AudioCraftRunner(BaseRunner):
         return self.torch.from_numpy(np.ascontiguousarray(data.T)), int(sample_rate)
 
     def _generation_length(self, request: GenerationRequest) -> float:
-        """Seconds audiocraft is asked for: the request's, or for MAGNeT whole windows covering it."""
+        """Seconds audiocraft is asked for in one call: the request's; MAGNeT always makes whole windows."""
         duration = float(request.duration or self.window)
-        if self.family != "magnet":
-            return duration
-        if duration <= self.window:
-            return self.window
-        stride = self.window - self.context
-        return self.window + math.ceil(round((duration - self.window) / stride, 6)) * stride
+        return self.window if self.family == "magnet" else duration
 
     def _configure(self, request: GenerationRequest) -> float:
         length = self._generation_length(request)
@@ -311,15 +307,21 @@ class AudioCraftRunner(BaseRunner):
         self.model.extend_stride = self.window - self.context
         return length
 
-    def _windows(self, length: float, prompt_frames: int) -> int:
-        """How many windows audiocraft's extension loop runs (the same arithmetic as its ``_generate_tokens``)."""
+    def _windows(self, request: GenerationRequest, length: float, prompt_frames: int) -> int:
+        """How many windows a take needs: audiocraft's extension loop (its ``_generate_tokens`` arithmetic), or
+        for MAGNeT :meth:`_magnet_long`'s (an estimate: MAGNeT makes a frame less than asked)."""
+        window_f, stride = int(self.window * self.frame_rate), self.window - self.context
+        if self.family == "magnet" and float(request.duration or self.window) > self.window:
+            need = math.ceil(float(request.duration or self.window) * self.frame_rate)
+            new_per_window = window_f - 1 - int(self.context * self.frame_rate)
+            return 1 + max(0, math.ceil((need - (window_f - 1)) / new_per_window))
         if length <= self.window:
             return 1
-        total, stride = int(length * self.frame_rate), int(self.frame_rate * self.model.extend_stride)
+        total, stride_f = int(length * self.frame_rate), int(self.frame_rate * stride)
         count, offset, have = 0, 0, prompt_frames
         while offset + have < total:
             chunk = int(min(length - offset / self.frame_rate, self.window) * self.frame_rate)
-            count, have, offset = count + 1, chunk - stride, offset + stride
+            count, have, offset = count + 1, chunk - stride_f, offset + stride_f
         return max(count, 1)
 
     def _take(
@@ -330,18 +332,25 @@ class AudioCraftRunner(BaseRunner):
         prompt_frames = 0
         if inputs.prompt is not None:
             prompt_frames = math.ceil(inputs.prompt.shape[-1] / inputs.sample_rates[0] * self.frame_rate)
-        windows = self._windows(length, prompt_frames)
-        stride_frames = int(self.frame_rate * model.extend_stride)
-        state = {"window": 0, "tokens": None}
+        windows = self._windows(request, length, prompt_frames)
+        # audiocraft's own loop adds window * stride to the steps it reports; MAGNeT's windows each start at 0
+        stride_frames = 0 if self.family == "magnet" else int(self.frame_rate * model.extend_stride)
+        state = {"window": 0, "tokens": None, "before": 0, "last_total": 0}
 
-        def on_progress(done: int, total: int) -> None:  # audiocraft adds window * stride to `done`
+        def on_progress(done: int, total: int) -> None:
+            # `total` is the current window's steps (later windows start after their prompt, so they have fewer);
+            # audiocraft's own loop adds window * stride to `done`. Takes run one after the other.
             local = done - state["window"] * stride_frames
-            ctx.progress("generating", min(state["window"] * total + local, windows * total), windows * total)
+            state["last_total"] = total
+            per_take = state["before"] + total * (windows - state["window"])
+            step = min(state["before"] + local, per_take)
+            ctx.progress("generating", take * per_take + step, request.takes * per_take)
 
         def on_window(tokens: Any, prompt_length: int) -> None:
             previous = state["tokens"]
             state["tokens"] = tokens if previous is None else torch.cat([previous, tokens[..., prompt_length:]], -1)
             state["window"] += 1
+            state["before"] += state["last_total"]
             if sink is not None and self.mbd is None and state["window"] < windows:
                 sink(self._to_numpy(model.generate_audio(state["tokens"]), request), False)
 
@@ -350,6 +359,8 @@ class AudioCraftRunner(BaseRunner):
         try:
             with _watch_windows(model, on_window, ctx):
                 audio, tokens = self._call(request, inputs)
+                if self.family == "magnet" and windows > 1:
+                    audio, tokens = self._magnet_long(request, tokens)
         except RunnerError:
             raise
         except Exception as exc:
@@ -387,6 +398,22 @@ class AudioCraftRunner(BaseRunner):
         if inputs.prompt is not None:
             return model.generate_continuation(inputs.prompt[None], prompt_sr, text, progress=True, return_tokens=True)
         return model.generate(text, progress=True, return_tokens=True)
+
+    def _magnet_long(self, request: GenerationRequest, tokens: Any) -> tuple[Any, Any]:
+        """MAGNeT past its window: each further window is prompted with the last ``context_s`` of tokens.
+
+        audiocraft's extension loop assumes a window returns every frame asked for; MAGNeT returns one less, and the
+        loop then ends on a window shorter than its prompt. So the loop is here, on the same two calls the public
+        API makes (``_prepare_tokens_and_attributes``, then ``_generate_tokens`` for one window).
+        """
+        model = self.model
+        need = math.ceil(float(request.duration) * self.frame_rate)
+        context = int(self.context * self.frame_rate)
+        attributes, _ = model._prepare_tokens_and_attributes([request.prompt], None)
+        while tokens.shape[-1] < need:
+            window = model._generate_tokens(attributes, tokens[..., -context:], progress=True)
+            tokens = self.torch.cat([tokens, window[..., context:]], dim=-1)
+        return model.generate_audio(tokens), tokens
 
     def _mbd_decode(self, tokens: Any) -> Any:
         from audiocraft.models.encodec import InterleaveStereoCompressionModel
