@@ -14,8 +14,33 @@ import json
 import shutil
 from pathlib import Path
 
-WORDS = ("lofi", "hip", "hop", "piano", "drums", "bass", "ambient", "rock", "jazz", "calm", "fast", "slow", "with",
-         "and", "a", "beat", "synth", "guitar", "techno", "rain", "noise", "dog", "barking", "hammer", "wood")
+WORDS = (
+    "lofi",
+    "hip",
+    "hop",
+    "piano",
+    "drums",
+    "bass",
+    "ambient",
+    "rock",
+    "jazz",
+    "calm",
+    "fast",
+    "slow",
+    "with",
+    "and",
+    "a",
+    "beat",
+    "synth",
+    "guitar",
+    "techno",
+    "rain",
+    "noise",
+    "dog",
+    "barking",
+    "hammer",
+    "wood",
+)
 
 
 def _byte_symbols() -> list[str]:
@@ -81,8 +106,19 @@ def t5_tokenizer(max_length: int = 64):  # -> T5Tokenizer
 def _t5_encoder(vocab_size: int = 80, d_model: int = 32):  # -> T5EncoderModel
     from transformers import T5Config, T5EncoderModel
 
-    return T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=d_model, d_ff=37, d_kv=8, num_heads=2,
-                                   num_layers=2, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
+    return T5EncoderModel(
+        T5Config(
+            vocab_size=vocab_size,
+            d_model=d_model,
+            d_ff=37,
+            d_kv=8,
+            num_heads=2,
+            num_layers=2,
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+        )
+    )
 
 
 # -- Riffusion: a Stable Diffusion 1.x pipeline ----------------------------------------------------------------------
@@ -94,23 +130,61 @@ def build_riffusion(folder: Path, *, seed: int = 0) -> Path:
 
     tokenizer = clip_tokenizer()
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(block_out_channels=(4, 8), layers_per_block=1, sample_size=64, in_channels=4,
-                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-                                norm_num_groups=2, attention_head_dim=4)
-    vae = AutoencoderKL(block_out_channels=(4, 4, 8, 8), in_channels=3, out_channels=3, latent_channels=4,
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        norm_num_groups=2, sample_size=512)  # four blocks: 8× down like SD's, so latents stay small
-    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
-                                                num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
-                                                bos_token_id=0, eos_token_id=1, pad_token_id=1))
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
-                              steps_offset=1, set_alpha_to_one=False)  # as SD 1.x's scheduler_config.json
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=2,
+        attention_head_dim=4,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(4, 4, 8, 8),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=2,
+        sample_size=512,
+    )  # four blocks: 8× down like SD's, so latents stay small
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+    scheduler = PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        skip_prk_steps=True,
+        steps_offset=1,
+        set_alpha_to_one=False,
+    )  # as SD 1.x's scheduler_config.json
     with torch.no_grad():  # random init decodes to a near-constant image; a louder decoder makes spectrograms vary
         vae.decoder.conv_out.weight.mul_(6.0)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
 
@@ -128,20 +202,41 @@ def build_stable_audio(folder: Path, *, seed: int = 0) -> Path:
     )
 
     torch.manual_seed(seed)
-    transformer = StableAudioDiTModel(sample_size=256, in_channels=3, num_layers=2, attention_head_dim=4,
-                                      num_attention_heads=2, num_key_value_attention_heads=2, out_channels=3,
-                                      cross_attention_dim=8, time_proj_dim=8, global_states_input_dim=8,
-                                      cross_attention_input_dim=4)
-    scheduler = CosineDPMSolverMultistepScheduler(solver_order=2, prediction_type="v_prediction", sigma_data=1.0,
-                                                  sigma_schedule="exponential")
-    vae = AutoencoderOobleck(encoder_hidden_size=6, downsampling_ratios=[2, 4, 4, 8], decoder_channels=3,
-                             decoder_input_channels=3, audio_channels=2, channel_multiples=[1, 2, 2, 4],
-                             sampling_rate=44100)
+    transformer = StableAudioDiTModel(
+        sample_size=256,
+        in_channels=3,
+        num_layers=2,
+        attention_head_dim=4,
+        num_attention_heads=2,
+        num_key_value_attention_heads=2,
+        out_channels=3,
+        cross_attention_dim=8,
+        time_proj_dim=8,
+        global_states_input_dim=8,
+        cross_attention_input_dim=4,
+    )
+    scheduler = CosineDPMSolverMultistepScheduler(
+        solver_order=2, prediction_type="v_prediction", sigma_data=1.0, sigma_schedule="exponential"
+    )
+    vae = AutoencoderOobleck(
+        encoder_hidden_size=6,
+        downsampling_ratios=[2, 4, 4, 8],
+        decoder_channels=3,
+        decoder_input_channels=3,
+        audio_channels=2,
+        channel_multiples=[1, 2, 2, 4],
+        sampling_rate=44100,
+    )
     text_encoder = _t5_encoder()
-    projection_model = StableAudioProjectionModel(text_encoder_dim=32, conditioning_dim=4, min_value=0,
-                                                  max_value=512)
-    pipe = StableAudioPipeline(vae=vae, text_encoder=text_encoder, projection_model=projection_model,
-                               tokenizer=t5_tokenizer(), transformer=transformer, scheduler=scheduler)
+    projection_model = StableAudioProjectionModel(text_encoder_dim=32, conditioning_dim=4, min_value=0, max_value=512)
+    pipe = StableAudioPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        projection_model=projection_model,
+        tokenizer=t5_tokenizer(),
+        transformer=transformer,
+        scheduler=scheduler,
+    )
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
 
@@ -154,8 +249,13 @@ def build_audioldm2(folder: Path, *, seed: int = 0, bare_gpt2: bool = False) -> 
     diffusers' pipeline cannot generate with that under transformers 5, so the runner must cope.
     """
     import torch
-    from diffusers import AudioLDM2Pipeline, AudioLDM2ProjectionModel, AudioLDM2UNet2DConditionModel, AutoencoderKL
-    from diffusers import DDIMScheduler
+    from diffusers import (
+        AudioLDM2Pipeline,
+        AudioLDM2ProjectionModel,
+        AudioLDM2UNet2DConditionModel,
+        AutoencoderKL,
+        DDIMScheduler,
+    )
     from transformers import (
         ClapAudioConfig,
         ClapConfig,
@@ -170,44 +270,111 @@ def build_audioldm2(folder: Path, *, seed: int = 0, bare_gpt2: bool = False) -> 
 
     tokenizer = roberta_tokenizer()
     torch.manual_seed(seed)
-    unet = AudioLDM2UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=32,
-                                         in_channels=4, out_channels=4, norm_num_groups=4,
-                                         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-                                         cross_attention_dim=([None, 16, 32], [None, 16, 32]), attention_head_dim=4)
-    scheduler = DDIMScheduler(beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=False, steps_offset=1)
-    vae = AutoencoderKL(block_out_channels=[4, 8, 8], in_channels=1, out_channels=1, latent_channels=4,
-                        down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3,
-                        norm_num_groups=2)  # three blocks: 4× down, as AudioLDM 2's
-    text_config = ClapTextConfig(bos_token_id=0, eos_token_id=2, hidden_size=16, intermediate_size=37,
-                                 layer_norm_eps=1e-05, num_attention_heads=2, num_hidden_layers=2, pad_token_id=1,
-                                 vocab_size=len(tokenizer), projection_dim=16)
-    audio_config = ClapAudioConfig(spec_size=64, window_size=4, num_mel_bins=64, intermediate_size=37,
-                                   layer_norm_eps=1e-05, depths=[2, 2], num_attention_heads=[2, 2],
-                                   num_hidden_layers=2, hidden_size=192, projection_dim=16, patch_size=2,
-                                   patch_stride=2, patch_embed_input_channels=4)
-    text_encoder = ClapModel(ClapConfig(text_config=text_config.to_dict(), audio_config=audio_config.to_dict(),
-                                        projection_dim=16))
+    unet = AudioLDM2UNet2DConditionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=([None, 16, 32], [None, 16, 32]),
+        attention_head_dim=4,
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.0015,
+        beta_end=0.0195,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[4, 8, 8],
+        in_channels=1,
+        out_channels=1,
+        latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 3,
+        up_block_types=["UpDecoderBlock2D"] * 3,
+        norm_num_groups=2,
+    )  # three blocks: 4× down, as AudioLDM 2's
+    text_config = ClapTextConfig(
+        bos_token_id=0,
+        eos_token_id=2,
+        hidden_size=16,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=2,
+        num_hidden_layers=2,
+        pad_token_id=1,
+        vocab_size=len(tokenizer),
+        projection_dim=16,
+    )
+    audio_config = ClapAudioConfig(
+        spec_size=64,
+        window_size=4,
+        num_mel_bins=64,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        depths=[2, 2],
+        num_attention_heads=[2, 2],
+        num_hidden_layers=2,
+        hidden_size=192,
+        projection_dim=16,
+        patch_size=2,
+        patch_stride=2,
+        patch_embed_input_channels=4,
+    )
+    text_encoder = ClapModel(
+        ClapConfig(text_config=text_config.to_dict(), audio_config=audio_config.to_dict(), projection_dim=16)
+    )
     text_encoder_2 = _t5_encoder(d_model=32)
-    language_model = GPT2LMHeadModel(GPT2Config(n_embd=16, n_head=2, n_layer=2, vocab_size=len(tokenizer), n_ctx=99,
-                                                n_positions=99, bos_token_id=0, eos_token_id=2))
+    language_model = GPT2LMHeadModel(
+        GPT2Config(
+            n_embd=16,
+            n_head=2,
+            n_layer=2,
+            vocab_size=len(tokenizer),
+            n_ctx=99,
+            n_positions=99,
+            bos_token_id=0,
+            eos_token_id=2,
+        )
+    )
     language_model.config.max_new_tokens = 8
     projection_model = AudioLDM2ProjectionModel(text_encoder_dim=16, text_encoder_1_dim=32, langauge_model_dim=16)
-    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(model_in_dim=16, sampling_rate=16000, upsample_initial_channel=32,
-                                                    upsample_rates=[5, 4, 2, 2, 2], upsample_kernel_sizes=[10, 8, 4, 4, 4],
-                                                    resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
-                                                    normalize_before=False))
+    vocoder = SpeechT5HifiGan(
+        SpeechT5HifiGanConfig(
+            model_in_dim=16,
+            sampling_rate=16000,
+            upsample_initial_channel=32,
+            upsample_rates=[5, 4, 2, 2, 2],
+            upsample_kernel_sizes=[10, 8, 4, 4, 4],
+            resblock_kernel_sizes=[3],
+            resblock_dilation_sizes=[[1, 3]],
+            normalize_before=False,
+        )
+    )
     with torch.no_grad():  # HiFi-GAN's init (std 0.01) makes ~1e-10 audio: unit-gain convolutions make it audible
         for module in vocoder.modules():
             if isinstance(module, torch.nn.Conv1d | torch.nn.ConvTranspose1d):
                 fan_in = module.weight.shape[1 if isinstance(module, torch.nn.Conv1d) else 0] * module.weight.shape[2]
                 module.weight.normal_(0.0, fan_in**-0.5)
         vocoder.conv_post.weight.mul_(10.0)
-    pipe = AudioLDM2Pipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
-                             projection_model=projection_model, language_model=language_model, tokenizer=tokenizer,
-                             tokenizer_2=t5_tokenizer(), feature_extractor=ClapFeatureExtractor(), unet=unet,
-                             scheduler=scheduler, vocoder=vocoder)
+    pipe = AudioLDM2Pipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        projection_model=projection_model,
+        language_model=language_model,
+        tokenizer=tokenizer,
+        tokenizer_2=t5_tokenizer(),
+        feature_extractor=ClapFeatureExtractor(),
+        unet=unet,
+        scheduler=scheduler,
+        vocoder=vocoder,
+    )
     pipe.save_pretrained(folder, safe_serialization=True)
     if bare_gpt2:
         shutil.rmtree(folder / "language_model")

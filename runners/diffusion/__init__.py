@@ -21,18 +21,44 @@ def _negative(default: str = "") -> ParamSpec:
 
 # -- Riffusion -------------------------------------------------------------------------------------------------------
 RIFFUSION_PARAMS = (
-    ParamSpec("guidance", "float", 7.0, 1.0, 20.0,
-              help="Classifier-free guidance: how closely to follow the prompt (7 is Riffusion's default)."),
+    ParamSpec(
+        "guidance",
+        "float",
+        7.0,
+        1.0,
+        20.0,
+        help="Classifier-free guidance: how closely to follow the prompt (7 is Riffusion's default).",
+    ),
     ParamSpec("steps", "int", 50, 1, 500, help="Denoising steps per 5-second clip: more is slower and cleaner."),
     _negative(),
-    ParamSpec("audio_prompt", "audio", None,
-              help="Start from this audio (its spectrogram, looped to fill the clips) instead of noise: img2img."),
-    ParamSpec("strength", "float", 0.75, 0.05, 1.0,
-              help="With an audio prompt: how much of it to repaint (0.05 keeps it, 1 ignores it)."),
-    ParamSpec("end_prompt", "str", None,
-              help="A second prompt to riff towards: the take moves from the prompt to this one, clip by clip."),
-    ParamSpec("alpha", "float", 0.0, 0.0, 1.0,
-              help="Where the take starts between the prompt (0) and the end prompt and next seed (1)."),
+    ParamSpec(
+        "audio_prompt",
+        "audio",
+        None,
+        help="Start from this audio (its spectrogram, looped to fill the clips) instead of noise: img2img.",
+    ),
+    ParamSpec(
+        "strength",
+        "float",
+        0.75,
+        0.05,
+        1.0,
+        help="With an audio prompt: how much of it to repaint (0.05 keeps it, 1 ignores it).",
+    ),
+    ParamSpec(
+        "end_prompt",
+        "str",
+        None,
+        help="A second prompt to riff towards: the take moves from the prompt to this one, clip by clip.",
+    ),
+    ParamSpec(
+        "alpha",
+        "float",
+        0.0,
+        0.0,
+        1.0,
+        help="Where the take starts between the prompt (0) and the end prompt and next seed (1).",
+    ),
 )
 
 RIFFUSION = ModelSpec(
@@ -95,8 +121,9 @@ def _audioldm2(name: str, size_gb: float, description: str, kind: str) -> ModelS
         max_duration=30.0,
         default_duration=10.0,
         params=(
-            ParamSpec("guidance", "float", 3.5, 1.0, 20.0,
-                      help="Classifier-free guidance (3.5 is AudioLDM 2's default)."),
+            ParamSpec(
+                "guidance", "float", 3.5, 1.0, 20.0, help="Classifier-free guidance (3.5 is AudioLDM 2's default)."
+            ),
             ParamSpec("steps", "int", 200, 1, 1000, help="Denoising steps (200 is AudioLDM 2's default)."),
             _negative("Low quality."),
         ),
@@ -111,8 +138,9 @@ def _audioldm2(name: str, size_gb: float, description: str, kind: str) -> ModelS
 AUDIOLDM2 = (
     _audioldm2("audioldm2", 4.4, "AudioLDM 2: 16 kHz sound effects and music from text.", "music and sound"),
     _audioldm2("audioldm2-music", 4.4, "AudioLDM 2 trained on music: 16 kHz music from text.", "music"),
-    _audioldm2("audioldm2-large", 6.4, "AudioLDM 2 with the large UNet: better sound effects, slower.",
-               "music and sound"),
+    _audioldm2(
+        "audioldm2-large", 6.4, "AudioLDM 2 with the large UNet: better sound effects, slower.", "music and sound"
+    ),
 )
 
 MODELS = (RIFFUSION, STABLE_AUDIO, *AUDIOLDM2)

@@ -12,6 +12,7 @@ Some AudioLDM 2 repos save the language model as a bare ``GPT2Model``, which can
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,9 +36,11 @@ class AudioLDM2Runner(DiffusersRunner):
             from transformers import GPT2LMHeadModel
 
             overrides["language_model"] = GPT2LMHeadModel.from_pretrained(
-                self.spec.hub_repo, subfolder="language_model", dtype=self.dtype, **source)
-        return pipeline_class.from_pretrained(self.spec.hub_repo, torch_dtype=self.dtype, use_safetensors=None,
-                                              **overrides, **source)
+                self.spec.hub_repo, subfolder="language_model", dtype=self.dtype, **source
+            )
+        return pipeline_class.from_pretrained(
+            self.spec.hub_repo, torch_dtype=self.dtype, use_safetensors=None, **overrides, **source
+        )
 
     def _loaded(self) -> None:
         self.sample_rate = int(self.pipe.vocoder.config.sampling_rate)
@@ -51,12 +54,18 @@ class AudioLDM2Runner(DiffusersRunner):
         clips = []
         for take in range(request.takes):
             kwargs: dict[str, Any] = dict(
-                audio_length_in_s=seconds, num_inference_steps=steps,
+                audio_length_in_s=seconds,
+                num_inference_steps=steps,
                 guidance_scale=float(request.guidance if request.guidance is not None else 3.5),
-                negative_prompt=request.negative_prompt or None, num_waveforms_per_prompt=1,
-                generator=self.generator(request.take_seed(take)), output_type="np",
-                **legacy_step_hook(ctx, take * steps, total))
-            audio = self.guarded(request, pipe, request.prompt, **kwargs).audios[0]
+                negative_prompt=request.negative_prompt or None,
+                num_waveforms_per_prompt=1,
+                generator=self.generator(request.take_seed(take)),
+                output_type="np",
+                **legacy_step_hook(ctx, take * steps, total),
+            )
+            with warnings.catch_warnings():  # diffusers' GPT-2 call uses past_key_values, deprecated in transformers 5
+                warnings.filterwarnings("ignore", "`past_key_values` is deprecated", FutureWarning)
+                audio = self.guarded(request, pipe, request.prompt, **kwargs).audios[0]
             ctx.progress("decoding", 1, 1)
             clips.append(self.make_clip(request, take, fit(np.asarray(audio, np.float32), samples), self.sample_rate))
         return clips

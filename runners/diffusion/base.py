@@ -35,8 +35,9 @@ def is_oom(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return True
     text = str(exc)
-    return isinstance(exc, RuntimeError) and ("DefaultCPUAllocator: can't allocate" in text
-                                              or "out of memory" in text.lower())
+    return isinstance(exc, RuntimeError) and (
+        "DefaultCPUAllocator: can't allocate" in text or "out of memory" in text.lower()
+    )
 
 
 class DiffusersRunner(BaseRunner):
@@ -51,8 +52,9 @@ class DiffusersRunner(BaseRunner):
             import diffusers
             import torch
         except ImportError as exc:
-            raise MissingDependency(f"{self.spec.id} needs torch, transformers and diffusers ({exc}): "
-                                    "pip install 'ttag[diffusion]'") from None
+            raise MissingDependency(
+                f"{self.spec.id} needs torch, transformers and diffusers ({exc}): pip install 'ttag[diffusion]'"
+            ) from None
         missing = [m for m in self.spec.requires if importlib.util.find_spec(m) is None]
         if missing:
             raise MissingDependency(f"{self.spec.id} needs {', '.join(missing)}: pip install 'ttag[diffusion]'")
@@ -72,7 +74,8 @@ class DiffusersRunner(BaseRunner):
             self.unload()
             raise MissingWeights(
                 f"{self.spec.id} is not downloaded (about {human_size(self.spec.size_bytes)}): "
-                f"run `ttag models pull {self.spec.id}` ({str(exc).splitlines()[0]})") from None
+                f"run `ttag models pull {self.spec.id}` ({str(exc).splitlines()[0]})"
+            ) from None
         except Exception as exc:
             if is_oom(exc):
                 self.unload()
@@ -84,8 +87,9 @@ class DiffusersRunner(BaseRunner):
 
     def _load(self, pipeline_class: Any, source: dict[str, Any]) -> Any:
         """The pipeline from the spec's repo; subclasses add component overrides."""
-        return pipeline_class.from_pretrained(self.spec.hub_repo, torch_dtype=self.dtype, use_safetensors=None,
-                                              **source)
+        return pipeline_class.from_pretrained(
+            self.spec.hub_repo, torch_dtype=self.dtype, use_safetensors=None, **source
+        )
 
     def _loaded(self) -> None:
         """Hook: read what the checkpoint says (sample rate, limits) once it is loaded."""
@@ -130,8 +134,10 @@ class DiffusersRunner(BaseRunner):
                 torch = sys.modules.get("torch")
                 if torch is not None and torch.cuda.is_available():
                     torch.cuda.empty_cache()
-                raise OutOfMemory(f"out of memory generating {request.duration:g} s with {self.spec.id}: "
-                                  "try a shorter duration, fewer takes or fewer steps") from None
+                raise OutOfMemory(
+                    f"out of memory generating {request.duration:g} s with {self.spec.id}: "
+                    "try a shorter duration, fewer takes or fewer steps"
+                ) from None
             raise
 
 

@@ -92,7 +92,7 @@ def join(pieces: list[np.ndarray], plans: list[ClipPlan], overlap: int, total: i
             audio[:overlap] *= ramp
         if plan.index < len(plans) - 1 and overlap:
             audio[-overlap:] *= ramp[::-1]
-        out[plan.start: plan.start + len(audio)] += audio
+        out[plan.start : plan.start + len(audio)] += audio
     return out[:total]
 
 
@@ -127,11 +127,20 @@ def _img2img_class() -> type:
     class RiffusionImg2Img(StableDiffusionImg2ImgPipeline):
         noise: Any = None  # when set: the noise to add to ``image`` (already-encoded latents), instead of drawing it
 
-        def prepare_latents(self, image: Any, timestep: Any, batch_size: int, num_images_per_prompt: int,
-                            dtype: Any, device: Any, generator: Any = None) -> Any:
+        def prepare_latents(
+            self,
+            image: Any,
+            timestep: Any,
+            batch_size: int,
+            num_images_per_prompt: int,
+            dtype: Any,
+            device: Any,
+            generator: Any = None,
+        ) -> Any:
             if self.noise is None:
-                return super().prepare_latents(image, timestep, batch_size, num_images_per_prompt, dtype, device,
-                                               generator)
+                return super().prepare_latents(
+                    image, timestep, batch_size, num_images_per_prompt, dtype, device, generator
+                )
             latents = image.to(device=device, dtype=dtype)
             return self.scheduler.add_noise(latents, self.noise.to(device=device, dtype=dtype), timestep)
 
@@ -156,9 +165,15 @@ class RiffusionRunner(DiffusersRunner):
 
     def _load(self, pipeline_class: Any, source: dict[str, Any]) -> Any:
         # Spectrograms need no NSFW filter; skipping it also skips downloading and loading its 1.2 GB.
-        return pipeline_class.from_pretrained(self.spec.hub_repo, torch_dtype=self.dtype, use_safetensors=None,
-                                              safety_checker=None, feature_extractor=None,
-                                              requires_safety_checker=False, **source)
+        return pipeline_class.from_pretrained(
+            self.spec.hub_repo,
+            torch_dtype=self.dtype,
+            use_safetensors=None,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **source,
+        )
 
     def _loaded(self) -> None:
         components = {k: v for k, v in self.pipe.components.items() if k != "requires_safety_checker"}
@@ -199,9 +214,24 @@ class RiffusionRunner(DiffusersRunner):
             images = []
             for plan in plans:
                 done = (take * len(plans) + plan.index) * steps_per_clip
-                window = None if init is None else init[plan.start: plan.start + self.clip_samples]
-                images.append(self.guarded(request, self.paint, request, ends, seeds, plan.alpha, window, steps,
-                                           strength, ctx, done, steps_per_clip, total_steps))
+                window = None if init is None else init[plan.start : plan.start + self.clip_samples]
+                images.append(
+                    self.guarded(
+                        request,
+                        self.paint,
+                        request,
+                        ends,
+                        seeds,
+                        plan.alpha,
+                        window,
+                        steps,
+                        strength,
+                        ctx,
+                        done,
+                        steps_per_clip,
+                        total_steps,
+                    )
+                )
             pieces = [self._decode(image, i, len(images), ctx) for i, image in enumerate(images)]
             audio = normalise(join(pieces, plans, self.overlap, total))
             clips.append(self.make_clip(request, take, audio, self.sample_rate))
@@ -218,9 +248,20 @@ class RiffusionRunner(DiffusersRunner):
             end, _ = self.pipe.encode_prompt(request.end_prompt, self.device, 1, cfg, negative)
         return _Ends(start, end, neg)
 
-    def paint(self, request: GenerationRequest, ends: _Ends, seeds: tuple[int, int], alpha: float,
-              window: np.ndarray | None, steps: int, strength: float, ctx: JobContext, done: int,
-              steps_per_clip: int, total: int) -> np.ndarray:
+    def paint(
+        self,
+        request: GenerationRequest,
+        ends: _Ends,
+        seeds: tuple[int, int],
+        alpha: float,
+        window: np.ndarray | None,
+        steps: int,
+        strength: float,
+        ctx: JobContext,
+        done: int,
+        steps_per_clip: int,
+        total: int,
+    ) -> np.ndarray:
         """One spectrogram image (H, W, 3) in 0–255 floats, at ``alpha`` between the two ends."""
         import torch
         from diffusers.utils.torch_utils import randn_tensor
@@ -233,25 +274,46 @@ class RiffusionRunner(DiffusersRunner):
             ctx.progress("generating", done + round((i + 1) * steps_per_clip / max(pipe.num_timesteps, 1)), total)
             return kwargs
 
-        common = dict(prompt_embeds=embeds, negative_prompt_embeds=ends.negative, num_inference_steps=steps,
-                      guidance_scale=guidance, output_type="np", callback_on_step_end=on_step)
+        common = dict(
+            prompt_embeds=embeds,
+            negative_prompt_embeds=ends.negative,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            output_type="np",
+            callback_on_step_end=on_step,
+        )
         # the generator that goes on to the scheduler (stochastic schedulers only): the nearer end's
         generator = generators[0] if alpha < 0.5 else generators[1]
         with torch.inference_mode():
             if window is None:
                 height, width = self.params.n_mels, self.columns
-                shape = (1, self.pipe.unet.config.in_channels, height // self.pipe.vae_scale_factor,
-                         width // self.pipe.vae_scale_factor)
-                noises = [randn_tensor(shape, generator=g, device=torch.device(self.device), dtype=embeds.dtype)
-                          for g in generators]
-                image = self.pipe(**common, latents=slerp(alpha, *noises), height=height, width=width,
-                                  generator=generator).images[0]
+                shape = (
+                    1,
+                    self.pipe.unet.config.in_channels,
+                    height // self.pipe.vae_scale_factor,
+                    width // self.pipe.vae_scale_factor,
+                )
+                noises = [
+                    randn_tensor(shape, generator=g, device=torch.device(self.device), dtype=embeds.dtype)
+                    for g in generators
+                ]
+                image = self.pipe(
+                    **common, latents=slerp(alpha, *noises), height=height, width=width, generator=generator
+                ).images[0]
             else:
                 image = self._img2img(window, generators, alpha, strength, embeds.dtype, common, generator)
         return np.asarray(image, dtype=np.float32) * 255.0
 
-    def _img2img(self, window: np.ndarray, generators: list[Any], alpha: float, strength: float, dtype: Any,
-                 common: dict[str, Any], generator: Any) -> Any:
+    def _img2img(
+        self,
+        window: np.ndarray,
+        generators: list[Any],
+        alpha: float,
+        strength: float,
+        dtype: Any,
+        common: dict[str, Any],
+        generator: Any,
+    ) -> Any:
         """Encode the window's spectrogram with each end's generator, then denoise from the blend (img2img)."""
         import torch
         from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents

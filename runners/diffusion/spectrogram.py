@@ -98,8 +98,9 @@ def _filters(params: SpectrogramParams, device: Any) -> _Filters:
         bins = math.ceil((int(np.nonzero(fb.any(axis=0))[0].max()) + 1) / pad) * pad
         fb = fb[:, :bins]
         inverse = np.linalg.solve(fb @ fb.T, fb[:, ::pad]).T
-        _FILTERS[key] = _Filters(torch.from_numpy(fb).float().to(device), torch.from_numpy(inverse).float().to(device),
-                                 bins)
+        _FILTERS[key] = _Filters(
+            torch.from_numpy(fb).float().to(device), torch.from_numpy(inverse).float().to(device), bins
+        )
     return _FILTERS[key]
 
 
@@ -126,8 +127,16 @@ def mel_from_audio(audio: np.ndarray | Any, params: SpectrogramParams = RIFFUSIO
     wave = torch.as_tensor(np.asarray(audio, dtype=np.float32) if isinstance(audio, np.ndarray) else audio)
     wave = wave.to(_device(device) if device is not None else wave.device, torch.float32)
     window = torch.hann_window(params.win_length, device=wave.device)
-    spec = torch.stft(wave, params.n_fft, params.hop_length, params.win_length, window, center=True,
-                      pad_mode="reflect", return_complex=True).abs()
+    spec = torch.stft(
+        wave,
+        params.n_fft,
+        params.hop_length,
+        params.win_length,
+        window,
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    ).abs()
     bank = _filters(params, wave.device)
     return bank.filters @ spec[..., : bank.bins, :]
 
@@ -144,16 +153,18 @@ def image_from_mel(mel: np.ndarray | Any, params: SpectrogramParams = RIFFUSION)
     return np.ascontiguousarray(np.repeat(pixels[:, :, None], 3, axis=2))
 
 
-def image_from_audio(audio: np.ndarray, params: SpectrogramParams = RIFFUSION, *, columns: int | None = None,
-                     device: Any = None) -> np.ndarray:
+def image_from_audio(
+    audio: np.ndarray, params: SpectrogramParams = RIFFUSION, *, columns: int | None = None, device: Any = None
+) -> np.ndarray:
     """The image of mono audio, ``columns`` wide (default: one column per whole hop, ``len // hop``)."""
     mel = mel_from_audio(audio, params, device=device)
     columns = columns if columns is not None else len(audio) // params.hop_length
     return image_from_mel(mel[:, :columns], params)
 
 
-def mel_from_image(image: np.ndarray | Any, params: SpectrogramParams = RIFFUSION, *,
-                   max_value: float | None = None) -> np.ndarray:
+def mel_from_image(
+    image: np.ndarray | Any, params: SpectrogramParams = RIFFUSION, *, max_value: float | None = None
+) -> np.ndarray:
     """Mel magnitudes (n_mels, columns) from an image (PIL, uint8 or float array in 0–255; riffusion reads red).
 
     Floats are taken as they are, so a pipeline's un-quantised output loses nothing to 8 bits.
@@ -192,8 +203,17 @@ def work_rate(params: SpectrogramParams = RIFFUSION, *, headroom: float = 1.2) -
     return best
 
 
-def griffin_lim(magnitude: Any, params: SpectrogramParams = RIFFUSION, *, n_iter: int = 32, momentum: float = 0.99,
-                length: int | None = None, seed: int = 0, rate: int | None = None, on_iteration: Any = None) -> Any:
+def griffin_lim(
+    magnitude: Any,
+    params: SpectrogramParams = RIFFUSION,
+    *,
+    n_iter: int = 32,
+    momentum: float = 0.99,
+    length: int | None = None,
+    seed: int = 0,
+    rate: int | None = None,
+    on_iteration: Any = None,
+) -> Any:
     """Fast Griffin-Lim at the unpadded window size and a reduced rate; returns (samples,) at ``rate``.
 
     ``magnitude`` (bins, frames) is on the unpadded grid at ``params.sample_rate`` (10 Hz apart for riffusion), which
@@ -226,8 +246,9 @@ def griffin_lim(magnitude: Any, params: SpectrogramParams = RIFFUSION, *, n_iter
 
     previous = None
     for i in range(n_iter):
-        rebuilt = torch.stft(istft(target * angles), n_fft, hop, n_fft, window, center=True, pad_mode="reflect",
-                             return_complex=True)
+        rebuilt = torch.stft(
+            istft(target * angles), n_fft, hop, n_fft, window, center=True, pad_mode="reflect", return_complex=True
+        )
         angles = rebuilt if previous is None or not momentum else rebuilt.sub(previous, alpha=momentum / (1 + momentum))
         angles = torch.sgn(angles)
         previous = rebuilt
@@ -247,9 +268,18 @@ def _resample(audio: np.ndarray, rate: int, to_rate: int, length: int) -> np.nda
     return audio[:length]
 
 
-def audio_from_mel(mel: np.ndarray | Any, params: SpectrogramParams = RIFFUSION, *, n_iter: int = 32,
-                   momentum: float = 0.99, length: int | None = None, device: Any = None,
-                   seed: int = 0, rate: int | None = None, on_iteration: Any = None) -> np.ndarray:
+def audio_from_mel(
+    mel: np.ndarray | Any,
+    params: SpectrogramParams = RIFFUSION,
+    *,
+    n_iter: int = 32,
+    momentum: float = 0.99,
+    length: int | None = None,
+    device: Any = None,
+    seed: int = 0,
+    rate: int | None = None,
+    on_iteration: Any = None,
+) -> np.ndarray:
     """Mono float32 audio (``hop * columns`` samples unless ``length``) whose mel spectrogram is close to ``mel``."""
     import torch
 
@@ -259,8 +289,16 @@ def audio_from_mel(mel: np.ndarray | Any, params: SpectrogramParams = RIFFUSION,
     rate = work_rate(params) if rate is None else rate
     with torch.inference_mode():
         linear = linear_from_mel(mel_t, params)
-        audio = griffin_lim(linear, params, n_iter=n_iter, momentum=momentum, length=length, seed=seed, rate=rate,
-                            on_iteration=on_iteration)
+        audio = griffin_lim(
+            linear,
+            params,
+            n_iter=n_iter,
+            momentum=momentum,
+            length=length,
+            seed=seed,
+            rate=rate,
+            on_iteration=on_iteration,
+        )
     return _resample(audio.cpu().numpy(), rate, params.sample_rate, length).astype(np.float32)
 
 

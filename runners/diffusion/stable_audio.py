@@ -44,10 +44,15 @@ class StableAudioRunner(DiffusersRunner):
         clips = []
         for take in range(request.takes):
             kwargs: dict[str, Any] = dict(
-                negative_prompt=request.negative_prompt or None, audio_start_in_s=0.0, audio_end_in_s=seconds,
-                num_inference_steps=steps, guidance_scale=float(request.guidance or 7.0),
-                generator=self.generator(request.take_seed(take)), output_type="np",
-                **legacy_step_hook(ctx, take * steps, total))
+                negative_prompt=request.negative_prompt or None,
+                audio_start_in_s=0.0,
+                audio_end_in_s=seconds,
+                num_inference_steps=steps,
+                guidance_scale=float(request.guidance or 7.0),
+                generator=self.generator(request.take_seed(take)),
+                output_type="np",
+                **legacy_step_hook(ctx, take * steps, total),
+            )
 
             def run(kwargs: dict[str, Any] = kwargs) -> np.ndarray:
                 with warnings.catch_warnings():  # torchsde warns about float round-off at the interval's ends
