@@ -79,7 +79,7 @@ RIFFUSION = ModelSpec(
     extra={
         "clip_columns": 512,  # image width: 512 columns of 10 ms = 5.12 s per clip, as Riffusion was trained
         "crossfade_s": 0.2,  # overlap of consecutive clips in a piece
-        "griffin_lim_iters": 32,  # fast Griffin-Lim; see runners/diffusion/spectrogram.py and BENCHMARKS.md
+        "griffin_lim_iters": 48,  # fast Griffin-Lim; why 48: runners/diffusion/spectrogram.py and BENCHMARKS.md
         "hub_files": HUB_FILES,
     },
 )

@@ -31,7 +31,7 @@ import numpy as np
 
 from runners.contract import Clip, JobContext
 from runners.diffusion.base import BadInput, DiffusersRunner, fit
-from runners.diffusion.spectrogram import RIFFUSION, SpectrogramParams, audio_from_image, image_from_audio
+from runners.diffusion.spectrogram import ITERATIONS, RIFFUSION, SpectrogramParams, audio_from_image, image_from_audio
 
 if TYPE_CHECKING:
     from runners.request import GenerationRequest
@@ -183,7 +183,7 @@ class RiffusionRunner(DiffusersRunner):
         self.clip_samples = self.columns * self.params.hop_length
         self.overlap = round(float(self.spec.extra.get("crossfade_s", 0.2)) * self.params.sample_rate)
         self.overlap = min(self.overlap, self.clip_samples // 2)
-        self.gl_iters = int(self.spec.extra.get("griffin_lim_iters", 32))
+        self.gl_iters = int(self.spec.extra.get("griffin_lim_iters", ITERATIONS))
         self.sample_rate = self.params.sample_rate
 
     def unload(self) -> None:
