@@ -43,6 +43,7 @@ TIMEOUT = 180
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Should have t:UserWarning"),  # torchsde's float round-off notes (StableAudio)
     pytest.mark.filterwarnings("ignore:`past_key_values` is deprecated:FutureWarning"),  # AudioLDM 2's GPT-2 call
+    pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is deprecated:FutureWarning"),  # in diffusers
 ]
 needs_diffusers = pytest.mark.skipif(
     importlib.util.find_spec("diffusers") is None, reason="needs the diffusion extra: pip install -e '.[diffusion]'"
