@@ -30,7 +30,7 @@ $(VENV)/.installed-base: pyproject.toml constraints.txt | $(VENV)/bin/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(VENV)/bin/python
-	$(PIP) -e '.[test,musicgen]'
+	$(PIP) -e '.[test,musicgen,diffusion]'
 	touch $@ $(VENV)/.installed-base
 
 clean:

@@ -12,9 +12,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from runners.request import MODEL_PARAMS
 from ttag_tui import __version__
+from ttag_tui.output import cli_option
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+PARAM_HELP = {
+    "temperature": "sampling temperature",
+    "top_k": "top-k sampling",
+    "top_p": "nucleus sampling",
+    "guidance": "classifier-free guidance scale",
+    "steps": "diffusion steps",
+    "negative_prompt": "what to avoid",
+    "audio_prompt": "continue (or, for diffusion models, start from) this audio file",
+    "melody": "follow this audio file's melody",
+    "strength": "how much of the --continue audio to repaint, 0-1",
+    "end_prompt": "a second prompt a riff moves towards",
+    "alpha": "where a riff starts between the prompt (0) and --end-prompt (1)",
+}
+PARAM_METAVARS = {"audio_prompt": "AUDIO_FILE", "melody": "AUDIO_FILE", "negative_prompt": "TEXT", "end_prompt": "TEXT"}
 
 
 class UsageError(Exception):
@@ -33,18 +51,7 @@ def _request_fields(args: argparse.Namespace, config: Any) -> dict[str, Any]:
         data["duration"] = args.duration
     elif config.default_duration:
         data["duration"] = config.default_duration
-    for name in (
-        "seed",
-        "takes",
-        "temperature",
-        "top_k",
-        "top_p",
-        "guidance",
-        "steps",
-        "negative_prompt",
-        "audio_prompt",
-        "melody",
-    ):
+    for name in ("seed", "takes", *MODEL_PARAMS):
         if getattr(args, name) is not None:
             data[name] = getattr(args, name)
     data["format"] = args.format or config.format
@@ -354,16 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-n", "--takes", type=int, help="how many variations (1-8); take k uses seed+k")
     gen.add_argument("-o", "--output", help="output folder, or a file name with an audio suffix")
     gen.add_argument("--format", choices=("wav", "flac", "ogg", "mp3"), help="audio format (default wav)")
-    gen.add_argument("--temperature", type=float, help="sampling temperature (models that take it)")
-    gen.add_argument("--top-k", dest="top_k", type=int, help="top-k sampling (models that take it)")
-    gen.add_argument("--top-p", dest="top_p", type=float, help="nucleus sampling (models that take it)")
-    gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (models that take it)")
-    gen.add_argument("--steps", type=int, help="diffusion steps (models that take it)")
-    gen.add_argument("--negative-prompt", dest="negative_prompt", help="what to avoid (models that take it)")
-    gen.add_argument(
-        "--continue", dest="audio_prompt", metavar="AUDIO_FILE", help="continue this audio file (models that take it)"
-    )
-    gen.add_argument("--melody", metavar="AUDIO_FILE", help="follow this file's melody (melody models)")
+    for name in MODEL_PARAMS:  # passed on as typed: the request's validation parses and checks them
+        gen.add_argument(
+            cli_option(name),
+            dest=name,
+            metavar=PARAM_METAVARS.get(name, "VALUE"),
+            help=f"{PARAM_HELP[name]} (models that take it; see list-models)",
+        )
     gen.add_argument("--play", action="store_true", help="play the first take when done")
     gen.add_argument("--json", action="store_true", help="print the takes' metadata as JSON")
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -385,15 +389,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.set_defaults(func=cmd_server)
 
-    mdl = sub.add_parser("models", help="download, remove and list model weights",
-                         description="Manage model weights in the Hugging Face cache.")
+    mdl = sub.add_parser(
+        "models",
+        help="download, remove and list model weights",
+        description="Manage model weights in the Hugging Face cache.",
+    )
     mdl.add_argument("action", choices=("pull", "rm", "list"))
     mdl.add_argument("ids", nargs="*", metavar="ID", help="model ids (see ttag list-models)")
     mdl.set_defaults(func=cmd_models)
 
-    rnr = sub.add_parser("runners", help="set up and check the environments of runners that need their own",
-                         description="Runners whose libraries cannot share ttag's environment (audiocraft) get a "
-                                     "virtual environment that ttag builds and uses for their workers.")
+    rnr = sub.add_parser(
+        "runners",
+        help="set up and check the environments of runners that need their own",
+        description="Runners whose libraries cannot share ttag's environment (audiocraft) get a "
+        "virtual environment that ttag builds and uses for their workers.",
+    )
     rnr.add_argument("action", choices=("setup", "status"))
     rnr.add_argument("name", nargs="?", metavar="NAME", help="runner name, e.g. audiocraft")
     rnr.add_argument("--force", action="store_true", help="setup: delete the environment and build it again")

@@ -11,9 +11,12 @@ import tempfile
 import unicodedata
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runners.contract import Clip
+from runners.request import MODEL_PARAMS
+
+if TYPE_CHECKING:  # numpy stays off the CLI's start-up path
+    from runners.contract import Clip
 
 SLUG_CHARS = 40
 # soundfile (libsndfile) format and subtype for each output format.
@@ -103,6 +106,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def cli_option(param: str) -> str:
+    """The ``ttag generate`` option for a parameter: ``top_k`` → ``--top-k``, ``audio_prompt`` → ``--continue``."""
+    return "--continue" if param == "audio_prompt" else "--" + param.replace("_", "-")
+
+
 def recreate_command(metadata: dict[str, Any]) -> str:
     """The CLI line that makes this exact take again."""
     params = metadata.get("parameters", {})
@@ -117,19 +125,9 @@ def recreate_command(metadata: dict[str, Any]) -> str:
         "--seed",
         str(metadata.get("seed")),
     ]
-    flags = {
-        "temperature": "--temperature",
-        "top_k": "--top-k",
-        "top_p": "--top-p",
-        "guidance": "--guidance",
-        "steps": "--steps",
-        "negative_prompt": "--negative-prompt",
-        "audio_prompt": "--continue",
-        "melody": "--melody",
-    }
-    for name, flag in flags.items():
+    for name in MODEL_PARAMS:
         if params.get(name) is not None:
-            words += [flag, str(params[name])]
+            words += [cli_option(name), str(params[name])]
     return shlex.join(words)
 
 
