@@ -430,7 +430,8 @@ class WorkerHandle:
             return  # an old worker, already replaced
         self.loaded_models.clear()
         job = self.current
-        if job is not None and not job.finished:
+        # A worker that died before its hello is reported by _ensure_started (with its fatal message, if any).
+        if job is not None and not job.finished and self._hello.is_set():
             kind = "cancelled" if job.cancel_requested else "crashed"
             job._fail(kind, f"{_describe_exit(process.returncode)}{reason}{self._stderr_hint()}")
 
