@@ -433,7 +433,7 @@ def test_cancel_stops_generation_and_the_worker_goes_on(bridge, registry):
     assert bridge.handle_for(registry.get("debug-musicgen")).pid == pid  # the same worker served it
 
 
-def test_missing_weights_name_the_download_commands(env_python, tmp_path):
+def test_missing_weights_name_the_download_command(env_python, tmp_path):
     spec = next(m for m in MODELS if m.id == "audio-magnet-small")
     registry = Registry([spec])
     settings = RunnerSettings(threads=1, cache_dir=str(tmp_path / "hub"))  # an empty cache, whatever ~/.cache holds
@@ -442,5 +442,5 @@ def test_missing_weights_name_the_download_commands(env_python, tmp_path):
         run(own, validate_request({"prompt": "rain", "model": spec.id, "seed": 1}, registry))
     message = str(failure.value)
     assert failure.value.kind == "missing_weights", message
-    assert "`hf download facebook/audio-magnet-small state_dict.bin compression_state_dict.bin --cache-dir" in message
-    assert "hf download t5-large" in message and "Traceback" not in message
+    assert "facebook/audio-magnet-small, t5-large missing" in message
+    assert "run `ttag models pull audio-magnet-small`" in message and "Traceback" not in message

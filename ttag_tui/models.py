@@ -55,33 +55,65 @@ def choose_patterns(files: list[str]) -> list[str]:
     return [*weights, *CONFIG_PATTERNS]
 
 
+def download_plan(spec: ModelSpec, listing: Callable[[str], list[str]]) -> list[tuple[str, list[str]]]:
+    """(repo, file patterns) to fetch. A runner that loads more than one repo, or only some files, declares them in
+    its spec's ``extra["hub_files"]`` ({repo: patterns}, or patterns for the model's own repo); otherwise the choice
+    follows transformers' layout: safetensors when the repo has them, configs and tokenizer files."""
+    declared = spec.extra.get("hub_files")
+    if isinstance(declared, dict):
+        return [(repo, list(patterns)) for repo, patterns in declared.items()]
+    if declared:
+        return [(spec.hub_repo, list(declared))]
+    return [(spec.hub_repo, choose_patterns(listing(spec.hub_repo)))]
+
+
+def refuse_remote_code(repo: str, files: list[str], fetch: Callable[[str], Path]) -> None:
+    """ttag never runs code shipped in a repo: a transformers ``auto_map`` or a custom diffusers pipeline."""
+    if "config.json" in files and "auto_map" in json.loads(fetch("config.json").read_text()):
+        raise ModelsError(f"{repo} needs custom code from the repo (trust_remote_code): ttag will not run it")
+    if "model_index.json" in files and isinstance(
+        json.loads(fetch("model_index.json").read_text()).get("_class_name"), list
+    ):
+        raise ModelsError(f"{repo} is a custom diffusers pipeline (code from the repo): ttag will not run it")
+
+
 def pull(registry: Registry, model_id: str, cache_dir: str | None = None, say: Printer = print) -> Path:
-    """Download (or resume downloading) a model's weights into the hub cache; the snapshot folder."""
+    """Download (or resume downloading) a model's files into the hub cache; the model's snapshot folder."""
     spec = _hub_spec(registry, model_id)
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
         raise ModelsError(f"cannot download {spec.hub_repo}: HF_HUB_OFFLINE is set (unset it to download)")
     from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
     cache = str(hub_cache_dir(cache_dir))
+    api = HfApi()
     try:
-        config = json.loads(Path(hf_hub_download(spec.hub_repo, "config.json", revision=spec.revision,
-                                                 cache_dir=cache)).read_text())
-        if "auto_map" in config:
-            raise ModelsError(f"{spec.hub_repo} needs custom code from the repo (trust_remote_code): ttag will not "
-                              "run it")
-        files = HfApi().list_repo_files(spec.hub_repo, revision=spec.revision)
-        patterns = choose_patterns(files)
-        if patterns[0] in TORCH_PATTERNS:
-            say(f"{spec.hub_repo} has no safetensors weights at this revision: fetching its PyTorch weights, which "
-                "transformers loads with torch's safe (weights-only) unpickler")
-        say(f"downloading {spec.hub_repo} (about {spec.size_bytes / 1e9:.1f} GB) into {cache}; "
-            "an interrupted download resumes where it stopped")
-        path = snapshot_download(spec.hub_repo, revision=spec.revision, cache_dir=cache, allow_patterns=patterns)
+        plan = download_plan(spec, lambda repo: api.list_repo_files(repo, revision=spec.revision))
+        say(
+            f"downloading {spec.id} (about {spec.size_bytes / 1e9:.1f} GB) into {cache}; "
+            "an interrupted download resumes where it stopped"
+        )
+        snapshot = None
+        for repo, patterns in plan:
+            revision = spec.revision if repo == spec.hub_repo else None
+            files = api.list_repo_files(repo, revision=revision)
+            refuse_remote_code(
+                repo,
+                files,
+                lambda name, r=repo, rev=revision: Path(hf_hub_download(r, name, revision=rev, cache_dir=cache)),
+            )
+            if any(p in TORCH_PATTERNS for p in patterns):
+                say(
+                    f"{repo} has no safetensors weights at this revision: fetching its PyTorch weights, which "
+                    "transformers loads with torch's safe (weights-only) unpickler"
+                )
+            say(f"  {repo}: {', '.join(patterns)}")
+            path = snapshot_download(repo, revision=revision, cache_dir=cache, allow_patterns=patterns)
+            snapshot = snapshot or path
     except ModelsError:
         raise
     except Exception as exc:  # offline, DNS, HTTP errors, a missing repo: all one line for the user
         raise ModelsError(f"cannot download {spec.hub_repo}: {_reason(exc)}") from None
-    return Path(path)
+    return Path(snapshot)
 
 
 def _reason(exc: BaseException) -> str:
@@ -111,8 +143,11 @@ def cached(registry: Registry, cache_dir: str | None = None) -> list[CachedModel
         if repo is None:
             rows.append(CachedModel(spec, 0, (), None))
         else:
-            rows.append(CachedModel(spec, repo.size_on_disk, tuple(sorted(r.commit_hash for r in repo.revisions)),
-                                    repo.repo_path))
+            rows.append(
+                CachedModel(
+                    spec, repo.size_on_disk, tuple(sorted(r.commit_hash for r in repo.revisions)), repo.repo_path
+                )
+            )
     return rows
 
 

@@ -16,6 +16,8 @@ from runners.registry import ModelSpec, ParamSpec
 
 RUNNER = "runners.audiocraft.runner:AudioCraftRunner"
 SETUP = "ttag runners setup audiocraft"
+MBD_FILE = "mbd_musicgen_32khz.th"
+T5_FILES = ("config.json", "spiece.model", "model.safetensors")  # the text encoder audiocraft loads by name
 MBD_REPO = "facebook/multiband-diffusion"
 LICENCE = "CC-BY-NC 4.0 (weights), MIT (code)"
 
@@ -82,6 +84,16 @@ def _magnet_params(*, audio: bool) -> tuple[ParamSpec, ...]:
     )
 
 
+def _hub_files(hub_repo: str | None, text_encoder: str, decoder: str) -> dict[str, tuple[str, ...]]:
+    """What ``ttag models pull`` fetches and the runner checks: repo → files (globs allowed)."""
+    if hub_repo is None:
+        return {}
+    files = {hub_repo: ("state_dict.bin", "compression_state_dict.bin"), text_encoder: T5_FILES}
+    if decoder == "mbd":
+        files[MBD_REPO] = (MBD_FILE,)
+    return files
+
+
 def audiocraft_spec(
     model_id: str,
     name: str,
@@ -117,6 +129,7 @@ def audiocraft_spec(
         licence=LICENCE,
         requires=("audiocraft",),
         extra={
+            "hub_files": _hub_files(hub_repo, text_encoder, decoder),
             "family": family,
             "name": name,
             "window_s": window_s,

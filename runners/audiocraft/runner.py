@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from runners.audiocraft import MBD_REPO, SETUP, offline
+from runners.audiocraft import SETUP, offline
 from runners.contract import (
     AudioChunk,
     BaseRunner,
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
 offline.set_offline_environment()  # before anything imports huggingface_hub: a worker never downloads
 
 STREAM_MARGIN_FRAMES = 8  # frames held back at the end of a streamed window until the next one exists
-MBD_FILE = "mbd_musicgen_32khz.th"
-T5_FILES = ("config.json", "spiece.model")
 
 Sink = Callable[[np.ndarray, bool], None]  # (audio of the take so far [C, S], final?)
 
@@ -141,16 +139,10 @@ class AudioCraftRunner(BaseRunner):
 
     # -- weights -------------------------------------------------------------------------------------------------
     def _needed_files(self) -> list[tuple[str, tuple[str, ...]]]:
-        """(repo, files) the model loads from the hub cache; nothing for models built in code."""
-        if not self.spec.hub_repo or self.spec.extra.get("factory"):
+        """(repo, files) the model loads from the hub cache (from its spec); nothing for models built in code."""
+        if self.spec.extra.get("factory"):
             return []
-        needed = [
-            (self.spec.hub_repo, ("state_dict.bin", "compression_state_dict.bin")),
-            (self.spec.extra.get("text_encoder") or "t5-base", T5_FILES),
-        ]
-        if self.spec.extra.get("decoder") == "mbd":
-            needed.append((MBD_REPO, (MBD_FILE,)))
-        return needed
+        return list(self.spec.extra.get("hub_files", {}).items())
 
     def _check_weights(self) -> None:
         from huggingface_hub import try_to_load_from_cache
@@ -163,7 +155,7 @@ class AudioCraftRunner(BaseRunner):
         ]
         if missing:
             raise MissingWeights(
-                f"{self.spec.id} is not downloaded ({', '.join(missing)} missing): " + self._download_hint(missing)
+                f"{self.spec.id} is not downloaded ({', '.join(missing)} missing): " + self._download_hint()
             )
 
     def _cache_dir(self) -> str | None:
@@ -171,17 +163,8 @@ class AudioCraftRunner(BaseRunner):
 
         return self.settings.cache_dir or os.environ.get("AUDIOCRAFT_CACHE_DIR") or None
 
-    def _download_hint(self, repos: list[str] | None = None) -> str:
-        cache = f" --cache-dir {self._cache_dir()}" if self._cache_dir() else ""
-        commands = []
-        for repo, files in self._needed_files():
-            if repos is not None and repo not in repos:
-                continue
-            if files == T5_FILES:
-                commands.append(f"hf download {repo} --include '*.json' spiece.model model.safetensors{cache}")
-            else:
-                commands.append(f"hf download {repo} {' '.join(files)}{cache}")
-        return "run " + " and ".join(f"`{c}`" for c in commands) + f" (about {self.spec.size_bytes / 1e9:.1f} GB)"
+    def _download_hint(self) -> str:
+        return f"run `ttag models pull {self.spec.id}` (about {self.spec.size_bytes / 1e9:.1f} GB)"
 
     def unload(self) -> None:
         self.model = None
