@@ -226,3 +226,39 @@ def test_api_conforms_to_its_schema(case):
     ):
         case.body["model"] = "tone"  # test doubles that fail on purpose are not the API's fault
     case.call_and_validate(excluded_checks=[positive_data_acceptance])
+
+
+async def test_the_tui_against_a_real_server(live_server, tmp_path):
+    """The TUI with a remote backend: a take made on the server lands here; a server gone mid-job is an error."""
+    from tests.test_app import generate, job_items, takes, type_prompt, wait_for
+    from tests.tui_fakes import no_audio_device
+    from ttag_tui.app import TtagApp
+    from ttag_tui.playback import Player
+    from ttag_tui.sessions import SessionStore
+
+    base, process = live_server
+    remote = RemoteBridge(base)
+    app = TtagApp(
+        Config(output_dir=str(tmp_path / "out"), theme="ttag-night"),
+        registry=remote.registry(),
+        bridge_factory=lambda: remote,
+        store=SessionStore(tmp_path / "sessions.sqlite3"),
+        player=Player(no_audio_device),
+        persist_config=False,
+    )
+    async with app.run_test() as pilot:
+        app.screen.query_one("#set-duration").value = "2"
+        await generate(pilot, "house 124 bpm", 1)
+        take = takes(app).selected_take
+        sidecar = json.loads(Path(take.path).with_suffix(".json").read_text())
+        assert sidecar["model"] == "synth" and sidecar["duration"] == 2
+        assert soundfile.info(take.path).frames == 2 * 44100
+
+        app.screen.query_one("#set-duration").value = "600"
+        await type_prompt(pilot, "ambient rain")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: job_items(app) and job_items(app)[0].status == "running", "a running job")
+        process.kill()
+        await wait_for(pilot, lambda: job_items(app)[0].status == "failed", "the failure", timeout=60)
+        assert "cannot reach the ttag server" in job_items(app)[0].detail
+        assert takes(app).row_count == 1, "the app lives on with its takes"

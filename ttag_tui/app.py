@@ -153,7 +153,16 @@ class TtagApp(App[int]):
         self.store.close()
 
 
-def run() -> int:
-    app = TtagApp()
+def run(backend: str | None = None) -> int:
+    """Open the TUI; with a backend URL (``--backend`` or config ``backend``), jobs run on that ttag server."""
+    config = config_module.load()
+    backend = backend or config.backend
+    if not backend:
+        app = TtagApp(config)
+    else:
+        from ttag_tui.remote import RemoteBridge
+
+        remote = RemoteBridge(backend, api_key=config.backend_api_key)
+        app = TtagApp(config, registry=remote.registry(), bridge_factory=lambda: remote)
     app.run()
     return app.return_code or 0

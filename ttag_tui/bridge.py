@@ -31,7 +31,7 @@ import numpy as np
 import runners
 from runners.contract import Clip, RunnerSettings
 from runners.protocol import PROTOCOL_VERSION, ProtocolError, read_message, write_message
-from runners.registry import ModelSpec, Registry
+from runners.registry import Availability, ModelSpec, Registry, probe_availability
 from runners.request import GenerationRequest
 from ttag_tui import __version__
 from ttag_tui.config import Config
@@ -509,6 +509,12 @@ class Bridge:
 
     def interpreter_for(self, spec: ModelSpec) -> str:
         return self.settings.interpreters.get(spec.runner_name) or sys.executable
+
+    def availability(self, spec: ModelSpec) -> Availability:
+        """Whether the model can run here: its worker's environment and its weights (nothing is imported)."""
+        return probe_availability(
+            spec, interpreter=self.settings.interpreters.get(spec.runner_name), cache_dir=self.settings.runner.cache_dir
+        )
 
     def handle_for(self, spec: ModelSpec) -> WorkerHandle:
         with self._lock:

@@ -175,25 +175,29 @@ def _human_size(size: int) -> str:
 
 
 def cmd_list_models(args: argparse.Namespace) -> int:
-    from runners.registry import Availability, ModelSpec, default_registry, probe_availability
+    from runners.registry import default_registry, probe_availability
     from ttag_tui import config as config_module
     from ttag_tui.runner_envs import interpreter_for
 
     config = config_module.load()
-    rows = []
-    if args.backend or config.backend:
+    backend = args.backend or config.backend
+    if backend:
         from ttag_tui.remote import RemoteBridge
 
-        with RemoteBridge(args.backend or config.backend, api_key=config.backend_api_key) as remote:
-            names = set(ModelSpec.__dataclass_fields__)
-            for entry in remote.models():
-                spec = ModelSpec.from_dict({k: v for k, v in entry.items() if k in names})
-                rows.append((spec, Availability(entry["runnable"], entry["weights_cached"], entry["reason"])))
-    for spec in default_registry() if not rows and not (args.backend or config.backend) else ():
-        avail = probe_availability(
-            spec, interpreter=interpreter_for(config.interpreters, spec.runner_name), cache_dir=config.cache_dir or None
-        )
-        rows.append((spec, avail))
+        with RemoteBridge(backend, api_key=config.backend_api_key) as remote:
+            rows = [(spec, remote.availability(spec)) for spec in remote.registry()]
+    else:
+        rows = [
+            (
+                spec,
+                probe_availability(
+                    spec,
+                    interpreter=interpreter_for(config.interpreters, spec.runner_name),
+                    cache_dir=config.cache_dir or None,
+                ),
+            )
+            for spec in default_registry()
+        ]
     if args.json:
         print(
             json.dumps(
@@ -338,7 +342,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     except ImportError:
         print('The ttag TUI is not part of this build yet. Try: ttag generate "lofi hip hop, 85 bpm"', file=sys.stderr)
         return EXIT_USAGE
-    return run()
+    return run(backend=args.backend)
 
 
 def build_parser() -> argparse.ArgumentParser:

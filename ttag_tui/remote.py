@@ -18,7 +18,7 @@ import numpy as np
 import soundfile
 
 from runners.contract import Clip
-from runners.registry import ModelSpec, Registry
+from runners.registry import Availability, ModelSpec, Registry
 from runners.request import GenerationRequest
 from ttag_tui.bridge import Chunk, Job, Started
 
@@ -48,6 +48,7 @@ class RemoteBridge:
         self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
         self._remote_ids: dict[str, str] = {}
         self._registry: Registry | None = None
+        self._availability: dict[str, Availability] = {}
 
     def __enter__(self) -> RemoteBridge:
         return self
@@ -69,16 +70,18 @@ class RemoteBridge:
     def registry(self) -> Registry:
         """The server's models (validation runs against them, as the server will)."""
         if self._registry is None:
-            names = {f for f in ModelSpec.__dataclass_fields__}
-            specs = [
-                ModelSpec.from_dict({k: v for k, v in m.items() if k in names})
-                for m in self._call("GET", "/api/models").json()
-            ]
-            self._registry = Registry(specs)
+            names = set(ModelSpec.__dataclass_fields__)
+            entries = self._call("GET", "/api/models").json()
+            self._registry = Registry(ModelSpec.from_dict({k: v for k, v in m.items() if k in names}) for m in entries)
+            self._availability = {
+                m["id"]: Availability(m["runnable"], m["weights_cached"], m.get("reason", "")) for m in entries
+            }
         return self._registry
 
-    def models(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/api/models").json()
+    def availability(self, spec: ModelSpec) -> Availability:
+        """Whether the model can run on the server (as the server reported it)."""
+        self.registry()
+        return self._availability.get(spec.id, Availability(False, None, "the server does not know this model"))
 
     def submit(self, request: GenerationRequest, *, stream: bool = False) -> Job:
         spec = self.registry().get(request.model)

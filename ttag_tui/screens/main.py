@@ -17,11 +17,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from runners.registry import ModelSpec, probe_availability
+from runners.registry import ModelSpec
 from runners.request import GenerationRequest, RequestInvalid, validate_request
 from ttag_tui import keymap
 from ttag_tui.playback import SEEK_STEP_S, VOLUME_STEP, AudioSource, PlaybackUnavailable
-from ttag_tui.runner_envs import interpreter_for
 from ttag_tui.sessions import Session, Take
 from ttag_tui.widgets.jobs import JobItem, JobsList
 from ttag_tui.widgets.models import ModelPane, ModelStatus
@@ -186,16 +185,9 @@ class MainScreen(Screen[None]):
 
     # -- models ----------------------------------------------------------------------------------------------------
     def _probe_models(self) -> None:
-        """In a thread: can each model run here? (looks for modules and weights; imports nothing heavy)"""
-        config = self.ttag.config
-        found = {}
-        for spec in self.ttag.registry:
-            availability = probe_availability(
-                spec,
-                interpreter=interpreter_for(config.interpreters, spec.runner_name),
-                cache_dir=config.cache_dir or None,
-            )
-            found[spec.id] = availability
+        """In a thread: can each model run (here, or on the remote server)? Imports nothing heavy."""
+        bridge = self.ttag.bridge
+        found = {spec.id: bridge.availability(spec) for spec in self.ttag.registry}
         self.app.call_from_thread(self._show_availability, found)
 
     def _show_availability(self, found: dict[str, Any]) -> None:
