@@ -7,7 +7,6 @@ its model after ``idle_unload_s`` without work. See ``runners.protocol`` for the
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import json
 import os
@@ -22,12 +21,13 @@ from runners.contract import BaseRunner, Cancelled, JobContext, RunnerError, Run
 from runners.protocol import PROTOCOL_VERSION, read_message, write_message
 from runners.registry import ModelSpec
 from runners.request import GenerationRequest
+from runners.torch_support import free_memory, is_out_of_memory
 
 
 def _error_kind(exc: BaseException) -> str:
     if isinstance(exc, RunnerError):
         return exc.kind
-    if isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__:
+    if is_out_of_memory(exc):
         return "out_of_memory"
     return "internal"
 
@@ -102,10 +102,7 @@ class Worker:
         for model_id in [m for m in self.loaded if model in (None, m)]:
             self.loaded.pop(model_id).unload()
             self.send({"type": "unloaded", "model": model_id, "reason": reason})
-        gc.collect()
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_memory()
 
     def serve(self, message: dict[str, Any]) -> None:
         job = message["job"]

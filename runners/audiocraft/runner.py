@@ -38,6 +38,7 @@ from runners.contract import (
     OutOfMemory,
     RunnerError,
 )
+from runners.torch_support import free_memory, is_out_of_memory
 
 if TYPE_CHECKING:
     from runners.request import GenerationRequest
@@ -51,15 +52,6 @@ Sink = Callable[[np.ndarray, bool], None]  # (audio of the take so far [C, S], f
 
 class BadAudioInput(RunnerError):
     kind = "invalid_request"
-
-
-def _is_oom(exc: BaseException) -> bool:
-    text = str(exc)
-    return (
-        isinstance(exc, MemoryError)
-        or type(exc).__name__ == "OutOfMemoryError"
-        or (isinstance(exc, RuntimeError) and ("can't allocate" in text or "out of memory" in text.lower()))
-    )
 
 
 @dataclass(frozen=True)
@@ -104,7 +96,7 @@ class AudioCraftRunner(BaseRunner):
                 self.mbd = models.MultiBandDiffusion.get_mbd_musicgen(device=self.device)
         except Exception as exc:
             self.unload()
-            if _is_oom(exc):
+            if is_out_of_memory(exc):
                 raise OutOfMemory(f"not enough memory to load {self.spec.id}: try a smaller model") from None
             if _is_missing_file(exc):
                 raise MissingWeights(
@@ -169,12 +161,7 @@ class AudioCraftRunner(BaseRunner):
     def unload(self) -> None:
         self.model = None
         self.mbd = None
-        import gc
-
-        gc.collect()
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_memory()
 
     # -- the contract --------------------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
@@ -347,7 +334,7 @@ class AudioCraftRunner(BaseRunner):
         except RunnerError:
             raise
         except Exception as exc:
-            if _is_oom(exc):
+            if is_out_of_memory(exc):
                 raise OutOfMemory(
                     f"out of memory generating with {self.spec.id}: try a shorter duration, fewer "
                     "takes or a smaller model"

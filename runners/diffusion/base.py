@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from runners.contract import BaseRunner, JobContext, MissingDependency, MissingWeights, OutOfMemory, RunnerError
+from runners.torch_support import device_and_dtype, free_memory, is_out_of_memory
 
 if TYPE_CHECKING:
     from runners.request import GenerationRequest
@@ -29,15 +30,6 @@ class BadInput(RunnerError):
 
 def human_size(size: int) -> str:
     return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
-
-
-def is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and (
-        "DefaultCPUAllocator: can't allocate" in text or "out of memory" in text.lower()
-    )
 
 
 class DiffusersRunner(BaseRunner):
@@ -60,7 +52,7 @@ class DiffusersRunner(BaseRunner):
             raise MissingDependency(f"{self.spec.id} needs {', '.join(missing)}: pip install 'ttag[diffusion]'")
         if self.settings.threads > 0:
             torch.set_num_threads(self.settings.threads)
-        self.device, self.dtype = self._device_and_dtype(torch)
+        self.device, self.dtype = device_and_dtype(self.settings, torch)
         ctx.progress("loading", 0, 1)
         source = dict(revision=self.spec.revision, cache_dir=self.settings.cache_dir, local_files_only=True)
         try:
@@ -77,7 +69,7 @@ class DiffusersRunner(BaseRunner):
                 f"run `ttag models pull {self.spec.id}` ({str(exc).splitlines()[0]})"
             ) from None
         except Exception as exc:
-            if is_oom(exc):
+            if is_out_of_memory(exc):
                 self.unload()
                 raise OutOfMemory(f"not enough memory to load {self.spec.id}: try a smaller model") from None
             raise
@@ -94,23 +86,9 @@ class DiffusersRunner(BaseRunner):
     def _loaded(self) -> None:
         """Hook: read what the checkpoint says (sample rate, limits) once it is loaded."""
 
-    def _device_and_dtype(self, torch: Any) -> tuple[str, Any]:
-        device = self.settings.device
-        if device == "auto":
-            mps = getattr(torch.backends, "mps", None)
-            device = "cuda" if torch.cuda.is_available() else ("mps" if mps and mps.is_available() else "cpu")
-        if self.settings.dtype == "auto":
-            dtype = torch.float16 if device == "cuda" else torch.float32
-        else:
-            dtype = getattr(torch, self.settings.dtype)
-        return device, dtype
-
     def unload(self) -> None:
         self.pipe = None
-        gc.collect()
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        free_memory()
 
     # -- generation helpers --------------------------------------------------------------------------------------
     def _require_loaded(self) -> Any:
@@ -129,7 +107,7 @@ class DiffusersRunner(BaseRunner):
         try:
             return run(*args, **kwargs)
         except Exception as exc:
-            if is_oom(exc):
+            if is_out_of_memory(exc):
                 gc.collect()
                 torch = sys.modules.get("torch")
                 if torch is not None and torch.cuda.is_available():

@@ -16,18 +16,39 @@ CONTEXT_S = 12.0
 
 # MusicGen's sampling defaults (audiocraft's and the hub generation configs').
 COMMON_PARAMS = (
-    ParamSpec("temperature", "float", 1.0, 0.0, 4.0,
-              help="Sampling temperature: lower is safer and more repetitive; 0 always picks the likeliest token."),
+    ParamSpec(
+        "temperature",
+        "float",
+        1.0,
+        0.0,
+        4.0,
+        help="Sampling temperature: lower is safer and more repetitive; 0 always picks the likeliest token.",
+    ),
     ParamSpec("top_k", "int", 250, 0, 2048, help="Sample only from the k likeliest tokens (0 = no limit)."),
-    ParamSpec("top_p", "float", 0.0, 0.0, 1.0,
-              help="Nucleus sampling: keep the likeliest tokens up to this total probability (0 = off)."),
-    ParamSpec("guidance", "float", 3.0, 1.0, 20.0,
-              help="Classifier-free guidance: how closely to follow the prompt (1 = off, 3 is MusicGen's default)."),
-    ParamSpec("audio_prompt", "audio", None,
-              help="An audio file to continue; the result starts with it and lasts 'duration' seconds in all."),
+    ParamSpec(
+        "top_p",
+        "float",
+        0.0,
+        0.0,
+        1.0,
+        help="Nucleus sampling: keep the likeliest tokens up to this total probability (0 = off).",
+    ),
+    ParamSpec(
+        "guidance",
+        "float",
+        3.0,
+        1.0,
+        20.0,
+        help="Classifier-free guidance: how closely to follow the prompt (1 = off, 3 is MusicGen's default).",
+    ),
+    ParamSpec(
+        "audio_prompt",
+        "audio",
+        None,
+        help="An audio file to continue; the result starts with it and lasts 'duration' seconds in all.",
+    ),
 )
-MELODY_PARAM = ParamSpec("melody", "audio", None,
-                         help="An audio file whose melody (chromagram) the music follows.")
+MELODY_PARAM = ParamSpec("melody", "audio", None, help="An audio file whose melody (chromagram) the music follows.")
 
 
 def _spec(name: str, size_gb: float, description: str, *, stereo: bool = False, melody: bool = False) -> ModelSpec:
@@ -61,6 +82,7 @@ MODELS = (
     _spec("musicgen-stereo-medium", 4.1, "Stereo MusicGen 1.5B.", stereo=True),
     _spec("musicgen-stereo-large", 6.9, "Stereo MusicGen 3.3B; slow.", stereo=True),
     _spec("musicgen-stereo-melody", 4.2, "Stereo MusicGen 1.5B that can follow a melody.", stereo=True, melody=True),
-    _spec("musicgen-stereo-melody-large", 10.6, "Stereo MusicGen 3.3B that can follow a melody.", stereo=True,
-          melody=True),
+    _spec(
+        "musicgen-stereo-melody-large", 10.6, "Stereo MusicGen 3.3B that can follow a melody.", stereo=True, melody=True
+    ),
 )

@@ -78,13 +78,27 @@ def melody_chroma(wave: np.ndarray, settings: ChromaSettings) -> Any:
         pad = settings.n_fft - waveform.shape[-1]
         waveform = torch.nn.functional.pad(waveform, (pad // 2, pad // 2 + pad % 2))
     window = torch.hann_window(settings.n_fft)
-    stft = torch.stft(waveform, settings.n_fft, hop_length=settings.hop_length, win_length=settings.n_fft,
-                      window=window, center=True, pad_mode="reflect", normalized=False, onesided=True,
-                      return_complex=True)
+    stft = torch.stft(
+        waveform,
+        settings.n_fft,
+        hop_length=settings.hop_length,
+        win_length=settings.n_fft,
+        window=window,
+        center=True,
+        pad_mode="reflect",
+        normalized=False,
+        onesided=True,
+        return_complex=True,
+    )
     spec = (stft / window.pow(2).sum().sqrt()).abs().pow(2)  # (1, freq, time)
-    filters = torch.from_numpy(chroma_filter_bank(sampling_rate=settings.sampling_rate,
-                                                  num_frequency_bins=settings.n_fft, tuning=0,
-                                                  num_chroma=settings.num_chroma)).float()
+    filters = torch.from_numpy(
+        chroma_filter_bank(
+            sampling_rate=settings.sampling_rate,
+            num_frequency_bins=settings.n_fft,
+            tuning=0,
+            num_chroma=settings.num_chroma,
+        )
+    ).float()
     chroma = torch.einsum("cf,...ft->...ct", filters, spec)
     chroma = torch.nn.functional.normalize(chroma, p=float("inf"), dim=-2, eps=1e-6).transpose(1, 2)
     one_hot = torch.zeros_like(chroma)

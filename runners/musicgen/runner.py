@@ -19,7 +19,6 @@ single-take request with seed+k makes. (A batched call would draw every take's t
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import math
 import queue
@@ -43,6 +42,7 @@ from runners.contract import (
 from runners.musicgen import CONTEXT_S, WINDOW_S
 from runners.musicgen.conditioning import BadAudioInput, ChromaSettings, load_audio, melody_chroma, melody_window
 from runners.musicgen.streaming import StreamingCodecDecoder, codebook_delays, complete_frames, delay_pattern
+from runners.torch_support import device_and_dtype, free_memory, is_out_of_memory
 
 if TYPE_CHECKING:
     from runners.request import GenerationRequest
@@ -55,14 +55,6 @@ Sink = Callable[[np.ndarray], None]
 
 def _human_size(size: int) -> str:
     return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
-
-
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("DefaultCPUAllocator: can't allocate" in text
-                                              or "out of memory" in text.lower())
 
 
 @dataclass(frozen=True)
@@ -127,21 +119,27 @@ class MusicGenRunner(BaseRunner):
             import torch
             import transformers
         except ImportError as exc:
-            raise MissingDependency(f"{self.spec.id} needs torch and transformers ({exc}): "
-                                    "pip install 'ttag[musicgen]'") from None
+            raise MissingDependency(
+                f"{self.spec.id} needs torch and transformers ({exc}): pip install 'ttag[musicgen]'"
+            ) from None
         if self.settings.threads > 0:
             torch.set_num_threads(self.settings.threads)
-        self.device, self.dtype = self._device_and_dtype(torch)
-        source = dict(revision=self.spec.revision, cache_dir=self.settings.cache_dir,
-                      local_files_only=True)  # only `ttag models pull` downloads: never a surprise multi-GB fetch
+        self.device, self.dtype = device_and_dtype(self.settings, torch)
+        source = dict(
+            revision=self.spec.revision, cache_dir=self.settings.cache_dir, local_files_only=True
+        )  # only `ttag models pull` downloads: never a surprise multi-GB fetch
         try:
             config = transformers.AutoConfig.from_pretrained(self.spec.hub_repo, **source)
             self.melody = config.model_type == "musicgen_melody"
-            model_class = (transformers.MusicgenMelodyForConditionalGeneration if self.melody
-                           else transformers.MusicgenForConditionalGeneration)
+            model_class = (
+                transformers.MusicgenMelodyForConditionalGeneration
+                if self.melody
+                else transformers.MusicgenForConditionalGeneration
+            )
             ctx.check_cancelled()
-            self.model = model_class.from_pretrained(self.spec.hub_repo, dtype=self.dtype, use_safetensors=None,
-                                                     **source)
+            self.model = model_class.from_pretrained(
+                self.spec.hub_repo, dtype=self.dtype, use_safetensors=None, **source
+            )
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.spec.hub_repo, **source)
             self.chroma = ChromaSettings()
             if self.melody:
@@ -149,9 +147,10 @@ class MusicGenRunner(BaseRunner):
         except OSError as exc:
             raise MissingWeights(
                 f"{self.spec.id} is not downloaded (about {_human_size(self.spec.size_bytes)}): "
-                f"run `ttag models pull {self.spec.id}` ({str(exc).splitlines()[0]})") from None
+                f"run `ttag models pull {self.spec.id}` ({str(exc).splitlines()[0]})"
+            ) from None
         except Exception as exc:
-            if _is_oom(exc):
+            if is_out_of_memory(exc):
                 self.unload()
                 raise OutOfMemory(f"not enough memory to load {self.spec.id}: try a smaller model") from None
             raise
@@ -167,38 +166,23 @@ class MusicGenRunner(BaseRunner):
         self.delay_tail = max(self.delays)  # extra steps so the last codebook completes the last frame
         self.start_token = int(self.model.generation_config.decoder_start_token_id)
 
-    def _device_and_dtype(self, torch: Any) -> tuple[str, Any]:
-        device = self.settings.device
-        if device == "auto":
-            mps = getattr(torch.backends, "mps", None)
-            device = "cuda" if torch.cuda.is_available() else ("mps" if mps and mps.is_available() else "cpu")
-        if self.settings.dtype == "auto":
-            dtype = torch.float16 if device == "cuda" else torch.float32
-        else:
-            dtype = getattr(torch, self.settings.dtype)
-        return device, dtype
-
     def _chroma_settings(self, transformers: Any, source: dict[str, Any]) -> ChromaSettings:
         """The melody extractor's settings from the checkpoint's preprocessor_config.json (defaults when absent)."""
-        path = transformers.utils.cached_file(self.spec.hub_repo, "preprocessor_config.json",
-                                              _raise_exceptions_for_missing_entries=False, **source)
+        path = transformers.utils.cached_file(
+            self.spec.hub_repo, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False, **source
+        )
         return ChromaSettings.from_dict(json.loads(open(path).read())) if path else ChromaSettings()
 
     def unload(self) -> None:
         self.model = None
         self.tokenizer = None
-        self._free_memory()
+        free_memory()
 
-    def _free_memory(self) -> None:
-        gc.collect()
-        torch = __import__("sys").modules.get("torch")
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-    # -- the contract --------------------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
-        return [self.make_clip(request, take, audio, self.sample_rate)
-                for take, audio in self._takes(request, ctx, sink_for=None)]
+        return [
+            self.make_clip(request, take, audio, self.sample_rate)
+            for take, audio in self._takes(request, ctx, sink_for=None)
+        ]
 
     def stream(self, request: GenerationRequest, ctx: JobContext) -> Iterator[AudioChunk]:
         """Chunks while tokens are still being generated: generation runs in a thread, chunks come through a queue.
@@ -215,6 +199,7 @@ class MusicGenRunner(BaseRunner):
             def sink(audio: np.ndarray) -> None:
                 chunks.put(AudioChunk(take, position[0], audio, self.sample_rate))
                 position[0] += audio.shape[1]
+
             return sink
 
         def produce() -> None:
@@ -241,8 +226,9 @@ class MusicGenRunner(BaseRunner):
                     chunks.get(timeout=0.05)
 
     # -- generation ----------------------------------------------------------------------------------------------
-    def _takes(self, request: GenerationRequest, ctx: JobContext,
-               sink_for: Callable[[int], Sink] | None) -> Iterator[tuple[int, np.ndarray]]:
+    def _takes(
+        self, request: GenerationRequest, ctx: JobContext, sink_for: Callable[[int], Sink] | None
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """Render each take in turn; with ``sink_for`` its audio also goes out in pieces as it is generated."""
         if self.model is None:
             raise RunnerError(f"{self.spec.id} is not loaded")
@@ -259,18 +245,40 @@ class MusicGenRunner(BaseRunner):
         for take in range(request.takes):
             sink = sink_for(take) if sink_for is not None else None
             try:
-                audio = self._render(request, take, plan, conditioning, prompt_codes, ctx,
-                                     offset=take * steps, total=request.takes * steps, sink=sink)
+                audio = self._render(
+                    request,
+                    take,
+                    plan,
+                    conditioning,
+                    prompt_codes,
+                    ctx,
+                    offset=take * steps,
+                    total=request.takes * steps,
+                    sink=sink,
+                )
             except Exception as exc:
-                if _is_oom(exc):
-                    self._free_memory()
-                    raise OutOfMemory(f"out of memory generating {request.duration:g} s with {self.spec.id}: "
-                                      "try a smaller model, a shorter duration or fewer takes") from None
+                if is_out_of_memory(exc):
+                    free_memory()
+                    raise OutOfMemory(
+                        f"out of memory generating {request.duration:g} s with {self.spec.id}: "
+                        "try a smaller model, a shorter duration or fewer takes"
+                    ) from None
                 raise
             yield take, audio
 
-    def _render(self, request: GenerationRequest, take: int, plan: _Plan, conditioning: _Conditioning,
-                prompt_codes: Any, ctx: JobContext, *, offset: int, total: int, sink: Sink | None) -> np.ndarray:
+    def _render(
+        self,
+        request: GenerationRequest,
+        take: int,
+        plan: _Plan,
+        conditioning: _Conditioning,
+        prompt_codes: Any,
+        ctx: JobContext,
+        *,
+        offset: int,
+        total: int,
+        sink: Sink | None,
+    ) -> np.ndarray:
         """One take: generate every segment's codes, then (unless streamed) decode them."""
         import torch
 
@@ -291,8 +299,18 @@ class MusicGenRunner(BaseRunner):
         single_audio = None
         for context_frames, new_frames in plan.segments:
             start_frame = codes.shape[-1] - context_frames
-            segment_codes, audio = self._segment(request, conditioning, codes[..., start_frame:], new_frames,
-                                                 start_frame, ctx, done, total, decoder, emit)
+            segment_codes, audio = self._segment(
+                request,
+                conditioning,
+                codes[..., start_frame:],
+                new_frames,
+                start_frame,
+                ctx,
+                done,
+                total,
+                decoder,
+                emit,
+            )
             codes = torch.cat([codes, segment_codes], dim=-1)
             done += new_frames + self.delay_tail
             # generate() decoded exactly this take's codes when there was one segment and it saw all the prompt
@@ -308,9 +326,19 @@ class MusicGenRunner(BaseRunner):
         ctx.progress("decoding", 1, 1)
         return _fit(single_audio, plan.total_samples)
 
-    def _segment(self, request: GenerationRequest, conditioning: _Conditioning, context_codes: Any, new_frames: int,
-                 start_frame: int, ctx: JobContext, done: int, total: int, decoder: StreamingCodecDecoder | None,
-                 emit: Callable[[np.ndarray], None]) -> tuple[Any, np.ndarray]:
+    def _segment(
+        self,
+        request: GenerationRequest,
+        conditioning: _Conditioning,
+        context_codes: Any,
+        new_frames: int,
+        start_frame: int,
+        ctx: JobContext,
+        done: int,
+        total: int,
+        decoder: StreamingCodecDecoder | None,
+        emit: Callable[[np.ndarray], None],
+    ) -> tuple[Any, np.ndarray]:
         """Generate ``new_frames`` frames after ``context_codes``; their codes (codebooks, n) and generate()'s audio."""
         import torch
         from transformers import StoppingCriteriaList
@@ -338,10 +366,13 @@ class MusicGenRunner(BaseRunner):
         kwargs = self._segment_conditioning(conditioning, start_frame)
         if n_context:
             kwargs["decoder_input_ids"] = context_codes.to(self.device)
-        audio = self.model.generate(**kwargs, **self._sampling(request), max_new_tokens=max_new_tokens,
-                                    stopping_criteria=StoppingCriteriaList([_StepHook(on_step)]))
-        frames = complete_frames(state["ids"], mask, self.num_codebooks, self.delays, n_context,
-                                 n_context + new_frames)
+        audio = self.model.generate(
+            **kwargs,
+            **self._sampling(request),
+            max_new_tokens=max_new_tokens,
+            stopping_criteria=StoppingCriteriaList([_StepHook(on_step)]),
+        )
+        frames = complete_frames(state["ids"], mask, self.num_codebooks, self.delays, n_context, n_context + new_frames)
         return frames[0].cpu(), audio[0].float().cpu().numpy()
 
     def _sampling(self, request: GenerationRequest) -> dict[str, Any]:
@@ -352,14 +383,21 @@ class MusicGenRunner(BaseRunner):
         guidance = float(request.guidance if request.guidance is not None else 3.0)
         if temperature <= 0:
             return {"do_sample": False, "guidance_scale": guidance}
-        return {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p if top_p > 0 else None,
-                "guidance_scale": guidance}
+        return {
+            "do_sample": True,
+            "temperature": temperature,
+            "top_k": top_k,
+            "top_p": top_p if top_p > 0 else None,
+            "guidance_scale": guidance,
+        }
 
     def _conditioning(self, request: GenerationRequest) -> _Conditioning:
         """Tokenized text, and for melody models the melody's waveform (its chroma is taken per segment)."""
         inputs = self.tokenizer([request.prompt], return_tensors="pt", padding=True)
-        text = {"input_ids": inputs["input_ids"].to(self.device),
-                "attention_mask": inputs["attention_mask"].to(self.device)}
+        text = {
+            "input_ids": inputs["input_ids"].to(self.device),
+            "attention_mask": inputs["attention_mask"].to(self.device),
+        }
         melody = None
         if request.melody:
             if not self.melody:
@@ -372,8 +410,9 @@ class MusicGenRunner(BaseRunner):
         kwargs = dict(conditioning.text)
         if conditioning.melody is not None:
             window_s = float(self.spec.extra.get("max_window_s", WINDOW_S))
-            part = melody_window(conditioning.melody, start_frame / self.frame_rate, window_s,
-                                 self.chroma.sampling_rate)
+            part = melody_window(
+                conditioning.melody, start_frame / self.frame_rate, window_s, self.chroma.sampling_rate
+            )
             kwargs["input_features"] = melody_chroma(part, self.chroma).to(self.device, self.dtype)
         return kwargs
 
@@ -386,8 +425,9 @@ class MusicGenRunner(BaseRunner):
         audio = load_audio(request.audio_prompt, self.sample_rate, self.channels, what="audio prompt")
         values = torch.from_numpy(audio).to(self.device, self.dtype)
         with torch.inference_mode():
-            per_channel = [self.model.audio_encoder.encode(values[c][None, None]).audio_codes[0, 0]
-                           for c in range(self.channels)]  # each (codebooks per channel, frames)
+            per_channel = [
+                self.model.audio_encoder.encode(values[c][None, None]).audio_codes[0, 0] for c in range(self.channels)
+            ]  # each (codebooks per channel, frames)
         codes = torch.stack(per_channel, dim=1).reshape(self.num_codebooks, -1)  # L0 R0 L1 R1 ... for stereo
         return codes.cpu()
 
@@ -402,7 +442,7 @@ class MusicGenRunner(BaseRunner):
         n = codes.shape[-1]
         for index, start in enumerate(range(0, n, DECODE_CHUNK_FRAMES)):
             ctx.progress("decoding", index, math.ceil(n / DECODE_CHUNK_FRAMES) + 1)
-            pieces.append(decoder.feed(self._per_channel(codes[..., start: start + DECODE_CHUNK_FRAMES])))
+            pieces.append(decoder.feed(self._per_channel(codes[..., start : start + DECODE_CHUNK_FRAMES])))
         pieces.append(decoder.finish())
         return np.concatenate(pieces, axis=1)
 

@@ -39,7 +39,7 @@ def complete_frames(ids: Any, mask: Any, num_codebooks: int, delays: list[int], 
 
     masked = decoder_apply(ids, mask)
     masked = masked.reshape(-1, num_codebooks, masked.shape[-1])
-    rows = [masked[:, k, start + 1 + d: stop + 1 + d] for k, d in enumerate(delays)]
+    rows = [masked[:, k, start + 1 + d : stop + 1 + d] for k, d in enumerate(delays)]
     frames = torch.stack(rows, dim=1)
     if frames.shape[-1] != stop - start:
         raise RuntimeError(f"asked for frames {start}..{stop} but only {frames.shape[-1]} are there")
@@ -121,16 +121,17 @@ class StreamingCodecDecoder:
         lstm_until = self.n_frames if final else max(self.n_frames - self.in_right, self.n_lstm)
         if lstm_until > self.n_lstm:
             lo = max(self.n_lstm - self.in_left, 0)
-            window = self.embeddings[..., lo - self.embeddings_start: lstm_until + self.in_right
-                                     - self.embeddings_start]
-            conv = self.conv_in(window)[..., self.n_lstm - lo: lstm_until - lo]
+            window = self.embeddings[
+                ..., lo - self.embeddings_start : lstm_until + self.in_right - self.embeddings_start
+            ]
+            conv = self.conv_in(window)[..., self.n_lstm - lo : lstm_until - lo]
             seq = conv.permute(2, 0, 1)  # (time, batch, dim)
             out, self.lstm_state = self.lstm(seq, self.lstm_state)
             out = (out + seq).permute(1, 2, 0)
             self.lstm_out = out if self.lstm_out is None else torch.cat([self.lstm_out, out], -1)
             self.n_lstm = lstm_until
             keep_from = max(self.n_lstm - self.in_left - self.in_right, 0)  # history the next window needs
-            self.embeddings = self.embeddings[..., keep_from - self.embeddings_start:]
+            self.embeddings = self.embeddings[..., keep_from - self.embeddings_start :]
             self.embeddings_start = keep_from
 
         # 2. the upsampling convs on a window of LSTM output, keeping only samples far enough from the window's edges.
@@ -139,13 +140,13 @@ class StreamingCodecDecoder:
             return np.zeros((self._channels(), 0), dtype=np.float32)
         lo = max(self.n_emitted - self.context, 0)
         hi = self.n_lstm if final else min(emit_until + self.context, self.n_lstm)
-        hidden = self.lstm_out[..., lo - self.lstm_start: hi - self.lstm_start]
+        hidden = self.lstm_out[..., lo - self.lstm_start : hi - self.lstm_start]
         for layer in self.tail:
             hidden = layer(hidden)
-        audio = hidden[..., (self.n_emitted - lo) * self.hop: (emit_until - lo) * self.hop]
+        audio = hidden[..., (self.n_emitted - lo) * self.hop : (emit_until - lo) * self.hop]
         self.n_emitted = emit_until
         keep_from = max(self.n_emitted - self.context, 0)
-        self.lstm_out = self.lstm_out[..., keep_from - self.lstm_start:]
+        self.lstm_out = self.lstm_out[..., keep_from - self.lstm_start :]
         self.lstm_start = keep_from
         return audio[:, 0].float().cpu().numpy()  # (batch=channels, samples)
 

@@ -26,7 +26,11 @@ MODELS = (
         default_duration=10.0,
         params=(
             ParamSpec(
-                "temperature", "float", 1.0, 0.0, 2.0,
+                "temperature",
+                "float",
+                1.0,
+                0.0,
+                2.0,
                 help="How adventurous the patterns and melodies are (0 = plain and repetitive, 2 = busy).",
             ),
         ),
