@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,18 +20,13 @@ from schemathesis.checks import positive_data_acceptance
 
 from runners.request import validate_request
 from tests.fake_runners import fake_registry
+from tests.live_server import free_port, start_server, stop_server
 from ttag_tui.bridge import Chunk, Done, JobFailed, Progress
 from ttag_tui.config import Config
 from ttag_tui.remote import RemoteBridge
 from ttag_tui.server.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kib(pid: int) -> int:
@@ -46,33 +38,10 @@ def rss_kib(pid: int) -> int:
 
 @pytest.fixture
 def live_server(tmp_path):
-    """``ttag server`` as a user starts it; yields (base_url, process)."""
-    port = free_port()
-    env = {**os.environ, "TTAG_RATE_LIMIT": "10000/minute", "TTAG_MAX_QUEUE": "4"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ttag_tui", "server", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        raise AssertionError(process.stdout.read().decode())
+    """``ttag server`` as a user starts it (a small queue, no rate limit to speak of); yields (base_url, process)."""
+    base, process = start_server(tmp_path, TTAG_MAX_QUEUE="4")
     yield base, process
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop_server(process)
 
 
 def ttag(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -11,18 +11,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.live_server import start_server, stop_server
 from ttag_tui.server.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +45,8 @@ PHONE = {"width": 390, "height": 844}
 
 try:
     from playwright.sync_api import Page, expect, sync_playwright
+
+    expect.set_options(timeout=20_000)  # assertions wait for states; a busy 2-core CI box needs more than 5 s
 except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None
 
@@ -100,51 +97,6 @@ def test_web_files_name_no_outside_url():
 # -- the browser --------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(home: Path, **env: str) -> tuple[str, subprocess.Popen]:
-    port = _free_port()
-    environment = {
-        **os.environ,
-        "TTAG_CONFIG_DIR": str(home / "config"),
-        "TTAG_DATA_DIR": str(home / "data"),
-        "TTAG_OUTPUT_DIR": str(home / "out"),
-        "TTAG_RATE_LIMIT": "10000/minute",
-        **env,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ttag_tui", "server", "--port", str(port)],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(process.stdout.read().decode())
-        try:
-            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                return base, process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError(process.stdout.read().decode())
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 @pytest.fixture(scope="module")
 def browser():
     if MISSING:
@@ -160,16 +112,16 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(browser, tmp_path_factory) -> Iterator[str]:
-    base, process = _start_server(tmp_path_factory.mktemp("web-server"))
+    base, process = start_server(tmp_path_factory.mktemp("web-server"))
     yield base
-    _stop(process)
+    stop_server(process)
 
 
 @pytest.fixture(scope="module")
 def keyed_server(browser, tmp_path_factory) -> Iterator[str]:
-    base, process = _start_server(tmp_path_factory.mktemp("web-keyed"), TTAG_API_KEYS="s3cret-key")
+    base, process = start_server(tmp_path_factory.mktemp("web-keyed"), TTAG_API_KEYS="s3cret-key")
     yield base
-    _stop(process)
+    stop_server(process)
 
 
 class Browsing:
