@@ -31,19 +31,33 @@ def _tokenizer():  # -> T5Tokenizer
     return T5Tokenizer(vocab=vocab, extra_ids=0)
 
 
-def _sub_configs(channels: int) -> tuple:
+# Architecture sizes: "tiny" for tests; "small" has facebook/musicgen-small's shapes (T5-base text encoder, EnCodec
+# 32 kHz, a 24-layer 1024-wide decoder) with random weights, for benchmarks that need realistic compute.
+SIZES = {
+    "tiny": dict(t5=dict(d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4),
+                 codec=dict(codebook_size=CODEBOOK_SIZE, codebook_dim=16, hidden_size=16, num_filters=4,
+                            target_bandwidths=[1.4]),
+                 decoder=dict(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4)),
+    "small": dict(t5=dict(d_model=768, d_ff=3072, d_kv=64, num_layers=12, num_heads=12),
+                  codec=dict(codebook_size=2048, codebook_dim=128, hidden_size=128, num_filters=64,
+                             target_bandwidths=[2.2]),
+                  decoder=dict(hidden_size=1024, ffn_dim=4096, num_hidden_layers=24, num_attention_heads=16)),
+}
+
+
+def _sub_configs(channels: int, size: str = "tiny") -> tuple:
     from transformers import EncodecConfig, T5Config
 
-    text = T5Config(vocab_size=70, d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4,
-                    decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    shape = SIZES[size]
+    codebook_size = shape["codec"]["codebook_size"]
+    text = T5Config(vocab_size=70, **shape["t5"], decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
     codec = EncodecConfig(sampling_rate=SAMPLE_RATE, audio_channels=1, upsampling_ratios=[8, 5, 4, 4],
-                          target_bandwidths=[1.4], codebook_size=CODEBOOK_SIZE, codebook_dim=16, hidden_size=16,
-                          num_filters=4, num_lstm_layers=2, normalize=False, chunk_length_s=None, overlap=None,
+                          **shape["codec"], num_lstm_layers=2, normalize=False, chunk_length_s=None, overlap=None,
                           use_causal_conv=False, use_conv_shortcut=False)  # as facebook/encodec_32khz
     num_codebooks = 4 * channels  # stereo interleaves left/right codebooks
-    decoder = dict(vocab_size=CODEBOOK_SIZE, hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
+    decoder = dict(vocab_size=codebook_size, **shape["decoder"],
                    num_codebooks=num_codebooks, audio_channels=channels, max_position_embeddings=2048,
-                   pad_token_id=CODEBOOK_SIZE, bos_token_id=CODEBOOK_SIZE, dropout=0.0)
+                   pad_token_id=codebook_size, bos_token_id=codebook_size, dropout=0.0)
     return text, codec, decoder
 
 
@@ -74,17 +88,18 @@ def _make_meaningful(model) -> None:
 
 
 def _set_special_tokens(model) -> None:
+    token = model.config.audio_encoder.codebook_size  # pad, bos and decoder start are all one past the codebook
     for config in (model.generation_config, model.config):
-        config.pad_token_id = CODEBOOK_SIZE
-        config.decoder_start_token_id = CODEBOOK_SIZE
-        config.bos_token_id = CODEBOOK_SIZE
+        config.pad_token_id = token
+        config.decoder_start_token_id = token
+        config.bos_token_id = token
     model.generation_config.do_sample = True
     model.generation_config.guidance_scale = 3.0
     model.generation_config.max_length = 1500
 
 
-def build_musicgen(folder: Path, *, channels: int = 1, seed: int = 0) -> Path:
-    """Save a tiny ``MusicgenForConditionalGeneration`` (mono or stereo) + its processor into ``folder``."""
+def build_musicgen(folder: Path, *, channels: int = 1, seed: int = 0, size: str = "tiny") -> Path:
+    """Save a random-weight ``MusicgenForConditionalGeneration`` (mono or stereo; see SIZES) + its processor."""
     import torch
     from transformers import (
         EncodecFeatureExtractor,
@@ -95,7 +110,7 @@ def build_musicgen(folder: Path, *, channels: int = 1, seed: int = 0) -> Path:
     )
 
     torch.manual_seed(seed)
-    text, codec, decoder = _sub_configs(channels)
+    text, codec, decoder = _sub_configs(channels, size)
     config = MusicgenConfig(text_encoder=text, audio_encoder=codec, decoder=MusicgenDecoderConfig(**decoder))
     model = MusicgenForConditionalGeneration(config).eval()
     _make_meaningful(model)
