@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from runners.request import GenerationRequest
 
 STREAM_EVERY_FRAMES = 25  # hand audio to the caller every half second of generated music
+FIRST_STREAM_FRAMES = 8  # ...but the first piece sooner, so playback can start early
 DECODE_CHUNK_FRAMES = 250  # frames per decoder call when decoding a long take in one go (bounded memory)
 
 Sink = Callable[[np.ndarray], None]
@@ -349,7 +350,7 @@ class MusicGenRunner(BaseRunner):
         start_ids = torch.cat([start, context_codes.to(self.device)], dim=-1)
         max_length = start_ids.shape[-1] + max_new_tokens
         mask = delay_pattern(self.model.decoder, start_ids, self.start_token, max_length)
-        state = {"step": 0, "fed": n_context, "ids": None}
+        state = {"step": 0, "fed": n_context, "ids": None, "emitted": False}
 
         def on_step(ids: Any) -> None:
             state["step"] += 1
@@ -358,7 +359,9 @@ class MusicGenRunner(BaseRunner):
             if decoder is None:
                 return
             ready = min(ids.shape[-1] - 1 - self.delay_tail, n_context + new_frames)
-            if ready - state["fed"] >= STREAM_EVERY_FRAMES or ready == n_context + new_frames:
+            every = STREAM_EVERY_FRAMES if state["emitted"] else FIRST_STREAM_FRAMES
+            if ready - state["fed"] >= every or ready == n_context + new_frames:
+                state["emitted"] = True
                 frames = complete_frames(ids, mask, self.num_codebooks, self.delays, state["fed"], ready)
                 emit(decoder.feed(self._per_channel(frames[0])))
                 state["fed"] = ready

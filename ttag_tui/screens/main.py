@@ -55,6 +55,7 @@ def take_request_fields(take: Take) -> dict[str, Any]:
 
 
 class MainScreen(Screen[None]):
+    AUTO_FOCUS = "PromptArea"  # focused as the screen mounts: the footer lays out its keys once, not twice
     BINDINGS = [*keymap.bindings("app"), *keymap.bindings("main")]
 
     def __init__(self) -> None:
@@ -102,7 +103,6 @@ class MainScreen(Screen[None]):
         self._show_session()
         self.set_interval(TICK_S, self._tick)
         self.call_after_refresh(self._after_first_paint)
-        self.query_one(PromptArea).focus()
 
     def _show_session(self) -> None:
         """Put the session's saved state into the panes."""
