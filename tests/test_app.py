@@ -296,7 +296,6 @@ async def test_the_ui_process_never_imports_torch(tmp_path):
 
 @pytest.mark.slow
 async def test_the_real_synth_model(tmp_path):
-    pytest.importorskip("runners.synth.runner")
     from runners.registry import default_registry
 
     app = make_app(tmp_path, registry=default_registry(), default_model="synth")

@@ -71,9 +71,7 @@ class Tmux:
 
 @pytest.fixture
 def tmux(tmp_path):
-    pytest.importorskip("runners.synth.runner", reason="the synth runner has not landed")
-    if not TTAG.exists():
-        pytest.skip(f"{TTAG} is not installed (pip install -e .)")
+    assert TTAG.exists(), f"{TTAG} is not installed (pip install -e .)"
     env = {
         **os.environ,
         "TTAG_CONFIG_DIR": str(tmp_path / "config"),
