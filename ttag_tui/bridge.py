@@ -543,10 +543,6 @@ class Bridge:
         with self._lock:
             return sorted(m for h in self._handles.values() for m in h.loaded_models)
 
-    def queue_depth(self) -> int:
-        with self._lock:
-            return sum(h.queued + (h.current is not None) for h in self._handles.values())
-
     def unload(self, model: str | None = None) -> None:
         with self._lock:
             handles = list(self._handles.values())

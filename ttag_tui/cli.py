@@ -103,12 +103,11 @@ def _open_backend(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from runners.registry import probe_availability
     from runners.request import RequestInvalid, validate_request
     from ttag_tui import config as config_module
     from ttag_tui.bridge import Done, Failed, Progress
     from ttag_tui.output import write_clip
-    from ttag_tui.runner_envs import interpreter_for
+    from ttag_tui.runner_envs import availability
 
     config = config_module.load()
     bridge, registry = _open_backend(args, config)
@@ -119,12 +118,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError("\n  ".join(["invalid request:", *map(str, exc.errors)])) from None
     spec = registry.get(request.model)
     if not (args.backend or config.backend):
-        availability = probe_availability(
-            spec, interpreter=interpreter_for(config.interpreters, spec.runner_name), cache_dir=config.cache_dir or None
-        )
-        if not availability.runnable:
+        status = availability(spec, config)
+        if not status.runnable:
             bridge.close()
-            return _fail(f"{spec.id} cannot run here: {availability.reason}", EXIT_FAILED)
+            return _fail(f"{spec.id} cannot run here: {status.reason}", EXIT_FAILED)
 
     target = Path(args.output).expanduser() if args.output else config.resolved_output_dir()
     show_progress = sys.stderr.isatty() and not args.quiet
@@ -175,9 +172,9 @@ def _human_size(size: int) -> str:
 
 
 def cmd_list_models(args: argparse.Namespace) -> int:
-    from runners.registry import default_registry, probe_availability
+    from runners.registry import default_registry
     from ttag_tui import config as config_module
-    from ttag_tui.runner_envs import interpreter_for
+    from ttag_tui.runner_envs import availability
 
     config = config_module.load()
     backend = args.backend or config.backend
@@ -190,11 +187,7 @@ def cmd_list_models(args: argparse.Namespace) -> int:
         rows = [
             (
                 spec,
-                probe_availability(
-                    spec,
-                    interpreter=interpreter_for(config.interpreters, spec.runner_name),
-                    cache_dir=config.cache_dir or None,
-                ),
+                availability(spec, config),
             )
             for spec in default_registry()
         ]
@@ -307,6 +300,10 @@ def cmd_runners(args: argparse.Namespace) -> int:
 
 # -- config --------------------------------------------------------------------------------------------------------
 def cmd_config(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import tomli_w
+
     from ttag_tui import config as config_module
     from ttag_tui import paths
 
@@ -315,7 +312,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     elif args.action == "show":
         config = config_module.load()
         print(f"# {paths.config_file()} (with TTAG_* overrides)")
-        print(config_module.tomli_w.dumps({k: v for k, v in config.__dict__.items()}), end="")
+        print(tomli_w.dumps(dataclasses.asdict(config)), end="")
     else:
         if args.key is None or args.value is None:
             raise UsageError("config set needs KEY and VALUE, e.g. ttag config set device cpu")

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runners.registry import Availability, ModelSpec, probe_availability
+from ttag_tui.config import Config
 from ttag_tui.paths import data_dir
 
 STATE_FILE = "ttag-env.json"
@@ -185,6 +187,13 @@ def managed_interpreter(runner: str) -> str | None:
 def managed_interpreters() -> dict[str, str]:
     """runner name → python of every finished managed env."""
     return {name: python for name in RECIPES if (python := managed_interpreter(name))}
+
+
+def availability(spec: ModelSpec, config: Config) -> Availability:
+    """Can this model run here, with this config's interpreters and cache? (imports nothing heavy)"""
+    return probe_availability(
+        spec, interpreter=interpreter_for(config.interpreters, spec.runner_name), cache_dir=config.cache_dir or None
+    )
 
 
 def interpreter_for(configured: Mapping[str, str], runner: str) -> str | None:

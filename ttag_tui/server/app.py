@@ -23,7 +23,7 @@ from slowapi import Limiter
 from slowapi.errors import RateLimitExceeded
 from slowapi.util import get_remote_address
 
-from runners.registry import Registry, default_registry, probe_availability
+from runners.registry import Registry, default_registry
 from runners.request import (
     FORMATS,
     MAX_PROMPT_CHARS,
@@ -38,7 +38,7 @@ from ttag_tui import __version__
 from ttag_tui.bridge import Bridge, BridgeSettings, Chunk, Done, Failed
 from ttag_tui.config import Config
 from ttag_tui.output import MEDIA_TYPES, encode_clip
-from ttag_tui.runner_envs import interpreter_for
+from ttag_tui.runner_envs import availability
 from ttag_tui.server.jobs import JobBoard, JobRecord, QueueFull
 
 MAX_BODY_BYTES = 64 * 1024
@@ -238,11 +238,9 @@ def create_app(
         except RequestInvalid as exc:
             raise _invalid(exc.errors) from None
         spec = registry.get(request.model)
-        availability = probe_availability(
-            spec, interpreter=interpreter_for(config.interpreters, spec.runner_name), cache_dir=config.cache_dir or None
-        )
-        if not availability.runnable or availability.weights_cached is False:
-            raise _invalid([FieldError("model", f"{spec.id} cannot run on this server: {availability.reason}")])
+        status = availability(spec, config)
+        if not status.runnable or status.weights_cached is False:
+            raise _invalid([FieldError("model", f"{spec.id} cannot run on this server: {status.reason}")])
         return request
 
     def queue(request: GenerationRequest, *, stream: bool = False) -> JobRecord:
@@ -284,11 +282,7 @@ def create_app(
         """Every model with its limits, parameters and whether it can run on this server."""
         listed = []
         for spec in registry:
-            avail = probe_availability(
-                spec,
-                interpreter=interpreter_for(config.interpreters, spec.runner_name),
-                cache_dir=config.cache_dir or None,
-            )
+            avail = availability(spec, config)
             listed.append(
                 {
                     **spec.to_dict(),

@@ -59,7 +59,7 @@ class JobRecord:
     def finished(self) -> bool:
         return self.state in ("done", "failed", "cancelled")
 
-    def to_dict(self, base_url: str = "") -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         request = self.job.request
         return {
             "id": self.id,
@@ -79,7 +79,7 @@ class JobRecord:
                     "duration": clip.duration,
                     "sample_rate": clip.sample_rate,
                     "channels": clip.channels,
-                    "url": f"{base_url}/api/jobs/{self.id}/takes/{k}",
+                    "url": f"/api/jobs/{self.id}/takes/{k}",
                 }
                 for k, clip in enumerate(self.clips)
             ],
