@@ -49,8 +49,9 @@ def main() -> int:
     folder = tiny_musicgen.build_musicgen(Path(tempfile.mkdtemp(prefix="ttag-bench-")) / args.size, size=args.size)
     spec = replace(MODELS[0], id="tiny", hub_repo=str(folder))
     registry = Registry([spec])
-    request = validate_request({"prompt": "lofi hip hop with piano", "model": "tiny", "duration": args.seconds,
-                                "seed": 1}, registry)
+    request = validate_request(
+        {"prompt": "lofi hip hop with piano", "model": "tiny", "duration": args.seconds, "seed": 1}, registry
+    )
     frames = -(-round(args.seconds * tiny_musicgen.SAMPLE_RATE) // 640)
 
     model = transformers.MusicgenForConditionalGeneration.from_pretrained(folder).eval()
@@ -58,8 +59,9 @@ def main() -> int:
 
     def raw() -> None:
         torch.manual_seed(1)
-        model.generate(**inputs, do_sample=True, temperature=1.0, top_k=250, guidance_scale=3.0,
-                       max_new_tokens=frames + 3)
+        model.generate(
+            **inputs, do_sample=True, temperature=1.0, top_k=250, guidance_scale=3.0, max_new_tokens=frames + 3
+        )
 
     settings = BridgeSettings(RunnerSettings(threads=args.threads), idle_unload_s=0)
     with Bridge(registry, settings) as bridge:
@@ -89,8 +91,10 @@ def main() -> int:
 
     steps = frames + 3
     raw_s, ttag_s = (statistics.median(times[k]) for k in ("transformers", "ttag"))
-    print(f"{args.size} MusicGen, {args.seconds:g} s of audio ({steps} steps), {args.threads} thread(s), "
-          f"median of {args.repeats}{', streaming' if args.stream else ''}")
+    print(
+        f"{args.size} MusicGen, {args.seconds:g} s of audio ({steps} steps), {args.threads} thread(s), "
+        f"median of {args.repeats}{', streaming' if args.stream else ''}"
+    )
     print(f"  transformers generate: {raw_s:7.3f} s  ({raw_s / steps * 1000:5.2f} ms/step)")
     print(f"  ttag via worker:       {ttag_s:7.3f} s  ({ttag_s / steps * 1000:5.2f} ms/step)")
     print(f"  ratio ttag / transformers: {ttag_s / raw_s:.2f}")

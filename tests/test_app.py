@@ -14,7 +14,7 @@ import pytest
 import soundfile
 
 from runners.request import check_field
-from tests.tui_fakes import FakeSoundDevice, make_app, no_audio_device
+from tests.tui_fakes import FakeSoundDevice, make_app, no_audio_device, running
 from ttag_tui.playback import Player
 from ttag_tui.sessions import SessionStore
 from ttag_tui.widgets.jobs import JobItem, JobsList
@@ -68,7 +68,7 @@ async def generate(pilot, text: str, expected_takes: int) -> None:
 async def test_generate_play_regenerate_star_then_the_session_comes_back(tmp_path):
     device = FakeSoundDevice()
     app = make_app(tmp_path, player=Player(lambda: device, blocksize=256))
-    async with app.run_test() as pilot:
+    async with running(app) as pilot:
         await generate(pilot, "a calm tone", 1)
         first = takes(app).selected_take
         assert first is not None and Path(first.path).is_file() and first.prompt == "a calm tone"
@@ -93,7 +93,7 @@ async def test_generate_play_regenerate_star_then_the_session_comes_back(tmp_pat
         await wait_for(pilot, lambda: app.store.take(first.id).starred, "the star")
     # The app is gone (as if the terminal closed); a new one opens the same store.
     again = make_app(tmp_path)
-    async with again.run_test() as pilot:
+    async with running(again) as pilot:
         await wait_for(pilot, lambda: takes(again).row_count == 2, "restored takes")
         restored = list(takes(again).takes.values())
         assert [t.starred for t in restored] == [True, False]
@@ -103,7 +103,7 @@ async def test_generate_play_regenerate_star_then_the_session_comes_back(tmp_pat
 
 async def test_cancel_the_focused_job(tmp_path):
     app = make_app(tmp_path, default_model="slow-tone")
-    async with app.run_test() as pilot:
+    async with running(app) as pilot:
         await type_prompt(pilot, "a very slow tone")
         app.screen.query_one("#set-steps").value = "500"  # 0.2 s a step: it would take 100 s
         await pilot.press("ctrl+g")
@@ -121,7 +121,7 @@ async def test_cancel_the_focused_job(tmp_path):
 async def test_a_worker_crash_shows_the_error_and_the_app_lives_on(tmp_path):
     app = make_app(tmp_path, default_model="crash")
     notes = record_notifications(app)
-    async with app.run_test() as pilot:
+    async with running(app) as pilot:
         await type_prompt(pilot, "this will crash")
         await pilot.press("ctrl+g")
         await wait_for(pilot, lambda: job_items(app) and job_items(app)[0].status == "failed", "the failure")
@@ -135,7 +135,7 @@ async def test_a_worker_crash_shows_the_error_and_the_app_lives_on(tmp_path):
 async def test_no_audio_device_is_said_once_and_shows_where_the_files_are(tmp_path):
     app = make_app(tmp_path, player=Player(no_audio_device))
     notes = record_notifications(app)
-    async with app.run_test() as pilot:
+    async with running(app) as pilot:
         await generate(pilot, "silent machine", 1)
         path = takes(app).selected_take.path
         await pilot.press("ctrl+t", "space")
@@ -151,7 +151,7 @@ async def test_no_audio_device_is_said_once_and_shows_where_the_files_are(tmp_pa
 async def test_a_rejected_value_shows_the_cli_message_and_generates_nothing(tmp_path):
     app = make_app(tmp_path)
     notes = record_notifications(app)
-    async with app.run_test() as pilot:
+    async with running(app) as pilot:
         await type_prompt(pilot, "too long")
         duration = app.screen.query_one("#set-duration")
         duration.focus()
@@ -172,7 +172,7 @@ async def test_a_rejected_value_shows_the_cli_message_and_generates_nothing(tmp_
 
 async def test_switching_models_changes_the_settings_shown(tmp_path):
     app = make_app(tmp_path)
-    async with app.run_test() as pilot:
+    async with running(app) as pilot:
         shown = lambda: {w.id for w in app.screen.query(".setting-row Input")}  # noqa: E731
         assert shown() == {"set-duration", "set-seed", "set-takes", "set-steps"}
         assert app.screen.query_one("#negative").disabled
@@ -187,7 +187,7 @@ async def test_switching_models_changes_the_settings_shown(tmp_path):
 
 async def test_use_settings_delete_undo_and_same_seed(tmp_path):
     app = make_app(tmp_path)
-    async with app.run_test() as pilot:
+    async with running(app) as pilot:
         await type_prompt(pilot, "first idea")
         app.screen.query_one("#set-steps").value = "7"
         await pilot.press("ctrl+g")
@@ -218,7 +218,7 @@ async def test_use_settings_delete_undo_and_same_seed(tmp_path):
 
 async def test_prompt_history_with_up_at_the_start_and_the_picker(tmp_path):
     app = make_app(tmp_path)
-    async with app.run_test() as pilot:
+    async with running(app) as pilot:
         await generate(pilot, "older prompt", 1)
         await generate(pilot, "newer prompt", 2)
         await type_prompt(pilot, "draft")
@@ -237,7 +237,7 @@ async def test_prompt_history_with_up_at_the_start_and_the_picker(tmp_path):
 
 async def test_sessions_create_switch_and_keep_their_takes(tmp_path):
     app = make_app(tmp_path)
-    async with app.run_test() as pilot:
+    async with running(app) as pilot:
         await generate(pilot, "in the first session", 1)
         first_session = app.screen.session.id
         await pilot.press("f3", "n")
@@ -263,7 +263,7 @@ async def test_an_interrupted_job_is_shown_as_interrupted(tmp_path):
     store.set_job_status(job, "running")
     store.close()  # the process died here
     app = make_app(tmp_path)
-    async with app.run_test() as pilot:
+    async with running(app) as pilot:
         await wait_for(pilot, lambda: bool(job_items(app)), "the interrupted job")
         assert job_items(app)[0].status == "interrupted"
         assert "cut short" in job_items(app)[0].title
@@ -272,7 +272,7 @@ async def test_an_interrupted_job_is_shown_as_interrupted(tmp_path):
 async def test_help_lists_keys_with_overrides_and_the_theme_is_remembered(tmp_path, monkeypatch):
     app = make_app(tmp_path, keys={"generate": "f5"})
     app.persist_config = True
-    async with app.run_test() as pilot:
+    async with running(app) as pilot:
         await pilot.press("f1")
         markdown = app.screen.query_one("#help-text").source
         assert "| `f5` | Generate from the prompt and settings | generate |" in markdown
@@ -288,7 +288,7 @@ async def test_help_lists_keys_with_overrides_and_the_theme_is_remembered(tmp_pa
 
 async def test_the_ui_process_never_imports_torch(tmp_path):
     app = make_app(tmp_path)
-    async with app.run_test() as pilot:
+    async with running(app) as pilot:
         await generate(pilot, "no torch here", 1)
         assert "torch" not in sys.modules
         assert "transformers" not in sys.modules
@@ -299,7 +299,7 @@ async def test_the_real_synth_model(tmp_path):
     from runners.registry import default_registry
 
     app = make_app(tmp_path, registry=default_registry(), default_model="synth")
-    async with app.run_test() as pilot:
+    async with running(app) as pilot:
         await type_prompt(pilot, "lofi hip hop with piano, 85 bpm")
         app.screen.query_one("#set-duration").value = "3"
         await pilot.press("ctrl+g")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tui_fakes import make_app
+from tests.tui_fakes import make_app, panes_mounted
 from ttag_tui.sessions import SessionStore
 from ttag_tui.widgets.jobs import JobItem, JobsList
 from ttag_tui.widgets.models import ModelPane
@@ -55,8 +55,8 @@ def filled_app(tmp_path):
 
 
 async def settle(pilot) -> None:
-    """Wait for the model probe (a thread) so the statuses are drawn, then for the screen to be idle."""
-    await pilot.pause()
+    """Wait for the panes and the model probe (a thread) so the statuses are drawn, then for the screen to be idle."""
+    await panes_mounted(pilot)
     pane = pilot.app.screen.query_one(ModelPane)
     for _ in range(200):
         if all(status.label != "checking" for status in pane.statuses.values()):

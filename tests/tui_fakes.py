@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +111,20 @@ def make_app(tmp_path: Path, *, player: Player | None = None, registry: Registry
         player=player or Player(no_audio_device),
         persist_config=False,
     )
+
+
+async def panes_mounted(pilot: Any, timeout: float = 30) -> None:
+    """Wait until the main screen has mounted the panes that follow its first frame."""
+    deadline = time.monotonic() + timeout
+    while not getattr(pilot.app.screen, "panes_ready", False):
+        if time.monotonic() > deadline:
+            raise AssertionError("the main screen never mounted its panes")
+        await pilot.pause(0.01)
+
+
+@asynccontextmanager
+async def running(app: Any, **run_test: Any) -> AsyncIterator[Any]:
+    """``app.run_test()``, entered once the whole main screen is there."""
+    async with app.run_test(**run_test) as pilot:
+        await panes_mounted(pilot)
+        yield pilot

@@ -58,7 +58,11 @@ class TtagApp(App[int]):
         self._bridge_factory = bridge_factory
         self._bridge: Bridge | None = None
         self._bridge_lock = threading.Lock()
-        self._theme_folders = list(theme_folders) if theme_folders is not None else None
+        # Themes are set before the stylesheet is first parsed: a change after that parses it all again.
+        themes, self._theme_problems = load_themes(theme_folders)
+        for theme in themes:
+            self.register_theme(theme)
+        self.theme = self.config.theme if self.config.theme in self.available_themes else FALLBACK_THEME
 
     # -- services --------------------------------------------------------------------------------------------------
     @property
@@ -78,17 +82,16 @@ class TtagApp(App[int]):
         return self._bridge.loaded_models() if self._bridge is not None else []
 
     # -- start-up --------------------------------------------------------------------------------------------------
-    def on_mount(self) -> None:
-        themes, problems = load_themes(self._theme_folders)
-        for theme in themes:
-            self.register_theme(theme)
-        self.theme = self.config.theme if self.config.theme in self.available_themes else FALLBACK_THEME
-        self.theme_changed_signal.subscribe(self, self._theme_changed)
+    def get_default_screen(self) -> MainScreen:
+        """The main screen is the first screen: no empty default screen to lay out and paint before it."""
         self._apply_keys()
-        for problem in problems:
-            self.notify(str(problem), title="Theme skipped", severity="warning", timeout=8)
         self.main_screen = MainScreen()
-        self.push_screen(self.main_screen)
+        return self.main_screen
+
+    def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        for problem in self._theme_problems:
+            self.notify(str(problem), title="Theme skipped", severity="warning", timeout=8)
 
     def _apply_keys(self) -> None:
         unknown = keymap.unknown_actions(self.config.keys)
@@ -126,7 +129,7 @@ class TtagApp(App[int]):
     # -- command palette -------------------------------------------------------------------------------------------
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        if not isinstance(screen, MainScreen):
+        if not isinstance(screen, MainScreen) or not screen.panes_ready:
             return
         for spec in keymap.KEYS:
             target = {"takes": "#takes", "jobs": "#jobs"}.get(spec.scope)

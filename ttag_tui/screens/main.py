@@ -3,6 +3,10 @@
 Generation never runs here: a request is validated with ``runners.request.validate_request`` (the CLI's rules), handed
 to the bridge, and an async Textual worker awaits the job's events, so the screen stays live. Each finished take is
 written to disk (in a thread) and recorded in the session store at once; nothing waits for the job to end.
+
+Start-up: the first frame is the layout, the prompt and the keys. The other panes are mounted right after it, and their
+modules (Textual's DataTable, ListView, Select, ...) are imported then, not before the first paint; the screen reaches
+them through the typed properties below.
 """
 
 from __future__ import annotations
@@ -15,31 +19,30 @@ from typing import TYPE_CHECKING, Any, cast
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer
 
-from runners.registry import ModelSpec
-from runners.request import GenerationRequest, RequestInvalid, validate_request
 from ttag_tui import keymap
 from ttag_tui.playback import SEEK_STEP_S, VOLUME_STEP, AudioSource, PlaybackUnavailable
 from ttag_tui.sessions import Session, Take
-from ttag_tui.widgets.jobs import JobItem, JobsList
-from ttag_tui.widgets.models import ModelPane, ModelStatus
+from ttag_tui.widgets.footer import KeyFooter
 from ttag_tui.widgets.prompt import PromptArea, PromptPane
-from ttag_tui.widgets.settings_pane import SettingsPane
-from ttag_tui.widgets.takes import TakesTable
-from ttag_tui.widgets.transport import Transport
-from ttag_tui.widgets.waveform import SUMMARY_POINTS, summarize
 
 if TYPE_CHECKING:
     from runners.contract import Clip
+    from runners.registry import ModelSpec
+    from runners.request import GenerationRequest
     from ttag_tui.app import TtagApp
     from ttag_tui.bridge import Job
+    from ttag_tui.widgets.jobs import JobItem, JobsList
+    from ttag_tui.widgets.models import ModelPane
+    from ttag_tui.widgets.settings_pane import SettingsPane
+    from ttag_tui.widgets.takes import TakesTable
+    from ttag_tui.widgets.transport import Transport
 
 TRASH_FOLDER = ".ttag-trash"
 STATE_SAVE_DELAY_S = 0.3
 TICK_S = 0.1
 TITLE_CHARS = 40
-LIVE_SUMMARY = [0.02] * SUMMARY_POINTS  # a flat line to draw the position on while a take is still being made
+PROMPT_ONLY_ACTIONS = {"focus_prompt", "history", "help", "config"}  # work before the other panes are mounted
 
 
 def short(text: str, limit: int = TITLE_CHARS) -> str:
@@ -74,6 +77,8 @@ class MainScreen(Screen[None]):
         self._last_status: Any = None
         self.transport_note = ""
         self._jobs: dict[int, JobItem] = {}
+        self.panes_ready = False
+        self._changed_before_ready = False
 
     # -- layout ----------------------------------------------------------------------------------------------------
     @property
@@ -82,57 +87,105 @@ class MainScreen(Screen[None]):
         assert spec is not None
         return spec
 
+    @property
+    def model_pane(self) -> ModelPane:
+        return cast("ModelPane", self.query_one("#models"))
+
+    @property
+    def settings_pane(self) -> SettingsPane:
+        return cast("SettingsPane", self.query_one("#settings"))
+
+    @property
+    def takes_table(self) -> TakesTable:
+        return cast("TakesTable", self.query_one("#takes"))
+
+    @property
+    def jobs_list(self) -> JobsList:
+        return cast("JobsList", self.query_one("#jobs"))
+
+    @property
+    def transport(self) -> Transport:
+        return cast("Transport", self.query_one("#transport"))
+
     def compose(self) -> ComposeResult:
-        state = self.session.state
+        """The first frame: the layout, the prompt (focused, with the session's text) and the keys.
+
+        The other panes are mounted right after that frame has been drawn (``_mount_panes``): the prompt can be typed
+        into at once, and composing and styling the rest does not delay the first paint.
+        """
         with Horizontal(id="body"):
-            with Vertical(id="sidebar"):
-                yield ModelPane(self.ttag.registry, self.model_id, id="models")
-                yield SettingsPane(self.spec, state.get("settings", {}), id="settings")
+            yield Vertical(id="sidebar")
             with Vertical(id="main"):
                 yield PromptPane(id="prompt-pane")
-                yield TakesTable(id="takes")
-                yield JobsList(id="jobs")
-                yield Transport(id="transport")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
+        self.query_one("#prompt-pane").border_title = "Prompt · ctrl+g generate"
+        self._show_prompt()
+        self.call_after_refresh(self._mount_panes)
+
+    async def _mount_panes(self) -> None:
+        from ttag_tui.widgets.jobs import JobsList
+        from ttag_tui.widgets.models import ModelPane
+        from ttag_tui.widgets.settings_pane import SettingsPane
+        from ttag_tui.widgets.takes import TakesTable
+        from ttag_tui.widgets.transport import Transport
+
+        state = self.session.state
+        await self.query_one("#sidebar").mount(
+            ModelPane(self.ttag.registry, self.model_id, id="models"),
+            SettingsPane(self.spec, state.get("settings", {}), id="settings"),
+        )
+        await self.query_one("#main").mount(TakesTable(id="takes"), JobsList(id="jobs"), Transport(id="transport"))
         self.query_one("#models").border_title = "Model"
         self.query_one("#settings").border_title = "Settings"
-        self.query_one("#prompt-pane").border_title = "Prompt · ctrl+g generate"
         self.query_one("#jobs").border_title = "Jobs"
-        self._show_session()
+        self._show_takes()
+        self.panes_ready = True
+        self.refresh_bindings()
+        if self._changed_before_ready:
+            self._state_changed()
         self.set_interval(TICK_S, self._tick)
-        self.call_after_refresh(self._after_first_paint)
+        self.run_worker(self._probe_models, thread=True, group="probe")
+        await self._show_interrupted()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Until the panes are mounted (a frame after the first paint), only the prompt's own keys work."""
+        return True if self.panes_ready or action in PROMPT_ONLY_ACTIONS else None
 
     def _show_session(self) -> None:
         """Put the session's saved state into the panes."""
+        self._show_prompt()
+        self._show_takes()
+
+    def _show_prompt(self) -> None:
         state = self.session.state
         self.query_one(PromptPane).load(state.get("prompt", ""), state.get("negative", ""))
         self.query_one(PromptPane).allow_negative(self.spec.param("negative_prompt") is not None, self.spec.id)
         self.query_one(PromptArea).set_history(self.ttag.store.prompt_history(None))
-        takes = self.query_one(TakesTable)
+
+    def _show_takes(self) -> None:
+        state = self.session.state
+        takes = self.takes_table
         takes.border_title = f"Takes · {self.session.name}"
         takes.set_takes(self.ttag.store.takes(self.session.id))
         if state.get("last_seed") is not None:
-            self.query_one(SettingsPane).show_last_seed(int(state["last_seed"]))
-
-    async def _after_first_paint(self) -> None:
-        """Work that can wait for the screen: probing the models (a thread that would compete for the GIL)."""
-        self.run_worker(self._probe_models, thread=True, group="probe")
-        await self._show_interrupted()
+            self.settings_pane.show_last_seed(int(state["last_seed"]))
 
     async def _show_interrupted(self) -> None:
         """Jobs that were running when ttag last stopped: shown as interrupted, to dismiss or run again."""
+        from ttag_tui.widgets.jobs import JobItem
+
         for record in self.ttag.store.jobs(self.session.id, self.ttag.store.interrupted):
             item = JobItem(
                 record.id, short(record.request.get("prompt", "")), status="interrupted", message=record.message
             )
-            await self.query_one(JobsList).add_job(item)
+            await self.jobs_list.add_job(item)
 
     # -- state -----------------------------------------------------------------------------------------------------
     def current_state(self) -> dict[str, Any]:
         prompt = self.query_one(PromptPane)
-        settings = self.query_one(SettingsPane)
+        settings = self.settings_pane
         return {
             "prompt": prompt.prompt,
             "negative": prompt.negative,
@@ -156,6 +209,9 @@ class MainScreen(Screen[None]):
 
     def _state_changed(self) -> None:
         """Save soon, not on every keystroke; a kill loses at most the last fraction of a second of typing."""
+        if not self.panes_ready:  # typed in the first frame: saved once the settings pane is there
+            self._changed_before_ready = True
+            return
         self._pending_state = self.current_state()
         if self._save_timer is not None:
             self._save_timer.stop()
@@ -178,8 +234,8 @@ class MainScreen(Screen[None]):
         if model_id not in self.ttag.registry:
             return
         self.model_id = model_id
-        self.query_one(ModelPane).select(model_id, announce=False)
-        await self.query_one(SettingsPane).set_model(self.spec)
+        self.model_pane.select(model_id, announce=False)
+        await self.settings_pane.set_model(self.spec)
         self.query_one(PromptPane).allow_negative(self.spec.param("negative_prompt") is not None, model_id)
         self._state_changed()
 
@@ -198,8 +254,10 @@ class MainScreen(Screen[None]):
         found = getattr(self, "availability", None)
         if not found:
             return
+        from ttag_tui.widgets.models import ModelStatus
+
         loaded = set(self.ttag.loaded_models())
-        self.query_one(ModelPane).set_statuses(
+        self.model_pane.set_statuses(
             {
                 model: ModelStatus.from_availability(availability, model in loaded)
                 for model, availability in found.items()
@@ -211,7 +269,7 @@ class MainScreen(Screen[None]):
         """The request the panes describe, as typed."""
         prompt = self.query_one(PromptPane)
         data: dict[str, Any] = {"prompt": prompt.prompt, "model": self.model_id, "format": self.ttag.config.format}
-        data.update(self.query_one(SettingsPane).request_fields())
+        data.update(self.settings_pane.request_fields())
         if "duration" not in data and self.ttag.config.default_duration:
             data["duration"] = self.ttag.config.default_duration
         if prompt.negative.strip() and self.spec.param("negative_prompt") is not None:
@@ -219,6 +277,8 @@ class MainScreen(Screen[None]):
         return data
 
     def validated(self, data: dict[str, Any]) -> GenerationRequest | None:
+        from runners.request import RequestInvalid, validate_request
+
         try:
             return validate_request(data, self.ttag.registry)
         except RequestInvalid as exc:
@@ -242,11 +302,13 @@ class MainScreen(Screen[None]):
 
     async def submit(self, request: GenerationRequest) -> JobItem:
         """Record the job, show it, and follow it in a background worker."""
+        from ttag_tui.widgets.jobs import JobItem
+
         store = self.ttag.store
         self.last_request = request
         store.add_prompt(self.session.id, request.prompt, request.negative_prompt or "")
         self.query_one(PromptArea).set_history(store.prompt_history(None))
-        self.query_one(SettingsPane).show_last_seed(int(request.seed or 0))
+        self.settings_pane.show_last_seed(int(request.seed or 0))
         record_id = store.add_job(self.session.id, request.to_dict())
         item = JobItem(record_id, short(request.prompt))
         spec = self.ttag.registry.get(request.model)
@@ -254,7 +316,7 @@ class MainScreen(Screen[None]):
         expected = int((request.duration or spec.default_duration) * spec.sample_rate)
         item.live = AudioSource(spec.sample_rate, spec.channels, f"live: {short(request.prompt, 24)}", expected)
         self._jobs[record_id] = item
-        await self.query_one(JobsList).add_job(item)
+        await self.jobs_list.add_job(item)
         self._state_changed()
         self.run_worker(self._follow(request, item, self.session.id), group="jobs", exit_on_error=False)
         return item
@@ -310,11 +372,12 @@ class MainScreen(Screen[None]):
     async def _forget_job(self, item: JobItem) -> None:
         self._jobs.pop(item.record_id, None)
         if item.parent is not None:
-            await self.query_one(JobsList).remove_job(item)
+            await self.jobs_list.remove_job(item)
 
     async def _keep_clip(self, clip: Clip, job_id: int, session_id: int) -> None:
         """Write the take (atomically, in a thread), record it, show it."""
         from ttag_tui.output import write_clip
+        from ttag_tui.widgets.waveform import summarize
 
         config = self.ttag.config
 
@@ -335,7 +398,7 @@ class MainScreen(Screen[None]):
             job_id=job_id,
         )
         if session_id == self.session.id:
-            table = self.query_one(TakesTable)
+            table = self.takes_table
             table.add_take(take)
             if not table.has_focus:
                 table.select_take(take.id)
@@ -355,7 +418,9 @@ class MainScreen(Screen[None]):
         if item.finished and item.status != "done":
             self.notify("This job made no audio to listen to.", severity="warning")
             return
-        self._play_source(item.live, LIVE_SUMMARY, None)
+        from ttag_tui.widgets.waveform import FLAT_SUMMARY
+
+        self._play_source(item.live, FLAT_SUMMARY, None)
 
     # -- takes -----------------------------------------------------------------------------------------------------
     async def on_takes_table_action_requested(self, event: TakesTable.ActionRequested) -> None:
@@ -401,7 +466,7 @@ class MainScreen(Screen[None]):
                 os.replace(sidecar, target.with_suffix(".json"))
             trashed = str(target)
         self.ttag.store.trash_take(take.id, trashed)
-        self.query_one(TakesTable).remove_take(take.id)
+        self.takes_table.remove_take(take.id)
         self.notify(f"Take {take.number} moved to the trash (u brings it back).", timeout=4)
 
     async def undo_delete(self) -> None:
@@ -416,7 +481,7 @@ class MainScreen(Screen[None]):
             if source.with_suffix(".json").exists():
                 os.replace(source.with_suffix(".json"), Path(take.path).with_suffix(".json"))
         self.ttag.store.restore_take(take.id)
-        table = self.query_one(TakesTable)
+        table = self.takes_table
         table.set_takes(self.ttag.store.takes(self.session.id))
         table.select_take(take.id)
         self.notify(f"Take {take.number} is back.", timeout=3)
@@ -429,12 +494,12 @@ class MainScreen(Screen[None]):
         """Load the take's prompt, model and parameters back into the panes: the start of the next variation."""
         fields = take_request_fields(take)
         await self.choose_model(take.model)
-        values = dict(self.query_one(SettingsPane).values)
+        values = dict(self.settings_pane.values)
         for name in ("duration", "seed", "temperature", "top_k", "top_p", "guidance", "steps"):
             if fields.get(name) is not None:
                 values[name] = f"{fields[name]:g}" if isinstance(fields[name], float) else str(fields[name])
         values["takes"] = ""
-        await self.query_one(SettingsPane).load_values(values, self.spec)
+        await self.settings_pane.load_values(values, self.spec)
         self.query_one(PromptPane).load(take.prompt, fields.get("negative_prompt") or "")
         self._state_changed()
         self.notify(f"Loaded the settings of take {take.number} (seed {take.seed}).", timeout=3)
@@ -461,7 +526,7 @@ class MainScreen(Screen[None]):
     def _refresh_take(self, take_id: int) -> None:
         take = self.ttag.store.take(take_id)
         if take is not None:
-            self.query_one(TakesTable).update_take(take)
+            self.takes_table.update_take(take)
 
     # -- playback --------------------------------------------------------------------------------------------------
     async def play_take(self, take: Take) -> None:
@@ -502,7 +567,7 @@ class MainScreen(Screen[None]):
         """Redraw the transport; ``note`` replaces the standing note (e.g. where the file is, when nothing plays)."""
         if note is not None:
             self.transport_note = note
-        self.query_one(Transport).show(self.ttag.player.status(), self.playing_summary, self.transport_note)
+        self.transport.show(self.ttag.player.status(), self.playing_summary, self.transport_note)
 
     def _tick(self) -> None:
         status = self.ttag.player.status()
@@ -514,7 +579,7 @@ class MainScreen(Screen[None]):
         if self.ttag.player.status().state != "stopped":
             self.ttag.player.toggle_pause()
         else:
-            take = self.query_one(TakesTable).selected_take
+            take = self.takes_table.selected_take
             if take is None:
                 self.notify("No take to play yet: generate one with ctrl+g.", severity="warning")
                 return
@@ -541,14 +606,14 @@ class MainScreen(Screen[None]):
 
     # -- everything else -------------------------------------------------------------------------------------------
     def action_pin_seed(self) -> None:
-        if not self.query_one(SettingsPane).pin_seed():
+        if not self.settings_pane.pin_seed():
             self.notify("No seed yet: generate once, then pin its seed.", severity="warning")
 
     def action_focus_prompt(self) -> None:
         self.query_one(PromptArea).focus()
 
     def action_focus_takes(self) -> None:
-        self.query_one(TakesTable).focus()
+        self.takes_table.focus()
 
     async def action_history(self) -> None:
         from ttag_tui.screens.history import HistoryScreen
@@ -600,12 +665,12 @@ class MainScreen(Screen[None]):
         model = session.state.get("model") or self.ttag.config.default_model
         if model in self.ttag.registry:
             self.model_id = model
-            self.query_one(ModelPane).select(model, announce=False)
-        settings = self.query_one(SettingsPane)
+            self.model_pane.select(model, announce=False)
+        settings = self.settings_pane
         settings.last_seed = None
         await settings.load_values(session.state.get("settings", {}), self.spec)
         self._show_session()
-        for item in self.query_one(JobsList).items():
+        for item in self.jobs_list.items():
             if item.finished:
                 await self._forget_job(item)
         self.notify(f"Session {session.name!r}", timeout=2)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 SUMMARY_POINTS = 96
+FLAT_SUMMARY = [0.02] * SUMMARY_POINTS  # a flat line to draw the position on while a take is still being made
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
