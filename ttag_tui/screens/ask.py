@@ -5,11 +5,12 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from ttag_tui.screens.dialog import Dialog
 
-class AskScreen(ModalScreen[str | None]):
+
+class AskScreen(Dialog[str | None]):
     BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
 
     def __init__(self, question: str, value: str = "", placeholder: str = "") -> None:

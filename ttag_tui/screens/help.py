@@ -8,10 +8,10 @@ from pathlib import Path
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
 from ttag_tui import keymap
+from ttag_tui.screens.dialog import Dialog
 
 HELP_FILE = Path(__file__).resolve().parent.parent / "help.md"
 TEXTUAL_KEYS = (
@@ -24,7 +24,12 @@ def help_markdown(overrides: Mapping[str, str]) -> str:
     return HELP_FILE.read_text(encoding="utf-8") + "\n" + keymap.help_table(overrides) + TEXTUAL_KEYS
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(Dialog[None]):
+    DEFAULT_CSS = """
+    HelpScreen #help-box {
+        overflow-y: auto;
+    }
+    """
     BINDINGS = [Binding("escape,f1,q", "dismiss", "Close")]
 
     def __init__(self, overrides: Mapping[str, str]) -> None:

@@ -6,12 +6,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
+from ttag_tui.screens.dialog import Dialog
 
-class HistoryScreen(ModalScreen[str | None]):
+
+class HistoryScreen(Dialog[str | None]):
     BINDINGS = [
         Binding("escape", "dismiss_none", "Cancel"),
         Binding("down", "move(1)", "Next", show=False),

@@ -113,15 +113,18 @@ class MainScreen(Screen[None]):
         The other panes are mounted right after that frame has been drawn (``_mount_panes``): the prompt can be typed
         into at once, and composing and styling the rest does not delay the first paint.
         """
+        state = self.session.state
+        prompt = PromptPane(state.get("prompt", ""), state.get("negative", ""), id="prompt-pane")
+        prompt.allow_negative(self.spec.param("negative_prompt") is not None, self.spec.id)
+        prompt.border_title = "Prompt · ctrl+g generate"
         with Horizontal(id="body"):
             yield Vertical(id="sidebar")
             with Vertical(id="main"):
-                yield PromptPane(id="prompt-pane")
+                yield prompt
         yield KeyFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#prompt-pane").border_title = "Prompt · ctrl+g generate"
-        self._show_prompt()
+        self.query_one(PromptArea).set_history(self.ttag.store.prompt_history(None))
         self.call_after_refresh(self._mount_panes)
 
     async def _mount_panes(self) -> None:

@@ -6,15 +6,15 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
 from ttag_tui.screens.ask import AskScreen
+from ttag_tui.screens.dialog import Dialog
 from ttag_tui.sessions import SessionStore
 
 
-class SessionsScreen(ModalScreen[int | None]):
+class SessionsScreen(Dialog[int | None]):
     BINDINGS = [
         Binding("escape,f3", "close", "Close"),
         Binding("n", "new", "New"),

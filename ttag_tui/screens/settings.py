@@ -15,12 +15,12 @@ import tomli_w
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select
 
 from ttag_tui import config as config_module
 from ttag_tui import keymap
 from ttag_tui.config import Config, ConfigError
+from ttag_tui.screens.dialog import Dialog
 
 TEXT_FIELDS = ("default_duration", "output_dir", "threads", "cache_dir", "idle_unload_s")
 HELP = {
@@ -66,8 +66,23 @@ def config_from_form(base: Config, values: dict[str, Any]) -> Config:
             raise ValueError(str(exc).replace(f"{check}: ", "")) from None
 
 
-class ConfigScreen(ModalScreen[Config | None]):
+class ConfigScreen(Dialog[Config | None]):
     """Dismisses with the saved config, or None when closed without saving."""
+
+    DEFAULT_CSS = """
+    ConfigScreen {
+        .setting-row {
+            height: 1;
+        }
+        .setting-label {
+            width: 18;
+            color: $text-muted;
+        }
+        .setting-row Input, .setting-row Select {
+            width: 1fr;
+        }
+    }
+    """
 
     BINDINGS = [Binding("escape", "close", "Close"), Binding("ctrl+s", "save", "Save", priority=True)]
 

@@ -82,6 +82,23 @@ class JobItem(ListItem):
 class JobsList(ListView):
     """Hidden while empty. Keys: cancel (or dismiss a finished row), listen while generating."""
 
+    DEFAULT_CSS = """
+    JobsList {
+        .job, .job-row {
+            height: 1;
+        }
+        .job-label {
+            width: 1fr;
+        }
+        .job-bar {
+            width: 22;
+        }
+        .job-bar Bar {
+            width: 14;
+        }
+    }
+    """
+
     BINDINGS = keymap.bindings("jobs")
 
     class CancelRequested(Message):

@@ -70,6 +70,23 @@ def describe(spec: ModelSpec, status: ModelStatus) -> Text:
 class ModelPane(Vertical):
     """Pick the model; its status says whether it can run and, when not, what to do."""
 
+    DEFAULT_CSS = """
+    ModelPane {
+        #model-list {
+            height: auto;
+            max-height: 4;
+            border: none;
+            padding: 0;
+        }
+        #model-details {
+            padding: 0 1;
+            height: auto;
+            max-height: 5;
+            color: $text-muted;
+        }
+    }
+    """
+
     class Chosen(Message):
         def __init__(self, model_id: str) -> None:
             super().__init__()

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.lazy import Lazy
 from textual.widgets import Input, TextArea
+
+PLACEHOLDER = "Describe the sound: 'lofi hip hop with piano, 85 bpm'"
+NEGATIVE_PLACEHOLDER = "negative prompt (what to avoid)"
 
 
 class PromptArea(TextArea):
     """A TextArea that recalls earlier prompts: up on the first line goes back, down on the last line forward."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(soft_wrap=True, show_line_numbers=False, compact=True, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, text: str = "", **kwargs: object) -> None:
+        super().__init__(text, soft_wrap=True, show_line_numbers=False, compact=True, **kwargs)  # type: ignore[arg-type]
         self.cursor_blink = False  # a blinking cursor redraws twice a second: noise over SSH, churn in snapshots
         self.recalled_prompts: list[str] = []  # newest first
         self._history_index = -1  # -1: the user's own draft
@@ -43,29 +47,38 @@ class PromptArea(TextArea):
 
 
 class PromptPane(Vertical):
-    """What to generate: the prompt, and what to avoid for models that take a negative prompt."""
+    """What to generate: the prompt, and what to avoid for models that take a negative prompt.
+
+    The negative prompt's field is mounted a frame after the prompt (Textual's ``Lazy``), so the first paint is the
+    prompt alone; until then the field exists unmounted and keeps its value.
+    """
+
+    def __init__(self, prompt: str = "", negative: str = "", **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.prompt_area = PromptArea(prompt, id="prompt", placeholder=PLACEHOLDER)
+        self.negative_input = Input(negative, id="negative", placeholder=NEGATIVE_PLACEHOLDER, compact=True)
+        self.negative_input.cursor_blink = False
 
     def compose(self) -> ComposeResult:
-        yield PromptArea(id="prompt", placeholder="Describe the sound: 'lofi hip hop with piano, 85 bpm'")
-        negative = Input(id="negative", placeholder="negative prompt (what to avoid)", compact=True)
-        negative.cursor_blink = False
-        yield negative
+        yield self.prompt_area
+        yield Lazy(self.negative_input)
+
+    def on_mount(self) -> None:
+        self.prompt_area.move_cursor(self.prompt_area.document.end)
 
     @property
     def prompt(self) -> str:
-        return self.query_one(PromptArea).text
+        return self.prompt_area.text
 
     @property
     def negative(self) -> str:
-        return self.query_one("#negative", Input).value
+        return self.negative_input.value
 
     def load(self, prompt: str, negative: str = "") -> None:
-        area = self.query_one(PromptArea)
-        area.load_text(prompt)
-        area.move_cursor(area.document.end)
-        self.query_one("#negative", Input).value = negative
+        self.prompt_area.load_text(prompt)
+        self.prompt_area.move_cursor(self.prompt_area.document.end)
+        self.negative_input.value = negative
 
     def allow_negative(self, allowed: bool, model: str) -> None:
-        negative = self.query_one("#negative", Input)
-        negative.disabled = not allowed
-        negative.placeholder = "negative prompt (what to avoid)" if allowed else f"({model} takes no negative prompt)"
+        self.negative_input.disabled = not allowed
+        self.negative_input.placeholder = NEGATIVE_PLACEHOLDER if allowed else f"({model} takes no negative prompt)"

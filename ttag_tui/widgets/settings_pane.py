@@ -72,6 +72,27 @@ def placeholder_for(name: str, spec: ModelSpec) -> str:
 class SettingsPane(VerticalScroll):
     """The generation settings as typed. Values survive a model switch, so switching back restores them."""
 
+    DEFAULT_CSS = """
+    SettingsPane {
+        .setting-row {
+            height: 1;
+        }
+        .setting-label {
+            width: 12;
+            color: $text-muted;
+        }
+        .setting-row Input {
+            width: 1fr;
+        }
+        #last-seed {
+            color: $text-muted;
+        }
+        #setting-errors {
+            color: $error;
+        }
+    }
+    """
+
     can_focus = False  # tab goes from field to field, not to the scrolling box around them
 
     class Changed(Message):

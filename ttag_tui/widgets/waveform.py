@@ -60,7 +60,15 @@ class Waveform(Widget):
     """A one-line waveform of the playing take, the part already played in the accent colour."""
 
     DEFAULT_CSS = """
-    Waveform { height: 1; }
+    Waveform {
+        height: 1;
+        & > .waveform--played {
+            color: $accent;
+        }
+        & > .waveform--ahead {
+            color: $primary 60%;
+        }
+    }
     """
     COMPONENT_CLASSES = {"waveform--played", "waveform--ahead"}
     summary: reactive[list[float]] = reactive(list, always_update=True)
