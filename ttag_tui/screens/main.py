@@ -417,12 +417,12 @@ class MainScreen(Screen[None]):
             await asyncio.to_thread(item.job.cancel)
 
     def on_jobs_list_listen_requested(self, event: JobsList.ListenRequested) -> None:
-        item = event.item
-        if item.finished and item.status != "done":
-            self.notify("This job made no audio to listen to.", severity="warning")
-            return
         from ttag_tui.widgets.waveform import FLAT_SUMMARY
 
+        item = event.item
+        if item.live is None or (item.finished and item.status != "done"):
+            self.notify("This job made no audio to listen to.", severity="warning")
+            return
         self._play_source(item.live, FLAT_SUMMARY, None)
 
     # -- takes -----------------------------------------------------------------------------------------------------
@@ -522,7 +522,13 @@ class MainScreen(Screen[None]):
         if spec is None or spec.param("audio_prompt") is None:
             self.notify(f"{take.model} cannot continue a take.", severity="warning")
             return
-        request = self.validated({**take_request_fields(take), "seed": None, "audio_prompt": take.path})
+        # The model's duration counts the audio it continues: ask for the take plus the model's default length.
+        duration = min(take.duration + spec.default_duration, spec.max_duration)
+        if duration <= take.duration + 0.1:
+            self.notify(f"Take {take.number} is already as long as {spec.id} makes.", severity="warning")
+            return
+        fields = {**take_request_fields(take), "seed": None, "audio_prompt": take.path, "duration": duration}
+        request = self.validated(fields)
         if request is not None:
             await self.submit(request)
 

@@ -14,6 +14,7 @@ from ttag_tui import keymap
 
 if TYPE_CHECKING:
     from ttag_tui.bridge import Job
+    from ttag_tui.playback import AudioSource
 
 PHASE_WORDS = {"loading": "loading model", "generating": "generating", "decoding": "decoding"}
 FINISHED_STATES = ("done", "failed", "cancelled", "interrupted")
@@ -38,6 +39,7 @@ class JobItem(ListItem):
         self.job = job
         self.status = status
         self.detail = message
+        self.live: AudioSource | None = None  # the job's audio as it streams in (take 1), for listening early
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="job-row"):
