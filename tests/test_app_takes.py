@@ -24,6 +24,7 @@ from runners.request import GenerationRequest
 from tests.fake_runners import SAMPLE_RATE, ToneRunner, spec
 from tests.tui_fakes import FakeSoundDevice, make_app, running, tui_registry
 from ttag_tui.playback import Player
+from ttag_tui.sessions import SessionStore
 from ttag_tui.widgets.jobs import JobItem, JobsList
 from ttag_tui.widgets.prompt import PromptArea
 from ttag_tui.widgets.takes import TakesTable
@@ -247,3 +248,53 @@ async def test_continue_is_refused_for_a_model_without_audio_prompt(tmp_path):
         assert len(submitted) == 1
         assert app.store.jobs(app.screen.session.id) == jobs_before
         assert not job_items(app) and takes(app).row_count == 1
+
+
+async def test_empty_the_trash_from_the_command_palette(tmp_path):
+    app = make_app(tmp_path)
+    notes = record_notifications(app)
+    async with running(app) as pilot:
+        await generate(pilot, "a tone to throw away", 1)
+        take = takes(app).selected_take
+        trashed = Path(take.path).parent / ".ttag-trash" / Path(take.path).name
+        await pilot.press("ctrl+t", "d")
+        await wait_for(pilot, lambda: takes(app).row_count == 0, "the delete")
+        assert trashed.exists() and trashed.with_suffix(".json").exists()
+
+        await pilot.press("ctrl+p")
+        await pilot.press(*"empty the trash")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not trashed.exists(), "the trashed file deleted")
+        assert not trashed.with_suffix(".json").exists()
+        await wait_for(pilot, lambda: any(m.startswith("Emptied the trash: 1 take(s)") for m, _, _ in notes), "a note")
+        assert app.store.take(take.id) is None
+        await pilot.press("ctrl+t", "u")  # nothing left to bring back
+        await wait_for(pilot, lambda: ("The trash is empty.", "", "warning") in notes, "the warning")
+        assert takes(app).row_count == 0
+
+
+async def test_takes_trashed_long_ago_are_emptied_at_start_up(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app) as pilot:
+        await generate(pilot, "old tone", 1)
+        await generate(pilot, "recent tone", 2)
+        old, recent = sorted(takes(app).takes.values(), key=lambda t: t.number)
+        await pilot.press("ctrl+t", "home", "d")
+        await wait_for(pilot, lambda: takes(app).row_count == 1, "the first delete")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: takes(app).row_count == 0, "the second delete")
+    store = SessionStore(tmp_path / "data" / "sessions.sqlite3")
+    with store._transaction() as db:  # the first one was deleted 31 days ago
+        db.execute("UPDATE takes SET deleted=deleted-? WHERE id=?", (31 * 86400, old.id))
+    old_file, recent_file = (Path(store.take(t.id).trashed_path) for t in (old, recent))
+    store.close()
+    assert old_file.exists() and recent_file.exists()
+
+    again = make_app(tmp_path)
+    async with running(again) as pilot:
+        await wait_for(pilot, lambda: not old_file.exists(), "the old take's file deleted")
+        assert not old_file.with_suffix(".json").exists() and again.store.take(old.id) is None
+        assert recent_file.exists()  # deleted today: kept, and undo still brings it back
+        await pilot.press("ctrl+t", "u")
+        await wait_for(pilot, lambda: takes(again).row_count == 1, "the undo")
+        assert Path(recent.path).exists() and takes(again).selected_take.id == recent.id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 
@@ -83,6 +84,22 @@ def test_takes_are_numbered_starred_renamed_trashed_and_restored(store):
     store.restore_take(first.id)
     assert [t.number for t in store.takes(session.id)] == [1, 2]
     assert store.takes(session.id, trashed=True) == []
+
+
+def test_trashed_takes_of_every_session_by_age_and_forgetting_them(store):
+    first_session = store.latest_session()
+    other = store.create_session("other")
+    old = add_take(store, first_session.id)
+    recent = add_take(store, other.id, seed=8)
+    kept = add_take(store, other.id, seed=9)
+    store.trash_take(old.id, "/x/.ttag-trash/old.wav")
+    cutoff = time.time()
+    store.trash_take(recent.id, None)
+    assert [t.id for t in store.trashed_takes(cutoff)] == [old.id]
+    assert [t.id for t in store.trashed_takes()] == [old.id, recent.id]
+    store.forget_takes([old.id, recent.id])
+    assert store.trashed_takes() == [] and store.take(old.id) is None
+    assert [t.id for t in store.takes(other.id)] == [kept.id]
 
 
 def test_jobs_left_running_are_interrupted_on_the_next_open(store, tmp_path):

@@ -136,6 +136,7 @@ class TtagApp(App[int]):
             node = screen.query_one(target) if target else screen
             key = keymap.effective_key(spec, self.config.keys)
             yield SystemCommand(spec.description, f"{spec.help} ({key})", partial(node.run_action, spec.id))
+        yield SystemCommand("Empty the trash", "delete trashed takes for good (no undo after this)", screen.empty_trash)
         for model in self.registry:
             yield SystemCommand(f"Model: {model.id}", model.description, partial(screen.choose_model, model.id))
         for session in self.store.sessions():

@@ -398,6 +398,18 @@ class SessionStore:
         with self._transaction() as db:
             db.execute("UPDATE takes SET deleted=?, trashed_path=? WHERE id=?", (time.time(), trashed_path, take_id))
 
+    def trashed_takes(self, before: float | None = None) -> list[Take]:
+        """Takes in the trash of every session, deleted before the ``before`` timestamp (all with None)."""
+        query = "SELECT * FROM takes WHERE deleted IS NOT NULL AND deleted < ? ORDER BY deleted"
+        with self._lock:
+            rows = self._db.execute(query, (before if before is not None else float("inf"),)).fetchall()
+        return [self._take(row) for row in rows]
+
+    def forget_takes(self, take_ids: list[int]) -> None:
+        """Remove takes for good (their files are the caller's to delete)."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM takes WHERE id=?", [(take_id,) for take_id in take_ids])
+
     def restore_take(self, take_id: int) -> None:
         with self._transaction() as db:
             db.execute("UPDATE takes SET deleted=NULL, trashed_path=NULL WHERE id=?", (take_id,))

@@ -12,7 +12,6 @@ them through the typed properties below.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,7 +19,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 
-from ttag_tui import keymap
+from ttag_tui import keymap, trash
 from ttag_tui.playback import SEEK_STEP_S, VOLUME_STEP, AudioSource, PlaybackUnavailable
 from ttag_tui.sessions import Session, Take
 from ttag_tui.widgets.footer import KeyFooter
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
     from ttag_tui.widgets.takes import TakesTable
     from ttag_tui.widgets.transport import Transport
 
-TRASH_FOLDER = ".ttag-trash"
 STATE_SAVE_DELAY_S = 0.3
 TICK_S = 0.1
 TITLE_CHARS = 40
@@ -151,6 +149,7 @@ class MainScreen(Screen[None]):
         self.set_interval(TICK_S, self._tick)
         self.run_worker(self._probe_models, thread=True, group="probe")
         await self._show_interrupted()
+        self.run_worker(self.empty_trash(trash.KEEP_DAYS), group="trash")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Until the panes are mounted (a frame after the first paint), only the prompt's own keys work."""
@@ -456,19 +455,9 @@ class MainScreen(Screen[None]):
         )
 
     async def take_delete(self, take: Take) -> None:
-        """Move the file and its sidecar to a trash folder next to them; the take can come back with undo."""
-        path = Path(take.path)
-        trashed: str | None = None
-        if path.exists():
-            trash = path.parent / TRASH_FOLDER
-            trash.mkdir(exist_ok=True)
-            target = trash / path.name
-            os.replace(path, target)
-            sidecar = path.with_suffix(".json")
-            if sidecar.exists():
-                os.replace(sidecar, target.with_suffix(".json"))
-            trashed = str(target)
-        self.ttag.store.trash_take(take.id, trashed)
+        """Move the file and its sidecar to the trash; the take can come back with undo."""
+        trashed = trash.move_to_trash(Path(take.path))
+        self.ttag.store.trash_take(take.id, str(trashed) if trashed else None)
         self.takes_table.remove_take(take.id)
         self.notify(f"Take {take.number} moved to the trash (u brings it back).", timeout=4)
 
@@ -478,16 +467,22 @@ class MainScreen(Screen[None]):
             self.notify("The trash is empty.", severity="warning")
             return
         take = trashed[0]
-        if take.trashed_path and Path(take.trashed_path).exists():
-            source = Path(take.trashed_path)
-            os.replace(source, take.path)
-            if source.with_suffix(".json").exists():
-                os.replace(source.with_suffix(".json"), Path(take.path).with_suffix(".json"))
+        if take.trashed_path:
+            trash.restore(Path(take.trashed_path), Path(take.path))
         self.ttag.store.restore_take(take.id)
         table = self.takes_table
         table.set_takes(self.ttag.store.takes(self.session.id))
         table.select_take(take.id)
         self.notify(f"Take {take.number} is back.", timeout=3)
+
+    async def empty_trash(self, older_than_days: float | None = None) -> None:
+        """Delete trashed takes for good: those older than the cutoff at start-up, all of them when asked."""
+        emptied = await asyncio.to_thread(trash.empty, self.ttag.store, older_than_days)
+        if emptied.takes or older_than_days is None:
+            age = f" deleted over {older_than_days:g} days ago" if older_than_days is not None else ""
+            self.notify(
+                f"Emptied the trash: {emptied.takes} take(s){age}, {emptied.bytes / 1e6:.1f} MB freed.", timeout=5
+            )
 
     async def take_copy_path(self, take: Take) -> None:
         self.app.copy_to_clipboard(take.path)
