@@ -86,33 +86,36 @@ def test_session_with_takes_and_jobs(snap_compare, tmp_path, size):
     assert snap_compare(filled_app(tmp_path), terminal_size=size, run_before=jobs)
 
 
-def test_a_value_the_validation_rejects(snap_compare, tmp_path):
+@pytest.mark.parametrize("size", [NARROW, WIDE], ids=["80x24", "wide"])
+def test_a_value_the_validation_rejects(snap_compare, tmp_path, size):
     async def bad_duration(pilot):
         await settle(pilot)
         pilot.app.screen.query_one("#set-duration").focus()
         await pilot.press("9", "9")
 
-    assert snap_compare(make_app(tmp_path, output_dir=FIXED_OUTPUT_DIR), terminal_size=NARROW, run_before=bad_duration)
+    assert snap_compare(make_app(tmp_path, output_dir=FIXED_OUTPUT_DIR), terminal_size=size, run_before=bad_duration)
 
 
-def test_a_model_with_more_parameters(snap_compare, tmp_path):
+@pytest.mark.parametrize("size", [NARROW, WIDE], ids=["80x24", "wide"])
+def test_a_model_with_more_parameters(snap_compare, tmp_path, size):
     async def sampler(pilot):
         await settle(pilot)
         await pilot.app.screen.choose_model("tone-sampler")
         pilot.app.screen.query_one(PromptArea).focus()
         await pilot.pause()
 
-    assert snap_compare(make_app(tmp_path, output_dir=FIXED_OUTPUT_DIR), terminal_size=NARROW, run_before=sampler)
+    assert snap_compare(make_app(tmp_path, output_dir=FIXED_OUTPUT_DIR), terminal_size=size, run_before=sampler)
 
 
+@pytest.mark.parametrize("size", [NARROW, WIDE], ids=["80x24", "wide"])
 @pytest.mark.parametrize("key", ["f1", "f2", "f3", "ctrl+o"], ids=["help", "config", "sessions", "history"])
-def test_dialogs(snap_compare, tmp_path, key):
+def test_dialogs(snap_compare, tmp_path, key, size):
     async def open_dialog(pilot):
         await settle(pilot)
         await pilot.press(key)
         await pilot.pause()
 
-    assert snap_compare(filled_app(tmp_path), terminal_size=NARROW, run_before=open_dialog)
+    assert snap_compare(filled_app(tmp_path), terminal_size=size, run_before=open_dialog)
 
 
 def test_paper_theme_wide(snap_compare, tmp_path):

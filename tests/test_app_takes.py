@@ -1,4 +1,4 @@
-"""Pilot tests for listening to a job while it generates, copying a take's path and continuing a take.
+"""Pilot tests for what is done to takes: listen while a job generates, copy a path, continue, rename, the trash.
 
 Like ``tests/test_app.py``: real worker processes run fake runners, and every wait is for a state, never a sleep.
 ``StreamingToneRunner`` lives here (workers import it as ``tests.test_app_takes:StreamingToneRunner``): it streams its
@@ -298,3 +298,16 @@ async def test_takes_trashed_long_ago_are_emptied_at_start_up(tmp_path):
         await pilot.press("ctrl+t", "u")
         await wait_for(pilot, lambda: takes(again).row_count == 1, "the undo")
         assert Path(recent.path).exists() and takes(again).selected_take.id == recent.id
+
+
+async def test_rename_a_take(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app) as pilot:
+        await generate(pilot, "a tone with a long prompt", 1)
+        take = takes(app).selected_take
+        await pilot.press("ctrl+t", "n")
+        await wait_for(pilot, lambda: app.screen.query("#answer"), "the name dialog")
+        await pilot.press(*"keeper", "enter")
+        await wait_for(pilot, lambda: app.store.take(take.id).name == "keeper", "the name saved")
+        assert takes(app).selected_take.title == "keeper"
+        assert any("keeper" in str(cell) for cell in takes(app).get_row_at(takes(app).cursor_row))
