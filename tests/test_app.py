@@ -308,3 +308,23 @@ async def test_the_real_synth_model(tmp_path):
         info = soundfile.info(take.path)
         assert (info.samplerate, info.channels) == (44100, 2) and info.duration == pytest.approx(3.0, abs=0.05)
         assert max(take.waveform) > 0.01
+
+
+async def test_the_model_list_tells_every_real_model_apart_at_80_columns(tmp_path):
+    from textual.widgets import OptionList
+
+    from runners.registry import default_registry
+
+    registry = default_registry()
+    app = make_app(tmp_path, registry=registry, default_model="synth")
+    async with running(app, size=(80, 24)) as pilot:
+        await pilot.pause()
+        options = app.screen.query_one("#model-list", OptionList)
+        names = [str(options.get_option_at_index(i).prompt).split()[0] for i in range(options.option_count)]
+        assert len(set(names)) == len(names) == len(registry)  # no two rows read the same
+        assert all(len(name) + 10 <= options.scrollable_content_region.width + 1 for name in names)
+        long_id = "audiocraft-musicgen-stereo-melody-large"
+        await app.screen.choose_model(long_id)
+        await pilot.pause()
+        details = str(app.screen.query_one("#model-details").render())
+        assert details.startswith(long_id)  # shortened in the list, whole in the details

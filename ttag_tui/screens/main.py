@@ -56,6 +56,7 @@ def take_request_fields(take: Take) -> dict[str, Any]:
 
 
 class MainScreen(Screen[None]):
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # app.tcss widens the sidebar on wide terminals
     AUTO_FOCUS = "PromptArea"  # focused as the screen mounts: the footer lays out its keys once, not twice
     BINDINGS = [*keymap.bindings("app"), *keymap.bindings("main")]
 

@@ -13,8 +13,10 @@ from textual.widgets.option_list import Option
 
 from runners.registry import Availability, ModelSpec, Registry
 
+SIDEBAR_WIDTH = 30  # app.tcss; the list is 4 narrower (borders, scroll bar) until its first layout says otherwise
 # The list's column is narrow: short words there, the full status in the details below.
 SHORT_LABELS = {"weights cached": "cached", "needs download": "download", "runner environment missing": "no env"}
+STATUS_WIDTH = 8  # the longest short status word
 STATUS_STYLES = {
     "loaded": "bold green",
     "ready": "green",
@@ -43,13 +45,28 @@ class ModelStatus:
         return cls("ready")
 
 
+def fit_id(model_id: str, room: int) -> str:
+    """Shorten an id to ``room`` characters by cutting its leading words to their initials, one at a time from the
+    left: the last words tell models apart (``audiocraft-musicgen-stereo-small`` → ``a-m-stereo-small``)."""
+    words = model_id.split("-")
+    for index in range(len(words) - 1):
+        if len("-".join(words)) <= room:
+            break
+        words[index] = words[index][0]
+    short = "-".join(words)
+    return short if len(short) <= room else short[: room - 1] + "…"
+
+
 def _kind_short(kind: str) -> str:
     return {"music and sound": "mix", "sound effects": "sfx"}.get(kind, kind)
 
 
-def describe(spec: ModelSpec, status: ModelStatus) -> Text:
-    """The details block: description, status and advice, sample rate, limits, parameters."""
+def describe(spec: ModelSpec, status: ModelStatus, *, with_id: bool = False) -> Text:
+    """The details block: the id when the list had to shorten it, description, status and advice, sample rate,
+    limits, parameters."""
     text = Text()
+    if with_id:
+        text.append(spec.id + "\n", style="bold")
     text.append(spec.description + "\n")
     text.append("status: ")
     text.append(status.label, style=STATUS_STYLES.get(status.label, ""))
@@ -97,32 +114,51 @@ class ModelPane(Vertical):
         self.registry = registry
         self.selected = selected if selected in registry else next(iter(registry.ids()), "")
         self.statuses: dict[str, ModelStatus] = {spec.id: ModelStatus("checking") for spec in registry}
+        self._list_width = SIDEBAR_WIDTH - 4
 
     def compose(self) -> ComposeResult:
-        options = OptionList(*[Option(self._row(spec), id=spec.id) for spec in self.registry], id="model-list")
+        rows = [Option(self._row(spec, self._list_width), id=spec.id) for spec in self.registry]
+        options = OptionList(*rows, id="model-list")
         yield options
         yield Static(id="model-details")
 
     def on_mount(self) -> None:
         self.select(self.selected, announce=False)
 
-    def _row(self, spec: ModelSpec) -> Text:
+    def _row(self, spec: ModelSpec, width: int) -> Text:
+        """The model's id (what ``ttag generate -m`` takes; shortened by ``fit_id`` only when it cannot fit, and then
+        shown whole in the details), its kind when there is room, and its status in a word."""
         status = self.statuses[spec.id]
         label = SHORT_LABELS.get(status.label, status.label)
+        room = max(8, width - STATUS_WIDTH - 1)
+        kind = f"{_kind_short(spec.kind):<6}"
+        name = fit_id(spec.id, room)
+        show_kind = len(spec.id) + 1 + len(kind) <= room
         return Text.assemble(
-            (f"{spec.id[:10]:<11}", "bold"),
-            (f"{_kind_short(spec.kind):<6}", "dim"),
-            (label, STATUS_STYLES.get(status.label, "")),
+            (f"{name:<{room - len(kind) if show_kind else room}}", "bold"),
+            (kind if show_kind else "", "dim"),
+            " ",
+            (f"{label:<{STATUS_WIDTH}}", STATUS_STYLES.get(status.label, "")),
             no_wrap=True,
             overflow="ellipsis",
         )
 
+    def _redraw_rows(self) -> None:
+        options = self.query_one(OptionList)
+        self._list_width = options.scrollable_content_region.width or SIDEBAR_WIDTH - 4
+        for spec in self.registry:
+            options.replace_option_prompt(spec.id, self._row(spec, self._list_width))
+        self._show_details(self.selected)
+
+    def _fits(self, spec: ModelSpec) -> bool:
+        return len(spec.id) <= max(8, self._list_width - STATUS_WIDTH - 1)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._redraw_rows)  # once the list inside has its new width
+
     def set_statuses(self, statuses: dict[str, ModelStatus]) -> None:
         self.statuses.update(statuses)
-        options = self.query_one(OptionList)
-        for spec in self.registry:
-            options.replace_option_prompt(spec.id, self._row(spec))
-        self._show_details(self.selected)
+        self._redraw_rows()
 
     def select(self, model_id: str, *, announce: bool = True) -> None:
         if model_id not in self.registry:
@@ -141,7 +177,8 @@ class ModelPane(Vertical):
     def _show_details(self, model_id: str) -> None:
         spec = self.registry.get(model_id)
         if spec is not None:
-            self.query_one("#model-details", Static).update(describe(spec, self.statuses[model_id]))
+            details = describe(spec, self.statuses[model_id], with_id=not self._fits(spec))
+            self.query_one("#model-details", Static).update(details)
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         event.stop()
