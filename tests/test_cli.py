@@ -110,9 +110,21 @@ def test_unwritable_output_is_a_clear_failure(tmp_path):
 
 
 def test_list_models_table_and_json():
-    table = ttag("list-models")
-    assert table.returncode == 0 and "synth" in table.stdout and "understands" in table.stdout
+    table = ttag("list-models", env={"COLUMNS": "80"})
+    assert table.returncode == 0 and "understands" in table.stdout
     models = {m["id"]: m for m in json.loads(ttag("list-models", "--json").stdout)}
+    rows: dict[str, list[str]] = {}
+    for line in table.stdout.splitlines():
+        if line.strip():
+            rows.setdefault(line.split()[0], line.split())  # the table comes before the "understands" lines
+    assert set(models) <= set(rows)  # every id whole at 80 columns: it is what -m takes
+    assert rows["synth"][2] == "yes"
+    words = " ".join(table.stdout.split())  # advice lines may wrap at 80 columns
+    for model in models.values():  # the rest say what to do, once per kind of problem
+        if not model["available"]:
+            assert rows[model["id"]][2] in ("pull", "no")
+            advice = model["reason"].replace(model["id"], "ID") if model["runnable"] else model["reason"]
+            assert f"): {' '.join(advice.split())}" in words
     assert models["synth"]["available"] is True and models["synth"]["weights_cached"] is None
     assert "bpm" in models["synth"]["understands"]
 

@@ -208,25 +208,31 @@ def cmd_list_models(args: argparse.Namespace) -> int:
             )
         )
         return EXIT_OK
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="ttag models")
-    for column in ("id", "kind", "runner", "available", "weights", "size", "licence"):
-        table.add_column(column)
+    table = Table(title="ttag models", box=box.SIMPLE_HEAD, pad_edge=False)  # the runner and more: --json
+    table.add_column("id", no_wrap=True)  # what -m takes: never cut
+    table.add_column("kind", min_width=5)
+    table.add_column("ready", min_width=5)
+    table.add_column("size", justify="right", min_width=5, no_wrap=True)
+    table.add_column("licence", overflow="fold")
+    not_ready: dict[str, list[str]] = {}  # what to do → the models it is for
     for spec, avail in rows:
-        weights = {None: "none needed", True: "cached", False: "not downloaded"}[avail.weights_cached]
-        table.add_row(
-            spec.id,
-            spec.kind,
-            spec.runner_name,
-            "yes" if avail.available else f"no: {avail.reason}",
-            weights,
-            _human_size(spec.size_bytes),
-            spec.licence,
-        )
+        if avail.available:
+            ready = "[green]yes[/]"
+        else:
+            ready = "[yellow]pull[/]" if avail.runnable else "[red]no[/]"
+            advice = avail.reason.replace(spec.id, "ID") if avail.runnable else avail.reason
+            not_ready.setdefault(advice, []).append(spec.id)
+        kind = {"music and sound": "mix", "sound effects": "sfx"}.get(spec.kind, spec.kind)
+        table.add_row(spec.id, kind, ready, _human_size(spec.size_bytes), spec.licence.split(" (")[0])
     console = Console()
     console.print(table)
+    for advice, ids in not_ready.items():
+        which = ids[0] if len(ids) == 1 else f"{len(ids)} models"
+        console.print(f"[bold]not ready[/] ({which}): {advice}", highlight=False)
     for spec, _ in rows:
         if spec.understands:
             console.print(f"[bold]{spec.id}[/] understands: {spec.understands}", highlight=False)
