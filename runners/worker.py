@@ -81,6 +81,11 @@ class Worker:
                     self.inbox.put(header)
         except Exception as exc:  # a broken pipe from the bridge: nothing to answer to
             print(f"ttag worker: reading from the bridge failed: {exc}", file=sys.stderr)
+        # The bridge is gone (its process was killed, its terminal closed): nobody will take this job's audio, so
+        # stop it at the next step rather than keep a GPU busy for minutes, then exit.
+        with self.state_lock:
+            if self.current_ctx is not None:
+                self.current_ctx.cancel()
         self.inbox.put(None)
 
     def run(self) -> None:

@@ -267,6 +267,15 @@ async def test_an_interrupted_job_is_shown_as_interrupted(tmp_path):
         await wait_for(pilot, lambda: bool(job_items(app)), "the interrupted job")
         assert job_items(app)[0].status == "interrupted"
         assert "cut short" in job_items(app)[0].title
+    again = make_app(tmp_path)  # still there on the next start, however that one ends ...
+    async with running(again) as pilot:
+        await wait_for(pilot, lambda: bool(job_items(again)), "the interrupted job again")
+        again.screen.query_one(JobsList).focus()
+        await pilot.press("c")  # ... until dismissed
+        await wait_for(pilot, lambda: not job_items(again), "the dismissal")
+    last = make_app(tmp_path)
+    async with running(last):  # the panes are there once the interrupted jobs are shown
+        assert not job_items(last)
 
 
 async def test_help_lists_keys_with_overrides_and_the_theme_is_remembered(tmp_path, monkeypatch):

@@ -222,3 +222,37 @@ def test_close_cancels_running_and_queued_jobs_and_stops_workers():
     bridge.close()
     assert running.outcome.kind == "cancelled" and queued.outcome.kind == "cancelled"
     assert process.poll() is not None, "the worker process is gone"
+
+
+def test_a_worker_whose_bridge_is_gone_stops_its_job_and_exits():
+    """The app was killed: the worker's stdin closes. Its job (200 steps of 0.2 s) stops at the next step, even
+    though its output is still read (so no broken pipe ends it), and the process exits."""
+    import subprocess
+    import sys
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "runners.worker", "--runner", "tests.fake_runners:SlowToneRunner"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # tests.fake_runners importable
+    )
+    try:
+        assert read_message(worker.stdout)[0]["type"] == "hello"
+        job = request("slow-tone", steps=200, duration=0.1)
+        spec = REGISTRY.get("slow-tone")
+        write_message(
+            worker.stdin,
+            {"type": "generate", "job": "j1", "spec": spec.to_dict(), "request": job.to_dict(), "stream": False},
+        )
+        worker.stdin.flush()
+        while (message := read_message(worker.stdout)) is not None and message[0]["type"] != "progress":
+            pass
+        started = time.monotonic()
+        worker.stdin.close()  # the bridge is gone
+        while read_message(worker.stdout) is not None:  # keep reading, as a live reader would
+            pass
+        assert worker.wait(timeout=10) == 0
+        assert time.monotonic() - started < 3  # not the 40 s the job would have taken
+    finally:
+        worker.kill()
+        worker.wait()

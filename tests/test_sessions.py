@@ -110,10 +110,15 @@ def test_jobs_left_running_are_interrupted_on_the_next_open(store, tmp_path):
     store.set_job_status(done, "done")
     store.close()  # as if the process was killed: nothing else happens
     reopened = SessionStore(tmp_path / "s.sqlite3")
-    assert reopened.interrupted == [running]
+    assert [job.id for job in reopened.interrupted_jobs(session.id)] == [running]
     statuses = {job.id: job.status for job in reopened.jobs(session.id)}
     assert statuses == {running: "interrupted", done: "done"}
     reopened.close()
+    again = SessionStore(tmp_path / "s.sqlite3")  # still there on the next start, until dismissed
+    assert [job.id for job in again.interrupted_jobs(session.id)] == [running]
+    again.dismiss_job(running)
+    assert again.interrupted_jobs(session.id) == []
+    again.close()
 
 
 def test_a_version_1_file_is_migrated_keeping_its_takes(tmp_path):

@@ -116,3 +116,65 @@ def test_generate_listen_quit_and_come_back_over_ssh(tmux, tmp_path):
     screen = tmux.wait_for("✓")  # the session came back: its take ...
     assert str(take.seed) in screen and "10.0s" in screen
     assert "rain on a tin roof" in screen  # ... and the prompt
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _gone(pid: int, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+                return True  # a zombie has stopped; only its parent's wait is missing
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("how", ["terminal closed", "kill -9"])
+def test_killed_mid_generation_the_finished_take_stays_and_the_job_says_interrupted(tmux, tmp_path, how):
+    # Two long synth takes (about 10 s of work each here): the first lands, then ttag dies while the second renders.
+    store = SessionStore(tmp_path / "data" / "sessions.sqlite3")
+    prompt = "rain on a tin roof with piano"
+    store.save_state(store.latest_session().id, {"prompt": prompt, "settings": {"duration": "300", "takes": "2"}})
+    store.close()
+    tmux.start(f"exec {TTAG}")
+    tmux.wait_for("ctrl+g generate")
+    tmux.keys("C-g")
+    tmux.wait_for("✓", timeout=120)  # take 1 written and shown; take 2 is being made
+    ttag_pid = int(tmux.tmux("display-message", "-p", "#{pane_pid}").strip())
+    workers = _children(ttag_pid)
+    assert workers, "the generation runs in a worker process"
+    if how == "kill -9":
+        os.kill(ttag_pid, 9)
+    else:
+        tmux.kill()  # the SSH connection drops: the terminal goes away under the app
+    assert _gone(ttag_pid)
+    # No orphan burning the CPU (or a GPU): the worker stops its job at the next step (the second take would take
+    # several more seconds) and exits.
+    assert all(_gone(pid, timeout=3) for pid in workers), "a worker outlived the app"
+
+    store = SessionStore(tmp_path / "data" / "sessions.sqlite3")
+    takes = store.takes(store.latest_session().id)
+    store.close()
+    assert len(takes) == 1 and Path(takes[0].path).is_file()
+    kept = {Path(takes[0].path).name, Path(takes[0].path).with_suffix(".json").name}
+    half_written = [p for p in (tmp_path / "out").iterdir() if p.name not in kept]
+    assert all(p.name.startswith(".ttag-") and p.name.endswith(".tmp") for p in half_written)  # never a take name
+    for path in half_written:  # ten minutes later: nobody is writing it any more
+        os.utime(path, (time.time() - 601, time.time() - 601))
+
+    tmux.new_terminal()
+    tmux.start(f"{TTAG}; sleep 60")
+    screen = tmux.wait_for("interrupted")
+    assert str(takes[0].seed) in screen and "5:00" in screen  # the finished take, 300 s long
+    deadline = time.monotonic() + 10
+    while any(p.exists() for p in half_written) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert {p.name for p in (tmp_path / "out").iterdir()} == kept  # the half-written file is tidied away

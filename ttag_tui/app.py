@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 from textual.theme import Theme
@@ -58,6 +59,7 @@ class TtagApp(App[int]):
         self._bridge_factory = bridge_factory
         self._bridge: Bridge | None = None
         self._bridge_lock = threading.Lock()
+        self._held_keys: list[events.Key] | None = []  # until the main screen's panes are mounted
         # Themes are set before the stylesheet is first parsed: a change after that parses it all again.
         themes, self._theme_problems = load_themes(theme_folders)
         for theme in themes:
@@ -87,6 +89,20 @@ class TtagApp(App[int]):
         self._apply_keys()
         self.main_screen = MainScreen()
         return self.main_screen
+
+    async def on_event(self, event: events.Event) -> None:
+        """Keys that arrive before the main screen has mounted its panes (a frame after the first paint) wait for
+        them and then run in order: an early ctrl+g generates instead of finding no settings pane."""
+        if isinstance(event, events.Key) and not event.is_forwarded and self._held_keys is not None:
+            self._held_keys.append(event)
+            return
+        await super().on_event(event)
+
+    def release_keys(self) -> None:
+        """The main screen is complete: replay the keys held until now, and stop holding."""
+        held, self._held_keys = self._held_keys or [], None
+        for key in held:
+            self.post_message(events.Key(key.key, key.character))
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._theme_changed)

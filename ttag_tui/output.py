@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import tempfile
+import time
 import unicodedata
 from datetime import datetime
 from pathlib import Path
@@ -69,8 +70,12 @@ def _publish(tmp: Path, final: Path) -> bool:
     return True
 
 
+TEMP_PREFIX = ".ttag-"
+STALE_TEMP_S = 600  # a temp file this old is not being written any more: its writer was killed
+
+
 def _write_temp(folder: Path, suffix: str, write: Any) -> Path:
-    fd, name = tempfile.mkstemp(prefix=".ttag-", suffix=suffix + ".tmp", dir=folder)
+    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix + ".tmp", dir=folder)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -81,6 +86,21 @@ def _write_temp(folder: Path, suffix: str, write: Any) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return tmp
+
+
+def remove_stale_temp_files(folder: Path, older_than_s: float = STALE_TEMP_S) -> int:
+    """Delete half-written takes left by a writer that was killed (its job was lost with it); how many went.
+    Fresh ones are left alone: another ttag may be writing them right now."""
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for path in folder.glob(f"{TEMP_PREFIX}*.tmp") if folder.is_dir() else ():
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}

@@ -68,6 +68,8 @@ MIGRATIONS: dict[int, str] = {
     """,
     # Takes got names (the "rename" action).
     2: "ALTER TABLE takes ADD COLUMN name TEXT NOT NULL DEFAULT '';",
+    # Interrupted jobs stay on screen, across restarts, until dismissed.
+    3: "ALTER TABLE jobs ADD COLUMN dismissed INTEGER NOT NULL DEFAULT 0;",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 ACTIVE_JOB_STATES = ("queued", "running")
@@ -139,7 +141,7 @@ class SessionStore:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot open the session file ({exc})") from None
-        self.interrupted = self.interrupt_active_jobs("ttag stopped before this job finished")
+        self.interrupt_active_jobs("ttag stopped before this job finished")
 
     # -- plumbing --------------------------------------------------------------------------------------------------
     @contextmanager
@@ -296,6 +298,18 @@ class SessionStore:
             db.execute(
                 "UPDATE jobs SET status=?, message=?, finished=? WHERE id=?", (status, message, finished, job_id)
             )
+
+    def interrupted_jobs(self, session_id: int) -> list[JobRecord]:
+        """The session's jobs that a stop cut short (a kill, a closed terminal, a quit) and nobody has dismissed."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM jobs WHERE session_id=? AND status='interrupted' AND NOT dismissed", (session_id,)
+            ).fetchall()
+        return self.jobs(session_id, [row["id"] for row in rows]) if rows else []
+
+    def dismiss_job(self, job_id: int) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET dismissed=1 WHERE id=?", (job_id,))
 
     def jobs(self, session_id: int, ids: list[int] | None = None) -> list[JobRecord]:
         """The session's jobs in order (only those in ``ids`` when given)."""

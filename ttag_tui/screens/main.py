@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 STATE_SAVE_DELAY_S = 0.3
 TICK_S = 0.1
 TITLE_CHARS = 40
-PROMPT_ONLY_ACTIONS = {"focus_prompt", "history", "help", "config"}  # work before the other panes are mounted
 
 
 def short(text: str, limit: int = TITLE_CHARS) -> str:
@@ -77,7 +76,6 @@ class MainScreen(Screen[None]):
         self.transport_note = ""
         self._jobs: dict[int, JobItem] = {}
         self.panes_ready = False
-        self._changed_before_ready = False
 
     # -- layout ----------------------------------------------------------------------------------------------------
     @property
@@ -134,27 +132,23 @@ class MainScreen(Screen[None]):
         from ttag_tui.widgets.transport import Transport
 
         state = self.session.state
-        await self.query_one("#sidebar").mount(
-            ModelPane(self.ttag.registry, self.model_id, id="models"),
-            SettingsPane(self.spec, state.get("settings", {}), id="settings"),
-        )
-        await self.query_one("#main").mount(TakesTable(id="takes"), JobsList(id="jobs"), Transport(id="transport"))
-        self.query_one("#models").border_title = "Model"
-        self.query_one("#settings").border_title = "Settings"
-        self.query_one("#jobs").border_title = "Jobs"
-        self._show_takes()
-        self.panes_ready = True
-        self.refresh_bindings()
-        if self._changed_before_ready:
-            self._state_changed()
+        try:
+            await self.query_one("#sidebar").mount(
+                ModelPane(self.ttag.registry, self.model_id, id="models"),
+                SettingsPane(self.spec, state.get("settings", {}), id="settings"),
+            )
+            await self.query_one("#main").mount(TakesTable(id="takes"), JobsList(id="jobs"), Transport(id="transport"))
+            self.query_one("#models").border_title = "Model"
+            self.query_one("#settings").border_title = "Settings"
+            self.query_one("#jobs").border_title = "Jobs"
+            self._show_takes()
+            await self._show_interrupted()
+            self.panes_ready = True
+        finally:
+            self.ttag.release_keys()  # even if something above failed: ctrl+q must still work
         self.set_interval(TICK_S, self._tick)
         self.run_worker(self._probe_models, thread=True, group="probe")
-        await self._show_interrupted()
-        self.run_worker(self.empty_trash(trash.KEEP_DAYS), group="trash")
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Until the panes are mounted (a frame after the first paint), only the prompt's own keys work."""
-        return True if self.panes_ready or action in PROMPT_ONLY_ACTIONS else None
+        self.run_worker(self._tidy_output(), group="tidy")
 
     def _show_session(self) -> None:
         """Put the session's saved state into the panes."""
@@ -179,7 +173,7 @@ class MainScreen(Screen[None]):
         """Jobs that were running when ttag last stopped: shown as interrupted, to dismiss or run again."""
         from ttag_tui.widgets.jobs import JobItem
 
-        for record in self.ttag.store.jobs(self.session.id, self.ttag.store.interrupted):
+        for record in self.ttag.store.interrupted_jobs(self.session.id):
             item = JobItem(
                 record.id, short(record.request.get("prompt", "")), status="interrupted", message=record.message
             )
@@ -212,8 +206,7 @@ class MainScreen(Screen[None]):
 
     def _state_changed(self) -> None:
         """Save soon, not on every keystroke; a kill loses at most the last fraction of a second of typing."""
-        if not self.panes_ready:  # typed in the first frame: saved once the settings pane is there
-            self._changed_before_ready = True
+        if not self.panes_ready:  # fields settling as they mount: nothing typed yet (keys wait for the panes)
             return
         self._pending_state = self.current_state()
         if self._save_timer is not None:
@@ -373,7 +366,9 @@ class MainScreen(Screen[None]):
             self._refresh_model_statuses()
 
     async def _forget_job(self, item: JobItem) -> None:
+        """Take a finished job off the list (for good: an interrupted one does not come back on the next start)."""
         self._jobs.pop(item.record_id, None)
+        self.ttag.store.dismiss_job(item.record_id)
         if item.parent is not None:
             await self.jobs_list.remove_job(item)
 
@@ -475,6 +470,13 @@ class MainScreen(Screen[None]):
         table.set_takes(self.ttag.store.takes(self.session.id))
         table.select_take(take.id)
         self.notify(f"Take {take.number} is back.", timeout=3)
+
+    async def _tidy_output(self) -> None:
+        """At start-up: empty the trash of old takes, delete half-written files of writers that were killed."""
+        from ttag_tui.output import remove_stale_temp_files
+
+        await self.empty_trash(trash.KEEP_DAYS)
+        await asyncio.to_thread(remove_stale_temp_files, self.ttag.config.resolved_output_dir())
 
     async def empty_trash(self, older_than_days: float | None = None) -> None:
         """Delete trashed takes for good: those older than the cutoff at start-up, all of them when asked."""
@@ -677,5 +679,7 @@ class MainScreen(Screen[None]):
         self._show_session()
         for item in self.jobs_list.items():
             if item.finished:
-                await self._forget_job(item)
+                self._jobs.pop(item.record_id, None)
+                await self.jobs_list.remove_job(item)
+        await self._show_interrupted()
         self.notify(f"Session {session.name!r}", timeout=2)
