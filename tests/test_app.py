@@ -337,3 +337,38 @@ async def test_the_model_list_tells_every_real_model_apart_at_80_columns(tmp_pat
         await pilot.pause()
         details = str(app.screen.query_one("#model-details").render())
         assert details.startswith(long_id)  # shortened in the list, whole in the details
+
+
+async def test_keys_pressed_before_the_panes_are_mounted_wait_for_them(tmp_path, monkeypatch):
+    """The first frame is the prompt (restored from the session); the other panes mount a moment later. Keys pressed
+    in between (here the moment is held open) are kept and run in order once the panes are there: an early ctrl+g
+    generates from the restored prompt, a key typed after it lands in the prompt; nothing fails, nothing is lost."""
+    import asyncio
+
+    from ttag_tui.screens.main import MainScreen
+
+    store = SessionStore(tmp_path / "data" / "sessions.sqlite3")
+    store.save_state(store.latest_session().id, {"prompt": "calm tone"})
+    store.close()
+    gate = asyncio.Event()
+    mount_panes = MainScreen._mount_panes
+
+    def held_mount(screen):  # the mount waits in a task of its own, so the screen stays idle meanwhile
+        async def later():
+            await gate.wait()
+            await mount_panes(screen)
+
+        screen.run_worker(later())
+
+    monkeypatch.setattr(MainScreen, "_mount_panes", held_mount)
+    app = make_app(tmp_path)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert not app.screen.panes_ready and not app.screen.query("#takes")
+        await pilot.press("ctrl+g", "x")
+        assert app.screen.query_one(PromptArea).text == "calm tone"  # held: not typed yet, not run against nothing
+        gate.set()
+        await wait_for(pilot, lambda: app.screen.panes_ready, "the panes")
+        await wait_for(pilot, lambda: takes(app).row_count == 1, "the take from the early ctrl+g")
+        assert takes(app).selected_take.prompt == "calm tone"
+        assert app.screen.query_one(PromptArea).text == "calm tonex"
