@@ -57,6 +57,11 @@ def fit_id(model_id: str, room: int) -> str:
     return short if len(short) <= room else short[: room - 1] + "…"
 
 
+def _name_room(list_width: int) -> int:
+    """Columns a row has for the id (and kind): what the status word leaves."""
+    return max(8, list_width - STATUS_WIDTH - 1)
+
+
 def _kind_short(kind: str) -> str:
     return {"music and sound": "mix", "sound effects": "sfx"}.get(kind, kind)
 
@@ -130,7 +135,7 @@ class ModelPane(Vertical):
         shown whole in the details), its kind when there is room, and its status in a word."""
         status = self.statuses[spec.id]
         label = SHORT_LABELS.get(status.label, status.label)
-        room = max(8, width - STATUS_WIDTH - 1)
+        room = _name_room(width)
         kind = f"{_kind_short(spec.kind):<6}"
         name = fit_id(spec.id, room)
         show_kind = len(spec.id) + 1 + len(kind) <= room
@@ -151,7 +156,7 @@ class ModelPane(Vertical):
         self._show_details(self.selected)
 
     def _fits(self, spec: ModelSpec) -> bool:
-        return len(spec.id) <= max(8, self._list_width - STATUS_WIDTH - 1)
+        return len(spec.id) <= _name_room(self._list_width)
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._redraw_rows)  # once the list inside has its new width
