@@ -86,14 +86,17 @@ class TakesTable(DataTable[Text | str]):
         self.add_column("wave", width=FIXED_COLUMNS["wave"], key="wave")
 
     def _cells(self, take: Take) -> list[Text | str]:
-        title = Text(take.title, no_wrap=True, overflow="ellipsis", style="italic" if take.name else "")
+        title = Text(take.title, no_wrap=True, style="italic" if take.name else "")
+        title.truncate(self._prompt_width(), overflow="ellipsis")  # the column's last cell stays a gap
         cells: list[Text | str] = [
             Text(str(take.number), justify="right"),
             Text("★" if take.starred else " ", style="yellow"),
             title,
         ]
         if self._show_model():
-            cells.append(Text(take.model, no_wrap=True, overflow="ellipsis"))
+            model = Text(take.model, no_wrap=True)
+            model.truncate(FIXED_COLUMNS["model"], overflow="ellipsis")
+            cells.append(model)
         cells += [
             str(take.seed),
             format_seconds(take.duration),
