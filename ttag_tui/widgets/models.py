@@ -67,16 +67,16 @@ def _kind_short(kind: str) -> str:
 
 
 def describe(spec: ModelSpec, status: ModelStatus, *, with_id: bool = False) -> Text:
-    """The details block: the id when the list had to shorten it, description, status and advice, sample rate,
-    limits, parameters."""
+    """The details block: the id when the list had to shorten it, the status and what to do about it (first: the
+    block is a few lines high), then description, sample rate, limits, parameters."""
     text = Text()
     if with_id:
         text.append(spec.id + "\n", style="bold")
-    text.append(spec.description + "\n")
     text.append("status: ")
     text.append(status.label, style=STATUS_STYLES.get(status.label, ""))
     if status.advice:
         text.append(f"\n→ {status.advice}", style="yellow")
+    text.append("\n" + spec.description)
     channels = "stereo" if spec.channels == 2 else "mono" if spec.channels == 1 else f"{spec.channels} ch"
     text.append(
         f"\n{spec.sample_rate} Hz {channels} · {spec.min_duration:g}–{spec.max_duration:g} s "
