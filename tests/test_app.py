@@ -372,3 +372,34 @@ async def test_keys_pressed_before_the_panes_are_mounted_wait_for_them(tmp_path,
         await wait_for(pilot, lambda: takes(app).row_count == 1, "the take from the early ctrl+g")
         assert takes(app).selected_take.prompt == "calm tone"
         assert app.screen.query_one(PromptArea).text == "calm tonex"
+
+
+async def test_the_config_screen_saves_with_the_config_rules_and_applies_at_once(tmp_path):
+    import tomllib
+
+    from ttag_tui import paths
+
+    app = make_app(tmp_path)
+    async with running(app) as pilot:
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: app.screen.query("#cfg-threads"), "the config dialog")
+        dialog = app.screen
+        dialog.query_one("#cfg-threads").value = "-3"
+        await pilot.press("ctrl+s")  # a bad value: the config module's own message, nothing written, still open
+        message = str(dialog.query_one("#config-message").render())
+        assert "not saved" in message and "threads" in message
+        assert not paths.config_file().exists() and app.screen is dialog
+
+        dialog.query_one("#cfg-threads").value = "2"
+        dialog.query_one("#cfg-default_duration").value = "0.5"
+        dialog.query_one("#cfg-keys").value = "generate=f5"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen is not dialog, "the dialog to close")
+        saved = tomllib.loads(paths.config_file().read_text())
+        assert (saved["threads"], saved["default_duration"], saved["keys"]) == (2, 0.5, {"generate": "f5"})
+        assert app.config.threads == 2 and app.config.keys == {"generate": "f5"}
+
+        await type_prompt(pilot, "a tone from a remapped key")
+        await pilot.press("f5")  # the new key generates at once, with the new default duration
+        await wait_for(pilot, lambda: takes(app).row_count == 1, "the take")
+        assert takes(app).selected_take.duration == 0.5
