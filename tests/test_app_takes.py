@@ -311,3 +311,38 @@ async def test_rename_a_take(tmp_path):
         await wait_for(pilot, lambda: app.store.take(take.id).name == "keeper", "the name saved")
         assert takes(app).selected_take.title == "keeper"
         assert any("keeper" in str(cell) for cell in takes(app).get_row_at(takes(app).cursor_row))
+
+
+async def test_rename_and_delete_a_session_from_the_picker(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app) as pilot:
+        await generate(pilot, "a kept tone", 1)
+        await generate(pilot, "a trashed tone", 2)
+        kept, thrown = sorted(takes(app).takes.values(), key=lambda t: t.number)
+        await pilot.press("ctrl+t", "d")  # the last take goes to the trash
+        await wait_for(pilot, lambda: takes(app).row_count == 1, "the delete")
+        trashed = Path(app.store.take(thrown.id).trashed_path)
+        old_session = app.screen.session.id
+
+        await pilot.press("f3", "n")
+        await pilot.press(*"beats", "enter")
+        await wait_for(pilot, lambda: app.screen.session.name == "beats", "a second session")
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: hasattr(app.screen, "highlighted_id"), "the picker")
+        picker = app.screen
+        picker.query_one("#session-list").highlighted = 1  # the older session, below the current one
+        assert picker.highlighted_id == old_session
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.screen.query("#answer"), "the name dialog")
+        app.screen.query_one("#answer").value = ""
+        await pilot.press(*"sketches", "enter")
+        await wait_for(pilot, lambda: app.store.session(old_session).name == "sketches", "the rename")
+        assert app.screen is picker
+
+        await pilot.press("d")
+        await wait_for(pilot, lambda: app.screen.query("#answer"), "the confirmation")
+        await pilot.press("y", "enter")
+        await wait_for(pilot, lambda: app.store.session(old_session) is None, "the delete")
+        assert [s.name for s in app.store.sessions()] == ["beats"]
+        assert Path(kept.path).exists()  # the audio files stay on disk ...
+        assert not trashed.exists()  # ... but the trashed one goes: nothing could bring it back any more

@@ -247,7 +247,8 @@ class SessionStore:
             raise ValueError(f"there is already a session called {name!r}") from None
 
     def delete_session(self, session_id: int) -> None:
-        """Forget the session, its prompts, jobs and takes (the audio files stay where they are)."""
+        """Forget the session, its prompts, jobs and takes (the audio files stay where they are; empty its trash
+        first, see ``trash.empty``)."""
         with self._transaction() as db:
             db.execute("DELETE FROM sessions WHERE id=?", (session_id,))
 
@@ -412,11 +413,15 @@ class SessionStore:
         with self._transaction() as db:
             db.execute("UPDATE takes SET deleted=?, trashed_path=? WHERE id=?", (time.time(), trashed_path, take_id))
 
-    def trashed_takes(self, before: float | None = None) -> list[Take]:
-        """Takes in the trash of every session, deleted before the ``before`` timestamp (all with None)."""
-        query = "SELECT * FROM takes WHERE deleted IS NOT NULL AND deleted < ? ORDER BY deleted"
+    def trashed_takes(self, before: float | None = None, session_id: int | None = None) -> list[Take]:
+        """Takes in the trash (of one session, or of all), deleted before the ``before`` timestamp (all with None)."""
+        query = "SELECT * FROM takes WHERE deleted IS NOT NULL AND deleted < ?"
+        args: list[Any] = [before if before is not None else float("inf")]
+        if session_id is not None:
+            query += " AND session_id = ?"
+            args.append(session_id)
         with self._lock:
-            rows = self._db.execute(query, (before if before is not None else float("inf"),)).fetchall()
+            rows = self._db.execute(query + " ORDER BY deleted", args).fetchall()
         return [self._take(row) for row in rows]
 
     def forget_takes(self, take_ids: list[int]) -> None:

@@ -1,6 +1,7 @@
 """The takes' trash: deleting a take moves its file (and sidecar) into a ``.ttag-trash`` folder beside it, so undo can
 put it back — in this run or a later one. Takes stay there for ``KEEP_DAYS``; ttag empties older ones at start-up, and
-"Empty the trash" in the command palette empties it all.
+"Empty the trash" in the command palette empties it all. Deleting a session empties its trash (nothing else
+could bring those files back).
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ class Emptied:
     bytes: int
 
 
-def empty(store: SessionStore, older_than_days: float | None = None) -> Emptied:
-    """Delete the files of takes trashed before the cutoff (all of them with None) and forget those takes."""
+def empty(store: SessionStore, older_than_days: float | None = None, session_id: int | None = None) -> Emptied:
+    """Delete the files of takes trashed before the cutoff (all of them with None), of one session or all, and
+    forget those takes."""
     cutoff = None if older_than_days is None else time.time() - older_than_days * 86400
-    trashed = store.trashed_takes(cutoff)
+    trashed = store.trashed_takes(cutoff, session_id)
     freed = 0
     for take in trashed:
         if take.trashed_path:

@@ -9,6 +9,7 @@ from textual.containers import Vertical
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
+from ttag_tui import trash
 from ttag_tui.screens.ask import AskScreen
 from ttag_tui.screens.dialog import Dialog
 from ttag_tui.sessions import SessionStore
@@ -109,6 +110,7 @@ class SessionsScreen(Dialog[int | None]):
             if (answer or "").strip().lower() not in ("y", "yes"):
                 self._say("not deleted")
                 return
+            trash.empty(self.store, session_id=session.id)  # its takes' trashed files: nothing could restore them
             self.store.delete_session(session.id)
             if session.id == self.current:
                 self.dismiss(self.store.latest_session().id)  # a fresh one when that was the last
