@@ -403,3 +403,33 @@ async def test_the_config_screen_saves_with_the_config_rules_and_applies_at_once
         await pilot.press("f5")  # the new key generates at once, with the new default duration
         await wait_for(pilot, lambda: takes(app).row_count == 1, "the take")
         assert takes(app).selected_take.duration == 0.5
+
+
+async def test_transport_keys_seek_volume_loop_stop_from_the_takes(tmp_path):
+    device = FakeSoundDevice()
+    app = make_app(tmp_path, player=Player(lambda: device, blocksize=256))
+    async with running(app) as pilot:
+        app.screen.query_one("#set-duration").value = "12"
+        await generate(pilot, "a tone to move around in", 1)
+        audio, rate = soundfile.read(takes(app).selected_take.path, dtype="float32")
+        await pilot.press("ctrl+t", "space")
+        await wait_for(pilot, lambda: app.player.status().state == "playing", "playback")
+
+        await pilot.press("right")  # +5 s: what plays next is the take from 5 s on
+        assert app.player.status().position_s == pytest.approx(5.0)
+        played = device.stream.pull(256)[:, 0]
+        assert np.allclose(played, audio[5 * rate : 5 * rate + 256], atol=1e-4)
+        await pilot.press("left")
+        assert app.player.status().position_s == pytest.approx(256 / rate, abs=1e-3)
+
+        await pilot.press("minus")  # volume 90 %: the same samples, scaled
+        start = round(app.player.status().position_s * rate)
+        played = device.stream.pull(256)[:, 0]
+        assert np.allclose(played, 0.9 * audio[start : start + 256], atol=1e-4)
+
+        await pilot.press("o")
+        assert app.player.status().loop
+        await pilot.press("x")
+        assert app.player.status().state == "stopped"
+        shown = lambda: str(app.screen.query_one("#transport-status").render())  # noqa: E731
+        await wait_for(pilot, lambda: shown().startswith("■") and "vol 90% · loop" in shown(), "the transport line")
