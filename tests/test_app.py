@@ -433,3 +433,31 @@ async def test_transport_keys_seek_volume_loop_stop_from_the_takes(tmp_path):
         assert app.player.status().state == "stopped"
         shown = lambda: str(app.screen.query_one("#transport-status").render())  # noqa: E731
         await wait_for(pilot, lambda: shown().startswith("■") and "vol 90% · loop" in shown(), "the transport line")
+
+
+async def test_jobs_queue_show_phase_progress_and_eta_and_the_next_starts_after_a_cancel(tmp_path):
+    from textual.widgets import ProgressBar
+
+    app = make_app(tmp_path, default_model="slow-tone")
+    async with running(app) as pilot:
+        await type_prompt(pilot, "first slow tone")
+        app.screen.query_one("#set-steps").value = "500"  # 0.2 s a step
+        await pilot.press("ctrl+g")
+        await type_prompt(pilot, "second slow tone")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: len(job_items(app)) == 2, "two jobs")
+        first, second = sorted(job_items(app), key=lambda item: item.record_id)
+        await wait_for(pilot, lambda: first.detail.startswith("generating ~"), "the phase with an ETA")
+        assert first.detail.endswith(" left") and second.status == "queued"  # one worker: the second waits
+        bar = first.query_one(ProgressBar)
+        assert bar.total == 500 and 0 < bar.progress < 500
+
+        app.screen.query_one(JobsList).focus()
+        app.screen.query_one(JobsList).index = job_items(app).index(first)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: first.status == "cancelled", "the first cancelled")
+        await wait_for(pilot, lambda: second.status == "running", "the second to start")
+        app.screen.query_one(JobsList).index = job_items(app).index(second)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: second.status == "cancelled", "the second cancelled")
+        assert takes(app).row_count == 0

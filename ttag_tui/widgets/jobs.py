@@ -21,9 +21,10 @@ FINISHED_STATES = ("done", "failed", "cancelled", "interrupted")
 
 
 def format_eta(seconds: float | None) -> str:
-    if seconds is None:
+    """'~12s left', '~2:05 left'; nothing when unknown or under half a second (a phase ending says nothing new)."""
+    if seconds is None or seconds < 0.5:
         return ""
-    seconds = max(0, round(seconds))
+    seconds = round(seconds)
     return f"~{seconds // 60}:{seconds % 60:02d} left" if seconds >= 60 else f"~{seconds}s left"
 
 
