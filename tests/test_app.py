@@ -461,3 +461,26 @@ async def test_jobs_queue_show_phase_progress_and_eta_and_the_next_starts_after_
         await pilot.press("c")
         await wait_for(pilot, lambda: second.status == "cancelled", "the second cancelled")
         assert takes(app).row_count == 0
+
+
+async def test_pin_the_last_seed_then_generate_two_takes_from_it(tmp_path):
+    app = make_app(tmp_path)
+    notes = record_notifications(app)
+    async with running(app) as pilot:
+        await pilot.press("ctrl+l")  # nothing to pin yet: said, not failed
+        assert notes == [("No seed yet: generate once, then pin its seed.", "warning")]
+        await generate(pilot, "a tone worth keeping", 1)
+        seed = takes(app).selected_take.seed
+        assert app.screen.query_one("#set-seed").value == ""
+        await pilot.press("ctrl+l")
+        assert app.screen.query_one("#set-seed").value == str(seed)
+        assert app.screen.query_one(SettingsPane).last_seed == seed
+
+        app.screen.query_one("#set-takes").value = "2"
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: takes(app).row_count == 3, "two more takes")
+        pinned = sorted(takes(app).takes.values(), key=lambda t: t.number)[1:]
+        assert [t.seed for t in pinned] == [seed, seed + 1]  # take k of a request: seed + k
+        first, _ = soundfile.read(sorted(takes(app).takes.values(), key=lambda t: t.number)[0].path)
+        again, _ = soundfile.read(pinned[0].path)
+        assert np.array_equal(first, again)  # the pinned seed makes the same take again
