@@ -484,3 +484,37 @@ async def test_pin_the_last_seed_then_generate_two_takes_from_it(tmp_path):
         first, _ = soundfile.read(sorted(takes(app).takes.values(), key=lambda t: t.number)[0].path)
         again, _ = soundfile.read(pinned[0].path)
         assert np.array_equal(first, again)  # the pinned seed makes the same take again
+
+
+async def test_the_command_palette_offers_models_themes_sessions_and_actions(tmp_path):
+    store = SessionStore(tmp_path / "data" / "sessions.sqlite3")
+    other = store.create_session("beats")
+    store.create_session("ideas")  # the latest: the app opens it
+    store.close()
+    app = make_app(tmp_path)
+
+    async def run_command(pilot, text: str) -> None:
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: app.screen.query("CommandInput"), "the palette")
+        await pilot.press(*text)
+
+        def top_hit() -> str:  # the palette searches in a worker of its own: wait for its answer to this text
+            hits = app.screen.query("CommandList")
+            if not hits or not hits.first().option_count:
+                return ""
+            return str(hits.first().get_option_at_index(0).prompt).lower()
+
+        await wait_for(pilot, lambda: text in top_hit(), f"{text!r} at the top of the palette")
+        await pilot.press("enter")
+
+    async with running(app) as pilot:
+        await run_command(pilot, "model: tone-sampler")
+        await wait_for(pilot, lambda: app.screen.model_id == "tone-sampler", "the model chosen")
+        shown = {w.id for w in app.screen.query(".setting-row Input")}
+        assert {"set-temperature", "set-top_k"} <= shown  # its settings, not tone's
+        await run_command(pilot, "theme: ttag-paper")
+        await wait_for(pilot, lambda: app.theme == "ttag-paper", "the theme")
+        await run_command(pilot, "session: beats")
+        await wait_for(pilot, lambda: app.screen.session.id == other.id, "the session")
+        await run_command(pilot, "help")
+        await wait_for(pilot, lambda: app.screen.query("#help-text"), "the help screen")
