@@ -147,6 +147,10 @@ class MainScreen(Screen[None]):
         finally:
             self.ttag.release_keys()  # even if something above failed: ctrl+q must still work
         self.set_interval(TICK_S, self._tick)
+        self.call_after_refresh(self._start_background_work)
+
+    def _start_background_work(self) -> None:
+        """Once the whole screen is drawn: the model probe (a thread that would compete for the GIL) and tidying."""
         self.run_worker(self._probe_models, thread=True, group="probe")
         self.run_worker(self._tidy_output(), group="tidy")
 

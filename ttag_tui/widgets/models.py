@@ -159,7 +159,11 @@ class ModelPane(Vertical):
         return len(spec.id) <= _name_room(self._list_width)
 
     def on_resize(self) -> None:
-        self.call_after_refresh(self._redraw_rows)  # once the list inside has its new width
+        self.call_after_refresh(self._fit_rows)  # once the list inside has its new width
+
+    def _fit_rows(self) -> None:
+        if self.query_one(OptionList).scrollable_content_region.width != self._list_width:
+            self._redraw_rows()
 
     def set_statuses(self, statuses: dict[str, ModelStatus]) -> None:
         self.statuses.update(statuses)
