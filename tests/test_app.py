@@ -6,7 +6,6 @@ Every wait is for a state (a row, a status), never a fixed sleep: ``wait_for`` p
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,55 +13,24 @@ import pytest
 import soundfile
 
 from runners.request import check_field
-from tests.tui_fakes import FakeSoundDevice, make_app, no_audio_device, running
+from tests.tui_fakes import (
+    FakeSoundDevice,
+    generate,
+    job_items,
+    make_app,
+    no_audio_device,
+    record_notifications,
+    running,
+    takes,
+    type_prompt,
+    wait_for,
+)
 from ttag_tui.playback import Player
 from ttag_tui.sessions import SessionStore
-from ttag_tui.widgets.jobs import JobItem, JobsList
+from ttag_tui.widgets.jobs import JobsList
 from ttag_tui.widgets.prompt import PromptArea
 from ttag_tui.widgets.settings_pane import SettingsPane
-from ttag_tui.widgets.takes import TakesTable
 from ttag_tui.widgets.waveform import Waveform
-
-TIMEOUT_S = 30
-
-
-async def wait_for(pilot, predicate, what: str, timeout: float = TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
-
-
-def record_notifications(app) -> list[tuple[str, str]]:
-    seen: list[tuple[str, str]] = []
-    original = app.notify
-
-    def notify(message, *args, **kwargs):
-        seen.append((str(message), kwargs.get("severity", "information")))
-        return original(message, *args, **kwargs)
-
-    app.notify = notify
-    return seen
-
-
-def takes(app) -> TakesTable:
-    return app.screen.query_one(TakesTable)
-
-
-def job_items(app) -> list[JobItem]:
-    return app.screen.query_one(JobsList).items()
-
-
-async def type_prompt(pilot, text: str) -> None:
-    await pilot.press("ctrl+b")
-    pilot.app.screen.query_one(PromptArea).load_text(text)
-
-
-async def generate(pilot, text: str, expected_takes: int) -> None:
-    await type_prompt(pilot, text)
-    await pilot.press("ctrl+g")
-    await wait_for(pilot, lambda: takes(pilot.app).row_count == expected_takes, f"{expected_takes} takes")
 
 
 async def test_generate_play_regenerate_star_then_the_session_comes_back(tmp_path):
@@ -126,7 +94,7 @@ async def test_a_worker_crash_shows_the_error_and_the_app_lives_on(tmp_path):
         await pilot.press("ctrl+g")
         await wait_for(pilot, lambda: job_items(app) and job_items(app)[0].status == "failed", "the failure")
         assert "SIGKILL" in job_items(app)[0].detail
-        assert any("SIGKILL" in message and severity == "error" for message, severity in notes)
+        assert any("SIGKILL" in message and severity == "error" for message, _, severity in notes)
         app.screen.query_one("#models").select("tone")
         await pilot.pause()
         await generate(pilot, "still alive", 1)
@@ -142,7 +110,7 @@ async def test_no_audio_device_is_said_once_and_shows_where_the_files_are(tmp_pa
         await wait_for(pilot, lambda: app.screen.audio_problem, "the audio problem")
         await pilot.press("space", "enter")  # again: no second warning
         await pilot.pause()
-        warnings = [m for m, severity in notes if severity == "warning" and "Cannot play" in m]
+        warnings = [m for m, _, severity in notes if severity == "warning" and "Cannot play" in m]
         assert len(warnings) == 1 and str(tmp_path / "out") in warnings[0]
         assert app.screen.query_one(Waveform).note.endswith(path)
         await generate(pilot, "still working", 2)
@@ -164,7 +132,7 @@ async def test_a_rejected_value_shows_the_cli_message_and_generates_nothing(tmp_
         assert not duration.is_valid
         await pilot.press("ctrl+g")
         assert app.store.jobs(app.screen.session.id) == []
-        assert any(f"duration: {cli_rule.value}" in m for m, _ in notes)
+        assert any(f"duration: {cli_rule.value}" in m for m, _, _ in notes)
         await pilot.press("backspace", "backspace")
         await pilot.pause()
         assert not errors.display
@@ -468,7 +436,7 @@ async def test_pin_the_last_seed_then_generate_two_takes_from_it(tmp_path):
     notes = record_notifications(app)
     async with running(app) as pilot:
         await pilot.press("ctrl+l")  # nothing to pin yet: said, not failed
-        assert notes == [("No seed yet: generate once, then pin its seed.", "warning")]
+        assert notes == [("No seed yet: generate once, then pin its seed.", "", "warning")]
         await generate(pilot, "a tone worth keeping", 1)
         seed = takes(app).selected_take.seed
         assert app.screen.query_one("#set-seed").value == ""

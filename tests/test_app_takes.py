@@ -22,14 +22,22 @@ from runners.contract import AudioChunk, JobContext
 from runners.registry import ParamSpec, Registry
 from runners.request import GenerationRequest
 from tests.fake_runners import SAMPLE_RATE, ToneRunner, spec
-from tests.tui_fakes import FakeSoundDevice, make_app, running, tui_registry
+from tests.tui_fakes import (
+    FakeSoundDevice,
+    generate,
+    job_items,
+    make_app,
+    record_notifications,
+    running,
+    takes,
+    tui_registry,
+    type_prompt,
+    wait_for,
+)
 from ttag_tui.playback import Player
 from ttag_tui.sessions import SessionStore
-from ttag_tui.widgets.jobs import JobItem, JobsList
-from ttag_tui.widgets.prompt import PromptArea
-from ttag_tui.widgets.takes import TakesTable
+from ttag_tui.widgets.jobs import JobsList
 
-TIMEOUT_S = 30
 STREAM_GATE_ENV = "TTAG_TEST_STREAM_GATE"
 BLOCK = 256  # frames per callback of the fake audio device
 
@@ -70,27 +78,6 @@ def takes_registry() -> Registry:
     return registry
 
 
-async def wait_for(pilot, predicate, what: str, timeout: float = TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
-
-
-def record_notifications(app) -> list[tuple[str, str, str]]:
-    """(message, title, severity) of every notification, from the screen's ``notify`` or the app's."""
-    seen: list[tuple[str, str, str]] = []
-    original = app.notify
-
-    def notify(message, *args, **kwargs):
-        seen.append((str(message), str(kwargs.get("title", "")), kwargs.get("severity", "information")))
-        return original(message, *args, **kwargs)
-
-    app.notify = notify
-    return seen
-
-
 def record_submits(app) -> list[GenerationRequest]:
     """Every request that reaches the bridge (creating the bridge now, as the first generation would)."""
     submitted: list[GenerationRequest] = []
@@ -103,25 +90,6 @@ def record_submits(app) -> list[GenerationRequest]:
 
     bridge.submit = submit
     return submitted
-
-
-def takes(app) -> TakesTable:
-    return app.screen.query_one(TakesTable)
-
-
-def job_items(app) -> list[JobItem]:
-    return app.screen.query_one(JobsList).items()
-
-
-async def type_prompt(pilot, text: str) -> None:
-    await pilot.press("ctrl+b")
-    pilot.app.screen.query_one(PromptArea).load_text(text)
-
-
-async def generate(pilot, text: str, expected_takes: int) -> None:
-    await type_prompt(pilot, text)
-    await pilot.press("ctrl+g")
-    await wait_for(pilot, lambda: takes(pilot.app).row_count == expected_takes, f"{expected_takes} takes")
 
 
 async def test_listen_to_a_job_while_it_is_still_generating(tmp_path, monkeypatch):

@@ -128,3 +128,53 @@ async def running(app: Any, **run_test: Any) -> AsyncIterator[Any]:
     async with app.run_test(**run_test) as pilot:
         await panes_mounted(pilot)
         yield pilot
+
+
+# -- Pilot helpers shared by the TUI tests: every wait is for a state, never a fixed sleep -------------------------
+TIMEOUT_S = 30
+
+
+async def wait_for(pilot: Any, predicate: Any, what: str, timeout: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def record_notifications(app: Any) -> list[tuple[str, str, str]]:
+    """(message, title, severity) of every notification the app shows from now on."""
+    seen: list[tuple[str, str, str]] = []
+    original = app.notify
+
+    def notify(message: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append((str(message), str(kwargs.get("title", "")), kwargs.get("severity", "information")))
+        return original(message, *args, **kwargs)
+
+    app.notify = notify
+    return seen
+
+
+def takes(app: Any) -> Any:
+    from ttag_tui.widgets.takes import TakesTable
+
+    return app.screen.query_one(TakesTable)
+
+
+def job_items(app: Any) -> list[Any]:
+    from ttag_tui.widgets.jobs import JobsList
+
+    return app.screen.query_one(JobsList).items()
+
+
+async def type_prompt(pilot: Any, text: str) -> None:
+    from ttag_tui.widgets.prompt import PromptArea
+
+    await pilot.press("ctrl+b")
+    pilot.app.screen.query_one(PromptArea).load_text(text)
+
+
+async def generate(pilot: Any, text: str, expected_takes: int) -> None:
+    await type_prompt(pilot, text)
+    await pilot.press("ctrl+g")
+    await wait_for(pilot, lambda: takes(pilot.app).row_count == expected_takes, f"{expected_takes} takes")
