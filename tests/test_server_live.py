@@ -199,8 +199,7 @@ def test_api_conforms_to_its_schema(case):
 
 async def test_the_tui_against_a_real_server(live_server, tmp_path):
     """The TUI with a remote backend: a take made on the server lands here; a server gone mid-job is an error."""
-    from tests.test_app import generate, job_items, takes, type_prompt, wait_for
-    from tests.tui_fakes import no_audio_device, running
+    from tests.tui_fakes import generate, job_items, no_audio_device, running, takes, type_prompt, wait_for
     from ttag_tui.app import TtagApp
     from ttag_tui.playback import Player
     from ttag_tui.sessions import SessionStore
