@@ -75,7 +75,7 @@ class MainScreen(Screen[None]):
         self._last_status: Any = None
         self.transport_note = ""
         self._jobs: dict[int, JobItem] = {}
-        self.panes_ready = False
+        self.panes_ready = False  # the panes after the first frame are mounted (the app holds keys until then)
 
     # -- layout ----------------------------------------------------------------------------------------------------
     @property
