@@ -160,3 +160,12 @@ print("HEAVY:", heavy)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "HEAVY: []" in result.stdout
+
+
+def test_the_tui_refuses_a_broken_session_file_in_words_and_leaves_it_alone(tmp_path):
+    broken = tmp_path / "sessions.sqlite3"
+    broken.write_bytes(b"not a database at all")
+    result = ttag(env={"TTAG_DATA_DIR": str(tmp_path)})  # no command: the TUI, which opens the session file first
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"ttag: error: {broken}: cannot open the session file")
+    assert "TTAG_DATA_DIR" in result.stderr and broken.read_bytes() == b"not a database at all"

@@ -340,12 +340,13 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 # -- the TUI -------------------------------------------------------------------------------------------------------
 def cmd_tui(args: argparse.Namespace) -> int:
+    from ttag_tui.app import run
+    from ttag_tui.sessions import StoreError
+
     try:
-        from ttag_tui.app import run
-    except ImportError:
-        print('The ttag TUI is not part of this build yet. Try: ttag generate "lofi hip hop, 85 bpm"', file=sys.stderr)
-        return EXIT_USAGE
-    return run(backend=args.backend)
+        return run(backend=args.backend)
+    except StoreError as exc:  # a session file from a newer ttag, or not a database: say so, touch nothing
+        return _fail(str(exc), EXIT_FAILED)
 
 
 def build_parser() -> argparse.ArgumentParser:

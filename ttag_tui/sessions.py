@@ -140,7 +140,10 @@ class SessionStore:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: cannot open the session file ({exc})") from None
+            raise StoreError(
+                f"{self.path}: cannot open the session file ({exc}); move it aside to start afresh (your takes' "
+                "audio files are not in it), or set TTAG_DATA_DIR to another folder"
+            ) from None
         self.interrupt_active_jobs("ttag stopped before this job finished")
 
     # -- plumbing --------------------------------------------------------------------------------------------------
