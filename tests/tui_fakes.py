@@ -113,13 +113,9 @@ def make_app(tmp_path: Path, *, player: Player | None = None, registry: Registry
     )
 
 
-async def panes_mounted(pilot: Any, timeout: float = 30) -> None:
+async def panes_mounted(pilot: Any) -> None:
     """Wait until the main screen has mounted the panes that follow its first frame."""
-    deadline = time.monotonic() + timeout
-    while not getattr(pilot.app.screen, "panes_ready", False):
-        if time.monotonic() > deadline:
-            raise AssertionError("the main screen never mounted its panes")
-        await pilot.pause(0.01)
+    await wait_for(pilot, lambda: getattr(pilot.app.screen, "panes_ready", False), "the main screen's panes")
 
 
 @asynccontextmanager
