@@ -119,7 +119,25 @@ def _number(value: Any, *, integer: bool) -> float | int:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:g}"
+    """Whole numbers as whole numbers (4294967295, not 4.29497e+09); others short."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
+
+
+def _check_text(value: Any, *, required: bool) -> str | None:
+    """Text as a person typed it: the length limit counts every character sent (as the API schema's maxLength
+    does), and text that cannot be stored or encoded (lone surrogates, NUL) is refused up front."""
+    if not isinstance(value, str):
+        raise ValueError("must be text")
+    if len(value) > MAX_PROMPT_CHARS:
+        raise ValueError(f"is too long ({len(value)} characters; the limit is {MAX_PROMPT_CHARS})")
+    bad = next((c for c in value if "\ud800" <= c <= "\udfff" or c == "\x00"), None)
+    if bad is not None:
+        what = "a NUL character" if bad == "\x00" else f"an invalid character (lone surrogate U+{ord(bad):04X})"
+        raise ValueError(f"contains {what}: send UTF-8 text")
+    text = value.strip()
+    if required and not text:
+        raise ValueError("is empty: describe the sound you want, e.g. 'lofi hip hop with piano, 85 bpm'")
+    return text
 
 
 def _check_range(value: float, lo: float | None, hi: float | None, unit: str = "") -> None:
@@ -154,12 +172,7 @@ def _check_param(param: ParamSpec, value: Any) -> Any:
     if param.type == "audio":
         return _check_audio_file(value)
     if param.type == "str":
-        if not isinstance(value, str):
-            raise ValueError("must be text")
-        value = value.strip()
-        if len(value) > MAX_PROMPT_CHARS:
-            raise ValueError(f"is too long ({len(value)} characters; the limit is {MAX_PROMPT_CHARS})")
-        return value
+        return _check_text(value, required=False)
     number = _number(value, integer=param.type == "int")
     _check_range(number, param.minimum, param.maximum)
     return number
@@ -171,12 +184,9 @@ def check_field(name: str, value: Any, spec: ModelSpec | None) -> Any:
     ``None`` means "not given" and is accepted for every optional field.
     """
     if name == "prompt":
-        if not isinstance(value, str) or not value.strip():
+        if value is None:
             raise ValueError("is empty: describe the sound you want, e.g. 'lofi hip hop with piano, 85 bpm'")
-        value = value.strip()
-        if len(value) > MAX_PROMPT_CHARS:
-            raise ValueError(f"is too long ({len(value)} characters; the limit is {MAX_PROMPT_CHARS})")
-        return value
+        return _check_text(value, required=True)
     if value is None:
         return None
     if name == "duration":

@@ -21,7 +21,7 @@ REGISTRY = fake_registry()
 def client_for(**config) -> TestClient:
     config.setdefault("default_model", "tone")
     config.setdefault("rate_limit", "1000/minute")
-    return TestClient(create_app(Config(**config), registry=REGISTRY))
+    return TestClient(create_app(Config(**config), registry=REGISTRY), base_url="http://localhost:8000")
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_streaming_generate_sends_a_valid_wav(client):
         ({"prompt": "x", "takes": 2}, "takes", "use POST /api/jobs"),
         ({"prompt": "x", "melody": "/etc/passwd"}, "melody", "Extra inputs are not permitted"),
         ({"prompt": "x", "audio_prompt": "/etc/passwd"}, "audio_prompt", "Extra inputs are not permitted"),
-        ({"prompt": "x", "duration": "soon"}, "duration", "valid number"),
+        ({"prompt": "x", "duration": "soon"}, "duration", "must be a number, not text"),
         ({"prompt": "x", "model": "no-such-runner"}, "model", "cannot run on this server"),
     ],
 )

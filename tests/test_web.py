@@ -66,7 +66,7 @@ MISSING = _missing()
 
 
 def test_server_serves_the_web_ui_and_api_routes_still_win():
-    with TestClient(create_app()) as client:
+    with TestClient(create_app(), base_url="http://127.0.0.1:8000") as client:
         page = client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert '<script type="module" src="app.js">' in page.text

@@ -52,6 +52,7 @@ class Config:
     backend: str = ""  # a ttag server's URL to send jobs to; empty: local workers
     backend_api_key: str = ""  # the Bearer token sent to that server
     api_keys: str = ""  # Bearer tokens `ttag server` accepts, comma-separated; empty: no auth, loopback only
+    allowed_hosts: str = ""  # Host names a keyless `ttag server` answers besides loopback ones, comma-separated
     max_queue: int = field(default=16, metadata={"range": (1, 100_000)})  # jobs on `ttag server` before it answers 503
     rate_limit: str = "60/minute"  # per client on the server's generate/jobs endpoints (limits' notation)
     interpreters: dict[str, str] = field(default_factory=dict)  # runner name → python executable
@@ -62,6 +63,10 @@ class Config:
         """The keys in ``api_keys``, stripped, never an empty one: what the server both authenticates with and checks
         before binding a non-loopback address (an empty tuple: no auth)."""
         return tuple(key for key in (k.strip() for k in self.api_keys.split(",")) if key)
+
+    @property
+    def allowed_host_list(self) -> tuple[str, ...]:
+        return tuple(host for host in (h.strip().lower() for h in self.allowed_hosts.split(",")) if host)
 
     def resolved_output_dir(self) -> Path:
         return Path(self.output_dir).expanduser() if self.output_dir else paths.default_output_dir()

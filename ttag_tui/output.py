@@ -10,13 +10,16 @@ import shlex
 import tempfile
 import time
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from runners.request import MODEL_PARAMS
 
 if TYPE_CHECKING:  # numpy stays off the CLI's start-up path
+    import numpy as np
+
     from runners.contract import Clip
 
 SLUG_CHARS = 40
@@ -74,11 +77,28 @@ TEMP_PREFIX = ".ttag-"
 STALE_TEMP_S = 600  # a temp file this old is not being written any more: its writer was killed
 
 
-def _write_temp(folder: Path, suffix: str, write: Any) -> Path:
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (``os.umask`` sets it, racing other threads)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_temp(folder: Path, suffix: str, write: Callable[[Path], object]) -> Path:
+    """Write through a hidden temp file in ``folder`` (fsynced), with the mode a normal ``open`` would give it:
+    mkstemp creates files 0600 whatever the umask, and a take is an ordinary file of the user's."""
     fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix + ".tmp", dir=folder)
     os.close(fd)
     tmp = Path(name)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
@@ -86,6 +106,12 @@ def _write_temp(folder: Path, suffix: str, write: Any) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return tmp
+
+
+def write_atomically(final: Path, write: Callable[[Path], object]) -> Path:
+    """Write ``final`` whole or not at all (replacing what was there): ``write`` fills a temp file beside it."""
+    os.replace(_write_temp(final.parent, final.suffix, write), final)
+    return final
 
 
 def remove_stale_temp_files(folder: Path, older_than_s: float = STALE_TEMP_S) -> int:
@@ -104,18 +130,37 @@ def remove_stale_temp_files(folder: Path, older_than_s: float = STALE_TEMP_S) ->
 
 
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
+# Frames per write call. One soundfile.write of ~50 s of stereo Vorbis overflows libsndfile's stack and kills the
+# process; every format is written in blocks of this size, whatever the length.
+BLOCK_FRAMES = 32768
 
 
-def encode_clip(clip: Clip, fmt: str = "wav") -> bytes:
-    """The clip as the bytes of an audio file, in memory (what the API sends)."""
-    import io
+def write_audio(
+    destination: str | Path | BinaryIO, audio: np.ndarray, sample_rate: int, fmt: str, *, subtype: str | None = None
+) -> None:
+    """Encode ``audio`` (channels, frames) as ``fmt`` into a file or a writable binary stream, block by block."""
+    import soundfile
 
+    container, default_subtype = SOUNDFILE_FORMATS[fmt]
+    channels, frames = audio.shape
+    with soundfile.SoundFile(
+        destination, "w", sample_rate, channels, subtype or default_subtype, format=container
+    ) as sink:
+        for start in range(0, frames, BLOCK_FRAMES):
+            sink.write(audio[:, start : start + BLOCK_FRAMES].T)
+
+
+def transcode(source: Path, destination: str | Path | BinaryIO, fmt: str) -> None:
+    """Re-encode an audio file as ``fmt``, block by block: memory stays flat however long the audio is."""
     import soundfile
 
     container, subtype = SOUNDFILE_FORMATS[fmt]
-    buffer = io.BytesIO()
-    soundfile.write(buffer, clip.audio.T, clip.sample_rate, format=container, subtype=subtype)
-    return buffer.getvalue()
+    with (
+        soundfile.SoundFile(source) as origin,
+        soundfile.SoundFile(destination, "w", origin.samplerate, origin.channels, subtype, format=container) as sink,
+    ):
+        for block in origin.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
+            sink.write(block)
 
 
 def sha256_file(path: Path) -> str:
@@ -182,8 +227,6 @@ def write_clip(clip: Clip, target: Path, fmt: str = "wav", *, stem: str | None =
 
     Never overwrites: an existing name gets ``-2``, ``-3``… Both files appear whole or not at all.
     """
-    import soundfile
-
     target = Path(target).expanduser()
     if target.suffix.lower().lstrip(".") in SOUNDFILE_FORMATS and not target.is_dir():
         folder, fmt = target.parent, target.suffix.lower().lstrip(".")
@@ -192,12 +235,7 @@ def write_clip(clip: Clip, target: Path, fmt: str = "wav", *, stem: str | None =
         folder = target
         base = stem or clip_stem(clip.metadata.get("parameters", {}).get("prompt", ""), clip.metadata.get("seed", 0))
     folder.mkdir(parents=True, exist_ok=True)
-    container, subtype = SOUNDFILE_FORMATS[fmt]
-    audio_tmp = _write_temp(
-        folder,
-        f".{fmt}",
-        lambda p: soundfile.write(p, clip.audio.T, clip.sample_rate, format=container, subtype=subtype),
-    )
+    audio_tmp = _write_temp(folder, f".{fmt}", lambda p: write_audio(p, clip.audio, clip.sample_rate, fmt))
     try:
         for attempt in range(1, 1000):
             name = base if attempt == 1 else f"{base}-{attempt}"
@@ -212,7 +250,6 @@ def write_clip(clip: Clip, target: Path, fmt: str = "wav", *, stem: str | None =
     finally:
         audio_tmp.unlink(missing_ok=True)
     data = sidecar_data(clip, final)
-    json_tmp = _write_temp(folder, ".json", lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
-    os.replace(json_tmp, sidecar)
+    write_atomically(sidecar, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
     _fsync_dir(folder)
     return final

@@ -10,16 +10,19 @@ class UnsafeBind(Exception):
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    """A name or address that only this machine reaches: ``localhost`` (and ``*.localhost``), 127/8, ``[::1]``."""
+    name = host.strip().lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(name.removeprefix("[").removesuffix("]")).is_loopback
     except ValueError:
         return False
 
 
-def check_bind(host: str, api_keys: str, allow_public: bool) -> None:
-    if not is_loopback(host) and not api_keys.strip() and not allow_public:
+def check_bind(host: str, api_keys: tuple[str, ...], allow_public: bool) -> None:
+    """The same parsed key tuple the app authenticates with: a list of only separators is no key at all."""
+    if not is_loopback(host) and not api_keys and not allow_public:
         raise UnsafeBind(
             f"refusing to serve on {host} without an API key: set one with `ttag config set api_keys SECRET` "
             "(clients send it as a Bearer token), or pass --insecure-no-key if you really mean it"
@@ -33,5 +36,7 @@ def serve(host: str, port: int, *, allow_public: bool = False) -> None:
     from ttag_tui.server.app import create_app
 
     config = config_module.load()
-    check_bind(host, config.api_keys, allow_public)
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    keys = config.api_key_list
+    check_bind(host, keys, allow_public)
+    app = create_app(config, check_host=is_loopback(host) or bool(keys) or not allow_public)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)

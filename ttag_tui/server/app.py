@@ -1,29 +1,32 @@
 """``ttag server``: the REST API (FastAPI) over the same request type, validation and bridge as the CLI and TUI.
 
-Security defaults: Bearer API keys from config (``api_keys``); no key → the server refuses a non-loopback address
-(see ``ttag_tui.server.serve``); per-client rate limits (slowapi); a request-body size limit; no CORS; clients never
-name a file on the server (``audio_prompt``/``melody`` are not accepted here).
+Security defaults (details in ``ttag_tui.server.security``): Bearer API keys from config (``api_keys``); no key → the
+server refuses a non-loopback address (see ``ttag_tui.server.serve``) and answers loopback ``Host`` names only; rate
+limits per key or client address; a request-body size limit; no CORS; clients never name a file on the server
+(``audio_prompt``/``melody`` are not accepted here). Takes live on disk, encoding runs in worker threads.
 """
 
+import asyncio
 import dataclasses
-import hmac
 import json
+import os
+import pathlib
 import struct
+import tempfile
 import typing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, create_model
-from slowapi import Limiter
-from slowapi.errors import RateLimitExceeded
-from slowapi.util import get_remote_address
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
+from starlette.background import BackgroundTask
 
-from runners.registry import Registry, default_registry
+from runners.registry import ModelSpec, Registry, default_registry
 from runners.request import (
     FORMATS,
     MAX_PROMPT_CHARS,
@@ -35,11 +38,13 @@ from runners.request import (
     validate_request,
 )
 from ttag_tui import __version__
-from ttag_tui.bridge import Bridge, BridgeSettings, Chunk, Done, Failed
-from ttag_tui.config import Config
-from ttag_tui.output import MEDIA_TYPES, encode_clip
+from ttag_tui.bridge import Bridge, BridgeSettings, Chunk, Failed, Job
+from ttag_tui.config import Config, parse_rate_limit
+from ttag_tui.output import MEDIA_TYPES, transcode
+from ttag_tui.paths import data_dir
 from ttag_tui.runner_envs import availability
-from ttag_tui.server.jobs import JobBoard, JobRecord, QueueFull
+from ttag_tui.server.jobs import MAX_AUDIO_FRAMES, JobBoard, JobRecord, QueueFull, TakeStore
+from ttag_tui.server.security import Guard
 
 MAX_BODY_BYTES = 64 * 1024
 SERVER_SIDE_FIELDS = {"audio_prompt", "melody"}  # file paths: a client never chooses a path on the server
@@ -56,32 +61,64 @@ SCHEMA_LIMITS: dict[str, dict[str, Any]] = {
 }
 
 
+def _types(hint: Any) -> tuple[Any, ...]:
+    """``float | None`` → (float, NoneType); ``str`` → (str,)."""
+    return typing.get_args(hint) or (hint,)
+
+
+def _json_schema(hint: Any) -> dict[str, Any]:
+    """The JSON type of a GenerationRequest field's hint (``float | None`` → number)."""
+    names = {str: "string", int: "integer", float: "number", bool: "boolean"}
+    types = [names[t] for t in _types(hint) if t in names]
+    return {"type": types[0]} if len(types) == 1 else {"type": types}
+
+
 def _build_body_model() -> type[BaseModel]:
     """The JSON body: GenerationRequest's own fields (so the API cannot drift from it), plus ``stream``.
 
-    Pydantic only checks JSON types here (strictly); the rules and their messages are ``validate_request``'s.
+    The schema states each field's JSON type and limits; the body model itself accepts any JSON value, so that every
+    rule and its message is ``validate_request``'s (``_check_json_types`` adds the JSON-only ones).
     """
     hints = typing.get_type_hints(GenerationRequest)
     body_fields: dict[str, Any] = {}
     for f in dataclasses.fields(GenerationRequest):
         if f.name in SERVER_SIDE_FIELDS:
             continue
-        limits = SCHEMA_LIMITS.get(f.name)
+        schema = {**_json_schema(hints[f.name]), **SCHEMA_LIMITS.get(f.name, {})}
         if f.name == "prompt":
             body_fields["prompt"] = (
-                str,
-                Field(..., description="what to make", examples=["lofi hip hop, 85 bpm"], json_schema_extra=limits),
+                Annotated[Any, WithJsonSchema(schema)],
+                Field(..., description="what to make", examples=["lofi hip hop, 85 bpm"]),
             )
         else:
             body_fields[f.name] = (
-                hints[f.name] | None,
-                Field(None, description=f"default: the model's {f.name}", json_schema_extra=limits),
+                Annotated[Any, WithJsonSchema({"anyOf": [schema, {"type": "null"}]})],
+                Field(None, description=f"default: the model's {f.name}"),
             )
     body_fields["stream"] = (
-        bool,
+        Annotated[Any, WithJsonSchema({"type": "boolean"})],
         Field(False, description="audio as it is generated: a WAV body (/api/generate) or /api/jobs/{id}/audio"),
     )
-    return create_model("GenerateBody", __config__=ConfigDict(extra="forbid", strict=True), **body_fields)
+    return create_model("GenerateBody", __config__=ConfigDict(extra="forbid"), **body_fields)
+
+
+TEXT_FIELDS = {
+    n for n, hint in typing.get_type_hints(GenerationRequest).items() if str in (typing.get_args(hint) or (hint,))
+}
+
+
+def _check_json_types(data: dict[str, Any]) -> list[FieldError]:
+    """What JSON adds to validate_request: text fields take strings only, number fields never take strings."""
+    errors = []
+    for name, value in data.items():
+        if name == "stream":
+            if not isinstance(value, bool):
+                errors.append(FieldError(name, "must be true or false"))
+        elif name in TEXT_FIELDS and not isinstance(value, str):
+            errors.append(FieldError(name, "must be text"))
+        elif name not in TEXT_FIELDS and isinstance(value, str):
+            errors.append(FieldError(name, "must be a number, not text"))
+    return errors
 
 
 GenerateBody = _build_body_model()
@@ -108,12 +145,12 @@ BODY_ERRORS: dict[int | str, dict[str, Any]] = {
 AUDIO_CONTENT = {media: {"schema": {"type": "string", "format": "binary"}} for media in MEDIA_TYPES.values()}
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimitMiddleware:
-    """Refuse request bodies over ``max_bytes`` (by Content-Length, or while reading a chunked body)."""
+    """Refuse request bodies over ``max_bytes`` with 413, whether announced by Content-Length or sent chunked.
+
+    The body is read whole (it is small) before the app sees it, so the answer never depends on where the app was
+    when the limit was crossed.
+    """
 
     def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -124,41 +161,72 @@ class BodyLimitMiddleware:
             return
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._refuse(send)
+            await _send_json(send, 413, f"request body over {self.max_bytes} bytes")
             return
-        seen = 0
-        started = False
-
-        async def limited_receive() -> dict:
-            nonlocal seen
+        body = bytearray()
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge
-            return message
+            if message["type"] != "http.request":  # the client left
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await _send_json(send, 413, f"request body over {self.max_bytes} bytes")
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        async def tracking_send(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
 
+        await self.app(scope, replay, send)
+
+
+class HostGuardMiddleware:
+    """With no API key, answer only requests whose ``Host`` is a loopback name or a configured one (DNS rebinding)."""
+
+    def __init__(self, app: Any, guard: Guard) -> None:
+        self.app, self.guard = app, guard
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if not self.guard.host_allowed(host):
+                if scope["type"] == "http":
+                    await _send_json(send, 421, "this server answers on loopback names only; see allowed_hosts")
+                else:
+                    await send({"type": "websocket.close", "code": 1008})
+                return
+        await self.app(scope, receive, send)
+
+
+class StreamAborted(Exception):
+    """A streamed body cannot be finished (its job failed): the response is cut off, never ended as if whole."""
+
+
+class AbortStreamsMiddleware:
+    """Turn :class:`StreamAborted` into a dropped connection: the chunked body lacks its last chunk, so every HTTP
+    client reports the transfer as incomplete instead of handing over a short file."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(send)
+            await self.app(scope, receive, send)
+        except StreamAborted:
+            return  # the server closes the connection without the closing chunk
 
-    async def _refuse(self, send: Any) -> None:
-        body = json.dumps({"detail": f"request body over {self.max_bytes} bytes"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+async def _send_json(send: Any, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _invalid(errors: list[FieldError]) -> HTTPException:
@@ -183,21 +251,22 @@ def _pcm16(audio: np.ndarray) -> bytes:
 
 
 def create_app(
-    config: Config | None = None, *, registry: Registry | None = None, bridge: Bridge | None = None
+    config: Config | None = None,
+    *,
+    registry: Registry | None = None,
+    bridge: Bridge | None = None,
+    check_host: bool = True,
 ) -> FastAPI:
+    """The API over ``bridge`` (a fresh one for ``config`` when None). ``check_host=False`` only for a server the user
+    deliberately opened to the network without a key (``--insecure-no-key``)."""
     config = config or Config()
     registry = registry or default_registry()
     owns_bridge = bridge is None
     bridge = bridge or Bridge(registry, BridgeSettings.from_config(config))
-    board = JobBoard(bridge, max_queue=config.max_queue)
-    keys = [k.strip() for k in config.api_keys.split(",") if k.strip()]
+    board = JobBoard(bridge, TakeStore(data_dir() / "server"), max_queue=config.max_queue)
+    guard = Guard(config.api_key_list, parse_rate_limit(config.rate_limit), config.allowed_host_list)
+    keys = guard.keys
     bearer = HTTPBearer(auto_error=False, description="an API key from the server's config (api_keys)")
-
-    def client_key(request: Request) -> str:
-        auth = request.headers.get("authorization", "")
-        return auth[-16:] if auth else get_remote_address(request)
-
-    limiter = Limiter(key_func=client_key, headers_enabled=True, storage_uri="memory://")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -212,26 +281,35 @@ def create_app(
         lifespan=lifespan,
         description="Turn text prompts into audio. The same requests as `ttag generate`.",
     )
-    app.state.limiter = limiter
     app.state.board = board
     app.add_middleware(BodyLimitMiddleware)
+    if check_host:
+        app.add_middleware(HostGuardMiddleware, guard=guard)
+    app.add_middleware(AbortStreamsMiddleware)
 
-    @app.exception_handler(RateLimitExceeded)
-    async def rate_limited(request: Request, exc: RateLimitExceeded) -> JSONResponse:
-        response = JSONResponse({"detail": f"rate limit exceeded: {exc.detail}"}, status_code=429)
-        return request.app.state.limiter._inject_headers(response, request.state.view_rate_limit)
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 naming each field, without echoing the input: it may be NaN, or text JSON cannot carry."""
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
 
-    async def require_key(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        if not keys:
-            return
-        given = credentials.credentials if credentials else ""
-        if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
-            raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
+    async def authenticate(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> str:
+        # ``credentials`` is only there so the schema shows the Bearer scheme; Guard reads the header itself.
+        return guard.authenticate(request)
 
-    authorized = [Depends(require_key)] if keys else []  # the schema only claims auth when it is enforced
+    async def throttle_generation(identity: Annotated[str, Depends(authenticate)]) -> None:
+        guard.throttle(identity, "generation")
+
+    authorized = [Depends(authenticate)] if keys else []  # the schema only claims auth when it is enforced
+    generation = [Depends(throttle_generation)]
 
     def to_request(body: BaseModel) -> GenerationRequest:
         data = {k: v for k, v in body.model_dump(exclude={"stream"}).items() if v is not None}
+        type_errors = _check_json_types({**data, "stream": body.stream})  # type: ignore[attr-defined]
+        if type_errors:
+            raise _invalid(type_errors)
         data.setdefault("model", config.default_model)
         try:
             request = validate_request(data, registry)
@@ -249,24 +327,34 @@ def create_app(
         except QueueFull as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
 
-    def audio_response(record: JobRecord, take: int, fmt: str) -> Response:
-        clip = record.clips[take]
+    async def audio_response(record: JobRecord, take: int, fmt: str) -> Response:
+        """A take encoded as ``fmt`` in a worker thread into a temp file, then streamed from disk: the event loop
+        never encodes, and memory stays flat for any length."""
+        stored = record.takes[take]
+        fd, name = tempfile.mkstemp(prefix=".download-", suffix=f".{fmt}", dir=board.store.root)
+        os.close(fd)
+        encoded = pathlib.Path(name)
+        try:
+            await asyncio.to_thread(transcode, stored.path, encoded, fmt)
+        except BaseException:
+            encoded.unlink(missing_ok=True)
+            raise
         headers = {
             "X-Ttag-Job": record.id,
-            "X-Ttag-Seed": str(clip.metadata.get("seed")),
-            "X-Ttag-Metadata": json.dumps(
-                {k: v for k, v in clip.metadata.items() if k != "parameters"}, ensure_ascii=True
-            ),
+            "X-Ttag-Seed": str(stored.seed),
+            "X-Ttag-Metadata": json.dumps(stored.metadata, ensure_ascii=True),
             "Content-Disposition": f'attachment; filename="ttag-{record.id}-take{take + 1}.{fmt}"',
         }
-        return Response(encode_clip(clip, fmt), media_type=MEDIA_TYPES[fmt], headers=headers)
+        return FileResponse(
+            encoded, media_type=MEDIA_TYPES[fmt], headers=headers, background=BackgroundTask(encoded.unlink, True)
+        )
 
     @app.get("/api/health", tags=["server"], responses={401: ERRORS[401]})
     async def health(request: Request, detail: bool = False) -> dict[str, Any]:
         """Liveness; with ``detail=true`` (an API key needed when keys are set): models loaded, queue, device."""
         result: dict[str, Any] = {"status": "ok", "version": __version__}
         if detail and keys:
-            await require_key(await bearer(request))
+            guard.authenticate(request)
         if detail:
             result.update(
                 loaded_models=bridge.loaded_models(),
@@ -276,6 +364,8 @@ def create_app(
                 models=len(registry),
             )
         return result
+
+    app.add_api_route("/api/health", health, methods=["HEAD"], include_in_schema=False)  # monitors probe with HEAD
 
     @app.get("/api/models", tags=["models"], dependencies=authorized, responses={401: ERRORS[401]})
     async def models() -> list[dict[str, Any]]:
@@ -297,7 +387,7 @@ def create_app(
     @app.post(
         "/api/generate",
         tags=["generate"],
-        dependencies=authorized,
+        dependencies=generation,
         responses={
             200: {"content": AUDIO_CONTENT, "description": "the audio of one take"},
             500: {"model": ErrorResponse, "description": "generation failed"},
@@ -306,43 +396,41 @@ def create_app(
             **BODY_ERRORS,
         },
     )
-    @limiter.shared_limit(config.rate_limit, scope="generation")
-    async def generate(request: Request, body: GenerateBody) -> Response:  # type: ignore[valid-type]
-        """Generate one take and answer with its audio; ``stream: true`` sends WAV audio as it is made."""
+    async def generate(body: GenerateBody) -> Response:  # type: ignore[valid-type]
+        """Generate one take and answer with its audio; ``stream: true`` sends WAV audio as it is made (a job that
+        fails mid-stream cuts the connection: the transfer is incomplete, never a short file that looks whole)."""
         gen = to_request(body)
         if gen.takes != 1:
             raise _invalid([FieldError("takes", "POST /api/generate returns one take; use POST /api/jobs for more")])
-        if body.stream and gen.format != "wav":
+        if body.stream and gen.format != "wav":  # type: ignore[attr-defined]
             raise _invalid([FieldError("format", "streaming sends WAV; leave format out or set it to wav")])
-        record = queue(gen, stream=body.stream)
-        if body.stream:
+        record = queue(gen, stream=body.stream)  # type: ignore[attr-defined]
+        if body.stream and record.job is not None:  # type: ignore[attr-defined]
             return StreamingResponse(
-                _stream_wav(record, registry, gen),
+                _stream_wav(record.job, record.spec, gen),
                 media_type="audio/wav",
                 headers={"X-Ttag-Job": record.id, "X-Ttag-Seed": str(gen.seed)},
             )
-        async for event in record.job.aevents():
-            if isinstance(event, Failed):
-                raise HTTPException(500, {"kind": event.kind, "message": event.message})
-            if isinstance(event, Done):
-                record.clips = event.clips
-        return audio_response(record, 0, gen.format)
+        await record.ended.wait()
+        if record.state != "done":
+            error = record.error or {"kind": "internal", "message": "the job ended without a take"}
+            raise HTTPException(500, error)
+        return await audio_response(record, 0, gen.format)
 
     @app.post(
         "/api/jobs",
         tags=["jobs"],
         status_code=202,
-        dependencies=authorized,
+        dependencies=generation,
         responses={
             503: {"model": ErrorResponse, "description": "queue full (see Retry-After)"},
             **ERRORS,
             **BODY_ERRORS,
         },
     )
-    @limiter.shared_limit(config.rate_limit, scope="generation")
-    async def create_job(request: Request, body: GenerateBody) -> JSONResponse:  # type: ignore[valid-type]
+    async def create_job(body: GenerateBody) -> JSONResponse:  # type: ignore[valid-type]
         """Queue a job (any number of takes); poll ``GET /api/jobs/{id}``, then download each take."""
-        record = queue(to_request(body), stream=body.stream)
+        record = queue(to_request(body), stream=body.stream)  # type: ignore[attr-defined]
         return JSONResponse(record.to_dict(), status_code=202, headers={"Location": f"/api/jobs/{record.id}"})
 
     def find(job_id: str) -> JobRecord:
@@ -371,7 +459,7 @@ def create_app(
     async def cancel_job(job_id: JOB_ID) -> dict[str, Any]:
         """Ask a job to stop (a queued job never starts)."""
         record = find(job_id)
-        record.job.cancel()
+        record.cancel()
         return record.to_dict()
 
     @app.get(
@@ -387,16 +475,16 @@ def create_app(
     )
     async def job_take(
         job_id: JOB_ID,
-        take: Annotated[int, Path(ge=0, le=7)],
-        format: Annotated[str | None, Query(pattern="^(wav|flac|ogg|mp3)$")] = None,
+        take: Annotated[int, Path(ge=0, le=MAX_TAKES - 1)],
+        format: Annotated[Literal[FORMATS] | None, Query()] = None,  # type: ignore[valid-type]
     ) -> Response:
         """One finished take as an audio file (the job's format unless ``format`` is given)."""
         record = find(job_id)
         if record.state != "done":
             raise HTTPException(409, f"job {job_id} is {record.state}")
-        if take >= len(record.clips):
-            raise HTTPException(404, f"job {job_id} has {len(record.clips)} take(s)")
-        return audio_response(record, take, format or record.job.request.format)
+        if take >= len(record.takes):
+            raise HTTPException(404, f"job {job_id} has {len(record.takes)} take(s)")
+        return await audio_response(record, take, format or record.request.format)
 
     @app.get(
         "/api/jobs/{job_id}/audio",
@@ -406,7 +494,8 @@ def create_app(
             200: {
                 "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
                 "description": "little-endian float32 frames (interleaved channels) from `start` on, as far as "
-                "generated; headers X-Ttag-Start, X-Ttag-Frames, X-Ttag-Channels, X-Ttag-Sample-Rate",
+                f"generated and at most {MAX_AUDIO_FRAMES}; headers X-Ttag-Start, X-Ttag-Frames, X-Ttag-Channels, "
+                "X-Ttag-Sample-Rate",
             },
             404: {"model": ErrorResponse, "description": "no such job"},
             **ERRORS,
@@ -414,12 +503,12 @@ def create_app(
     )
     async def job_audio(
         job_id: JOB_ID,
-        take: Annotated[int, Query(ge=0, le=7)] = 0,
+        take: Annotated[int, Query(ge=0, le=MAX_TAKES - 1)] = 0,
         start: Annotated[int, Query(ge=0, le=2**40)] = 0,
     ) -> Response:
         """The audio streamed so far by a job created with ``stream: true`` (poll with ``start`` = frames received)."""
         record = find(job_id)
-        audio, sample_rate = record.streamed_audio(take, start)
+        audio, sample_rate = await asyncio.to_thread(record.streamed_audio, take, start)
         headers = {
             "X-Ttag-Start": str(start),
             "X-Ttag-Frames": str(audio.shape[1]),
@@ -437,21 +526,20 @@ def create_app(
     return app
 
 
-async def _stream_wav(record: JobRecord, registry: Registry, request: GenerationRequest) -> AsyncIterator[bytes]:
-    """WAV bytes as chunks arrive; a client that leaves cancels the job."""
-    spec = registry.get(request.model)
-    frames = round(request.duration * spec.sample_rate)
+async def _stream_wav(job: Job, spec: ModelSpec, request: GenerationRequest) -> AsyncIterator[bytes]:
+    """WAV bytes as chunks arrive; a client that leaves cancels the job; a job that fails aborts the response."""
+    frames = round((request.duration or spec.default_duration) * spec.sample_rate)
     yield _wav_header(spec.channels, spec.sample_rate, frames)
     sent = 0
     try:
-        async for event in record.job.aevents():
+        async for event in job.aevents():
             if isinstance(event, Chunk) and event.take == 0:
                 sent += event.audio.shape[1]
                 yield _pcm16(event.audio)
             elif isinstance(event, Failed):
-                return  # the body ends short; the client sees a truncated stream
+                raise StreamAborted(event.message)
     finally:
-        if not record.job.finished:
-            record.job.cancel()
+        if not job.finished:
+            job.cancel()
     if sent < frames:  # a runner that streams less than promised: pad so the header stays true
         yield b"\x00" * ((frames - sent) * spec.channels * 2)

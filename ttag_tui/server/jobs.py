@@ -1,23 +1,34 @@
-"""The server's job board: a bounded queue in front of the bridge, and what each job is doing right now.
+"""The server's job board: a bounded queue in front of the bridge, what each job is doing, and its takes on disk.
 
-Memory stays bounded: at most ``max_queue`` jobs wait or run (more get 503), and at most ``keep_finished`` finished
-jobs are kept for download, each for at most ``keep_s`` seconds.
+Memory stays bounded: at most ``max_queue`` jobs wait or run (more get 503). A finished take is written to the
+:class:`TakeStore` (a folder of this server process under the data dir) as soon as the runner hands it over, and the
+job's audio leaves memory when the job ends; at most ``keep_finished`` finished jobs are kept for download, each for
+at most ``keep_s`` seconds, their files deleted with them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
+import shutil
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from runners.contract import Clip
+from runners.registry import ModelSpec
 from runners.request import GenerationRequest
-from ttag_tui.bridge import Bridge, Chunk, Done, Failed, Job, Progress, Started
+from ttag_tui.bridge import Bridge, Chunk, ClipReady, Done, Failed, Job, Progress, Started
+from ttag_tui.output import write_atomically, write_audio
+
+# What /api/jobs/{id}/audio sends at most per call (clients ask again from where they got to): ~47 s at 44.1 kHz.
+MAX_AUDIO_FRAMES = 1 << 21
 
 
 class QueueFull(Exception):
@@ -28,10 +39,82 @@ class QueueFull(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True)
+class StoredTake:
+    """A finished take on disk (32-bit float WAV: exactly the runner's samples) and what the API says about it."""
+
+    path: Path
+    seed: int | None
+    sample_rate: int
+    channels: int
+    frames: int
+    metadata: dict[str, Any]
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+    def read(self, start: int, frames: int) -> np.ndarray:
+        """(channels, n) float32 frames from ``start`` on; blocking file I/O, so call it off the event loop."""
+        import soundfile
+
+        with soundfile.SoundFile(self.path) as source:
+            source.seek(min(start, source.frames))
+            return source.read(frames, dtype="float32", always_2d=True).T
+
+
+class TakeStore:
+    """One folder per job under ``root`` (this process's own folder); folders of servers that are gone are removed."""
+
+    def __init__(self, parent: Path) -> None:
+        parent.mkdir(parents=True, exist_ok=True)
+        for stale in parent.iterdir():
+            pid = stale.name.partition("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+        self.root = parent / f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.root.mkdir()
+
+    def save(self, job_id: str, clip: Clip) -> StoredTake:
+        folder = self.root / job_id
+        folder.mkdir(exist_ok=True)
+        take = int(clip.metadata.get("take", 0))
+        path = write_atomically(
+            folder / f"take{take}.wav",
+            lambda p: write_audio(p, clip.audio, clip.sample_rate, "wav", subtype="FLOAT"),
+        )
+        return StoredTake(
+            path=path,
+            seed=clip.metadata.get("seed"),
+            sample_rate=clip.sample_rate,
+            channels=clip.channels,
+            frames=clip.audio.shape[1],
+            metadata={k: v for k, v in clip.metadata.items() if k != "parameters"},
+        )
+
+    def drop(self, job_id: str) -> None:
+        shutil.rmtree(self.root / job_id, ignore_errors=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class JobRecord:
     id: str
-    job: Job
+    request: GenerationRequest
+    spec: ModelSpec
+    job: Job | None  # dropped when the job ends, and with it every sample the job held in memory
     created: float = field(default_factory=time.time)
     state: str = "queued"  # queued | running | done | failed | cancelled
     phase: str | None = None
@@ -39,28 +122,33 @@ class JobRecord:
     total: int = 0
     eta_s: float | None = None
     error: dict[str, str] | None = None
-    clips: list[Clip] = field(default_factory=list)
+    takes: list[StoredTake] = field(default_factory=list)
     finished_at: float | None = None
-    chunks: dict[int, list[Chunk]] = field(default_factory=dict)  # streamed audio per take, for stream jobs
+    chunks: dict[int, list[Chunk]] = field(default_factory=dict)  # streamed audio per take, while the job runs
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     def streamed_audio(self, take: int, start: int) -> tuple[np.ndarray, int]:
-        """Frames of ``take`` from ``start`` on, as far as they have arrived: (channels, frames), sample rate."""
-        spec = self.job.spec
-        pieces = [
-            c.audio[:, max(0, start - c.start) :]
-            for c in self.chunks.get(take, ())
-            if c.start + c.audio.shape[1] > start
-        ]
+        """Frames of ``take`` from ``start`` on, as far as they have arrived (at most MAX_AUDIO_FRAMES):
+        (channels, frames), sample rate. Once the take is on disk, read it from there (blocking: off the loop)."""
+        stored = next((t for t in self.takes if t.metadata.get("take", 0) == take), None)
+        if stored is not None:
+            return stored.read(start, MAX_AUDIO_FRAMES), stored.sample_rate
+        chunks = list(self.chunks.get(take, ()))
+        pieces = [c.audio[:, max(0, start - c.start) :] for c in chunks if c.start + c.audio.shape[1] > start]
         if not pieces:
-            return np.zeros((spec.channels, 0), np.float32), spec.sample_rate
-        return np.concatenate(pieces, axis=1), self.chunks[take][0].sample_rate
+            return np.zeros((self.spec.channels, 0), np.float32), self.spec.sample_rate
+        return np.concatenate(pieces, axis=1)[:, :MAX_AUDIO_FRAMES], chunks[0].sample_rate
 
     @property
     def finished(self) -> bool:
         return self.state in ("done", "failed", "cancelled")
 
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
     def to_dict(self) -> dict[str, Any]:
-        request = self.job.request
+        request = self.request
         return {
             "id": self.id,
             "state": self.state,
@@ -75,20 +163,31 @@ class JobRecord:
             "results": [
                 {
                     "take": k,
-                    "seed": clip.metadata.get("seed"),
-                    "duration": clip.duration,
-                    "sample_rate": clip.sample_rate,
-                    "channels": clip.channels,
+                    "seed": take.seed,
+                    "duration": take.duration,
+                    "sample_rate": take.sample_rate,
+                    "channels": take.channels,
                     "url": f"/api/jobs/{self.id}/takes/{k}",
                 }
-                for k, clip in enumerate(self.clips)
-            ],
+                for k, take in enumerate(self.takes)
+            ]
+            if self.state == "done"
+            else [],
         }
 
 
 class JobBoard:
-    def __init__(self, bridge: Bridge, *, max_queue: int = 16, keep_finished: int = 32, keep_s: float = 1800) -> None:
+    def __init__(
+        self,
+        bridge: Bridge,
+        store: TakeStore,
+        *,
+        max_queue: int = 16,
+        keep_finished: int = 32,
+        keep_s: float = 1800,
+    ) -> None:
         self.bridge = bridge
+        self.store = store
         self.max_queue = max_queue
         self.keep_finished = keep_finished
         self.keep_s = keep_s
@@ -103,9 +202,10 @@ class JobBoard:
         self._evict()
         if self.active() >= self.max_queue:
             raise QueueFull(retry_after=max(1, min(60, 2 * self.active())))
-        record = JobRecord(id=secrets.token_hex(8), job=self.bridge.submit(request, stream=stream))
+        job = self.bridge.submit(request, stream=stream)
+        record = JobRecord(id=secrets.token_hex(8), request=job.request, spec=job.spec, job=job)
         self._records[record.id] = record
-        task = asyncio.get_running_loop().create_task(self._follow(record))
+        task = asyncio.get_running_loop().create_task(self._follow(record, job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return record
@@ -114,40 +214,50 @@ class JobBoard:
         self._evict()
         return self._records.get(job_id)
 
-    async def _follow(self, record: JobRecord) -> None:
-        async for event in record.job.aevents():
-            if isinstance(event, Started):
-                record.state = "running"
-            elif isinstance(event, Progress):
-                record.phase, record.step, record.total, record.eta_s = (
-                    event.phase,
-                    event.step,
-                    event.total,
-                    event.eta_s,
-                )
-            elif isinstance(event, Chunk):
-                record.chunks.setdefault(event.take, []).append(event)
-            elif isinstance(event, Done):
-                record.clips = event.clips
-                record.state = "done"
-            elif isinstance(event, Failed):
-                record.state = "cancelled" if event.kind == "cancelled" else "failed"
-                record.error = {"kind": event.kind, "message": event.message}
-        record.finished_at = time.time()
+    async def _follow(self, record: JobRecord, job: Job) -> None:
+        try:
+            async for event in job.aevents():
+                if isinstance(event, Started):
+                    record.state = "running"
+                elif isinstance(event, Progress):
+                    record.phase, record.step, record.total = event.phase, event.step, event.total
+                    record.eta_s = event.eta_s
+                elif isinstance(event, Chunk):
+                    record.chunks.setdefault(event.take, []).append(event)
+                elif isinstance(event, ClipReady):
+                    stored = await asyncio.to_thread(self.store.save, record.id, event.clip)
+                    record.takes.append(stored)
+                elif isinstance(event, Done):
+                    record.takes.sort(key=lambda t: t.metadata.get("take", 0))
+                    record.state = "done"
+                elif isinstance(event, Failed):
+                    record.state = "cancelled" if event.kind == "cancelled" else "failed"
+                    record.error = {"kind": event.kind, "message": event.message}
+        except OSError as exc:  # the disk is full or gone: the job fails, the server lives on
+            job.cancel()
+            record.state, record.error = "failed", {"kind": "storage", "message": f"cannot keep the take: {exc}"}
+        finally:
+            record.finished_at = time.time()
+            record.job = None
+            record.chunks = {}
+            record.ended.set()
 
     def _evict(self) -> None:
         now = time.time()
         finished = [r for r in self._records.values() if r.finished and r.finished_at is not None]
-        expired = {r.id for r in finished if now - r.finished_at > self.keep_s}
+        expired = {r.id for r in finished if now - (r.finished_at or now) > self.keep_s}
         surplus = len(finished) - len(expired) - self.keep_finished
         if surplus > 0:
-            oldest = sorted((r for r in finished if r.id not in expired), key=lambda r: r.finished_at)
+            oldest = sorted((r for r in finished if r.id not in expired), key=lambda r: r.finished_at or now)
             expired.update(r.id for r in oldest[:surplus])
         for job_id in expired:
             del self._records[job_id]
+            self.store.drop(job_id)
 
     def close(self) -> None:
         for record in self._records.values():
-            record.job.cancel()
+            record.cancel()
         for task in self._tasks:
             task.cancel()
+        with contextlib.suppress(OSError):
+            self.store.close()
