@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
-from runners.contract import BaseRunner, Clip, JobContext, MissingWeights
+from runners.contract import AudioChunk, BaseRunner, Clip, JobContext, MissingWeights
 from runners.registry import ModelSpec, ParamSpec, Registry
 from runners.request import GenerationRequest
 
@@ -65,6 +66,16 @@ class CrashRunner(ToneRunner):
         return []
 
 
+class StreamThenCrashRunner(ToneRunner):
+    """Streams the first half of its take, then dies: a stream that can never be finished."""
+
+    def stream(self, request: GenerationRequest, ctx: JobContext) -> Iterator[AudioChunk]:
+        half = round(request.duration * SAMPLE_RATE) // 2
+        yield AudioChunk(take=0, start=0, audio=np.zeros((1, half), np.float32), sample_rate=SAMPLE_RATE)
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class FailingRunner(ToneRunner):
     def load_model(self, ctx: JobContext) -> None:
         raise MissingWeights("weights for fake-missing are not downloaded: ttag models pull fake-missing")
@@ -103,6 +114,7 @@ def fake_registry() -> Registry:
             spec("slow-tone", "SlowToneRunner"),
             spec("hang", "HangRunner"),
             spec("crash", "CrashRunner"),
+            spec("stream-then-crash", "StreamThenCrashRunner"),
             spec("fake-missing", "FailingRunner"),
             spec("noisy", "NoisyRunner"),
             spec("no-such-runner", "NoSuchRunner", runner="tests.no_such_module:Runner"),
