@@ -108,13 +108,14 @@ def test_finished_jobs_keep_their_takes_on_disk_not_in_memory():
         record = board.get(job_id)
         assert record.job is None and record.chunks == {}, "the job's samples left memory with it"
         files = [t.path for t in record.takes]
-        assert all(p.is_file() and p.parent.parent == board.store.root for p in files)
+        root = board.store.root
+        assert all(p.is_file() and p.parent.parent == root for p in files)
         audio, _ = decode(client.get(f"/api/jobs/{job_id}/takes/1"))
         assert audio.shape == (4000, 1)
         board.keep_s = 0  # expire it: its files go with it
         assert client.get(f"/api/jobs/{job_id}").status_code == 404
         assert not any(p.exists() for p in files)
-    assert not board.store.root.exists(), "the server's take folder goes when it stops"
+    assert not root.exists(), "the server's take folder goes when it stops"
 
 
 def test_a_killed_servers_take_folder_is_removed_by_the_next_one(tmp_path):
@@ -122,7 +123,8 @@ def test_a_killed_servers_take_folder_is_removed_by_the_next_one(tmp_path):
     dead.wait()
     leftover = Path(os.environ["TTAG_DATA_DIR"]) / "server" / f"{dead.pid}-0000"
     leftover.mkdir(parents=True)
-    with client_for():
+    with client_for() as client:
+        client.post("/api/generate", json={"prompt": "x", "duration": 0.1})
         assert not leftover.exists()
 
 

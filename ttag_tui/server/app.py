@@ -41,7 +41,6 @@ from ttag_tui import __version__
 from ttag_tui.bridge import Bridge, BridgeSettings, Chunk, Failed, Job
 from ttag_tui.config import Config, parse_rate_limit
 from ttag_tui.output import MEDIA_TYPES, transcode
-from ttag_tui.paths import data_dir
 from ttag_tui.runner_envs import availability
 from ttag_tui.server.jobs import MAX_AUDIO_FRAMES, JobBoard, JobRecord, QueueFull, TakeStore
 from ttag_tui.server.security import Guard
@@ -263,7 +262,7 @@ def create_app(
     registry = registry or default_registry()
     owns_bridge = bridge is None
     bridge = bridge or Bridge(registry, BridgeSettings.from_config(config))
-    board = JobBoard(bridge, TakeStore(data_dir() / "server"), max_queue=config.max_queue)
+    board = JobBoard(bridge, TakeStore(), max_queue=config.max_queue)
     guard = Guard(config.api_key_list, parse_rate_limit(config.rate_limit), config.allowed_host_list)
     keys = guard.keys
     bearer = HTTPBearer(auto_error=False, description="an API key from the server's config (api_keys)")
@@ -293,16 +292,21 @@ def create_app(
         detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
+    async def identify(request: Request) -> str:
+        return guard.authenticate(request)
+
     async def authenticate(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
     ) -> str:
         # ``credentials`` is only there so the schema shows the Bearer scheme; Guard reads the header itself.
         return guard.authenticate(request)
 
-    async def throttle_generation(identity: Annotated[str, Depends(authenticate)]) -> None:
+    caller = authenticate if keys else identify  # the schema only claims auth when it is enforced
+
+    async def throttle_generation(identity: Annotated[str, Depends(caller)]) -> None:
         guard.throttle(identity, "generation")
 
-    authorized = [Depends(authenticate)] if keys else []  # the schema only claims auth when it is enforced
+    authorized = [Depends(authenticate)] if keys else []
     generation = [Depends(throttle_generation)]
 
     def to_request(body: BaseModel) -> GenerationRequest:

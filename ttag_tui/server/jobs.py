@@ -26,6 +26,7 @@ from runners.registry import ModelSpec
 from runners.request import GenerationRequest
 from ttag_tui.bridge import Bridge, Chunk, ClipReady, Done, Failed, Job, Progress, Started
 from ttag_tui.output import write_atomically, write_audio
+from ttag_tui.paths import data_dir
 
 # What /api/jobs/{id}/audio sends at most per call (clients ask again from where they got to): ~47 s at 44.1 kHz.
 MAX_AUDIO_FRAMES = 1 << 21
@@ -64,16 +65,25 @@ class StoredTake:
 
 
 class TakeStore:
-    """One folder per job under ``root`` (this process's own folder); folders of servers that are gone are removed."""
+    """One folder per job under this server process's own folder in ``parent`` (default: the data dir's ``server``),
+    made on first use; folders left by servers that are gone (killed) are removed then."""
 
-    def __init__(self, parent: Path) -> None:
-        parent.mkdir(parents=True, exist_ok=True)
-        for stale in parent.iterdir():
-            pid = stale.name.partition("-")[0]
-            if pid.isdigit() and not _alive(int(pid)):
-                shutil.rmtree(stale, ignore_errors=True)
-        self.root = parent / f"{os.getpid()}-{secrets.token_hex(4)}"
-        self.root.mkdir()
+    def __init__(self, parent: Path | None = None) -> None:
+        self._parent = parent
+        self._root: Path | None = None
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            parent = self._parent or data_dir() / "server"
+            parent.mkdir(parents=True, exist_ok=True)
+            for stale in parent.iterdir():
+                pid = stale.name.partition("-")[0]
+                if pid.isdigit() and not _alive(int(pid)):
+                    shutil.rmtree(stale, ignore_errors=True)
+            self._root = parent / f"{os.getpid()}-{secrets.token_hex(4)}"
+            self._root.mkdir()
+        return self._root
 
     def save(self, job_id: str, clip: Clip) -> StoredTake:
         folder = self.root / job_id
@@ -93,10 +103,13 @@ class TakeStore:
         )
 
     def drop(self, job_id: str) -> None:
-        shutil.rmtree(self.root / job_id, ignore_errors=True)
+        if self._root is not None:
+            shutil.rmtree(self._root / job_id, ignore_errors=True)
 
     def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
 
 
 def _alive(pid: int) -> bool:
