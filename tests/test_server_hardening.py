@@ -118,6 +118,17 @@ def test_finished_jobs_keep_their_takes_on_disk_not_in_memory():
     assert not root.exists(), "the server's take folder goes when it stops"
 
 
+def test_takes_on_disk_are_bounded_in_bytes_oldest_first():
+    with client_for() as client:
+        client.app.state.board.keep_bytes = 8000 * 4  # one second of the tone's mono float32
+        first, second = (
+            client.post("/api/jobs", json={"prompt": "x", "duration": 1, "seed": s}).json()["id"] for s in (1, 2)
+        )
+        wait_state(client, second)
+        assert client.get(f"/api/jobs/{second}").status_code == 200
+        assert client.get(f"/api/jobs/{first}").status_code == 404
+
+
 def test_a_killed_servers_take_folder_is_removed_by_the_next_one(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

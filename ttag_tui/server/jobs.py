@@ -2,8 +2,8 @@
 
 Memory stays bounded: at most ``max_queue`` jobs wait or run (more get 503). A finished take is written to the
 :class:`TakeStore` (a folder of this server process under the data dir) as soon as the runner hands it over, and the
-job's audio leaves memory when the job ends; at most ``keep_finished`` finished jobs are kept for download, each for
-at most ``keep_s`` seconds, their files deleted with them.
+job's audio leaves memory when the job ends; at most ``keep_finished`` finished jobs, ``keep_bytes`` of takes, are kept
+for download, each for at most ``keep_s`` seconds, their files deleted with them.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from ttag_tui.bridge import Bridge, Chunk, ClipReady, Done, Failed, Job, Progres
 from ttag_tui.output import write_atomically, write_audio
 from ttag_tui.paths import data_dir
 
+# Disk for finished takes (float32): 4 GiB holds 8 takes of 10 minutes of 44.1 kHz stereo, 2.5 times over.
+KEEP_BYTES = 4 << 30
 # What /api/jobs/{id}/audio sends at most per call (clients ask again from where they got to): ~47 s at 44.1 kHz.
 MAX_AUDIO_FRAMES = 1 << 21
 
@@ -54,6 +56,10 @@ class StoredTake:
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate
+
+    @property
+    def size_bytes(self) -> int:
+        return self.frames * self.channels * 4
 
     def read(self, start: int, frames: int) -> np.ndarray:
         """(channels, n) float32 frames from ``start`` on; blocking file I/O, so call it off the event loop."""
@@ -198,12 +204,14 @@ class JobBoard:
         max_queue: int = 16,
         keep_finished: int = 32,
         keep_s: float = 1800,
+        keep_bytes: int = KEEP_BYTES,
     ) -> None:
         self.bridge = bridge
         self.store = store
         self.max_queue = max_queue
         self.keep_finished = keep_finished
         self.keep_s = keep_s
+        self.keep_bytes = keep_bytes
         self._records: OrderedDict[str, JobRecord] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -256,16 +264,22 @@ class JobBoard:
             record.ended.set()
 
     def _evict(self) -> None:
+        """Drop finished jobs past ``keep_s``, then the oldest beyond ``keep_finished`` or ``keep_bytes`` on disk."""
         now = time.time()
-        finished = [r for r in self._records.values() if r.finished and r.finished_at is not None]
-        expired = {r.id for r in finished if now - (r.finished_at or now) > self.keep_s}
-        surplus = len(finished) - len(expired) - self.keep_finished
-        if surplus > 0:
-            oldest = sorted((r for r in finished if r.id not in expired), key=lambda r: r.finished_at or now)
-            expired.update(r.id for r in oldest[:surplus])
-        for job_id in expired:
-            del self._records[job_id]
-            self.store.drop(job_id)
+        finished = sorted(
+            (r for r in self._records.values() if r.finished and r.finished_at is not None),
+            key=lambda r: r.finished_at or now,
+        )
+        kept = [r for r in finished if now - (r.finished_at or now) <= self.keep_s]
+        expired = [r for r in finished if r not in kept]
+        stored = sum(t.size_bytes for r in kept for t in r.takes)
+        while kept and (len(kept) > self.keep_finished or stored > self.keep_bytes):
+            oldest = kept.pop(0)
+            stored -= sum(t.size_bytes for t in oldest.takes)
+            expired.append(oldest)
+        for record in expired:
+            del self._records[record.id]
+            self.store.drop(record.id)
 
     def close(self) -> None:
         for record in self._records.values():
