@@ -30,7 +30,8 @@ from runners.contract import RunnerSettings  # noqa: E402
 from runners.musicgen import MODELS  # noqa: E402
 from runners.registry import Registry  # noqa: E402
 from runners.request import validate_request  # noqa: E402
-from ttag_tui.bridge import Bridge, BridgeSettings, Chunk, Done  # noqa: E402
+from ttag_tui.backend.events import Chunk, Done  # noqa: E402
+from ttag_tui.bridge import Bridge, BridgeSettings  # noqa: E402
 
 
 def main() -> int:

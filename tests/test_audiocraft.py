@@ -25,7 +25,8 @@ from runners.contract import RunnerSettings
 from runners.registry import Registry, probe_availability
 from runners.request import GenerationRequest, validate_request
 from ttag_tui import runner_envs
-from ttag_tui.bridge import Bridge, BridgeSettings, Chunk, Failed, JobFailed, Progress
+from ttag_tui.backend.events import Chunk, Failed, JobFailed, Progress
+from ttag_tui.bridge import Bridge, BridgeSettings
 from ttag_tui.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent

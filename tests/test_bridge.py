@@ -14,7 +14,8 @@ import pytest
 from runners.protocol import ProtocolError, read_message, write_message
 from runners.request import validate_request
 from tests.fake_runners import SAMPLE_RATE, fake_registry
-from ttag_tui.bridge import Bridge, BridgeSettings, Chunk, ClipReady, Done, Failed, JobFailed, Progress, Started
+from ttag_tui.backend.events import Chunk, ClipReady, Done, Failed, JobFailed, Progress, Started
+from ttag_tui.bridge import Bridge, BridgeSettings
 
 REGISTRY = fake_registry()
 

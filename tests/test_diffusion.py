@@ -27,7 +27,8 @@ from runners.diffusion import spectrogram as spec_mod
 from runners.diffusion.riffusion import join, lerp, normalise, plan_piece
 from runners.registry import Registry
 from runners.request import GenerationRequest, validate_request
-from ttag_tui.bridge import Bridge, BridgeSettings, Done, Failed, JobFailed, Progress
+from ttag_tui.backend.events import Done, Failed, JobFailed, Progress
+from ttag_tui.bridge import Bridge, BridgeSettings
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_diffusion

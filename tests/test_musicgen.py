@@ -24,7 +24,8 @@ from runners.musicgen import MODELS
 from runners.musicgen.runner import plan_take
 from runners.registry import Registry
 from runners.request import GenerationRequest, RequestInvalid, validate_request
-from ttag_tui.bridge import Bridge, BridgeSettings, Chunk, Failed, JobFailed, Progress
+from ttag_tui.backend.events import Chunk, Failed, JobFailed, Progress
+from ttag_tui.bridge import Bridge, BridgeSettings
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_musicgen

@@ -21,7 +21,7 @@ from schemathesis.checks import positive_data_acceptance
 from runners.request import validate_request
 from tests.fake_runners import fake_registry
 from tests.live_server import free_port, start_server, stop_server
-from ttag_tui.bridge import Chunk, Done, JobFailed, Progress
+from ttag_tui.backend.events import Chunk, Done, JobFailed, Progress
 from ttag_tui.config import Config
 from ttag_tui.remote import RemoteBridge
 from ttag_tui.server.app import create_app

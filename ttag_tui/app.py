@@ -30,7 +30,7 @@ from ttag_tui.sessions import SessionStore
 from ttag_tui.themes import load_themes
 
 if TYPE_CHECKING:
-    from ttag_tui.bridge import Bridge
+    from ttag_tui.backend import Backend
 
 FALLBACK_THEME = "textual-dark"
 
@@ -46,7 +46,7 @@ class TtagApp(App[int]):
         registry: Registry | None = None,
         store: SessionStore | None = None,
         player: Player | None = None,
-        bridge_factory: Callable[[], Bridge] | None = None,
+        bridge_factory: Callable[[], Backend] | None = None,
         theme_folders: Iterable[Path] | None = None,
         persist_config: bool = True,
     ) -> None:
@@ -57,7 +57,7 @@ class TtagApp(App[int]):
         self.player = player if player is not None else Player()
         self.persist_config = persist_config  # tests that hand in a config keep the user's file out of it
         self._bridge_factory = bridge_factory
-        self._bridge: Bridge | None = None
+        self._bridge: Backend | None = None
         self._bridge_lock = threading.Lock()
         self._held_keys: list[events.Key] | None = []  # until the main screen's panes are mounted
         # Themes are set before the stylesheet is first parsed: a change after that parses it all again.
@@ -68,7 +68,7 @@ class TtagApp(App[int]):
 
     # -- services --------------------------------------------------------------------------------------------------
     @property
-    def bridge(self) -> Bridge:
+    def bridge(self) -> Backend:
         """Created on first use (from a thread: importing it pulls in numpy and subprocess machinery)."""
         with self._bridge_lock:
             if self._bridge is None:
@@ -176,13 +176,12 @@ class TtagApp(App[int]):
 def run(backend: str | None = None) -> int:
     """Open the TUI; with a backend URL (``--backend`` or config ``backend``), jobs run on that ttag server."""
     config = config_module.load()
-    backend = backend or config.backend
-    if not backend:
-        app = TtagApp(config)
+    if not (backend or config.backend):
+        app = TtagApp(config)  # local workers: the bridge is made on first use, off the start-up path
     else:
-        from ttag_tui.remote import RemoteBridge
+        from ttag_tui.backend import open_backend
 
-        remote = RemoteBridge(backend, api_key=config.backend_api_key)
+        remote = open_backend(config, backend)
         app = TtagApp(config, registry=remote.registry(), bridge_factory=lambda: remote)
     app.run()
     return app.return_code or 0

@@ -5,15 +5,13 @@ use with the runner's configured interpreter, and feeds it one job at a time fro
 between jobs. A worker that crashes, is killed or does not stop within ``cancel_grace_s`` of a cancel turns into a
 failed job; the next job gets a fresh worker.
 
-A :class:`Job` records its events; read them from synchronous code with :meth:`Job.events` / :meth:`Job.result` or
-from asyncio with :meth:`Job.aevents` — the same record behind both.
+Each request becomes a :class:`~ttag_tui.backend.events.Job` whose events the worker's messages produce; the
+:class:`Bridge` is the local :class:`~ttag_tui.backend.Backend`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import itertools
 import json
 import os
 import signal
@@ -21,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,195 +30,12 @@ from runners.contract import Clip, RunnerSettings
 from runners.protocol import PROTOCOL_VERSION, ProtocolError, read_message, write_message
 from runners.registry import Availability, ModelSpec, Registry, probe_availability
 from runners.request import GenerationRequest
-from ttag_tui import __version__
+from ttag_tui.backend.events import Job
 from ttag_tui.config import Config
 from ttag_tui.runner_envs import managed_interpreters
 
 PROJECT_ROOT = Path(runners.__file__).resolve().parent.parent
 HELLO_TIMEOUT_S = 180.0
-
-
-@dataclass(frozen=True)
-class Started:
-    job_id: str
-
-
-@dataclass(frozen=True)
-class Progress:
-    job_id: str
-    phase: str
-    step: int
-    total: int
-    eta_s: float | None  # seconds left in this phase, once two steps have been timed
-
-
-@dataclass(frozen=True)
-class Chunk:
-    job_id: str
-    take: int
-    start: int
-    audio: np.ndarray
-    sample_rate: int
-
-
-@dataclass(frozen=True)
-class ClipReady:
-    job_id: str
-    clip: Clip
-
-
-@dataclass(frozen=True)
-class Done:
-    job_id: str
-    clips: list[Clip]
-    timings: dict[str, float]
-
-
-@dataclass(frozen=True)
-class Failed:
-    job_id: str
-    kind: str  # cancelled | crashed | missing_dependency | missing_weights | out_of_memory | internal | ...
-    message: str
-
-
-Event = Started | Progress | Chunk | ClipReady | Done | Failed
-
-
-class JobFailed(Exception):
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-_job_ids = itertools.count(1)
-
-
-class Job:
-    """One request in flight. Its events are kept in order; any number of readers can follow them."""
-
-    def __init__(self, request: GenerationRequest, spec: ModelSpec, stream: bool) -> None:
-        self.id = f"job-{os.getpid()}-{next(_job_ids)}"
-        self.request = request
-        self.spec = spec
-        self.stream = stream
-        self.cancel_requested = False
-        self._handle: WorkerHandle | None = None
-        self._history: list[Event] = []
-        self._clips: list[Clip] = []
-        self._cond = threading.Condition()
-        self._wakers: list[Callable[[], None]] = []
-        self._phase_clock: tuple[str, float, int] | None = None
-
-    # -- state ---------------------------------------------------------------------------------------------------
-    @property
-    def finished(self) -> bool:
-        with self._cond:
-            return bool(self._history) and isinstance(self._history[-1], Done | Failed)
-
-    @property
-    def outcome(self) -> Done | Failed | None:
-        with self._cond:
-            last = self._history[-1] if self._history else None
-        return last if isinstance(last, Done | Failed) else None
-
-    def cancel(self) -> None:
-        """Ask the job to stop. Queued: it never starts. Running: cooperative first, then the worker is killed."""
-        if self.finished or self.cancel_requested:
-            return
-        self.cancel_requested = True
-        if self._handle is not None:
-            self._handle.cancel(self)
-
-    # -- reading events ------------------------------------------------------------------------------------------
-    def events(self, timeout: float | None = None) -> Iterator[Event]:
-        """Yield every event, from the first, until Done or Failed. ``timeout`` bounds each wait."""
-        index = 0
-        while True:
-            with self._cond:
-                if not self._cond.wait_for(lambda i=index: len(self._history) > i, timeout):
-                    raise TimeoutError(f"{self.id}: no event within {timeout} s")
-                event = self._history[index]
-            index += 1
-            yield event
-            if isinstance(event, Done | Failed):
-                return
-
-    async def aevents(self) -> AsyncIterator[Event]:
-        """The same events as :meth:`events`, awaited without blocking the event loop."""
-        loop = asyncio.get_running_loop()
-        ready = asyncio.Event()
-
-        def wake() -> None:
-            loop.call_soon_threadsafe(ready.set)
-
-        with self._cond:
-            self._wakers.append(wake)
-        try:
-            index = 0
-            while True:
-                ready.clear()
-                with self._cond:
-                    pending = self._history[index:]
-                if not pending:
-                    await ready.wait()
-                    continue
-                for event in pending:
-                    index += 1
-                    yield event
-                    if isinstance(event, Done | Failed):
-                        return
-        finally:
-            with self._cond:
-                self._wakers.remove(wake)
-
-    def result(self, timeout: float | None = None) -> list[Clip]:
-        """Wait for the job; its clips, or :class:`JobFailed`."""
-        for event in self.events(timeout):
-            if isinstance(event, Failed):
-                raise JobFailed(event.kind, event.message)
-            if isinstance(event, Done):
-                return event.clips
-        raise AssertionError("unreachable")
-
-    async def aresult(self) -> list[Clip]:
-        async for event in self.aevents():
-            if isinstance(event, Failed):
-                raise JobFailed(event.kind, event.message)
-            if isinstance(event, Done):
-                return event.clips
-        raise AssertionError("unreachable")
-
-    # -- written by the worker handle ----------------------------------------------------------------------------
-    def _emit(self, event: Event) -> None:
-        with self._cond:
-            if self._history and isinstance(self._history[-1], Done | Failed):
-                return  # already over (e.g. killed after a late message)
-            self._history.append(event)
-            self._cond.notify_all()
-            wakers = list(self._wakers)
-        for wake in wakers:
-            wake()
-
-    def _progress(self, phase: str, step: int, total: int) -> None:
-        now = time.monotonic()
-        if self._phase_clock is None or self._phase_clock[0] != phase:
-            self._phase_clock = (phase, now, step)
-        _, since, first_step = self._phase_clock
-        eta = None
-        if step > first_step:
-            eta = (now - since) / (step - first_step) * max(total - step, 0)
-        self._emit(Progress(self.id, phase, step, total, eta))
-
-    def _add_clip(self, clip: Clip) -> None:
-        clip.metadata["ttag_version"] = __version__
-        self._clips.append(clip)
-        self._emit(ClipReady(self.id, clip))
-
-    def _done(self, timings: dict[str, float]) -> None:
-        self._emit(Done(self.id, sorted(self._clips, key=lambda c: c.metadata.get("take", 0)), timings))
-
-    def _fail(self, kind: str, message: str) -> None:
-        self._emit(Failed(self.id, kind, message))
 
 
 def _describe_exit(code: int | None) -> str:
@@ -268,7 +82,7 @@ class WorkerHandle:
             return len(self._queue)
 
     def submit(self, job: Job) -> None:
-        job._handle = self
+        job.attach(self.cancel)
         with self._wake:
             self._queue.append(job)
             self._wake.notify()
@@ -277,7 +91,7 @@ class WorkerHandle:
         with self._wake:
             if job in self._queue:
                 self._queue.remove(job)
-                job._fail("cancelled", "cancelled before it started")
+                job.fail("cancelled", "cancelled before it started")
                 return
             running = job is self.current
         if running:
@@ -297,7 +111,7 @@ class WorkerHandle:
             self._queue.clear()
             self._wake.notify()
         for job in pending:
-            job._fail("cancelled", "ttag is shutting down")
+            job.fail("cancelled", "ttag is shutting down")
         process = self.process
         if process is None or process.poll() is not None:
             return
@@ -329,7 +143,7 @@ class WorkerHandle:
             return
         process.kill()
         process.wait()
-        job._fail("cancelled", f"cancelled; the worker did not stop within {self.cancel_grace_s:g} s and was killed")
+        job.fail("cancelled", f"cancelled; the worker did not stop within {self.cancel_grace_s:g} s and was killed")
 
     def _start(self) -> None:
         env = dict(os.environ)
@@ -396,11 +210,11 @@ class WorkerHandle:
                 self.current = job
             problem = self._ensure_started()
             if problem:
-                job._fail(*problem)
+                job.fail(*problem)
             elif job.cancel_requested:
-                job._fail("cancelled", "cancelled before it started")
+                job.fail("cancelled", "cancelled before it started")
             else:
-                job._emit(Started(job.id))
+                job.start()
                 self._send(
                     {
                         "type": "generate",
@@ -410,8 +224,7 @@ class WorkerHandle:
                         "stream": job.stream,
                     }
                 )
-                with job._cond:
-                    job._cond.wait_for(lambda job=job: job.finished)
+                job.wait_finished()
             with self._wake:
                 self.current = None
 
@@ -433,7 +246,7 @@ class WorkerHandle:
         # A worker that died before its hello is reported by _ensure_started (with its fatal message, if any).
         if job is not None and not job.finished and self._hello.is_set():
             kind = "cancelled" if job.cancel_requested else "crashed"
-            job._fail(kind, f"{_describe_exit(process.returncode)}{reason}{self._stderr_hint()}")
+            job.fail(kind, f"{_describe_exit(process.returncode)}{reason}{self._stderr_hint()}")
 
     def _route(self, header: dict[str, Any], audio: np.ndarray | None) -> None:
         kind = header["type"]
@@ -454,17 +267,17 @@ class WorkerHandle:
         if kind == "progress":
             if header["phase"] != "loading":
                 self.loaded_models.add(job.spec.id)
-            job._progress(header["phase"], int(header["step"]), int(header["total"]))
+            job.progress(header["phase"], int(header["step"]), int(header["total"]))
         elif kind == "chunk" and audio is not None:
-            job._emit(Chunk(job.id, int(header["take"]), int(header["start"]), audio, int(header["sample_rate"])))
+            job.chunk(int(header["take"]), int(header["start"]), audio, int(header["sample_rate"]))
         elif kind == "clip" and audio is not None:
             metadata = header.get("metadata", {})
-            job._add_clip(Clip(audio=audio, sample_rate=int(metadata["sample_rate"]), metadata=metadata))
+            job.add_clip(Clip(audio=audio, sample_rate=int(metadata["sample_rate"]), metadata=metadata))
         elif kind == "done":
             self.loaded_models.add(job.spec.id)
-            job._done(header.get("timings", {}))
+            job.done(header.get("timings", {}))
         elif kind == "error":
-            job._fail(header.get("kind", "internal"), header.get("message", "the runner failed"))
+            job.fail(header.get("kind", "internal"), header.get("message", "the runner failed"))
 
     def _drain_stderr(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stderr is not None
@@ -496,7 +309,7 @@ class Bridge:
     """Submit validated requests; each runs in its runner's worker process."""
 
     def __init__(self, registry: Registry, settings: BridgeSettings | None = None) -> None:
-        self.registry = registry
+        self._registry = registry
         self.settings = settings or BridgeSettings()
         self._handles: dict[str, WorkerHandle] = {}
         self._lock = threading.Lock()
@@ -506,6 +319,9 @@ class Bridge:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def registry(self) -> Registry:
+        return self._registry
 
     def interpreter_for(self, spec: ModelSpec) -> str:
         return self.settings.interpreters.get(spec.runner_name) or sys.executable
@@ -527,7 +343,7 @@ class Bridge:
 
     def submit(self, request: GenerationRequest, *, stream: bool = False) -> Job:
         """Queue a request (validated, seed resolved); returns at once."""
-        spec = self.registry.get(request.model)
+        spec = self._registry.get(request.model)
         if spec is None:
             raise KeyError(f"unknown model {request.model!r}")
         if request.seed is None:

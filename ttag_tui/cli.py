@@ -105,7 +105,7 @@ def _open_backend(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
 def cmd_generate(args: argparse.Namespace) -> int:
     from runners.request import RequestInvalid, validate_request
     from ttag_tui import config as config_module
-    from ttag_tui.bridge import Done, Failed, Progress
+    from ttag_tui.backend.events import Done, Failed, Progress
     from ttag_tui.output import write_clip
     from ttag_tui.runner_envs import availability
 

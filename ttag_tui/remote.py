@@ -20,7 +20,7 @@ import soundfile
 from runners.contract import Clip
 from runners.registry import Availability, ModelSpec, Registry
 from runners.request import GenerationRequest
-from ttag_tui.bridge import Chunk, Job, Started
+from ttag_tui.backend.events import Job
 
 POLL_S = 0.2
 
@@ -88,7 +88,7 @@ class RemoteBridge:
         if spec is None:
             raise KeyError(f"unknown model {request.model!r} on {self.base_url}")
         job = Job(request, spec, stream)
-        job._handle = self
+        job.attach(self.cancel)
         threading.Thread(target=self._follow, args=(job,), name=f"ttag-remote-{job.id}", daemon=True).start()
         return job
 
@@ -102,7 +102,7 @@ class RemoteBridge:
         try:
             self._call("POST", f"/api/jobs/{remote_id}/cancel")
         except RemoteError:
-            job._fail("cancelled", "cancelled (the server could not be told)")
+            job.fail("cancelled", "cancelled (the server could not be told)")
 
     def loaded_models(self) -> list[str]:
         try:
@@ -128,28 +128,28 @@ class RemoteBridge:
             last_progress = None
             while True:
                 status = self._call("GET", f"/api/jobs/{remote_id}").json()
-                if status["state"] != "queued" and not job._history:
-                    job._emit(Started(job.id))
+                if status["state"] != "queued" and not job.started:
+                    job.start()
                 progress = status["progress"]
                 if progress["phase"] and (progress["phase"], progress["step"]) != last_progress:
                     last_progress = (progress["phase"], progress["step"])
-                    job._progress(progress["phase"], progress["step"], progress["total"])
+                    job.progress(progress["phase"], progress["step"], progress["total"])
                 if job.stream:
                     self._fetch_streamed(job, remote_id, received)
                 if status["state"] == "done":
                     for result in status["results"]:
-                        job._add_clip(self._download(job, result))
-                    job._done({})
+                        job.add_clip(self._download(job, result))
+                    job.done({})
                     return
                 if status["state"] in ("failed", "cancelled"):
                     error = status.get("error") or {}
-                    job._fail(error.get("kind", status["state"]), error.get("message", status["state"]))
+                    job.fail(error.get("kind", status["state"]), error.get("message", status["state"]))
                     return
                 time.sleep(POLL_S)
         except RemoteError as exc:
-            job._fail("connection", str(exc))
+            job.fail("connection", str(exc))
         except (KeyError, ValueError) as exc:
-            job._fail("connection", f"the server at {self.base_url} sent something unexpected: {exc}")
+            job.fail("connection", f"the server at {self.base_url} sent something unexpected: {exc}")
 
     def _fetch_streamed(self, job: Job, remote_id: str, received: dict[int, int]) -> None:
         """Turn the audio the server streamed since the last poll into Chunk events, take by take."""
@@ -160,7 +160,7 @@ class RemoteBridge:
             if frames:
                 channels = int(response.headers["x-ttag-channels"])
                 audio = np.frombuffer(response.content, dtype="<f4").reshape(frames, channels).T.copy()
-                job._emit(Chunk(job.id, take, start, audio, int(response.headers["x-ttag-sample-rate"])))
+                job.chunk(take, start, audio, int(response.headers["x-ttag-sample-rate"]))
                 received[take] = start + frames
 
     def _download(self, job: Job, result: dict[str, Any]) -> Clip:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from runners.registry import ModelSpec
     from runners.request import GenerationRequest
     from ttag_tui.app import TtagApp
-    from ttag_tui.bridge import Job
+    from ttag_tui.backend.events import Job
     from ttag_tui.widgets.jobs import JobItem, JobsList
     from ttag_tui.widgets.models import ModelPane
     from ttag_tui.widgets.settings_pane import SettingsPane
@@ -323,8 +323,7 @@ class MainScreen(Screen[None]):
 
     async def _follow(self, request: GenerationRequest, item: JobItem, session_id: int) -> None:
         """Await the job's events (the bridge wakes us from its threads) and show each as it comes."""
-        from ttag_tui.bridge import Chunk as AudioChunkEvent
-        from ttag_tui.bridge import ClipReady, Done, Failed, Progress, Started
+        from ttag_tui.backend.events import Chunk, ClipReady, JobState, JobStatus, Progress, fold
 
         store = self.ttag.store
         try:
@@ -332,13 +331,12 @@ class MainScreen(Screen[None]):
             item.job = job
             if item.status == "cancelled":  # cancelled while the bridge was starting
                 job.cancel()
+            status = JobStatus()
             async for event in job.aevents():
-                if isinstance(event, Started):
-                    store.set_job_status(item.record_id, "running")
-                    item.set_status("running", "starting")
-                elif isinstance(event, Progress):
+                before, status = status.state, fold(status, event)
+                if isinstance(event, Progress):
                     item.set_progress(event.phase, event.step, event.total, event.eta_s)
-                elif isinstance(event, AudioChunkEvent):
+                elif isinstance(event, Chunk):
                     if event.take == 0:
                         item.live.write(event.start, event.audio)
                 elif isinstance(event, ClipReady):
@@ -346,18 +344,20 @@ class MainScreen(Screen[None]):
                         item.live.write(0, event.clip.audio)
                         item.live.finish()
                     await self._keep_clip(event.clip, item.record_id, session_id)
-                elif isinstance(event, Done):
-                    store.set_job_status(item.record_id, "done")
+                if status.state == before:
+                    continue
+                store.set_job_status(item.record_id, status.state.value, status.error_message or "")
+                if status.state is JobState.RUNNING:
+                    item.set_status("running", "starting")
+                elif status.state is JobState.DONE:
                     item.set_status("done")
                     await self._forget_job(item)
-                elif isinstance(event, Failed):
-                    status = "cancelled" if event.kind == "cancelled" else "failed"
-                    store.set_job_status(item.record_id, status, event.message)
-                    item.set_status(status, event.message)
-                    if status == "failed":
+                else:
+                    item.set_status(status.state.value, status.error_message or "")
+                    if status.state is JobState.FAILED:
                         self.notify(
-                            event.message,
-                            title=f"Job #{item.record_id} failed ({event.kind})",
+                            status.error_message or "",
+                            title=f"Job #{item.record_id} failed ({status.error_kind})",
                             severity="error",
                             timeout=10,
                         )

@@ -38,7 +38,9 @@ from runners.request import (
     validate_request,
 )
 from ttag_tui import __version__
-from ttag_tui.bridge import Bridge, BridgeSettings, Chunk, Failed, Job
+from ttag_tui.backend import Backend
+from ttag_tui.backend.events import Chunk, Failed, Job, JobState
+from ttag_tui.bridge import Bridge, BridgeSettings
 from ttag_tui.config import Config, parse_rate_limit
 from ttag_tui.output import MEDIA_TYPES, transcode
 from ttag_tui.runner_envs import availability
@@ -253,7 +255,7 @@ def create_app(
     config: Config | None = None,
     *,
     registry: Registry | None = None,
-    bridge: Bridge | None = None,
+    bridge: Backend | None = None,
     check_host: bool = True,
 ) -> FastAPI:
     """The API over ``bridge`` (a fresh one for ``config`` when None). ``check_host=False`` only for a server the user
@@ -416,9 +418,8 @@ def create_app(
                 headers={"X-Ttag-Job": record.id, "X-Ttag-Seed": str(gen.seed)},
             )
         await record.ended.wait()
-        if record.state != "done":
-            error = record.error or {"kind": "internal", "message": "the job ended without a take"}
-            raise HTTPException(500, error)
+        if record.status.state is not JobState.DONE:
+            raise HTTPException(500, record.status.error or {"kind": "internal", "message": "the job ended empty"})
         return await audio_response(record, 0, gen.format)
 
     @app.post(
@@ -484,8 +485,8 @@ def create_app(
     ) -> Response:
         """One finished take as an audio file (the job's format unless ``format`` is given)."""
         record = find(job_id)
-        if record.state != "done":
-            raise HTTPException(409, f"job {job_id} is {record.state}")
+        if record.status.state is not JobState.DONE:
+            raise HTTPException(409, f"job {job_id} is {record.status.state}")
         if take >= len(record.takes):
             raise HTTPException(404, f"job {job_id} has {len(record.takes)} take(s)")
         return await audio_response(record, take, format or record.request.format)

@@ -24,7 +24,8 @@ import numpy as np
 from runners.contract import Clip
 from runners.registry import ModelSpec
 from runners.request import GenerationRequest
-from ttag_tui.bridge import Bridge, Chunk, ClipReady, Done, Failed, Job, Progress, Started
+from ttag_tui.backend import Backend
+from ttag_tui.backend.events import Chunk, ClipReady, Failed, Job, JobState, JobStatus, fold
 from ttag_tui.output import write_atomically, write_audio
 from ttag_tui.paths import data_dir
 
@@ -135,12 +136,7 @@ class JobRecord:
     spec: ModelSpec
     job: Job | None  # dropped when the job ends, and with it every sample the job held in memory
     created: float = field(default_factory=time.time)
-    state: str = "queued"  # queued | running | done | failed | cancelled
-    phase: str | None = None
-    step: int = 0
-    total: int = 0
-    eta_s: float | None = None
-    error: dict[str, str] | None = None
+    status: JobStatus = field(default_factory=JobStatus)
     takes: list[StoredTake] = field(default_factory=list)
     finished_at: float | None = None
     chunks: dict[int, list[Chunk]] = field(default_factory=dict)  # streamed audio per take, while the job runs
@@ -160,7 +156,7 @@ class JobRecord:
 
     @property
     def finished(self) -> bool:
-        return self.state in ("done", "failed", "cancelled")
+        return self.status.state.finished
 
     def cancel(self) -> None:
         if self.job is not None:
@@ -170,13 +166,18 @@ class JobRecord:
         request = self.request
         return {
             "id": self.id,
-            "state": self.state,
+            "state": self.status.state.value,
             "model": request.model,
             "prompt": request.prompt,
             "seed": request.seed,
             "takes": request.takes,
-            "progress": {"phase": self.phase, "step": self.step, "total": self.total, "eta_s": self.eta_s},
-            "error": self.error,
+            "progress": {
+                "phase": self.status.phase,
+                "step": self.status.step,
+                "total": self.status.total,
+                "eta_s": self.status.eta_s,
+            },
+            "error": self.status.error,
             "created": self.created,
             "finished_at": self.finished_at,
             "results": [
@@ -190,7 +191,7 @@ class JobRecord:
                 }
                 for k, take in enumerate(self.takes)
             ]
-            if self.state == "done"
+            if self.status.state is JobState.DONE
             else [],
         }
 
@@ -198,7 +199,7 @@ class JobRecord:
 class JobBoard:
     def __init__(
         self,
-        bridge: Bridge,
+        bridge: Backend,
         store: TakeStore,
         *,
         max_queue: int = 16,
@@ -238,25 +239,16 @@ class JobBoard:
     async def _follow(self, record: JobRecord, job: Job) -> None:
         try:
             async for event in job.aevents():
-                if isinstance(event, Started):
-                    record.state = "running"
-                elif isinstance(event, Progress):
-                    record.phase, record.step, record.total = event.phase, event.step, event.total
-                    record.eta_s = event.eta_s
-                elif isinstance(event, Chunk):
+                if isinstance(event, Chunk):
                     record.chunks.setdefault(event.take, []).append(event)
-                elif isinstance(event, ClipReady):
-                    stored = await asyncio.to_thread(self.store.save, record.id, event.clip)
-                    record.takes.append(stored)
-                elif isinstance(event, Done):
+                elif isinstance(event, ClipReady):  # on disk before the job can read as done
+                    record.takes.append(await asyncio.to_thread(self.store.save, record.id, event.clip))
                     record.takes.sort(key=lambda t: t.metadata.get("take", 0))
-                    record.state = "done"
-                elif isinstance(event, Failed):
-                    record.state = "cancelled" if event.kind == "cancelled" else "failed"
-                    record.error = {"kind": event.kind, "message": event.message}
+                record.status = fold(record.status, event)
         except OSError as exc:  # the disk is full or gone: the job fails, the server lives on
             job.cancel()
-            record.state, record.error = "failed", {"kind": "storage", "message": f"cannot keep the take: {exc}"}
+            failed = Failed(job.id, "storage", f"cannot keep the take: {exc}")
+            record.status = fold(record.status, failed)
         finally:
             record.finished_at = time.time()
             record.job = None

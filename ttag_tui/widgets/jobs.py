@@ -13,7 +13,7 @@ from textual.widgets import Label, ListItem, ListView, ProgressBar
 from ttag_tui import keymap
 
 if TYPE_CHECKING:
-    from ttag_tui.bridge import Job
+    from ttag_tui.backend.events import Job
     from ttag_tui.playback import AudioSource
 
 PHASE_WORDS = {"loading": "loading model", "generating": "generating", "decoding": "decoding"}
