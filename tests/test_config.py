@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import tomllib
 
 import pytest
@@ -68,7 +70,7 @@ def test_environment_overrides(monkeypatch, tmp_path):
         ('device = "cpu"\nthreads = = 2\n', 2, "not valid TOML"),
         ('device = "cpu"\n\ncolour = "red"\n', 3, "colour: unknown setting"),
         ('device = "cpu"\nthreads = "two"\n', 2, "threads: must be a whole number"),
-        ("idle_unload_s = -1\n", 1, "idle_unload_s: must be a number of at least 0"),
+        ("idle_unload_s = -1\n", 1, "idle_unload_s: must be a number from 0 to 604800 (got -1)"),
         ("[interpreters]\naudiocraft = 3\n", 1, "interpreters: must be a table of text values"),
     ],
 )
@@ -96,3 +98,95 @@ def test_failed_save_leaves_old_file(tmp_path, monkeypatch):
         config.save(config.Config(device="cuda"), path)
     assert config.load(path, environment=False).device == "cpu"
     assert [p.name for p in tmp_path.iterdir()] == ["c.toml"]
+
+
+NUMERIC = [f.name for f in dataclasses.fields(config.Config) if f.type in ("int", "float")]
+
+
+def test_every_numeric_setting_declares_its_range():
+    assert NUMERIC, "the config has numbers"
+    for name in NUMERIC:
+        low, high = config._FIELDS[name].metadata["range"]
+        assert low <= getattr(config.Config(), name) <= high
+
+
+@pytest.mark.parametrize("raw", ["1e10", "-1", "nan", "inf", "-inf", "99999999999999999999"])
+@pytest.mark.parametrize("key", NUMERIC)
+def test_numeric_setting_out_of_range_is_refused_from_set_env_and_file(tmp_path, monkeypatch, key, raw):
+    low, high = config._FIELDS[key].metadata["range"]
+    allowed = f"from {low:g} to {high:g} (got {raw})"
+    path = tmp_path / "c.toml"
+    with pytest.raises(config.ConfigError, match=rf"{key}: must be .*{re.escape(allowed)}"):
+        config.set_value(key, raw, path)
+    assert not path.exists(), "nothing written"
+    monkeypatch.setenv(f"TTAG_{key.upper()}", raw)
+    with pytest.raises(config.ConfigError, match=rf"TTAG_{key.upper()}: must be .*{re.escape(allowed)}"):
+        config.load(path)
+    monkeypatch.delenv(f"TTAG_{key.upper()}")
+    path.write_text(f"# mine\n{key} = {raw}\n")
+    with pytest.raises(config.ConfigError, match=rf"{re.escape(str(path))}, line 2: {key}: must be "):
+        config.load(path)
+    assert path.read_text() == f"# mine\n{key} = {raw}\n"
+
+
+def test_numeric_setting_at_its_bounds_is_kept(tmp_path):
+    path = tmp_path / "c.toml"
+    for name in NUMERIC:
+        for bound in config._FIELDS[name].metadata["range"]:
+            assert getattr(config.set_value(name, str(bound), path), name) == bound
+
+
+@pytest.mark.parametrize("raw", [",", " , ", ",,,", "abcdefghij,,klmnopqrst", "abcdefghij, "])
+def test_api_keys_with_an_empty_entry_are_refused(tmp_path, monkeypatch, raw):
+    path = tmp_path / "c.toml"
+    with pytest.raises(config.ConfigError, match=r"api_keys: key \d of \d is empty"):
+        config.set_value("api_keys", raw, path)
+    monkeypatch.setenv("TTAG_API_KEYS", raw)
+    with pytest.raises(config.ConfigError, match=r"TTAG_API_KEYS: key \d of \d is empty"):
+        config.load(path)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ('"short"', "shorter than 8 characters"),
+        ('["abcdefghij", ""]', "key 2 of 2 is empty"),
+        ('["abcd efghij"]', "has a space, comma or character"),
+        ('["abcdefghij,klmnopqrst"]', "has a space, comma or character"),
+        ("42", "must be text"),
+    ],
+)
+def test_api_keys_that_cannot_be_used_are_refused_in_the_file_without_echoing_them(tmp_path, value, fragment):
+    path = tmp_path / "c.toml"
+    path.write_text(f"api_keys = {value}\n")
+    with pytest.raises(config.ConfigError, match=fragment) as info:
+        config.load(path, environment=False)
+    assert "abcdefghij" not in str(info.value) and "short" not in str(info.value).replace("shorter", "")
+
+
+def test_api_keys_parse_to_one_stripped_tuple(tmp_path, monkeypatch):
+    path = tmp_path / "c.toml"
+    saved = config.set_value("api_keys", " first-key-1 ,second-key-2 ", path)
+    assert saved.api_keys == "first-key-1,second-key-2"
+    assert saved.api_key_list == ("first-key-1", "second-key-2")
+    path.write_text('api_keys = ["first-key-1", " second-key-2"]\n')
+    assert config.load(path, environment=False).api_key_list == ("first-key-1", "second-key-2")
+    monkeypatch.setenv("TTAG_API_KEYS", "")
+    assert config.load(path).api_key_list == ()
+    assert config.Config().api_key_list == ()
+
+
+@pytest.mark.parametrize("raw", ["60/min", "banana", "", "0/minute", "60/minute;", "-5/second"])
+def test_rate_limit_the_server_could_not_apply_is_refused(tmp_path, monkeypatch, raw):
+    path = tmp_path / "c.toml"
+    with pytest.raises(config.ConfigError, match=r"rate_limit: .*(cannot read|allows no request)"):
+        config.set_value("rate_limit", raw, path)
+    monkeypatch.setenv("TTAG_RATE_LIMIT", raw)
+    with pytest.raises(config.ConfigError, match=r"TTAG_RATE_LIMIT: .*(cannot read|allows no request)"):
+        config.load(path)
+
+
+@pytest.mark.parametrize("raw", ["60/minute", "10 per second", "100/hour", "5/second;1000/day"])
+def test_rate_limit_in_the_limiters_notation_is_kept(tmp_path, raw):
+    assert config.set_value("rate_limit", raw, tmp_path / "c.toml").rate_limit == raw
+    assert config.parse_rate_limit(raw)

@@ -1,7 +1,8 @@
 """ttag's configuration: ``config.toml`` read with tomllib, written with tomli-w, overridden by ``TTAG_*`` variables.
 
 A broken file is never overwritten: loading it raises :class:`ConfigError` naming the file, the line and the key, and
-``set`` refuses to touch it until it is fixed.
+``set`` refuses to touch it until it is fixed. The file, the environment and ``set`` share one check per key: numbers
+stay in their field's declared range, API keys are never empty, a rate limit is one the server's limiter can apply.
 """
 
 from __future__ import annotations
@@ -36,23 +37,31 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Config:
     default_model: str = "synth"
-    default_duration: float = 0.0  # 0: the model's own default
+    # Numbers carry their allowed range (inclusive) in the field's metadata: every loader checks it, so a value a worker
+    # or the server cannot use (a timeout too large for a thread lock, a queue of 0) never gets in.
+    default_duration: float = field(default=0.0, metadata={"range": (0, 3600)})  # 0: the model's own default
     output_dir: str = ""  # empty: a ttag folder in the user's music directory
     format: str = "wav"
     device: str = "auto"
     dtype: str = "auto"
-    threads: int = 0  # 0: the library decides
-    idle_unload_s: float = 600.0
-    cancel_grace_s: float = 5.0
+    threads: int = field(default=0, metadata={"range": (0, 1024)})  # 0: the library decides
+    idle_unload_s: float = field(default=600.0, metadata={"range": (0, 7 * 24 * 3600)})  # 0: never unload
+    cancel_grace_s: float = field(default=5.0, metadata={"range": (0, 3600)})
     cache_dir: str = ""  # empty: the Hugging Face default (HF_HOME / HF_HUB_CACHE)
     theme: str = "textual-dark"
     backend: str = ""  # a ttag server's URL to send jobs to; empty: local workers
     backend_api_key: str = ""  # the Bearer token sent to that server
-    api_keys: str = ""  # comma-separated Bearer tokens `ttag server` accepts; empty: no auth, loopback only
-    max_queue: int = 16  # jobs waiting or running on `ttag server` before it answers 503
+    api_keys: str = ""  # Bearer tokens `ttag server` accepts, comma-separated; empty: no auth, loopback only
+    max_queue: int = field(default=16, metadata={"range": (1, 100_000)})  # jobs on `ttag server` before it answers 503
     rate_limit: str = "60/minute"  # per client on the server's generate/jobs endpoints (limits' notation)
     interpreters: dict[str, str] = field(default_factory=dict)  # runner name → python executable
     keys: dict[str, str] = field(default_factory=dict)  # action → key, overriding the TUI's defaults
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        """The keys in ``api_keys``, stripped, never an empty one: what the server both authenticates with and checks
+        before binding a non-loopback address (an empty tuple: no auth)."""
+        return tuple(key for key in (k.strip() for k in self.api_keys.split(",")) if key)
 
     def resolved_output_dir(self) -> Path:
         return Path(self.output_dir).expanduser() if self.output_dir else paths.default_output_dir()
@@ -61,33 +70,78 @@ class Config:
 _FIELDS = {f.name: f for f in fields(Config)}
 
 
+def _number(key: str, value: Any) -> float | int:
+    """A number inside the key's range; text (command line, environment) is converted first."""
+    whole = _FIELDS[key].type == "int"
+    low, high = _FIELDS[key].metadata["range"]
+    shown = value if isinstance(value, str) else repr(value)
+    allowed = f"a whole number from {low:g} to {high:g}" if whole else f"a number from {low:g} to {high:g}"
+    if isinstance(value, str):
+        try:
+            value = int(value) if whole else float(value)
+        except ValueError:
+            raise ValueError(f"must be {allowed} (got {shown})") from None
+    kinds = int if whole else int | float
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"must be {allowed} (got {shown})")
+    return value if whole else float(value)
+
+
+API_KEY_MIN_LENGTH = 8
+
+
+def _api_keys(value: Any) -> str:
+    """Comma-separated text or a TOML list → the keys joined by single commas; an empty or weak entry is refused.
+
+    The message never repeats a key: it may be a secret someone is typing over a shared screen.
+    """
+    entries = value.split(",") if isinstance(value, str) else value
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise ValueError("must be text (keys separated by commas) or a list of text")
+    keys = [e.strip() for e in entries]
+    if keys == [""]:
+        return ""  # no key: the server stays on loopback
+    for number, key in enumerate(keys, 1):
+        which = f"key {number} of {len(keys)}"
+        if not key:
+            raise ValueError(f"{which} is empty (separate keys with single commas; an empty value means no key)")
+        if "," in key or not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+            raise ValueError(f"{which} has a space, comma or character a Bearer header cannot carry")
+        if len(key) < API_KEY_MIN_LENGTH:
+            raise ValueError(f"{which} is shorter than {API_KEY_MIN_LENGTH} characters: too easy to guess")
+    return ",".join(keys)
+
+
+def parse_rate_limit(text: str) -> list[Any]:
+    """The limits package's items for ``rate_limit`` (what slowapi applies); ValueError in words when it cannot be."""
+    from limits import parse_many  # slowapi's own parser; imported only when a rate limit is set or served
+
+    try:
+        items = parse_many(text)
+    except ValueError:
+        raise ValueError(
+            f"cannot read {text!r} as a rate limit: write e.g. 60/minute, 10 per second, or several joined by ';' "
+            "like 5/second;1000/day"
+        ) from None
+    if any(item.amount < 1 for item in items):
+        raise ValueError(f"{text!r} allows no request at all: each limit needs at least 1")
+    return items
+
+
 def _parse_value(key: str, value: Any) -> Any:
     """Check (and, for text from the command line or environment, convert) one value; ValueError says why."""
-    kind = _FIELDS[key].type
     if key in TABLES:
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise ValueError("must be a table of text values")
         return dict(value)
-    if kind == "float":
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise ValueError(f"must be a number (got {value!r})") from None
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"must be a number of at least 0 (got {value!r})")
-        return float(value)
-    if kind == "int":
-        if isinstance(value, str):
-            try:
-                value = int(value)
-            except ValueError:
-                raise ValueError(f"must be a whole number (got {value!r})") from None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"must be a whole number of at least 0 (got {value!r})")
-        return value
+    if "range" in _FIELDS[key].metadata:
+        return _number(key, value)
+    if key == "api_keys":
+        return _api_keys(value)
     if not isinstance(value, str):
         raise ValueError(f"must be text (got {value!r})")
+    if key == "rate_limit":
+        parse_rate_limit(value)
     choices = {"device": DEVICES, "dtype": DTYPES, "format": FORMATS}.get(key)
     if choices and value not in choices:
         raise ValueError(f"must be one of {', '.join(choices)} (got {value!r})")
