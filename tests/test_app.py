@@ -5,12 +5,15 @@ Every wait is for a state (a row, a status), never a fixed sleep: ``wait_for`` p
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+from textual import events
 
 from runners.request import check_field
 from tests.tui_fakes import (
@@ -486,3 +489,24 @@ async def test_the_command_palette_offers_models_themes_sessions_and_actions(tmp
         await wait_for(pilot, lambda: app.screen.session.id == other.id, "the session")
         await run_command(pilot, "help")
         await wait_for(pilot, lambda: app.screen.query("#help-text"), "the help screen")
+
+
+async def test_a_session_file_that_fails_mid_run_ends_the_app_with_its_one_line_and_is_not_written_again(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app) as pilot:
+        await type_prompt(pilot, "rain on a roof")
+        holder = sqlite3.connect(app.store.path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # another program takes the file: ttag's next write waits, then fails
+        try:  # the key is posted, not pressed: Pilot's press waits for a screen that is going away
+            app.post_message(events.Key("ctrl+g", None))
+            async with asyncio.timeout(30):
+                while app.store_failure is None:
+                    await asyncio.sleep(0.05)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+    assert app.return_code == 1
+    assert str(app.store_failure).startswith(f"{app.store.path}: the session file is locked by another program")
+    check = SessionStore(app.store.path)
+    assert check.prompt_history() == [] and check.sessions()[0].state == {}, "nothing saved after the failure"
+    check.close()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import soundfile
+
+from ttag_tui.sessions import SessionStore
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "transformers", "diffusers", "accelerate", "audiocraft")
@@ -169,3 +174,79 @@ def test_the_tui_refuses_a_broken_session_file_in_words_and_leaves_it_alone(tmp_
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"ttag: error: {broken}: cannot open the session file")
     assert "TTAG_DATA_DIR" in result.stderr and broken.read_bytes() == b"not a database at all"
+
+
+def _session_file(folder: Path) -> Path:
+    """A real session file with a few pages of takes, as ttag leaves it after a run."""
+    store = SessionStore(folder / "sessions.sqlite3")
+    session = store.latest_session()
+    for number in range(40):
+        store.add_take(
+            session.id,
+            path=f"/music/{number}.wav",
+            prompt="rain on a tin roof " * 8,
+            model="synth",
+            seed=number,
+            duration=1.0,
+            parameters={"prompt": "rain"},
+            waveform=[0.25] * 200,
+        )
+    store.close()
+    return store.path
+
+
+def _change(path: Path, statement: str) -> None:
+    db = sqlite3.connect(path)
+    db.execute(statement)
+    db.commit()
+    db.close()
+
+
+def _overwrite_pages(path: Path) -> None:
+    page = 4096
+    with path.open("r+b") as handle:
+        handle.seek(3 * page)
+        handle.write(bytes(range(256)) * (4 * page // 256))
+
+
+BROKEN_SESSION_FILES = {
+    "garbage pages": (_overwrite_pages, "damaged"),
+    "state not JSON": (lambda p: _change(p, "UPDATE sessions SET state = '{\"prompt\": '"), "row 1 of sessions"),
+    "dropped table": (lambda p: _change(p, "DROP TABLE prompts"), "no prompts table"),
+    "garbage take row": (
+        lambda p: _change(p, "UPDATE takes SET seed = 'lots', waveform = x'00ff' WHERE number = 7"),
+        "of takes holds values ttag never writes",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_SESSION_FILES))
+def test_the_tui_refuses_a_session_file_that_opens_but_is_broken_in_one_line_untouched(tmp_path, case):
+    damage, fragment = BROKEN_SESSION_FILES[case]
+    path = _session_file(tmp_path)
+    damage(path)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    result = ttag(env={"TTAG_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"ttag: error: {path}: cannot open the session file ("), result.stderr
+    assert fragment in result.stderr and "move it aside" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_the_tui_refuses_a_session_file_another_program_holds_locked_in_one_line(tmp_path):
+    path = _session_file(tmp_path)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = ttag(env={"TTAG_DATA_DIR": str(tmp_path)})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        f"ttag: error: {path}: the session file is locked by another program (another ttag?); close it and start "
+        "ttag again, or set TTAG_DATA_DIR to another folder"
+    )
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
