@@ -115,6 +115,7 @@ async def test_no_audio_device_is_said_once_and_shows_where_the_files_are(tmp_pa
         await pilot.pause()
         warnings = [m for m, _, severity in notes if severity == "warning" and "Cannot play" in m]
         assert len(warnings) == 1 and str(tmp_path / "out") in warnings[0]
+        assert warnings[0].startswith("Cannot play sound here: no audio output device. ttag keeps working;")
         assert app.screen.query_one(Waveform).note.endswith(path)
         await generate(pilot, "still working", 2)
 

@@ -222,7 +222,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         try:
             play_file(written[0][0])
         except PlaybackUnavailable as exc:
-            print(f"ttag: cannot play here ({exc}); the file is at {written[0][0]}", file=sys.stderr)
+            print(f"ttag: cannot play sound here: {exc}; the file is at {written[0][0]}", file=sys.stderr)
     return EXIT_OK
 
 

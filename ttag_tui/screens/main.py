@@ -563,7 +563,7 @@ class MainScreen(Screen[None]):
             self.audio_problem = str(exc)
             where = path or self.ttag.config.resolved_output_dir()
             self.notify(
-                f"Cannot play sound here ({exc}). ttag keeps working; the takes are files in "
+                f"Cannot play sound here: {exc}. ttag keeps working; the takes are files in "
                 f"{self.ttag.config.resolved_output_dir()}",
                 title="No audio",
                 severity="warning",
