@@ -103,6 +103,12 @@ class Availability:
     def available(self) -> bool:
         return self.runnable and self.weights_cached is not False
 
+    def refusal(self, spec: ModelSpec) -> str:
+        """The one line that turns a job away before any worker starts (with the download's size when the weights
+        are what is missing): the CLI and the TUI say the same."""
+        size = f" (a {human_size(spec.size_bytes)} download)" if self.runnable and spec.size_bytes else ""
+        return f"{spec.id} cannot run here: {self.reason}{size}"
+
 
 class Registry:
     """An ordered id → ModelSpec map. Tests build their own; the app uses :func:`default_registry`."""

@@ -16,6 +16,7 @@ import soundfile
 from textual import events
 
 from runners.request import check_field
+from tests.fake_runners import spec
 from tests.tui_fakes import (
     FakeSoundDevice,
     generate,
@@ -25,6 +26,7 @@ from tests.tui_fakes import (
     record_notifications,
     running,
     takes,
+    tui_registry,
     type_prompt,
     wait_for,
 )
@@ -511,3 +513,21 @@ async def test_a_session_file_that_fails_mid_run_ends_the_app_with_its_one_line_
     check = SessionStore(app.store.path)
     assert check.prompt_history() == [] and check.sessions()[0].state == {}, "nothing saved after the failure"
     check.close()
+
+
+async def test_a_model_that_cannot_run_is_refused_before_a_worker_starts(tmp_path):
+    registry = tui_registry()
+    registry.add(spec("tone-unpulled", "ToneRunner", hub_repo="nobody/never-pulled", size_bytes=2_400_000_000))
+    app = make_app(tmp_path, registry=registry, cache_dir=str(tmp_path / "hub"))
+    notes = record_notifications(app)
+    async with running(app) as pilot:
+        await wait_for(pilot, lambda: getattr(app.screen, "availability", None), "the models' availability")
+        app.screen.query_one("#models").select("tone-unpulled")
+        await pilot.pause()
+        await type_prompt(pilot, "rain")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: any(title == "Not generated" for _, title, _ in notes), "the refusal")
+        assert [message for message, title, _ in notes if title == "Not generated"] == [
+            "tone-unpulled cannot run here: weights not downloaded: ttag models pull tone-unpulled (a 2.4 GB download)"
+        ]
+        assert not job_items(app) and not app.bridge._handles, "no job, no worker"

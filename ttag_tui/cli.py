@@ -187,8 +187,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         status = availability(spec, config)
         if not status.available:
             bridge.close()
-            size = f" (a {human_size(spec.size_bytes)} download)" if status.runnable and spec.size_bytes else ""
-            raise UsageError(f"{spec.id} cannot run here: {status.reason}{size}")
+            raise UsageError(status.refusal(spec))
 
     show_progress = sys.stderr.isatty() and not args.quiet
     view = _ProgressView(show_progress, spec.id)

@@ -280,12 +280,17 @@ class MainScreen(Screen[None]):
         from runners.request import RequestInvalid, validate_request
 
         try:
-            return validate_request(data, self.ttag.registry)
+            request = validate_request(data, self.ttag.registry)
         except RequestInvalid as exc:
             self.notify(
                 "\n".join(str(error) for error in exc.errors), title="Not generated", severity="error", timeout=8
             )
             return None
+        status = (getattr(self, "availability", None) or {}).get(request.model)
+        if status is not None and not status.available:  # said now, not after a worker has imported torch
+            self.notify(status.refusal(self.ttag.registry.get(request.model)), title="Not generated", severity="error")
+            return None
+        return request
 
     async def action_generate(self) -> None:
         request = self.validated(self.form_fields())
