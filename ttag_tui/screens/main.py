@@ -286,10 +286,14 @@ class MainScreen(Screen[None]):
                 "\n".join(str(error) for error in exc.errors), title="Not generated", severity="error", timeout=8
             )
             return None
-        status = (getattr(self, "availability", None) or {}).get(request.model)
-        if status is not None and not status.available:  # said now, not after a worker has imported torch
-            self.notify(status.refusal(self.ttag.registry.get(request.model)), title="Not generated", severity="error")
-            return None
+        from ttag_tui.bridge import Bridge
+
+        bridge, spec = self.ttag.bridge, self.ttag.registry.get(request.model)
+        if isinstance(bridge, Bridge) and spec is not None:  # a ttag server decides for itself
+            status = bridge.availability(spec)  # probed now (milliseconds): a model pulled since start-up is welcome
+            if not status.available:  # said now, not after a worker has imported torch
+                self.notify(status.refusal(spec), title="Not generated", severity="error")
+                return None
         return request
 
     async def action_generate(self) -> None:
