@@ -78,7 +78,15 @@ SCHEMA_VERSION = max(MIGRATIONS)
 # that reads rows back never meets text where a number belongs or JSON it cannot decode.
 _NUMBER = "typeof({0}) IN ('integer', 'real')"
 _TEXT = "typeof({0}) = 'text'"
-_JSON = "typeof({0}) = 'text' AND CASE WHEN json_valid({0}) THEN json_type({0}) = '{1}' ELSE 0 END"
+# Python's json writes NaN and Infinity (a waveform of a take that went wrong); SQLite's json functions read neither.
+_AS_JSON = "replace(replace({0}, 'NaN', '0'), 'Infinity', '0')"
+_JSON = (
+    "typeof({0}) = 'text' AND CASE WHEN json_valid("
+    + _AS_JSON
+    + ") THEN json_type("
+    + _AS_JSON
+    + ") = '{1}' ELSE 0 END"
+)
 ROW_CHECKS: dict[str, str] = {
     "sessions": " AND ".join(
         [_TEXT.format("name"), _NUMBER.format("created"), _NUMBER.format("last_used"), _JSON.format("state", "object")]
@@ -106,8 +114,8 @@ ROW_CHECKS: dict[str, str] = {
             _NUMBER.format("duration"),
             _JSON.format("parameters", "object"),
             _JSON.format("waveform", "array"),
-            "NOT EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(waveform) THEN waveform ELSE '[]' END) "
-            "WHERE type NOT IN ('integer', 'real'))",
+            "NOT EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid({0}) THEN {0} ELSE '[]' END) "
+            "WHERE type NOT IN ('integer', 'real'))".format(_AS_JSON.format("waveform")),
             "typeof(starred) = 'integer'",
             _TEXT.format("name"),
             "(deleted IS NULL OR " + _NUMBER.format("deleted") + ")",
