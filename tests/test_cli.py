@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import sqlite3
 import subprocess
@@ -396,3 +397,18 @@ def test_a_model_that_cannot_run_is_refused_before_a_worker_starts(tmp_path):
     table = ttag("list-models", env={**env, "COLUMNS": "200"}).stdout
     row = next(r for r in table.splitlines() if r.split() and r.split()[0] == "musicgen-small")
     assert human_size(spec.size_bytes) in row, "list-models and generate say the same size"
+
+
+def test_output_folder_without_write_permission_is_refused_before_generating(tmp_path, monkeypatch):
+    import argparse
+
+    from ttag_tui import cli
+    from ttag_tui.config import Config
+
+    denied = tmp_path / "theirs"
+    denied.mkdir()
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: Path(path) != denied)  # as a non-root user would see it
+    args = argparse.Namespace(output=str(denied / "new" / "x.wav"), format=None)
+    with pytest.raises(cli.UsageError, match=rf"^cannot write to {re.escape(args.output)}: no permission to write in "):
+        cli._output_target(args, Config())
+    assert cli._output_target(argparse.Namespace(output=str(tmp_path / "a.ogg"), format=None), Config())[1] == "ogg"
