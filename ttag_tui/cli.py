@@ -152,42 +152,27 @@ class _ProgressView:
             self.progress.stop()
 
 
-def _open_backend(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
-    """(bridge, registry): local worker processes, or a ttag server when ``--backend`` / config ``backend`` is set."""
-    backend = args.backend or config.backend
-    if backend:
-        from ttag_tui.remote import RemoteBridge
-
-        remote = RemoteBridge(backend, api_key=config.backend_api_key)
-        return remote, remote.registry()
-    from runners.registry import default_registry
-    from ttag_tui.bridge import Bridge, BridgeSettings
-
-    registry = default_registry()
-    return Bridge(registry, BridgeSettings.from_config(config)), registry
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     from runners.request import RequestInvalid, validate_request
     from ttag_tui import config as config_module
+    from ttag_tui.backend import open_backend
     from ttag_tui.backend.events import Done, Failed, Progress
     from ttag_tui.output import write_clip
-    from ttag_tui.runner_envs import availability
 
     config = config_module.load()
     target, fmt = _output_target(args, config)
-    bridge, registry = _open_backend(args, config)
+    bridge = open_backend(config, args.backend)
+    registry = bridge.registry()
     try:
         request = validate_request(_request_fields(args, config, fmt), registry)
     except RequestInvalid as exc:
         bridge.close()
         raise UsageError("\n  ".join(["invalid request:", *map(str, exc.errors)])) from None
     spec = registry.get(request.model)
-    if not (args.backend or config.backend):  # refused here, in milliseconds, before a worker imports torch
-        status = availability(spec, config)
-        if not status.available:
-            bridge.close()
-            raise UsageError(status.refusal(spec))
+    status = bridge.availability(spec)  # refused here, in milliseconds, before a worker imports torch
+    if not status.available:
+        bridge.close()
+        raise UsageError(status.refusal(spec))
 
     show_progress = sys.stderr.isatty() and not args.quiet
     view = _ProgressView(show_progress, spec.id)
@@ -233,10 +218,10 @@ def cmd_list_models(args: argparse.Namespace) -> int:
 
     config = config_module.load()
     backend = args.backend or config.backend
-    if backend:
-        from ttag_tui.remote import RemoteBridge
+    if backend:  # what the server can run; locally, the same probe without starting anything
+        from ttag_tui.backend import open_backend
 
-        with RemoteBridge(backend, api_key=config.backend_api_key) as remote:
+        with open_backend(config, backend) as remote:
             rows = [(spec, remote.availability(spec)) for spec in remote.registry()]
     else:
         rows = [
