@@ -92,6 +92,23 @@ class SteppedStreamRunner(ToneRunner):
                 time.sleep(self.step_pause_s)
 
 
+class ClockRunner(ToneRunner):
+    """Streams ``steps`` chunks whose first sample is the wall clock (mod 100 s) when the worker sent them: a client
+    reads its own delivery latency off the audio (bench/bench_live.py)."""
+
+    step_pause_s = 0.05
+
+    def stream(self, request: GenerationRequest, ctx: JobContext) -> Iterator[AudioChunk]:
+        steps = request.steps or 4
+        frames = round(request.duration * SAMPLE_RATE) // steps
+        for step in range(steps):
+            time.sleep(self.step_pause_s)
+            audio = np.zeros((1, frames), np.float32)
+            audio[0, 0] = time.time() % 100
+            yield AudioChunk(take=0, start=step * frames, audio=audio, sample_rate=SAMPLE_RATE)
+        ctx.progress("generating", steps, steps)
+
+
 class FailingRunner(ToneRunner):
     def load_model(self, ctx: JobContext) -> None:
         raise MissingWeights("weights for fake-missing are not downloaded: ttag models pull fake-missing")
@@ -132,6 +149,7 @@ def fake_registry() -> Registry:
             spec("crash", "CrashRunner"),
             spec("stream-then-crash", "StreamThenCrashRunner"),
             spec("stepped-stream", "SteppedStreamRunner", max_duration=600.0),
+            spec("clock", "ClockRunner", max_duration=600.0),
             spec("fake-missing", "FailingRunner"),
             spec("noisy", "NoisyRunner"),
             spec("no-such-runner", "NoSuchRunner", runner="tests.no_such_module:Runner"),

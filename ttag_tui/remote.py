@@ -157,9 +157,11 @@ class RemoteBridge:
                     elif self._on_event(job, json.loads(message), added):
                         return True
             except ConnectionClosed as exc:
-                job.fail("connection", f"the job stream from {self.base_url} broke off: {exc}")
+                job.fail(
+                    "connection", f"cannot reach the ttag server at {self.base_url}: the job stream broke off ({exc})"
+                )
                 return True
-        job.fail("connection", f"the server at {self.base_url} closed the job stream before the job ended")
+        job.fail("connection", f"the ttag server at {self.base_url} closed the job stream before the job ended")
         return True
 
     def _on_event(self, job: Job, event: dict[str, Any], added: set[int]) -> bool:

@@ -475,7 +475,7 @@ def create_app(
         responses={
             200: {"content": AUDIO_CONTENT, "description": "the take's audio"},
             404: {"model": ErrorResponse, "description": "no such job or take"},
-            409: {"model": ErrorResponse, "description": "the job has not finished"},
+            409: {"model": ErrorResponse, "description": "the take is not made yet"},
             **ERRORS,
         },
     )
@@ -486,9 +486,9 @@ def create_app(
     ) -> Response:
         """One finished take as an audio file (the job's format unless ``format`` is given)."""
         record = find(job_id)
-        if record.status.state is not JobState.DONE:
-            raise HTTPException(409, f"job {job_id} is {record.status.state}")
-        if take >= len(record.takes):
+        if take >= len(record.takes):  # a take can be fetched as soon as it is made (the stream's "take" event)
+            if not record.finished:
+                raise HTTPException(409, f"job {job_id} is {record.status.state}; take {take} is not made yet")
             raise HTTPException(404, f"job {job_id} has {len(record.takes)} take(s)")
         return await audio_response(record, take, format or record.request.format)
 
