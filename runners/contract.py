@@ -166,4 +166,6 @@ class BaseRunner(ABC):
             "channels": int(audio.shape[0]),
             "duration": audio.shape[1] / sample_rate,
         }
+        if "weights_sha256" in self.spec.extra:  # a local checkpoint folder: which weights made this take
+            metadata["weights_sha256"] = self.spec.extra["weights_sha256"]
         return Clip(audio=audio, sample_rate=sample_rate, metadata=metadata)

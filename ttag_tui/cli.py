@@ -96,6 +96,36 @@ def _request_fields(args: argparse.Namespace, config: Any, fmt: str) -> dict[str
     return data
 
 
+def _local_folder(model: str, args: argparse.Namespace, config: Any) -> str | None:
+    """The checkpoint folder ``-m`` names (a path, or an alias from the config's ``models`` table), if it names one;
+    refused with a server backend: a server has its own models, and never takes a client's path."""
+    from runners.local_models import looks_like_path
+
+    folder = config.models.get(model) or (model if looks_like_path(model) else None)
+    if folder is not None and (args.backend or config.backend):
+        raise UsageError(f"-m {model}: a local folder runs on this machine only; a ttag server has its own models")
+    return folder
+
+
+def _add_local_model(folder: str, args: argparse.Namespace, registry: Any) -> str:
+    """The folder joins the registry under its absolute path; ``--weights-sha256`` (a take's recreate line) must
+    match the weights there now."""
+    from runners.local_models import NotAModel, spec_for_folder
+
+    try:
+        spec = spec_for_folder(folder, registry)
+    except NotAModel as exc:
+        raise UsageError(f"-m {args.model}: {exc}") from None
+    expected = args.weights_sha256
+    if expected and expected != spec.extra["weights_sha256"]:
+        raise UsageError(
+            f"the weights in {spec.id} changed since this take was made (sha256 {expected[:12]}…, now "
+            f"{spec.extra['weights_sha256'][:12]}…): the take cannot be made again exactly"
+        )
+    registry.add(spec)
+    return spec.id
+
+
 def _output_target(args: argparse.Namespace, config: Any) -> tuple[Path, str]:
     """Where the takes go and their format, checked before any work: an unknown suffix, a suffix that contradicts
     ``--format``, or a place that cannot hold files is a UsageError, not a generation thrown away at the end."""
@@ -161,10 +191,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     config = config_module.load()
     target, fmt = _output_target(args, config)
+    fields = _request_fields(args, config, fmt)
+    folder = _local_folder(fields["model"], args, config)
     bridge = open_backend(config, args.backend)
     registry = bridge.registry()
+    if folder is not None:
+        fields["model"] = _add_local_model(folder, args, registry)
     try:
-        request = validate_request(_request_fields(args, config, fmt), registry)
+        request = validate_request(fields, registry)
     except RequestInvalid as exc:
         bridge.close()
         raise UsageError("\n  ".join(["invalid request:", *map(str, exc.errors)])) from None
@@ -404,7 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate audio from a text prompt and write it (with a .json sidecar).",
     )
     gen.add_argument("prompt", help='what to make, e.g. "lofi hip hop with piano, 85 bpm"')
-    gen.add_argument("-m", "--model", help="model id (see ttag list-models; default from config: synth)")
+    gen.add_argument(
+        "-m",
+        "--model",
+        help="model id (see ttag list-models; default from config: synth), a local checkpoint folder, "
+        "or an alias from the config's models table",
+    )
+    gen.add_argument("--weights-sha256", metavar="SHA", help=argparse.SUPPRESS)  # written by a take's recreate line
     gen.add_argument("-d", "--duration", type=float, help="seconds of audio (default: the model's)")
     gen.add_argument("--seed", type=int, help="seed for reproducible output (default: random, recorded)")
     gen.add_argument("-n", "--takes", type=int, help="how many variations (1-8); take k uses seed+k")

@@ -23,7 +23,7 @@ from ttag_tui import paths
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 FORMATS = ("wav", "flac", "ogg", "mp3")
-TABLES = ("interpreters", "keys")  # free-form string → string tables
+TABLES = ("interpreters", "keys", "models")  # free-form string → string tables
 
 
 class ConfigError(Exception):
@@ -57,6 +57,7 @@ class Config:
     rate_limit: str = "60/minute"  # per client on the server's generate/jobs endpoints (limits' notation)
     interpreters: dict[str, str] = field(default_factory=dict)  # runner name → python executable
     keys: dict[str, str] = field(default_factory=dict)  # action → key, overriding the TUI's defaults
+    models: dict[str, str] = field(default_factory=dict)  # alias → a local checkpoint folder (`-m ALIAS`)
 
     @property
     def api_key_list(self) -> tuple[str, ...]:

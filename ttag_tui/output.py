@@ -193,6 +193,8 @@ def recreate_command(metadata: dict[str, Any]) -> str:
     for name in MODEL_PARAMS:
         if params.get(name) is not None:
             words += [cli_option(name), str(params[name])]
+    if metadata.get("weights_sha256"):  # a local folder: recreate refuses if its weights changed since
+        words += ["--weights-sha256", metadata["weights_sha256"]]
     return shlex.join(words)
 
 
@@ -211,6 +213,7 @@ def sidecar_data(clip: Clip, audio_path: Path) -> dict[str, Any]:
         "parameters": params,
         "runner": meta.get("runner"),
         "runner_version": meta.get("runner_version"),
+        "weights_sha256": meta.get("weights_sha256"),
         "ttag_version": meta.get("ttag_version"),
         "sample_rate": clip.sample_rate,
         "channels": clip.channels,
