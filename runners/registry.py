@@ -8,13 +8,18 @@ up (not imported) and the weights are looked for in the Hugging Face cache.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
+import json
 import os
+import shlex
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+DISTRIBUTION = "ttag-studio"  # ttag's name on the package index ("ttag" there is another project)
 # Runner packages whose MODELS are part of ttag. Each is imported only to read its specs.
 RUNNER_PACKAGES = ("runners.synth", "runners.musicgen", "runners.audiocraft", "runners.diffusion")
 
@@ -170,6 +175,26 @@ def _importable(module: str) -> bool:
         return False
 
 
+def install_hint(extra: str) -> str:
+    """The command that installs an extra's packages, for the way ttag was installed here; every "how to fix" uses it.
+
+    An editable install (or a clone run from source) gets ``pip install -e`` of the clone, wherever the user stands; a
+    pipx install gets pipx's reinstall with the extra; anything else (a wheel) pip's install by distribution name.
+    """
+    source = Path(__file__).resolve().parent.parent  # the folder that holds the `runners` package
+    try:
+        direct_url = importlib.metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
+    except importlib.metadata.PackageNotFoundError:
+        editable = (source / "pyproject.toml").is_file()  # not installed: a clone on PYTHONPATH
+    else:
+        editable = bool(direct_url and json.loads(direct_url).get("dir_info", {}).get("editable"))
+    if editable:
+        return f"pip install -e {shlex.quote(f'{source}[{extra}]')}"
+    if {"pipx", "venvs"} <= set(Path(sys.prefix).parts):  # pipx keeps each app in .../pipx/venvs/NAME
+        return f"pipx install --force '{DISTRIBUTION}[{extra}]'"
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
+
+
 def probe_availability(
     spec: ModelSpec, *, interpreter: str | None = None, cache_dir: str | None = None
 ) -> Availability:
@@ -186,7 +211,7 @@ def probe_availability(
     else:
         runner_module = spec.runner.split(":", 1)[0]
         missing = [m for m in (*spec.requires, runner_module) if not _importable(m)]
-        fix = f"run `{spec.extra['setup']}`" if spec.extra.get("setup") else f"pip install 'ttag[{spec.runner_name}]'"
+        fix = f"run `{spec.extra['setup']}`" if spec.extra.get("setup") else install_hint(spec.runner_name)
         if missing:
             return Availability(False, cached, f"missing Python packages: {', '.join(missing)} ({fix})")
     if cached is False:
