@@ -182,12 +182,12 @@ def install_hint(extra: str) -> str:
     pipx install gets pipx's reinstall with the extra; anything else (a wheel) pip's install by distribution name.
     """
     source = Path(__file__).resolve().parent.parent  # the folder that holds the `runners` package
-    try:
-        direct_url = importlib.metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
-    except importlib.metadata.PackageNotFoundError:
-        editable = (source / "pyproject.toml").is_file()  # not installed: a clone on PYTHONPATH
+    # Every copy of the metadata: a clone run from its folder also sees the egg-info an editable install left there.
+    installs = [dist.read_text("direct_url.json") for dist in importlib.metadata.distributions(name=DISTRIBUTION)]
+    if installs:
+        editable = any(json.loads(url).get("dir_info", {}).get("editable", False) for url in installs if url)
     else:
-        editable = bool(direct_url and json.loads(direct_url).get("dir_info", {}).get("editable"))
+        editable = (source / "pyproject.toml").is_file()  # not installed: a clone on PYTHONPATH
     if editable:
         return f"pip install -e {shlex.quote(f'{source}[{extra}]')}"
     if {"pipx", "venvs"} <= set(Path(sys.prefix).parts):  # pipx keeps each app in .../pipx/venvs/NAME

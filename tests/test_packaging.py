@@ -135,18 +135,21 @@ class FakeDistribution:
         return json.dumps(self.direct_url) if name == "direct_url.json" and self.direct_url else None
 
 
-def installed_as(monkeypatch, direct_url: dict | None, *, prefix: str = "/opt/venv") -> None:
-    def distribution(name: str) -> FakeDistribution:
-        if name != DISTRIBUTION:
-            raise importlib.metadata.PackageNotFoundError(name)
-        return FakeDistribution(direct_url)
+def installed_as(monkeypatch, *direct_urls: dict | None, prefix: str = "/opt/venv") -> None:
+    """ttag-studio's metadata as found on the path: one copy per direct_url.json (None: a copy without one)."""
 
-    monkeypatch.setattr(importlib.metadata, "distribution", distribution)
+    def distributions(name: str) -> list[FakeDistribution]:
+        return [FakeDistribution(url) for url in direct_urls] if name == DISTRIBUTION else []
+
+    monkeypatch.setattr(importlib.metadata, "distributions", distributions)
     monkeypatch.setattr(sys, "prefix", prefix)
 
 
 def test_install_hint_for_an_editable_clone_names_the_clone(monkeypatch):
-    installed_as(monkeypatch, {"url": ROOT.as_uri(), "dir_info": {"editable": True}})
+    editable = {"url": ROOT.as_uri(), "dir_info": {"editable": True}}
+    installed_as(monkeypatch, editable)
+    assert install_hint("musicgen") == f"pip install -e '{ROOT}[musicgen]'"
+    installed_as(monkeypatch, None, editable)  # run from the clone's folder: its egg-info comes first
     assert install_hint("musicgen") == f"pip install -e '{ROOT}[musicgen]'"
 
 
@@ -160,10 +163,7 @@ def test_install_hint_for_a_wheel_and_for_pipx(monkeypatch):
 
 
 def test_install_hint_for_a_clone_run_from_source(monkeypatch):
-    def not_installed(name: str) -> None:
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
+    installed_as(monkeypatch)  # no metadata at all: the clone is on PYTHONPATH
     assert install_hint("musicgen") == f"pip install -e '{ROOT}[musicgen]'"
 
 
