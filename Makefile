@@ -19,9 +19,10 @@ test: lint
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
-	$(call step,'lint: ruff check and ruff format --check')
+	$(call step,'lint: ruff check, ruff format --check and the import contracts of pyproject.toml')
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 bench: $(VENV)/.installed-test
 	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
