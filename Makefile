@@ -32,7 +32,7 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-base: pyproject.toml constraints.txt | $(VENV)/bin/python
-	$(call step,'installing ttag (editable) and its base dependencies: about 1.5 minutes and 250 MB the first time')
+	$(call step,'installing ttag (editable) and its base dependencies: about 1.5 minutes and 300 MB the first time')
 	$(PIP) -e .
 	touch $@
 
