@@ -24,7 +24,7 @@ from runners.audiocraft import MODELS, audiocraft_spec
 from runners.contract import RunnerSettings
 from runners.registry import ModelSpec, Registry, probe_availability
 from runners.request import GenerationRequest, validate_request
-from tests.test_packaging import PROBE_RUNNER
+from tests.worker_probe import PROBE_RUNNER
 from ttag_tui import runner_envs
 from ttag_tui.bridge import Bridge, BridgeSettings, Chunk, Failed, JobFailed, Progress
 from ttag_tui.config import Config

@@ -21,38 +21,12 @@ import pytest
 
 import runners
 from runners.registry import DISTRIBUTION, ModelSpec, install_hint, probe_availability
+from tests.worker_probe import PROBE_RUNNER, site_packages, stub_torch
 from ttag_tui import runner_envs
 from ttag_tui.themes import SHIPPED_THEMES_DIR, load_themes
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-
-# A runner that says where this worker found things, without importing them (find_spec: a stub torch need not work).
-PROBE_RUNNER = textwrap.dedent(
-    """
-    import importlib.util, os, sys
-    import numpy as np
-    import runners
-    from runners.contract import BaseRunner
-
-    class ProbeRunner(BaseRunner):
-        name = "probe"
-        version = "1"
-
-        def load_model(self, ctx):
-            pass
-
-        def generate(self, request, ctx):
-            clip = self.make_clip(request, 0, np.zeros(80, dtype=np.float32), 8000)
-            clip.metadata["probe"] = {
-                "executable": sys.executable,
-                "torch": importlib.util.find_spec("torch").origin,
-                "runners": runners.__file__,
-                "pythonpath": os.environ.get("PYTHONPATH", ""),
-            }
-            return [clip]
-    """
-)
 
 # Run by the "main" interpreter: one job of the probe model through the real Bridge; prints what the worker saw.
 PROBE_JOB = textwrap.dedent(
@@ -75,15 +49,6 @@ PROBE_JOB = textwrap.dedent(
     print(json.dumps(clips[0].metadata["probe"]))
     """
 )
-
-
-def site_packages(prefix: Path) -> Path:
-    return prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-
-
-def stub_torch(folder: Path, where: str) -> None:
-    (folder / "torch").mkdir(parents=True)
-    (folder / "torch" / "__init__.py").write_text(f"WHERE = {where!r}\n")
 
 
 def run_probe_job(main_python: str, worker_python: str, module: str, path: list[str], env: dict[str, str]) -> dict:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.live_server import free_port
-from tests.test_packaging import PROBE_RUNNER, site_packages, stub_torch
+from tests.worker_probe import PROBE_RUNNER, site_packages, stub_torch
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
