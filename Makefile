@@ -3,34 +3,44 @@
 VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
-PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+# pip shows its own progress (what it collects, downloads and installs); `step` says what each stage is for.
+PIP    := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
 PROMPT ?= lofi hip hop with piano, 85 bpm
+step    = @printf '\n==> %s\n' $(1)
 
 .PHONY: demo test lint bench clean
 
 demo: $(VENV)/.installed-base
+	$(call step,'generating "$(PROMPT)" with the synth model into out/')
 	$(BIN)/ttag generate "$(PROMPT)" --seed 1 -o out
 
-test: $(VENV)/.installed-test
-	$(BIN)/ruff check .
+test: lint
+	$(call step,'the test suite (tests that need tmux, a sound device, Chromium or the audiocraft env skip without them)')
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
+	$(call step,'lint: ruff check, ruff format --check and the import contracts of pyproject.toml')
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check ttag_tui runners
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 bench: $(VENV)/.installed-test
 	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
 $(VENV)/bin/python:
+	$(call step,'creating $(VENV)')
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-base: pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(call step,'installing ttag (editable) and its base dependencies: about 1.5 minutes and 300 MB the first time')
 	$(PIP) -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(VENV)/bin/python
-	$(PIP) -e '.[test,musicgen,diffusion]'
+	$(call step,'installing ttag with the musicgen and diffusion extras and the dev tools: about 4 minutes and 2 GB \
+	the first time (CPU torch, transformers, diffusers, librosa, Playwright without a browser)')
+	$(BIN)/python -m pip install --disable-pip-version-check --quiet --upgrade 'pip>=25.1'  # for --group
+	$(PIP) -e '.[musicgen,diffusion]' --group dev
 	touch $@ $(VENV)/.installed-base
 
 clean:

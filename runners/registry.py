@@ -8,7 +8,9 @@ up (not imported) and the weights are looked for in the Hugging Face cache.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
+import json
 import os
 import shlex
 import sys
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+DISTRIBUTION = "ttag-studio"  # ttag's name on the package index ("ttag" there is another project)
 # Runner packages whose MODELS are part of ttag. Each is imported only to read its specs.
 RUNNER_PACKAGES = ("runners.synth", "runners.musicgen", "runners.audiocraft", "runners.diffusion")
 
@@ -155,15 +158,6 @@ def human_size(size: float) -> str:
     return f"{size:.1f} GB" if round(size, 1) < 1000 else f"{size / 1000:.1f} TB"
 
 
-def install_hint(extra: str) -> str:
-    """The command that installs one of ttag's extras into the Python running ttag. ttag is installed from its clone
-    (``pip install -e``), so the hint names that folder; an installed copy without one is named ``ttag``."""
-    root = Path(__file__).resolve().parent.parent
-    source = str(root) if (root / "pyproject.toml").is_file() else "ttag"
-    editable = "-e " if source != "ttag" else ""
-    return f"{shlex.quote(sys.executable)} -m pip install {editable}{shlex.quote(f'{source}[{extra}]')}"
-
-
 def hub_cache_dir(cache_dir: str | None = None) -> Path:
     """Where huggingface_hub keeps downloads, honouring ttag's cache setting, HF_HUB_CACHE and HF_HOME."""
     if cache_dir:
@@ -196,6 +190,27 @@ def _importable(module: str) -> bool:
         return False
 
 
+def install_hint(extra: str) -> str:
+    """The command that installs an extra's packages, for the way ttag was installed here; every "how to fix" uses it.
+
+    An editable install (or a clone run from source) gets ``pip install -e`` of the clone, wherever the user stands; a
+    pipx install gets pipx's reinstall with the extra; anything else (a wheel) pip's install by distribution name.
+    """
+    source = Path(__file__).resolve().parent.parent  # the folder that holds the `runners` package
+    # Every copy of the metadata: a clone run from its folder also sees the egg-info an editable install left there.
+    installs = [dist.read_text("direct_url.json") for dist in importlib.metadata.distributions(name=DISTRIBUTION)]
+    if installs:
+        editable = any(json.loads(url).get("dir_info", {}).get("editable", False) for url in installs if url)
+    else:
+        editable = (source / "pyproject.toml").is_file()  # not installed: a clone on PYTHONPATH
+    pip = f"{shlex.quote(sys.executable)} -m pip"  # the pip of the Python running ttag, not whichever is on PATH
+    if editable:
+        return f"{pip} install -e {shlex.quote(f'{source}[{extra}]')}"
+    if {"pipx", "venvs"} <= set(Path(sys.prefix).parts):  # pipx keeps each app in .../pipx/venvs/NAME
+        return f"pipx install --force '{DISTRIBUTION}[{extra}]'"
+    return f"{pip} install '{DISTRIBUTION}[{extra}]'"
+
+
 def probe_availability(
     spec: ModelSpec, *, interpreter: str | None = None, cache_dir: str | None = None
 ) -> Availability:
@@ -212,7 +227,7 @@ def probe_availability(
     else:
         runner_module = spec.runner.split(":", 1)[0]
         missing = [m for m in (*spec.requires, runner_module) if not _importable(m)]
-        fix = f"run `{spec.extra['setup'] if spec.extra.get('setup') else install_hint(spec.runner_name)}`"
+        fix = f"run `{spec.extra['setup']}`" if spec.extra.get("setup") else install_hint(spec.runner_name)
         if missing:
             return Availability(False, cached, f"missing Python packages: {', '.join(missing)} ({fix})")
     if cached is False:

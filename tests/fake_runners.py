@@ -1,7 +1,7 @@
 """Test doubles for the bridge: runners that behave (a tone), stall, hang, crash or fail on purpose.
 
-Workers import them as ``tests.fake_runners:Name`` (the project root is on the worker's PYTHONPATH). The real path —
-the ``synth`` runner through the same bridge — is tested beside them.
+Workers import them as ``tests.fake_runners:Name`` (``tests/conftest.py`` puts the project root on PYTHONPATH). The
+real path — the ``synth`` runner through the same bridge — is tested beside them.
 """
 
 from __future__ import annotations

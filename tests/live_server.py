@@ -35,6 +35,7 @@ def start_server(home: Path, **env: str) -> tuple[str, subprocess.Popen]:
         "TTAG_DATA_DIR": str(home / "data"),
         "TTAG_OUTPUT_DIR": str(home / "out"),
         "TTAG_RATE_LIMIT": "10000/minute",
+        "HF_HUB_CACHE": str(home / "hub"),  # an empty weights cache, whatever this machine's ~/.cache holds
         **env,
     }
     process = subprocess.Popen(

@@ -22,8 +22,9 @@ import soundfile
 
 from runners.audiocraft import MODELS, audiocraft_spec
 from runners.contract import RunnerSettings
-from runners.registry import Registry, probe_availability
+from runners.registry import ModelSpec, Registry, probe_availability
 from runners.request import GenerationRequest, validate_request
+from tests.worker_probe import PROBE_RUNNER
 from ttag_tui import runner_envs
 from ttag_tui.backend.events import Chunk, Failed, JobFailed, Progress
 from ttag_tui.bridge import Bridge, BridgeSettings
@@ -321,6 +322,34 @@ def test_main_environment_keeps_current_transformers_and_diffusers():
 
 
 # -- generation through the worker in the audiocraft environment ---------------------------------------------------
+def test_the_environments_worker_imports_its_own_torch_and_only_ttags_runners(env_python, tmp_path, monkeypatch):
+    """A worker started with the environment's python finds that environment's torch (the main one has another) and,
+    of the main environment, only ttag's `runners` package: what makes a wheel install keep audiocraft's pins."""
+    (tmp_path / "ttag_probe_runner.py").write_text(PROBE_RUNNER)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    spec = ModelSpec(
+        id="probe",
+        runner="ttag_probe_runner:ProbeRunner",
+        kind="music",
+        description="probe",
+        sample_rate=8000,
+        channels=1,
+        min_duration=0.01,
+        max_duration=1.0,
+        default_duration=0.01,
+    )
+    probe = Registry([spec])
+    settings = BridgeSettings(idle_unload_s=0, interpreters={"ttag_probe_runner": env_python})
+    with Bridge(probe, settings) as bridge:
+        [clip] = bridge.submit(validate_request({"prompt": "x", "model": "probe"}, probe)).result(TIMEOUT)
+    seen = clip.metadata["probe"]
+    env_prefix = Path(env_python).parent.parent
+    assert seen["executable"] == env_python and Path(seen["torch"]).is_relative_to(env_prefix)
+    assert Path(seen["runners"]).resolve().parent == ROOT / "runners"
+    worker_path = Path(seen["pythonpath"].split(os.pathsep)[0])
+    assert [p.name for p in worker_path.iterdir()] == ["runners"]
+
+
 def test_takes_equal_audiocraft_called_directly(bridge, registry, env_python, tmp_path):
     musicgen = request(registry, takes=2, **PARAMS)
     audiogen = request(registry, model="debug-audiogen", duration=1.0, seed=5, **PARAMS)

@@ -113,7 +113,8 @@ def test_cooperative_cancel_then_worker_serves_next(bridge):
             started = time.monotonic()
             job.cancel()
     assert isinstance(job.outcome, Failed) and job.outcome.kind == "cancelled"
-    assert time.monotonic() - started < 1.0, "cooperative cancel stops at the next step"
+    # At the next 0.2 s step, not after the ~20 s of steps left; the margin is for a busy machine, not the design.
+    assert time.monotonic() - started < 5, "cooperative cancel stops at the next step"
     assert bridge.submit(request("slow-tone", steps=1)).result(60)
     assert bridge.handle_for(REGISTRY.get("slow-tone")).pid == pid, "the worker survived the cancel"
 
@@ -253,7 +254,7 @@ def test_a_worker_whose_bridge_is_gone_stops_its_job_and_exits():
         while read_message(worker.stdout) is not None:  # keep reading, as a live reader would
             pass
         assert worker.wait(timeout=10) == 0
-        assert time.monotonic() - started < 3  # not the 40 s the job would have taken
+        assert time.monotonic() - started < 10  # not the 40 s the job would have taken (margin: a busy machine)
     finally:
         worker.kill()
         worker.wait()

@@ -23,8 +23,9 @@ def test_transformers_model_prefers_safetensors_then_bin():
 
 def test_diffusers_model_fetches_its_pipeline_folders_not_single_file_checkpoints():
     plan = download_plan(REGISTRY.get("riffusion-model-v1"), lambda repo: pytest.fail("no listing needed"))
-    assert plan == [("riffusion/riffusion-model-v1", ["model_index.json", "*/*.json", "*/*.safetensors", "*/*.txt",
-                                                      "*/*.model"])]
+    assert plan == [
+        ("riffusion/riffusion-model-v1", ["model_index.json", "*/*.json", "*/*.safetensors", "*/*.txt", "*/*.model"])
+    ]
 
 
 def test_audiocraft_model_fetches_every_repo_it_loads():

@@ -41,9 +41,11 @@ PARAMS = dict(temperature=0.9, top_k=50, top_p=0.95, guidance=2.5)  # every samp
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("musicgen")
-    folders = {"mono": tiny_musicgen.build_musicgen(root / "mono"),
-               "stereo": tiny_musicgen.build_musicgen(root / "stereo", channels=2),
-               "melody": tiny_musicgen.build_musicgen_melody(root / "melody")}
+    folders = {
+        "mono": tiny_musicgen.build_musicgen(root / "mono"),
+        "stereo": tiny_musicgen.build_musicgen(root / "stereo", channels=2),
+        "melody": tiny_musicgen.build_musicgen_melody(root / "melody"),
+    }
     folders["cache"] = root / "hub"
     tiny_musicgen.install_in_hub_cache(folders["mono"], folders["cache"], "facebook/musicgen-tiny")
     return folders
@@ -51,32 +53,42 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 def tiny_spec(model_id: str, hub_repo: str, template_id: str = "musicgen-small", **extra):
     template = next(m for m in MODELS if m.id == template_id)
-    return replace(template, id=model_id, hub_repo=hub_repo, min_duration=0.2, size_bytes=1_300_000,
-                   extra={"max_window_s": 3.0, "context_s": 1.0, **extra})
+    return replace(
+        template,
+        id=model_id,
+        hub_repo=hub_repo,
+        min_duration=0.2,
+        size_bytes=1_300_000,
+        extra={"max_window_s": 3.0, "context_s": 1.0, **extra},
+    )
 
 
 @pytest.fixture(scope="module")
 def registry(checkpoints) -> Registry:
-    return Registry([
-        tiny_spec("tiny", str(checkpoints["mono"])),
-        tiny_spec("tiny-hub", "facebook/musicgen-tiny"),  # resolved from the fake hub cache, like a real id
-        tiny_spec("tiny-stereo", str(checkpoints["stereo"]), "musicgen-stereo-small"),
-        tiny_spec("tiny-melody", str(checkpoints["melody"]), "musicgen-melody"),
-        tiny_spec("tiny-absent", "facebook/musicgen-absent"),
-    ])
+    return Registry(
+        [
+            tiny_spec("tiny", str(checkpoints["mono"])),
+            tiny_spec("tiny-hub", "facebook/musicgen-tiny"),  # resolved from the fake hub cache, like a real id
+            tiny_spec("tiny-stereo", str(checkpoints["stereo"]), "musicgen-stereo-small"),
+            tiny_spec("tiny-melody", str(checkpoints["melody"]), "musicgen-melody"),
+            tiny_spec("tiny-absent", "facebook/musicgen-absent"),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
 def bridge(registry, checkpoints):
-    settings = BridgeSettings(RunnerSettings(threads=1, cache_dir=str(checkpoints["cache"])), idle_unload_s=0,
-                              cancel_grace_s=20)
+    settings = BridgeSettings(
+        RunnerSettings(threads=1, cache_dir=str(checkpoints["cache"])), idle_unload_s=0, cancel_grace_s=20
+    )
     with Bridge(registry, settings) as bridge:
         yield bridge
 
 
 def request(registry: Registry, **fields) -> GenerationRequest:
-    return validate_request({"prompt": "lofi hip hop with piano", "model": "tiny", "duration": 1.0, "seed": 11,
-                             **fields}, registry)
+    return validate_request(
+        {"prompt": "lofi hip hop with piano", "model": "tiny", "duration": 1.0, "seed": 11, **fields}, registry
+    )
 
 
 def run(bridge: Bridge, req: GenerationRequest, *, stream: bool = False) -> tuple[list, list]:
@@ -99,8 +111,11 @@ def reference():
 
     def generate(folder: Path, prompt: str, seed: int, seconds: float, melody=None, **params) -> np.ndarray:
         if str(folder) not in cache:
-            cls = (transformers.MusicgenMelodyForConditionalGeneration if "melody" in folder.name
-                   else transformers.MusicgenForConditionalGeneration)
+            cls = (
+                transformers.MusicgenMelodyForConditionalGeneration
+                if "melody" in folder.name
+                else transformers.MusicgenForConditionalGeneration
+            )
             cache[str(folder)] = cls.from_pretrained(folder).eval()
         model = cache[str(folder)]
         inputs = dict(transformers.AutoTokenizer.from_pretrained(folder)([prompt], return_tensors="pt"))
@@ -209,7 +224,7 @@ def test_long_take_is_exact_and_seamless(bridge, registry):
     jumps = np.abs(np.diff(audio))
     typical = np.percentile(jumps, 99)
     for seam in (3 * SR, 5 * SR):
-        assert jumps[seam - 64: seam + 64].max() <= 1.5 * typical, (seam, jumps[seam - 64: seam + 64].max(), typical)
+        assert jumps[seam - 64 : seam + 64].max() <= 1.5 * typical, (seam, jumps[seam - 64 : seam + 64].max(), typical)
     _, streamed = run(bridge, req, stream=True)
     assert np.abs(streamed[0] - clips[0]).max() < 1e-5
 
@@ -245,8 +260,9 @@ def test_melody_conditioning_from_wav_and_flac(bridge, registry, checkpoints, re
     bank = chroma_filter_bank(sampling_rate=SR, num_frequency_bins=16384, tuning=0, num_chroma=12)
     assert (chroma[0].numpy().argmax(-1) == (bank @ power).argmax(0)).all()
     # ... and with it transformers' generate makes exactly ttag's audio
-    expected = reference(checkpoints["melody"], "lofi hip hop with piano", 11, 1.5, melody=chroma,
-                         **hf_params(**PARAMS))
+    expected = reference(
+        checkpoints["melody"], "lofi hip hop with piano", 11, 1.5, melody=chroma, **hf_params(**PARAMS)
+    )
     np.testing.assert_allclose(from_wav[0], expected, atol=1e-6)
 
 
@@ -279,8 +295,9 @@ def test_audio_prompt_continues_the_take(bridge, registry, checkpoints, referenc
     # transformers' own continuation from the processor's input_values
     processor = transformers.AutoProcessor.from_pretrained(checkpoints["mono"])
     model = transformers.MusicgenForConditionalGeneration.from_pretrained(checkpoints["mono"]).eval()
-    inputs = processor(audio=soundfile.read(prompt, dtype="float32")[0], sampling_rate=SR, text=[req.prompt],
-                       return_tensors="pt")
+    inputs = processor(
+        audio=soundfile.read(prompt, dtype="float32")[0], sampling_rate=SR, text=[req.prompt], return_tensors="pt"
+    )
     torch.manual_seed(8)
     expected = model.generate(**inputs, **hf_params(1.0, 250, 0.0, 3.0), max_new_tokens=75 + 3)[0].numpy()
     np.testing.assert_allclose(clips[0], expected[:, : 2 * SR], atol=1e-6)
@@ -335,8 +352,16 @@ def test_streaming_decoder_is_exact_for_a_causal_codec_too():
     from runners.musicgen.streaming import StreamingCodecDecoder
 
     torch.manual_seed(0)
-    config = EncodecConfig(sampling_rate=SR, upsampling_ratios=[8, 5, 4, 4], target_bandwidths=[1.4],
-                           codebook_size=128, codebook_dim=16, hidden_size=16, num_filters=4, use_causal_conv=True)
+    config = EncodecConfig(
+        sampling_rate=SR,
+        upsampling_ratios=[8, 5, 4, 4],
+        target_bandwidths=[1.4],
+        codebook_size=128,
+        codebook_dim=16,
+        hidden_size=16,
+        num_filters=4,
+        use_causal_conv=True,
+    )
     codec = EncodecModel(config).eval()
     for layer in codec.quantizer.layers:
         layer.codebook.embed.normal_()
@@ -344,14 +369,20 @@ def test_streaming_decoder_is_exact_for_a_causal_codec_too():
     with torch.inference_mode():
         whole = codec.decode(codes[None], audio_scales=[None]).audio_values[0].numpy()
     decoder = StreamingCodecDecoder(codec)
-    pieces = [decoder.feed(codes[..., i: i + 13]) for i in range(0, 130, 13)] + [decoder.finish()]
+    pieces = [decoder.feed(codes[..., i : i + 13]) for i in range(0, 130, 13)] + [decoder.finish()]
     assert np.abs(np.concatenate(pieces, axis=1) - whole).max() < 1e-5 * max(1.0, np.abs(whole).max())
 
 
 # -- the command line ------------------------------------------------------------------------------------------------
 def ttag(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ttag_tui", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ttag_tui", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def test_list_models_shows_musicgen_without_importing_torch():
@@ -390,6 +421,7 @@ def test_models_list_and_rm_on_a_hub_cache(checkpoints, tmp_path):
 def test_pull_offline_is_a_one_line_error(tmp_path):
     offline = ttag("models", "pull", "musicgen-small", env={"TTAG_CACHE_DIR": str(tmp_path)})
     assert offline.returncode == 1 and "HF_HUB_OFFLINE" in offline.stderr and "Traceback" not in offline.stderr
+
     # with offline mode off the real download path runs, against a local "hub" that has nothing
     class EmptyHub(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -403,8 +435,11 @@ def test_pull_offline_is_a_one_line_error(tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EmptyHub)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        env = {"TTAG_CACHE_DIR": str(tmp_path), "HF_HUB_OFFLINE": "0",
-               "HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}"}
+        env = {
+            "TTAG_CACHE_DIR": str(tmp_path),
+            "HF_HUB_OFFLINE": "0",
+            "HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+        }
         missing = ttag("models", "pull", "musicgen-small", env=env)
     finally:
         server.shutdown()

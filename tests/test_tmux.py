@@ -25,6 +25,16 @@ pytestmark = [
 TTAG = Path(sys.executable).with_name("ttag")
 
 
+def shows(screen: str, text: str) -> bool:
+    """Whether ``text`` is on a line of the screen, case and runs of blanks aside.
+
+    Only fragments that fit one line of a pane or toast can be looked for: where the app wraps a sentence depends on
+    the terminal's width and the message's length, and joined lines would interleave side-by-side panes.
+    """
+    wanted = " ".join(text.lower().split())
+    return any(wanted in " ".join(line.lower().split()) for line in screen.splitlines())
+
+
 class Tmux:
     def __init__(self, env: dict[str, str]) -> None:
         self.socket = f"ttag-test-{uuid.uuid4().hex[:8]}"
@@ -44,14 +54,15 @@ class Tmux:
     def keys(self, *keys: str) -> None:
         self.tmux("send-keys", *keys)
 
-    def wait_for(self, text: str, timeout: float = 30) -> str:
+    def wait_for(self, *texts: str, timeout: float = 30) -> str:
+        """The screen once any of ``texts`` is on it (see :func:`shows`); polls, never a fixed wait."""
         deadline = time.monotonic() + timeout
         while True:
             screen = self.screen()
-            if text in screen:
+            if any(shows(screen, text) for text in texts):
                 return screen
             if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} never appeared; the screen was:\n{screen}")
+                raise AssertionError(f"none of {texts!r} appeared; the screen was:\n{screen}")
             time.sleep(0.1)
 
     def alive(self) -> bool:
@@ -94,13 +105,17 @@ def test_generate_listen_quit_and_come_back_over_ssh(tmux, tmp_path):
     tmux.wait_for("rain on a tin roof")
     tmux.keys("C-g")
     screen = tmux.wait_for("✓")  # the take's row, its file written
-    assert "rain on a" in screen
+    assert shows(screen, "rain on a")
 
     tmux.keys("C-t")
     tmux.wait_for("s Star")  # the footer shows the takes' keys once the table has the focus
     tmux.keys("Space")
-    # With a device it plays; without one (the usual SSH case) a notice says so once and where the files are.
-    tmux.wait_for("▶" if os.environ.get("TTAG_REQUIRE_AUDIO") == "1" else "ttag keeps working")
+    # With a device it plays; without one (the usual SSH case) a "No audio" notice and the transport say so. Which
+    # one depends on this box (PortAudio, a sound server): both are fine unless CI says there must be sound.
+    if os.environ.get("TTAG_REQUIRE_AUDIO") == "1":
+        tmux.wait_for("▶")
+    else:
+        tmux.wait_for("▶", "no audio")
 
     tmux.keys("C-q")
     tmux.wait_for("TTAG-EXITED-0")
@@ -115,7 +130,7 @@ def test_generate_listen_quit_and_come_back_over_ssh(tmux, tmp_path):
     tmux.start(f"{TTAG}; sleep 60")
     screen = tmux.wait_for("✓")  # the session came back: its take ...
     assert str(take.seed) in screen and "10.0s" in screen
-    assert "rain on a tin roof" in screen  # ... and the prompt
+    assert shows(screen, "rain on a tin roof")  # ... and the prompt
 
 
 def _children(pid: int) -> list[int]:

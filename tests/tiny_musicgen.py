@@ -18,8 +18,33 @@ CODEBOOK_SIZE = 128
 FAKE_REVISION = "0123456789abcdef0123456789abcdef01234567"
 
 # A Unigram vocabulary small enough to write out, big enough that prompts tokenize into more than <unk>.
-_WORDS = ("lofi", "hip", "hop", "piano", "drums", "bass", "ambient", "rock", "jazz", "calm", "fast", "slow", "with",
-          "and", "a", "beat", "synth", "guitar", "techno", "bpm", "melody", "song", "happy", "sad", "dark")
+_WORDS = (
+    "lofi",
+    "hip",
+    "hop",
+    "piano",
+    "drums",
+    "bass",
+    "ambient",
+    "rock",
+    "jazz",
+    "calm",
+    "fast",
+    "slow",
+    "with",
+    "and",
+    "a",
+    "beat",
+    "synth",
+    "guitar",
+    "techno",
+    "bpm",
+    "melody",
+    "song",
+    "happy",
+    "sad",
+    "dark",
+)
 
 
 def _tokenizer():  # -> T5Tokenizer
@@ -34,14 +59,18 @@ def _tokenizer():  # -> T5Tokenizer
 # Architecture sizes: "tiny" for tests; "small" has facebook/musicgen-small's shapes (T5-base text encoder, EnCodec
 # 32 kHz, a 24-layer 1024-wide decoder) with random weights, for benchmarks that need realistic compute.
 SIZES = {
-    "tiny": dict(t5=dict(d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4),
-                 codec=dict(codebook_size=CODEBOOK_SIZE, codebook_dim=16, hidden_size=16, num_filters=4,
-                            target_bandwidths=[1.4]),
-                 decoder=dict(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4)),
-    "small": dict(t5=dict(d_model=768, d_ff=3072, d_kv=64, num_layers=12, num_heads=12),
-                  codec=dict(codebook_size=2048, codebook_dim=128, hidden_size=128, num_filters=64,
-                             target_bandwidths=[2.2]),
-                  decoder=dict(hidden_size=1024, ffn_dim=4096, num_hidden_layers=24, num_attention_heads=16)),
+    "tiny": dict(
+        t5=dict(d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4),
+        codec=dict(
+            codebook_size=CODEBOOK_SIZE, codebook_dim=16, hidden_size=16, num_filters=4, target_bandwidths=[1.4]
+        ),
+        decoder=dict(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4),
+    ),
+    "small": dict(
+        t5=dict(d_model=768, d_ff=3072, d_kv=64, num_layers=12, num_heads=12),
+        codec=dict(codebook_size=2048, codebook_dim=128, hidden_size=128, num_filters=64, target_bandwidths=[2.2]),
+        decoder=dict(hidden_size=1024, ffn_dim=4096, num_hidden_layers=24, num_attention_heads=16),
+    ),
 }
 
 
@@ -51,13 +80,29 @@ def _sub_configs(channels: int, size: str = "tiny") -> tuple:
     shape = SIZES[size]
     codebook_size = shape["codec"]["codebook_size"]
     text = T5Config(vocab_size=70, **shape["t5"], decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
-    codec = EncodecConfig(sampling_rate=SAMPLE_RATE, audio_channels=1, upsampling_ratios=[8, 5, 4, 4],
-                          **shape["codec"], num_lstm_layers=2, normalize=False, chunk_length_s=None, overlap=None,
-                          use_causal_conv=False, use_conv_shortcut=False)  # as facebook/encodec_32khz
+    codec = EncodecConfig(
+        sampling_rate=SAMPLE_RATE,
+        audio_channels=1,
+        upsampling_ratios=[8, 5, 4, 4],
+        **shape["codec"],
+        num_lstm_layers=2,
+        normalize=False,
+        chunk_length_s=None,
+        overlap=None,
+        use_causal_conv=False,
+        use_conv_shortcut=False,
+    )  # as facebook/encodec_32khz
     num_codebooks = 4 * channels  # stereo interleaves left/right codebooks
-    decoder = dict(vocab_size=codebook_size, **shape["decoder"],
-                   num_codebooks=num_codebooks, audio_channels=channels, max_position_embeddings=2048,
-                   pad_token_id=codebook_size, bos_token_id=codebook_size, dropout=0.0)
+    decoder = dict(
+        vocab_size=codebook_size,
+        **shape["decoder"],
+        num_codebooks=num_codebooks,
+        audio_channels=channels,
+        max_position_embeddings=2048,
+        pad_token_id=codebook_size,
+        bos_token_id=codebook_size,
+        dropout=0.0,
+    )
     return text, codec, decoder
 
 
@@ -117,9 +162,10 @@ def build_musicgen(folder: Path, *, channels: int = 1, seed: int = 0, size: str 
     _set_special_tokens(model)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
-    processor = MusicgenProcessor(feature_extractor=EncodecFeatureExtractor(feature_size=channels,
-                                                                           sampling_rate=SAMPLE_RATE),
-                                  tokenizer=_tokenizer())
+    processor = MusicgenProcessor(
+        feature_extractor=EncodecFeatureExtractor(feature_size=channels, sampling_rate=SAMPLE_RATE),
+        tokenizer=_tokenizer(),
+    )
     processor.save_pretrained(folder)
     return folder
 
@@ -136,8 +182,13 @@ def build_musicgen_melody(folder: Path, *, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     text, codec, decoder = _sub_configs(1)
-    config = MusicgenMelodyConfig(text_encoder=text, audio_encoder=codec,
-                                  decoder=MusicgenMelodyDecoderConfig(**decoder), num_chroma=12, chroma_length=235)
+    config = MusicgenMelodyConfig(
+        text_encoder=text,
+        audio_encoder=codec,
+        decoder=MusicgenMelodyDecoderConfig(**decoder),
+        num_chroma=12,
+        chroma_length=235,
+    )
     model = MusicgenMelodyForConditionalGeneration(config).eval()
     _make_meaningful(model)
     _set_special_tokens(model)
@@ -146,12 +197,25 @@ def build_musicgen_melody(folder: Path, *, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     _tokenizer().save_pretrained(folder)
-    (folder / "preprocessor_config.json").write_text(json.dumps({
-        "feature_extractor_type": "MusicgenMelodyFeatureExtractor", "processor_class": "MusicgenMelodyProcessor",
-        "feature_size": 12, "sampling_rate": SAMPLE_RATE, "hop_length": 4096, "chunk_length": 30, "n_fft": 16384,
-        "num_chroma": 12, "padding_value": 0.0, "padding_side": "right", "return_attention_mask": False,
-        "stem_indices": [3, 2],
-    }, indent=2))
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "feature_extractor_type": "MusicgenMelodyFeatureExtractor",
+                "processor_class": "MusicgenMelodyProcessor",
+                "feature_size": 12,
+                "sampling_rate": SAMPLE_RATE,
+                "hop_length": 4096,
+                "chunk_length": 30,
+                "n_fft": 16384,
+                "num_chroma": 12,
+                "padding_value": 0.0,
+                "padding_side": "right",
+                "return_attention_mask": False,
+                "stem_indices": [3, 2],
+            },
+            indent=2,
+        )
+    )
     return folder
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual import events
 from textual.app import App, SystemCommand
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import Theme
 
@@ -106,6 +107,20 @@ class TtagApp(App[int]):
         held, self._held_keys = self._held_keys or [], None
         for key in held:
             self.post_message(events.Key(key.key, key.character))
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every notice as plain text, whatever the caller asks: ttag's notices quote prompts, paths, session names and
+        errors, where brackets are text (``[musicgen]``, a prompt like ``[/]``), not Textual markup that could eat or
+        crash on them. Screens and widgets pass ``markup=True`` by default, hence the override here."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._theme_changed)

@@ -20,21 +20,18 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import runners
 from runners.contract import Clip, RunnerSettings
 from runners.protocol import PROTOCOL_VERSION, ProtocolError, read_message, write_message
 from runners.registry import Availability, ModelSpec, Registry, probe_availability
 from runners.request import GenerationRequest
 from ttag_tui.backend.events import Job
 from ttag_tui.config import Config
-from ttag_tui.runner_envs import managed_interpreters
+from ttag_tui.runner_envs import managed_interpreters, worker_path_dir
 
-PROJECT_ROOT = Path(runners.__file__).resolve().parent.parent
 HELLO_TIMEOUT_S = 180.0
 
 
@@ -147,7 +144,12 @@ class WorkerHandle:
 
     def _start(self) -> None:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+        if os.path.abspath(self.interpreter) != os.path.abspath(sys.executable):
+            # Another interpreter (a runner's own venv) reaches ttag's runner code, and nothing else of this
+            # environment, through a folder that holds only the `runners` package; and not the cwd, which `-m` would
+            # put first (a `runners` or `torch` folder there would win). This interpreter finds `runners` anyway.
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(worker_path_dir()), env.get("PYTHONPATH")) if p)
+            env["PYTHONSAFEPATH"] = "1"
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._hello.clear()
         self._fatal = None

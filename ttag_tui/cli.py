@@ -163,7 +163,7 @@ class _ProgressView:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.progress = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),  # holds the prompt: brackets are text
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeRemainingColumn(),
@@ -285,6 +285,7 @@ def cmd_list_models(args: argparse.Namespace) -> int:
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="ttag models", box=box.SIMPLE_HEAD, pad_edge=False)  # the runner and more: --json
     table.add_column("id", no_wrap=True)  # what -m takes: never cut
@@ -302,15 +303,15 @@ def cmd_list_models(args: argparse.Namespace) -> int:
             not_ready.setdefault(advice, []).append(spec.id)
         kind = {"music and sound": "mix", "sound effects": "sfx"}.get(spec.kind, spec.kind)
         size = human_size(spec.size_bytes) if spec.size_bytes else "-"
-        table.add_row(spec.id, kind, ready, size, spec.licence.split(" (")[0])
+        table.add_row(Text(spec.id), kind, ready, size, Text(spec.licence.split(" (")[0]))
     console = Console()
     console.print(table)
     for advice, ids in not_ready.items():
         which = ids[0] if len(ids) == 1 else f"{len(ids)} models"
-        console.print(f"[bold]not ready[/] ({which}): {advice}", highlight=False)
+        console.print(Text.assemble(("not ready", "bold"), f" ({which}): {advice}"))  # advice has [extras]
     for spec, _ in rows:
         if spec.understands:
-            console.print(f"[bold]{spec.id}[/] understands: {spec.understands}", highlight=False)
+            console.print(Text.assemble((spec.id, "bold"), f" understands: {spec.understands}"))
     return EXIT_OK
 
 

@@ -3,8 +3,9 @@
 audiocraft 1.3.0 pins torch 2.1, xformers < 0.0.23 and av 11, none of which coexist with current transformers and
 diffusers. So its runner gets its own venv under ``data_dir()/envs/<runner>``, built from a :class:`Recipe` kept here as
 data: install steps of pinned requirement lines plus a constraints file. The bridge starts that runner's worker with the
-venv's python (see :func:`managed_interpreters`); the worker reaches ``runners.*`` through PYTHONPATH, so the venv needs
-numpy and soundfile but not ttag itself.
+venv's python (see :func:`managed_interpreters`); the worker reaches ``runners.*`` through PYTHONPATH set to
+:func:`worker_path_dir`, a folder holding only that package, so the venv needs numpy and soundfile but not ttag itself,
+and never sees the main environment's torch or transformers (for a wheel install, ``runners`` sits in site-packages).
 
 ``setup`` is idempotent and resumable: after each step it records the step's hash (which chains the hashes of the
 steps before it) in ``ttag-env.json``, so a rerun skips finished steps, an interrupted build continues where it
@@ -21,12 +22,14 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import runners
 from runners.registry import Availability, ModelSpec, human_size, probe_availability
 from ttag_tui.config import Config
 from ttag_tui.paths import data_dir
@@ -152,6 +155,31 @@ def env_dir(runner: str) -> Path:
 def env_python(runner: str) -> Path:
     bindir = "Scripts" if os.name == "nt" else "bin"
     return env_dir(runner) / bindir / ("python.exe" if os.name == "nt" else "python")
+
+
+def worker_path_dir() -> Path:
+    """A folder holding only the ``runners`` package ttag runs from: the PYTHONPATH of a worker in another interpreter.
+
+    The folder that really holds ``runners`` is site-packages for a wheel install (and the clone, with its tests, for an
+    editable one); on PYTHONPATH it would put the main environment's torch ahead of the runner venv's own. The package
+    is linked, so an edited clone is seen at once; where links are not allowed it is copied, refreshed each time.
+    """
+    source = Path(runners.__file__).resolve().parent
+    folder = data_dir() / "envs" / ".worker-path" / hashlib.sha256(str(source).encode()).hexdigest()[:16]
+    link = folder / "runners"
+    if link.is_symlink() and Path(os.readlink(link)) == source:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = folder / f".runners-{os.getpid()}-{threading.get_ident()}"
+    try:
+        staged.symlink_to(source, target_is_directory=True)
+        staged.replace(link)  # atomic: a worker starting meanwhile sees the old link or the new one
+    except OSError:
+        staged.unlink(missing_ok=True)
+        if link.is_symlink():
+            link.unlink()
+        shutil.copytree(source, link, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return folder
 
 
 def setup_command(runner: str) -> str:

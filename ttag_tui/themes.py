@@ -1,11 +1,15 @@
 """Themes as data: TOML files in the project's ``themes/`` folder and the user's themes folder become Textual themes.
 
+The project's ``themes/`` folder is installed as the package ``ttag_themes`` (see ``pyproject.toml``), so an editable
+clone and a wheel find the shipped themes the same way, through ``importlib.resources``.
+
 A theme file holds the arguments of :class:`textual.theme.Theme` (``name``, ``primary``, ``dark``, …, and an optional
 ``[variables]`` table). A broken file is skipped with a message, never fatal: the app says which file and why.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
@@ -16,7 +20,7 @@ from textual.theme import Theme
 
 from ttag_tui import paths
 
-SHIPPED_THEMES_DIR = Path(__file__).resolve().parent.parent / "themes"
+SHIPPED_THEMES_DIR = Path(str(importlib.resources.files("ttag_themes")))  # ttag is never imported from a zip
 _COLOR_FIELDS = (
     "primary",
     "secondary",

@@ -21,7 +21,7 @@ class AskScreen(Dialog[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog small-dialog"):
-            yield Label(self.question)
+            yield Label(self.question, markup=False)  # it quotes names the user typed
             answer = Input(self.value, placeholder=self.placeholder, id="answer")
             answer.cursor_blink = False
             yield answer

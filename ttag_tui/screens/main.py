@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import Screen
 
 from ttag_tui import keymap, trash
@@ -168,7 +169,7 @@ class MainScreen(Screen[None]):
     def _show_takes(self) -> None:
         state = self.session.state
         takes = self.takes_table
-        takes.border_title = f"Takes · {self.session.name}"
+        takes.border_title = Content(f"Takes · {self.session.name}")  # a name like "[b]" is text
         takes.set_takes(self.ttag.store.takes(self.session.id))
         if state.get("last_seed") is not None:
             self.settings_pane.show_last_seed(int(state["last_seed"]))

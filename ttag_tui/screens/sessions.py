@@ -32,7 +32,7 @@ class SessionsScreen(Dialog[int | None]):
         with Vertical(classes="dialog"):
             yield Label("Sessions · enter switch · n new · r rename · d delete · escape close")
             yield OptionList(id="session-list")
-            yield Label("", id="session-message", classes="hint")
+            yield Label("", id="session-message", classes="hint", markup=False)
 
     def on_mount(self) -> None:
         self._fill(self.current)

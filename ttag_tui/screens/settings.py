@@ -15,6 +15,7 @@ import tomli_w
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.widgets import Input, Label, Select
 
 from ttag_tui import config as config_module
@@ -159,7 +160,7 @@ class ConfigScreen(Dialog[Config | None]):
             config = config_from_form(self.config, self.form_values())
             path = config_module.save(config)
         except (ValueError, OSError) as exc:
-            self.query_one("#config-message", Label).update(f"[red]not saved: {exc}[/]")
+            self.query_one("#config-message", Label).update(Content.styled(f"not saved: {exc}", "red"))
             return
         self.notify(f"saved {path}", timeout=3)
         self.dismiss(config)

@@ -121,7 +121,7 @@ class SettingsPane(VerticalScroll):
                 field.tooltip = param.help if param is not None else None
                 yield field
         yield Static(self._seed_line(), id="last-seed")
-        yield Static(id="setting-errors")
+        yield Static(id="setting-errors", markup=False)  # errors quote what was typed
 
     def on_mount(self) -> None:
         self._show_errors()
