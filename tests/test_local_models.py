@@ -130,3 +130,43 @@ def test_the_api_never_takes_a_folder(musicgen_folder):
     with client_for() as client:
         response = client.post("/api/jobs", json={"prompt": "x", "model": str(musicgen_folder)})
         assert response.status_code == 422 and "unknown model" in response.text
+
+
+async def test_the_tui_opens_a_local_folder_from_the_palette_and_lists_it(tmp_path):
+    from runners.registry import Registry
+    from tests.fake_runners import fake_registry
+    from tests.tui_fakes import make_app, running, wait_for
+
+    folder = tmp_path / "my stable audio"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableAudioPipeline"}))
+    registry = Registry([*fake_registry(), default_registry().get("stable-audio-open-1.0")])
+    app = make_app(tmp_path, registry=registry)
+    async with running(app) as pilot:
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: app.screen.query("CommandInput"), "the palette")
+        await pilot.press(*"open a local model")
+        await wait_for(
+            pilot,
+            lambda: "local model" in str(app.screen.query_one("CommandList").get_option_at_index(0).prompt).lower(),
+            "the action at the top",
+        )
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen.query("AskScreen Input"), "the folder question")
+        app.screen.query_one("AskScreen Input").value = str(folder)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen.model_id == str(folder), "the folder chosen as the model")
+        assert str(folder) in app.registry and app.registry.get(str(folder)).hub_repo == str(folder)
+        assert app.screen.query("#negative"), "stable audio's negative prompt shows, as for the hub model"
+
+        (tmp_path / "junk").mkdir()
+        await app.screen.open_local_model()
+        await wait_for(pilot, lambda: app.screen.query("AskScreen Input"), "the folder question again")
+        app.screen.query_one("AskScreen Input").value = str(tmp_path / "junk")
+        await pilot.press("enter")
+        await wait_for(
+            pilot,
+            lambda: any("not a checkpoint ttag knows" in str(n.message) for n in app._notifications),
+            "the refusal in words",
+        )
+        assert app.screen.model_id == str(folder)

@@ -171,6 +171,11 @@ class TtagApp(App[int]):
             key = keymap.effective_key(spec, self.config.keys)
             yield SystemCommand(spec.description, f"{spec.help} ({key})", partial(node.run_action, spec.id))
         yield SystemCommand("Empty the trash", "delete trashed takes for good (no undo after this)", screen.empty_trash)
+        yield SystemCommand(
+            "Open a local model folder",
+            "a fine-tune or a copied checkpoint: MusicGen (transformers), diffusers or AudioCraft",
+            screen.open_local_model,
+        )
         for model in self.registry:
             yield SystemCommand(f"Model: {model.id}", model.description, partial(screen.choose_model, model.id))
         for session in self.store.sessions():

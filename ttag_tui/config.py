@@ -119,8 +119,8 @@ def _api_keys(value: Any) -> str:
 
 
 def parse_rate_limit(text: str) -> list[Any]:
-    """The limits package's items for ``rate_limit`` (what slowapi applies); ValueError in words when it cannot be."""
-    from limits import parse_many  # slowapi's own parser; imported only when a rate limit is set or served
+    """The limits package's items for ``rate_limit``; ValueError in words when it cannot be."""
+    from limits import parse_many  # imported only when a rate limit other than the default is set, or served
 
     try:
         items = parse_many(text)

@@ -241,6 +241,39 @@ class MainScreen(Screen[None]):
         self._state_changed()
 
     # -- models ----------------------------------------------------------------------------------------------------
+    async def open_local_model(self) -> None:
+        """Ask for a local checkpoint folder, then list it as a model and choose it (its weights are hashed in a
+        thread: a few seconds for gigabytes)."""
+        from ttag_tui.screens.ask import AskScreen
+
+        def opened(path: str | None) -> None:
+            if path:
+                self.run_worker(self._add_local_model(path), group="local-model", exit_on_error=False)
+
+        await self.app.push_screen(
+            AskScreen("Local checkpoint folder", placeholder="a MusicGen, diffusers or AudioCraft folder"), opened
+        )
+
+    async def _add_local_model(self, path: str) -> None:
+        from runners.local_models import NotAModel, spec_for_folder
+        from ttag_tui.widgets.models import ModelStatus
+
+        if self.ttag.config.backend:
+            self.notify("A local folder runs on this machine only; the server has its own models.", severity="error")
+            return
+        registry = self.ttag.registry
+        try:
+            spec = await asyncio.to_thread(spec_for_folder, self.ttag.config.models.get(path, path), registry)
+        except NotAModel as exc:
+            self.notify(str(exc), title="Not a model ttag can run", severity="error", timeout=10)
+            return
+        if spec.id not in registry:
+            registry.add(spec)
+            availability = await asyncio.to_thread(self.ttag.bridge.availability, spec)
+            self.model_pane.add_model(spec, ModelStatus.from_availability(availability, False))
+        await self.choose_model(spec.id)
+        self.notify(f"{spec.id}: {spec.description}", title="Local model", timeout=6)
+
     def _probe_models(self) -> None:
         """In a thread: can each model run (here, or on the remote server)? Imports nothing heavy."""
         bridge = self.ttag.bridge

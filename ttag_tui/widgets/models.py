@@ -165,6 +165,11 @@ class ModelPane(Vertical):
         if self.query_one(OptionList).scrollable_content_region.width != self._list_width:
             self._redraw_rows()
 
+    def add_model(self, spec: ModelSpec, status: ModelStatus) -> None:
+        """A model that joined the registry after start-up (a local checkpoint folder): listed last."""
+        self.statuses[spec.id] = status
+        self.query_one(OptionList).add_option(Option(self._row(spec, self._list_width), id=spec.id))
+
     def set_statuses(self, statuses: dict[str, ModelStatus]) -> None:
         self.statuses.update(statuses)
         self._redraw_rows()
