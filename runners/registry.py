@@ -8,7 +8,6 @@ up (not imported) and the weights are looked for in the Hugging Face cache.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -196,6 +195,8 @@ def install_hint(extra: str) -> str:
     An editable install (or a clone run from source) gets ``pip install -e`` of the clone, wherever the user stands; a
     pipx install gets pipx's reinstall with the extra; anything else (a wheel) pip's install by distribution name.
     """
+    import importlib.metadata  # here, not at the top: it costs start-up time and only a "how to fix" line needs it
+
     source = Path(__file__).resolve().parent.parent  # the folder that holds the `runners` package
     # Every copy of the metadata: a clone run from its folder also sees the egg-info an editable install left there.
     installs = [dist.read_text("direct_url.json") for dist in importlib.metadata.distributions(name=DISTRIBUTION)]

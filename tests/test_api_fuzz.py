@@ -12,8 +12,9 @@ import functools
 import io
 import json
 import statistics
+import subprocess
+import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -166,34 +167,45 @@ def longest_runnable(http: httpx.Client) -> list[dict]:
     return [m for m in http.get("/api/models").json() if m["runnable"] and m["weights_cached"] is not False]
 
 
+POLLER = """
+import json, select, sys, time, httpx
+latencies = []
+with httpx.Client(base_url=sys.argv[1], timeout=10) as client:
+    print("ready", flush=True)
+    while not select.select([sys.stdin], [], [], 0.02)[0]:  # every 20 ms, until the test writes "stop"
+        started = time.perf_counter()
+        assert client.get("/api/health").status_code == 200
+        latencies.append(time.perf_counter() - started)
+print(json.dumps(latencies), flush=True)
+"""
+
+
 def health_latencies_while(base: str, work) -> tuple[object, list[float]]:
-    """Run ``work()`` while another client polls /api/health; its result and the sorted health latencies (s)."""
-    latencies: list[float] = []
-    stop = threading.Event()
-
-    def poll() -> None:
-        with httpx.Client(base_url=base, timeout=10) as health:
-            while not stop.is_set():
-                started = time.perf_counter()
-                assert health.get("/api/health").status_code == 200
-                latencies.append(time.perf_counter() - started)
-                stop.wait(0.02)
-
-    poller = threading.Thread(target=poll)
-    poller.start()
+    """Run ``work()`` while another process polls /api/health (its own GIL: the latencies are the server's, not this
+    busy test process's); the result and the sorted health latencies (s)."""
+    poller = subprocess.Popen(
+        [sys.executable, "-c", POLLER, base],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert poller.stdout.readline().strip() == "ready"
     try:
         result = work()
     finally:
-        stop.set()
-        poller.join()
-    return result, sorted(latencies)
+        out, _ = poller.communicate("stop\n", timeout=60)
+    return result, sorted(json.loads(out))
 
 
 def download(base: str, job: str, fmt: str, folder) -> tuple[str, int, float]:
-    with httpx.Client(base_url=base, timeout=600) as client:
-        response = client.get(f"/api/jobs/{job}/takes/0", params={"format": fmt})
     path = folder / f"{fmt}-{threading.get_ident()}.{fmt}"
-    path.write_bytes(response.content)
+    with (
+        httpx.Client(base_url=base, timeout=600) as client,
+        client.stream("GET", f"/api/jobs/{job}/takes/0", params={"format": fmt}) as response,
+        open(path, "wb") as sink,
+    ):
+        for piece in response.iter_bytes(1 << 20):
+            sink.write(piece)
     return fmt, response.status_code, round(soundfile.info(path).duration)
 
 

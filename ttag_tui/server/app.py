@@ -7,14 +7,17 @@ limits per key or client address; a request-body size limit; no CORS; clients ne
 """
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import pathlib
 import struct
 import tempfile
+import threading
 import typing
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -49,6 +52,7 @@ from ttag_tui.server.security import Guard
 from ttag_tui.server.stream import serve_events
 
 MAX_BODY_BYTES = 64 * 1024
+ENCODER_THREADS = 2  # downloads encoded at once; more wait their turn (each is CPU-bound: more would not be faster)
 SERVER_SIDE_FIELDS = {"audio_prompt", "melody"}  # file paths: a client never chooses a path on the server
 JOB_ID = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="job id")]
 
@@ -235,6 +239,13 @@ def _invalid(errors: list[FieldError]) -> HTTPException:
     return HTTPException(422, [{"loc": ["body", e.field], "msg": e.message, "type": "value_error"} for e in errors])
 
 
+def _lower_priority() -> None:
+    """Encoding threads yield the CPU to the event loop: a 10-minute MP3 must not slow /api/health or a progress poll.
+    (On Linux a thread has its own nice value; elsewhere this changes nothing.)"""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
 def _wav_header(channels: int, sample_rate: int, frames: int) -> bytes:
     """A 16-bit PCM WAV header for a stream whose exact length is known up front (the contract makes it exact)."""
     data = frames * channels * 2
@@ -266,6 +277,7 @@ def create_app(
     owns_bridge = bridge is None
     bridge = bridge or Bridge(registry, BridgeSettings.from_config(config))
     board = JobBoard(bridge, TakeStore(), max_queue=config.max_queue)
+    encoders = ThreadPoolExecutor(ENCODER_THREADS, "ttag-encode", initializer=_lower_priority)
     guard = Guard(config.api_key_list, parse_rate_limit(config.rate_limit), config.allowed_host_list)
     keys = guard.keys
     bearer = HTTPBearer(auto_error=False, description="an API key from the server's config (api_keys)")
@@ -342,7 +354,7 @@ def create_app(
         os.close(fd)
         encoded = pathlib.Path(name)
         try:
-            await asyncio.to_thread(transcode, stored.path, encoded, fmt)
+            await asyncio.get_running_loop().run_in_executor(encoders, transcode, stored.path, encoded, fmt)
         except BaseException:
             encoded.unlink(missing_ok=True)
             raise
