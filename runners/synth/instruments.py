@@ -43,6 +43,14 @@ def midi_hz(pitch: float) -> float:
 # ---------------------------------------------------------------- tables and shared buffers
 
 
+# Organ registrations as (harmonic, level): the 8', 4', 2 2/3', 2', 1 3/5', 1 1/3' and 1' drawbars.
+ORGAN_DRAWBARS = {
+    "organ": ((1, 1.0), (2, 0.8), (3, 0.6), (4, 0.5), (6, 0.3), (8, 0.25)),
+    "organ_mellow": ((1, 1.0), (2, 0.45), (3, 0.15)),  # flutes: round, for bubbling reggae and ballads
+    "organ_bright": ((1, 1.0), (2, 0.9), (3, 0.8), (4, 0.7), (5, 0.45), (6, 0.55), (8, 0.6)),  # full gospel
+}
+
+
 def _harmonics(wave: str, count: int) -> np.ndarray:
     k = np.arange(1, count + 1, dtype=np.float64)
     if wave == "sine":
@@ -57,9 +65,9 @@ def _harmonics(wave: str, count: int) -> np.ndarray:
         amps = 1.0 / k**2
     elif wave == "piano":
         amps = 1.0 / k**1.6 * (1.0 + 0.5 * np.cos(k * 0.9))  # uneven partials from the hammer position
-    elif wave == "organ":  # drawbars 888000000-ish: 16', 8', 5 1/3', 4', 2 2/3', 2'
+    elif wave in ORGAN_DRAWBARS:
         amps = np.zeros(count)
-        for h, a in ((1, 1.0), (2, 0.8), (3, 0.6), (4, 0.5), (6, 0.3), (8, 0.25)):
+        for h, a in ORGAN_DRAWBARS[wave]:
             if h <= count:
                 amps[h - 1] = a
     elif wave == "sub":
@@ -128,10 +136,11 @@ def seconds(n: int) -> np.ndarray:
 
 @cache
 def noise_bank(kind: str) -> np.ndarray:
-    """Fixed noise (the same on every machine), optionally pre-filtered for one drum family."""
-    white = np.random.default_rng(0x7A6).standard_normal(NOISE_LEN)
+    """Fixed noise (the same on every machine), optionally pre-filtered for one drum family. Built on first use: a
+    take only pays for the families it plays, and every family filters the one white bank."""
     if kind == "white":
-        return white.astype(np.float32)
+        return np.random.default_rng(0x7A6).standard_normal(NOISE_LEN).astype(np.float32)
+    white = noise_bank("white")
     band = {
         "hat": ("highpass", 7000.0),
         "snare": ("bandpass", (900.0, 9000.0)),
@@ -369,7 +378,7 @@ def epiano(note: Note) -> np.ndarray:
 def organ(note: Note) -> np.ndarray:
     n = ring(note.length, 0.05)
     leslie = 1.0 + 0.004 * np.sin(2 * np.pi * 6.2 * seconds(n))
-    out = _detuned(note, "organ", n, 3.0, vib=leslie)
+    out = _detuned(note, note.kind or "organ", n, 3.0, vib=leslie)
     amp = 1.0 + 0.15 * np.sin(2 * np.pi * 6.2 * seconds(n) + np.array([[0.0], [1.6]]))
     return 0.6 * out * amp * envelope(n, note.length, 0.01, 0.05)
 

@@ -96,12 +96,14 @@ class Master:
         fade_out: float,
         measure_seconds: float = 4.0,
         release: float = 0.15,
+        measure_from: int = 0,
     ) -> None:
         self.n = n_samples
         self.target = 10 ** (target_rms_db / 20)
         self.ceiling = 10 ** (TRUE_PEAK_CEILING_DB / 20)
         self.fade_in = max(1, int(fade_in * SR))
         self.fade_out = max(1, int(fade_out * SR))
+        self.measure_from = measure_from  # a sparse intro would set the gain too high for the full band after it
         self.measure = int(measure_seconds * SR)
         self.recover = self.BLOCK / (release * SR)  # log-gain regained per block
         self.gain = 1.0
@@ -121,9 +123,11 @@ class Master:
         for chunk in raw:
             head.append(self._fades(chunk, pos))
             pos += chunk.shape[1]
-            if pos >= self.measure:
+            if pos >= self.measure_from + self.measure:
                 break
         joined = np.concatenate(head, axis=1) if head else np.zeros((2, 0))
+        if joined.shape[1] > self.measure_from:
+            joined = joined[:, self.measure_from :]
         rms = float(np.sqrt(np.mean(joined**2))) if joined.size else 0.0
         self.gain = min(self.target / rms, 1000.0) if rms > 1e-9 else 1.0
 

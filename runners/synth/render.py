@@ -49,6 +49,7 @@ class TakeRenderer:
             SCENE_RMS_DB if scene_only else MUSIC_RMS_DB,
             fade_in=min(1.0 if scene_only else 0.01, n_samples / SR / 10),
             fade_out=min(1.5, n_samples / SR / 10),
+            measure_from=self.plan.intro,
         )
 
     @property
