@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import numpy as np
-from scipy import signal
+
+from runners.synth import dsp
 
 SR = 44100
 TABLE = 4096  # wavetable length (power of two: index wrap is a bitwise and)
@@ -148,8 +149,7 @@ def noise_bank(kind: str) -> np.ndarray:
         "low": ("lowpass", 400.0),
         "mid": ("bandpass", (300.0, 3000.0)),
     }[kind]
-    sos = signal.butter(2, band[1], btype=band[0], fs=SR, output="sos")
-    out = signal.sosfilt(sos, white)
+    out = dsp.lfilter(dsp.butter(2, band[1], band[0]), white)
     return (out / np.sqrt(np.mean(out**2))).astype(np.float32)
 
 
@@ -161,14 +161,9 @@ def noise(kind: str, n: int, offset: int) -> np.ndarray:
     return np.resize(np.roll(bank, -offset), n)
 
 
-@lru_cache(maxsize=256)
-def _lowpass(cutoff: int, order: int = 2) -> np.ndarray:
-    return signal.butter(order, min(cutoff, SR * 0.45), btype="lowpass", fs=SR, output="sos")
-
-
 def lowpass(x: np.ndarray, cutoff: float) -> np.ndarray:
-    """Per-note low-pass (cutoff rounded so the coefficients are cached)."""
-    return signal.sosfilt(_lowpass(int(round(cutoff / 50.0) * 50) or 50), x, axis=-1)
+    """Per-note low-pass (cutoff rounded so the designs are cached)."""
+    return dsp.lfilter(dsp.butter(2, min(round(cutoff / 50.0) * 50 or 50, SR * 0.45)), x)
 
 
 # ---------------------------------------------------------------- oscillators and envelopes
@@ -488,8 +483,8 @@ def thunder(note: Note) -> np.ndarray:
     rng = np.random.default_rng(note.var)
     n = note.length
     raw = rng.standard_normal(n)
-    rumble = signal.sosfilt(_lowpass(180, 4), raw) * 6.0
-    crack = signal.sosfilt(_lowpass(1500, 2), raw) * decay(n, 0.15) * rng.uniform(0.0, 1.0)
+    rumble = dsp.lfilter(dsp.butter(4, 180.0), raw) * 6.0
+    crack = lowpass(raw, 1500.0) * decay(n, 0.15) * rng.uniform(0.0, 1.0)
     t = seconds(n)
     attack = rng.uniform(0.05, 0.6)
     env = np.minimum(t / attack, 1.0) * np.exp(-t / rng.uniform(1.2, 2.5))

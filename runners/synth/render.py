@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import numpy as np
-from scipy import signal
 
+from runners.synth import dsp
 from runners.synth.instruments import SR, Note, render
 from runners.synth.mix import Master, Reverb, pan
 from runners.synth.patterns import DUCKED, Plan, arrange
@@ -37,12 +37,8 @@ class TakeRenderer:
         self.notes: list[Note] = sorted([*self.plan.notes, *events], key=lambda note: note.start)
         self.bed = SceneBed(brief.scenes, brief.intensity, seed, self.plan.scene_level)
         self.reverb = Reverb(self.plan.room, CHUNK)
-        self.highpass = signal.butter(2, 28.0, btype="highpass", fs=SR, output="sos")
-        self.hp_state = np.zeros((self.highpass.shape[0], 2, 2))
-        self.lowpass = (
-            signal.butter(2, self.plan.lowpass, fs=SR, output="sos") if self.plan.lowpass and brief.musical else None
-        )
-        self.lp_state = None if self.lowpass is None else np.zeros((self.lowpass.shape[0], 2, 2))
+        self.highpass = dsp.Filter(dsp.butter(2, 28.0, "highpass"))
+        self.lowpass = dsp.Filter(dsp.butter(2, self.plan.lowpass)) if self.plan.lowpass and brief.musical else None
         scene_only = not brief.musical
         self.master = Master(
             n_samples,
@@ -95,7 +91,7 @@ class TakeRenderer:
             bed = self.bed.render(start, n)
             mix = bus[0:2] + bed + WET * self.reverb(bus[2:4] + 0.25 * bed)
             buffer = buffer[:, n:]
-            mix, self.hp_state = signal.sosfilt(self.highpass, mix, axis=-1, zi=self.hp_state)
+            mix = self.highpass(mix)
             if self.lowpass is not None:
-                mix, self.lp_state = signal.sosfilt(self.lowpass, mix, axis=-1, zi=self.lp_state)
+                mix = self.lowpass(mix)
             yield mix
