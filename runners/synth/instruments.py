@@ -8,6 +8,7 @@ draw, and is identical wherever it is rendered. A voice returns mono ``(n,)`` or
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -356,8 +357,7 @@ def piano(note: Note) -> np.ndarray:
     tau = float(np.clip(1.6 * (261.6 / f) ** 0.6, 0.25, 4.0))
     bright = osc("piano", f, n) * decay(n, tau * 0.18)
     warm = osc("sine", f, n) + 0.3 * osc("sine", 2 * f, n)
-    out = (0.7 * bright + 0.5 * warm * decay(n, tau)) * envelope(n, note.length, 0.002, 0.12)
-    return out * (0.55 + 0.45 * note.vel)  # harder hits are brighter-louder
+    return (0.7 * bright + 0.5 * warm * decay(n, tau)) * envelope(n, note.length, 0.002, 0.12)
 
 
 def epiano(note: Note) -> np.ndarray:
@@ -530,9 +530,44 @@ VOICES: dict[str, Callable[[Note], np.ndarray]] = {
 END_FADE = 220  # 5 ms: every voice ends at exactly zero, so a cut-off tail never clicks
 
 
-def render(note: Note) -> np.ndarray:
-    """The note's audio scaled by its velocity (mono or stereo, as the voice made it)."""
-    audio = VOICES[note.voice](note) * note.vel
+ROUND_ROBIN = 4  # takes of each repeated sound (noise slice, phases), as a sampler keeps a few per key
+SCENE_VOICES = frozenset({"chirp", "cricket", "thunder", "car"})  # one of a kind: never reused
+CACHE_BYTES = 96 << 20  # the rendered sounds kept, least recently used dropped first
+
+
+def _voice(note: Note) -> np.ndarray:
+    audio = VOICES[note.voice](note)
     m = min(END_FADE, audio.shape[-1])
     audio[..., audio.shape[-1] - m :] *= np.linspace(1.0, 0.0, m)
     return audio
+
+
+_sounds: OrderedDict[tuple[str, str, float, int, float, int], np.ndarray] = OrderedDict()
+_sound_bytes = 0
+
+
+def _sound(voice: str, kind: str, pitch: float, length: int, mod: float, var: int) -> np.ndarray:
+    """A note at velocity 1, kept: a groove repeats the same hits and chords bar after bar, and a progression its
+    pad chords every few bars. Identical whenever it is rendered, so reuse changes no sample."""
+    global _sound_bytes
+    key = (voice, kind, pitch, length, mod, var)
+    audio = _sounds.get(key)
+    if audio is not None:
+        _sounds.move_to_end(key)
+        return audio
+    audio = _voice(Note(0, voice, pitch, length, 1.0, var=var, kind=kind, mod=mod)).astype(np.float32)
+    audio.flags.writeable = False
+    _sounds[key] = audio
+    _sound_bytes += audio.nbytes
+    while _sound_bytes > CACHE_BYTES and len(_sounds) > 1:
+        _sound_bytes -= _sounds.popitem(last=False)[1].nbytes
+    return audio
+
+
+def render(note: Note) -> tuple[np.ndarray, float]:
+    """The note's audio at velocity 1 (mono or stereo, as the voice made it; read-only) and the gain its velocity
+    gives: the mixer applies that with the pan in one pass."""
+    gain = note.vel * (0.55 + 0.45 * note.vel) if note.voice == "piano" else note.vel  # harder piano hits: louder
+    if note.voice in SCENE_VOICES:
+        return _voice(note), gain
+    return _sound(note.voice, note.kind, note.pitch, note.length, note.mod, note.var % ROUND_ROBIN), gain

@@ -19,13 +19,11 @@ TRUE_PEAK_CEILING_DB = -1.3  # a little under the -1 dBTP promise, for the estim
 OVERSAMPLE = dsp.OVERSAMPLE
 
 
-def pan(x: np.ndarray, position: float) -> np.ndarray:
-    """Constant-power placement of mono ``(n,)`` audio; stereo ``(2, n)`` audio is balanced instead."""
+def pan(position: float, stereo: bool) -> np.ndarray:
+    """Left and right gains: constant-power placement of mono audio; stereo audio is balanced instead."""
     angle = (np.clip(position, -1.0, 1.0) + 1.0) * np.pi / 4
-    gains = np.array([[np.cos(angle)], [np.sin(angle)]]) * np.sqrt(2.0)
-    if x.ndim == 1:
-        return gains * x[None, :]
-    return x * np.minimum(gains, 1.0)
+    gains = np.array([np.cos(angle), np.sin(angle)]) * np.sqrt(2.0)
+    return np.minimum(gains, 1.0) if stereo else gains
 
 
 def impulse_response(room: float, seed: int = 0x12EB) -> np.ndarray:
@@ -104,6 +102,8 @@ class Master:
         self.gain = 1.0
 
     def _fades(self, x: np.ndarray, start: int) -> np.ndarray:
+        if self.fade_in <= start and start + x.shape[1] <= self.n - self.fade_out:
+            return x  # between the fades
         idx = start + np.arange(x.shape[1])
         fin = np.clip(idx / self.fade_in, 0.0, 1.0)
         fout = np.clip((self.n - idx) / self.fade_out, 0.0, 1.0)

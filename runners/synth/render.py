@@ -65,7 +65,8 @@ class TakeRenderer:
     def _raw(self, on_chunk: Callable[[int], None] | None) -> Iterator[np.ndarray]:
         # Rows: dry L/R and reverb send L/R, then the same for the ducked bus (pads, bass... that pump with the kick).
         # Each row runs from the current chunk's start onwards; ringing notes reach into later chunks.
-        buffer = np.zeros((8, 0))
+        buffer = np.zeros((8, 2 * CHUNK))  # grows (doubling) for long notes; ``used`` columns hold sound
+        used = 0
         index = 0
         for i, start in enumerate(range(0, self.n, CHUNK)):
             if on_chunk is not None:
@@ -75,22 +76,28 @@ class TakeRenderer:
             while index < len(self.notes) and self.notes[index].start < end:
                 note = self.notes[index]
                 index += 1
-                stereo = pan(render(note)[..., : self.n - note.start], note.pan)
+                audio, gain = render(note)
+                audio = audio[..., : self.n - note.start]
+                gains = pan(note.pan, audio.ndim == 2) * gain
+                weights = np.concatenate([gains, gains * note.send])[:, None]  # dry L/R, then reverb send L/R
                 offset = note.start - start
-                need = offset + stereo.shape[1]
+                need = offset + audio.shape[-1]
                 if need > buffer.shape[1]:
-                    buffer = np.concatenate([buffer, np.zeros((8, need - buffer.shape[1]))], axis=1)
+                    grown = np.zeros((8, max(need, 2 * buffer.shape[1])))
+                    grown[:, :used] = buffer[:, :used]
+                    buffer = grown
+                used = max(used, need)
                 row = 4 if self.plan.duck and note.voice in DUCKED else 0
-                buffer[row : row + 2, offset:need] += stereo
-                buffer[row + 2 : row + 4, offset:need] += stereo * note.send
-            if buffer.shape[1] < n:
-                buffer = np.concatenate([buffer, np.zeros((8, n - buffer.shape[1]))], axis=1)
+                buffer[row : row + 4, offset:need] += weights * (audio if audio.ndim == 1 else np.tile(audio, (2, 1)))
             bus = buffer[0:4, :n]
             if self.plan.duck:
                 bus = bus + buffer[4:8, :n] * self._duck(start, n)
             bed = self.bed.render(start, n)
             mix = bus[0:2] + bed + WET * self.reverb(bus[2:4] + 0.25 * bed)
-            buffer = buffer[:, n:]
+            keep = max(0, used - n)  # what rings on into the next chunks moves to the front
+            buffer[:, :keep] = buffer[:, n : n + keep]
+            buffer[:, keep:used] = 0.0
+            used = keep
             mix = self.highpass(mix)
             if self.lowpass is not None:
                 mix = self.lowpass(mix)
