@@ -44,9 +44,9 @@ class IIR:
         self.residues = residues.astype(np.complex128)
         self.direct = float(direct)
         self.weight = np.where(doubled, 2.0, 1.0)
-        # Blocks short enough that |p|**-block stays far from overflow; within a block the recursion is a cumsum.
-        radius = np.clip(np.abs(self.poles), 1e-9, 1 - 1e-12)
-        self.blocks = [int(min(4096, max(16, 200.0 / -np.log(r)))) for r in radius]
+        # Blocks short enough that |p|**-block stays far from overflow for every pole: within one, a cumsum.
+        fastest = np.clip(np.abs(self.poles), 1e-9, 1 - 1e-12).min(initial=1 - 1e-12)
+        self.block = int(min(4096, max(16, 200.0 / -np.log(fastest))))
 
     @classmethod
     def from_zpk(cls, zeros: np.ndarray, poles: np.ndarray, gain: float) -> IIR:
@@ -71,23 +71,22 @@ class IIR:
         """Filter along the last axis from ``state`` (None: at rest); returns (output, state for the next call)."""
         if state is None:
             state = np.zeros((len(self.poles), *x.shape[:-1]), dtype=np.complex128)
-        y = self.direct * x
-        new = np.empty_like(state)
-        for k, (p, r, w, block) in enumerate(zip(self.poles, self.residues, self.weight, self.blocks, strict=True)):
-            out, new[k] = _recursion(r * x, complex(p), state[k], block)
-            y = y + w * out.real
-        return y, new
+        shape = (-1, *[1] * x.ndim)
+        out, state = _recursion(self.residues.reshape(shape) * x, self.poles, state, self.block)
+        return self.direct * x + np.tensordot(self.weight, out.real, axes=1), state
 
 
 @cache
-def _powers(p: complex, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, complex]:
-    """p**i, p**-i and p**(i+1) for i < block, and p**block."""
+def _powers(poles: tuple[complex, ...], block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """p**i, p**-i and p**(i+1) for i < block, and p**block, for each pole (rows)."""
+    p = np.array(poles)[:, None]
     i = np.arange(block, dtype=np.float64)
-    return p**i, p**-i, p ** (i + 1), p**block
+    return p**i, p**-i, p ** (i + 1), p[:, 0] ** block
 
 
-def _recursion(u: np.ndarray, p: complex, s: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """y[i] = p * y[i-1] + u[i] from y[-1] = s, a block at a time: y[i] = p**i * cumsum(u[j] * p**-j) within it."""
+def _recursion(u: np.ndarray, poles: np.ndarray, s: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """y[i] = p * y[i-1] + u[i] from y[-1] = s for each pole p (axis 0 of ``u`` and ``s``), a block at a time:
+    within a block y[i] = p**i * cumsum(u[j] * p**-j)."""
     n = u.shape[-1]
     if n == 0:
         return u.astype(np.complex128), s
@@ -95,17 +94,20 @@ def _recursion(u: np.ndarray, p: complex, s: np.ndarray, block: int) -> tuple[np
     padded = np.zeros((*u.shape[:-1], count * block), dtype=np.complex128)
     padded[..., :n] = u
     parts = padded.reshape(*u.shape[:-1], count, block)
-    rise, fall, carry, stepped = _powers(p, block)
+    rise, fall, carry, stepped = _powers(tuple(poles.tolist()), block)
+    shape = (len(poles), *[1] * (u.ndim - 1), block)  # broadcast a pole's powers over channels and blocks
+    rise, fall, carry = rise.reshape(shape), fall.reshape(shape), carry.reshape(shape)
     local = np.cumsum(parts * fall, axis=-1)
     local *= rise  # each block from rest
     ends = local[..., -1].copy()
-    if abs(stepped) < 1e-30:  # a block outlasts the pole's memory: what enters a block is just the last one's end
+    if np.all(np.abs(stepped) < 1e-30):  # a block outlasts every pole's memory: a block starts from the last's end
         entering = np.concatenate([s[..., None], ends[..., :-1]], axis=-1)
         local += carry * entering[..., None]
     else:  # a slow pole (blocks are capped): one step per block, a dozen per second of audio
+        step = stepped.reshape(-1, *[1] * (s.ndim - 1))
         for k in range(count):
-            local[..., k, :] += carry * s[..., None]
-            s = stepped * s + ends[..., k]
+            local[..., k, :] += carry[..., 0, :] * s[..., None]
+            s = step * s + ends[..., k]
     y = local.reshape(*u.shape[:-1], count * block)[..., :n]
     return y, y[..., -1].copy()
 

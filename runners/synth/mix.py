@@ -1,8 +1,9 @@
 """Mixing and mastering that stream: panning, a convolution reverb and a look-ahead true-peak limiter.
 
 Every stage keeps its state between chunks (the reverb's tail, the limiter's gain), so a take rendered chunk by chunk
-is the take. Loudness is set once, up front, from the first seconds of the raw mix — never from the finished clip —
-and the limiter then guarantees the ceiling.
+is the take. Loudness is set once, up front, from the first seconds of the raw mix after the intro (a take that starts
+with a few instruments is not turned up to the whole band's level) — never from the finished clip — and the limiter
+then guarantees the ceiling.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class Reverb:
 
 
 class Master:
-    """Fades, loudness gain decided from the first seconds, then a look-ahead true-peak limiter.
+    """Fades, loudness gain decided from the first seconds after ``measure_from``, then a look-ahead true-peak limiter.
 
     The limiter works in blocks: each block's gain is at most ceiling / (its oversampled peak), recovers slowly
     afterwards, and is ramped linearly from block to block, never above the block's own limit — so no sample (and,

@@ -65,7 +65,7 @@ class TakeRenderer:
     def _raw(self, on_chunk: Callable[[int], None] | None) -> Iterator[np.ndarray]:
         # Rows: dry L/R and reverb send L/R, then the same for the ducked bus (pads, bass... that pump with the kick).
         # Each row runs from the current chunk's start onwards; ringing notes reach into later chunks.
-        buffer = np.zeros((8, 2 * CHUNK))  # grows (doubling) for long notes; ``used`` columns hold sound
+        buffer = np.zeros((8, 2 * CHUNK), dtype=np.float32)  # grows (doubling); ``used`` columns hold sound
         used = 0
         index = 0
         for i, start in enumerate(range(0, self.n, CHUNK)):
@@ -79,11 +79,11 @@ class TakeRenderer:
                 audio, gain = render(note)
                 audio = audio[..., : self.n - note.start]
                 gains = pan(note.pan, audio.ndim == 2) * gain
-                weights = np.concatenate([gains, gains * note.send])[:, None]  # dry L/R, then reverb send L/R
+                weights = np.concatenate([gains, gains * note.send]).astype(np.float32)[:, None]  # dry L/R, send L/R
                 offset = note.start - start
                 need = offset + audio.shape[-1]
                 if need > buffer.shape[1]:
-                    grown = np.zeros((8, max(need, 2 * buffer.shape[1])))
+                    grown = np.zeros((8, max(need, 2 * buffer.shape[1])), dtype=np.float32)
                     grown[:, :used] = buffer[:, :used]
                     buffer = grown
                 used = max(used, need)
