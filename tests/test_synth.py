@@ -7,6 +7,7 @@ renderer that ignored the prompt would fail. Renders are shared through module-s
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -411,3 +412,53 @@ def test_a_take_is_its_seed_and_says_which_synth_made_it(render, runner, registr
     )[0]
     assert np.array_equal(take.audio, alone.audio)
     assert take.metadata["runner_version"] == SynthRunner.version == "2"
+
+
+# ---------------------------------------------------------------- numpy-only filters
+
+
+@pytest.mark.parametrize(
+    ("order", "cutoff", "kind"),
+    [
+        (2, 28.0, "highpass"),
+        (2, 5500.0, "lowpass"),
+        (2, (80.0, 1200.0), "bandpass"),
+        (4, 180.0, "lowpass"),
+        (2, 14.0, "lowpass"),
+    ],
+)
+def test_filters_match_scipy_chunk_by_chunk(order, cutoff, kind):
+    from runners.synth import dsp
+
+    x = np.random.default_rng(0).standard_normal((2, 3 * SR))
+    reference = signal.sosfilt(signal.butter(order, cutoff, btype=kind, fs=SR, output="sos"), x, axis=-1)
+    chunked = dsp.Filter(dsp.butter(order, cutoff, kind))
+    ours = np.concatenate([chunked(x[:, a:b]) for a, b in ((0, 50000), (50000, 50001), (50001, 3 * SR))], axis=1)
+    assert np.max(np.abs(ours - reference)) < 1e-9 * np.max(np.abs(reference))
+
+
+def test_true_peak_oversampler_matches_resample_poly():
+    from runners.synth import dsp
+
+    x = np.random.default_rng(1).standard_normal((2, 5000))
+    reference = np.abs(signal.resample_poly(x, 4, 1, axis=-1))
+    ours = dsp.oversampled_abs(np.pad(x, ((0, 0), (dsp.CONTEXT, dsp.CONTEXT))))
+    assert np.allclose(ours, reference, atol=1e-12)
+    assert np.max(reference) <= dsp.overshoot() * np.max(np.abs(x))  # the bound the limiter skips quiet blocks by
+
+
+def test_the_synth_imports_no_scipy():
+    """scipy.signal alone took ~0.7 s to import: most of the synth's start-up. A take must not need it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from runners.contract import JobContext; from runners.registry import default_registry; "
+        "from runners.request import validate_request; from runners.synth.runner import SynthRunner; "
+        "registry = default_registry(); runner = SynthRunner(registry.get('synth')); runner.load_model(JobContext()); "
+        "runner.generate(validate_request({'prompt': 'lofi with rain and thunder', 'duration': 2, 'seed': 1}, "
+        "registry), JobContext()); print(sorted(m for m in sys.modules if m.startswith('scipy')))"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=root)
+    assert out.stdout.strip() == "[]"
