@@ -11,7 +11,6 @@ from asyncio with :meth:`Job.aevents` — the same record behind both.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import itertools
 import json
@@ -148,6 +147,8 @@ class Job:
 
     async def aevents(self) -> AsyncIterator[Event]:
         """The same events as :meth:`events`, awaited without blocking the event loop."""
+        import asyncio  # here, not at the top: `ttag generate` never awaits, and asyncio is a sizeable import
+
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
 
