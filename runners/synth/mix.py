@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from functools import cache
 
 import numpy as np
 
@@ -49,14 +50,21 @@ def impulse_response(room: float, seed: int = 0x12EB) -> np.ndarray:
     return ir
 
 
+@cache
+def _room(room: float, chunk: int) -> tuple[int, int, np.ndarray]:
+    """(IR length, FFT size, IR spectrum): the same for every take in a room, so built once."""
+    ir = impulse_response(room)
+    nfft = dsp.next_fast_len(chunk + ir.shape[1] - 1)
+    spectrum = np.fft.rfft(ir, nfft, axis=-1)
+    spectrum.flags.writeable = False
+    return ir.shape[1], nfft, spectrum
+
+
 class Reverb:
     """Overlap-add FFT convolution: each chunk costs two FFTs; the tail is carried into the next chunk."""
 
     def __init__(self, room: float, chunk: int) -> None:
-        ir = impulse_response(room)
-        self.length = ir.shape[1]
-        self.nfft = dsp.next_fast_len(chunk + self.length - 1)
-        self.spectrum = np.fft.rfft(ir, self.nfft, axis=-1)
+        self.length, self.nfft, self.spectrum = _room(room, chunk)
         self.tail = np.zeros((2, self.length - 1))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
