@@ -65,6 +65,7 @@ class IIR:
         return cls(np.array(keep), np.array(residues), (b[-1] / a[-1]).real, np.array(doubled))
 
     def scaled(self, factor: float) -> IIR:
+        """The same filter with its gain times ``factor``."""
         return IIR(self.poles, self.residues * factor, self.direct * factor, self.weight > 1)
 
     def __call__(self, x: np.ndarray, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +104,7 @@ def _recursion(u: np.ndarray, poles: np.ndarray, s: np.ndarray, block: int) -> t
     if np.all(np.abs(stepped) < 1e-30):  # a block outlasts every pole's memory: a block starts from the last's end
         entering = np.concatenate([s[..., None], ends[..., :-1]], axis=-1)
         local += carry * entering[..., None]
-    else:  # a slow pole (blocks are capped): one step per block, a dozen per second of audio
+    else:  # a slow pole next to a fast one, or capped blocks: one step per block, tens per second of audio
         step = stepped.reshape(-1, *[1] * (s.ndim - 1))
         for k in range(count):
             local[..., k, :] += carry[..., 0, :] * s[..., None]
@@ -174,7 +175,8 @@ def _polyphase() -> np.ndarray:
     n = np.arange(2 * half + 1) - half
     h = np.sinc(n / OVERSAMPLE) * np.kaiser(2 * half + 1, 5.0)
     h = h / h.sum() * OVERSAMPLE
-    # output sample 4 m + q = sum_k h[4 k + q'] x[m - k + shift]: gather each phase's taps, newest sample last
+    # output 4 m + q = sum_t h[4 t + q] x[m + CONTEXT - t]: row e of the bank weighs element e of the window
+    # x[m - CONTEXT .. m + CONTEXT], so it holds h[4 (2 CONTEXT - e) + q]
     taps = -(-len(h) // OVERSAMPLE)
     padded = np.zeros(taps * OVERSAMPLE)
     padded[: len(h)] = h
