@@ -230,4 +230,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Leave at once, skipping interpreter finalisation: the daemon reader thread is blocked reading stdin and holds
+    # its lock, so a normal exit waits ~1 s for it and then aborts ("could not acquire lock for <stdin>"); there is
+    # nothing left to clean up that the OS does not (every frame has been written and flushed).
+    sys.stderr.flush()
+    os._exit(code)

@@ -258,3 +258,16 @@ def test_a_worker_whose_bridge_is_gone_stops_its_job_and_exits():
     finally:
         worker.kill()
         worker.wait()
+
+
+def test_a_shut_down_worker_exits_cleanly_at_once(bridge):
+    """After ``shutdown`` the worker leaves with code 0 straight away. (Finalising the interpreter used to wait ~1 s
+    on the stdin reader thread's lock and then abort: 'Fatal Python error ... could not acquire lock'.)"""
+    bridge.generate(request(), timeout=60)
+    handle = bridge.handle_for(REGISTRY.get("tone"))
+    process = handle.process
+    started = time.monotonic()
+    handle.close()
+    assert process.returncode == 0, list(handle.stderr_tail)
+    assert time.monotonic() - started < 0.9
+    assert not any("Fatal Python error" in line for line in handle.stderr_tail)

@@ -34,6 +34,27 @@ class Genre:
     lowpass: float | None = None  # master low-pass in Hz (lofi's dull, dusty top end)
     lead_wave: str = "saw"
     guitar: str = "clean"
+    # What a seed may choose instead of the classic settings above (each take draws one of classic + these), so takes
+    # differ in groove, bass line, comping and sound while staying in the genre.
+    grooves: tuple[dict[str, str], ...] = ()
+    basses: tuple[str, ...] = ()
+    bass_sounds: tuple[str, ...] = ()
+    comps: tuple[str, ...] = ()
+    kits: tuple[str, ...] = ()
+    leads: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()  # a tonal part a take may add when the prompt names no instrument
+
+    def options(self, field: str) -> tuple:
+        """The classic setting followed by its alternatives: ``options("bass")`` → ("root", "follow", ...)."""
+        classic, alternatives = {
+            "drums": (self.drums, self.grooves),
+            "bass": (self.bass, self.basses),
+            "bass_sound": (self.bass_sound, self.bass_sounds),
+            "comp": (self.comp, self.comps),
+            "kit": (self.kit, self.kits),
+            "lead_wave": (self.lead_wave, self.leads),
+        }[field]
+        return (classic, *alternatives)
 
 
 FOUR = "X...X...X...X..."
@@ -62,6 +83,15 @@ GENRES: dict[str, Genre] = {
             sevenths=True,
             room=0.45,
             lowpass=5500.0,
+            grooves=(
+                {"kick": "X......X..X.....", "snare": BACKBEAT, "hat": "x.x.x.x.x.x.x.x."},
+                {"kick": "X..X......X.....", "snare": "....X.......X..g", "hat": OFFBEAT},
+                {"kick": "X.........XX....", "snare": BACKBEAT, "hat": "o.gog.o.o.gog.o."},
+            ),
+            basses=("follow", "melodic", "long"),
+            comps=("half", "sustain", "stab"),
+            kits=("acoustic", "jazz"),
+            extras=("bells", "guitar", "pad", "lead"),
         ),
         Genre(
             "hiphop",
@@ -78,6 +108,15 @@ GENRES: dict[str, Genre] = {
             ("drums", "bass", "piano"),
             "minor_loop",
             room=0.35,
+            grooves=(
+                {"kick": "X.........X..X..", "snare": BACKBEAT, "hat": "x.x.x.x.x.x.x.x."},
+                {"kick": "X..X...X.X......", "snare": "....X.......X...", "hat": "x.xxx.x.x.xxx.x."},
+                {"kick": "X.X.......X.....", "snare": "....X..g....X...", "hat": OFFBEAT},
+            ),
+            basses=("root", "melodic", "long"),
+            comps=("stab", "sustain", "lofi"),
+            kits=("lofi", "808"),
+            extras=("pad", "bells", "strings", "epiano"),
         ),
         Genre(
             "trap",
@@ -94,6 +133,13 @@ GENRES: dict[str, Genre] = {
             ("drums", "bass", "bells", "pad"),
             "minor",
             room=0.4,
+            grooves=(
+                {"kick": "X.......X..X....", "snare": "........X.......", "hat": "x.xxx.x.x.xxx.xx"},
+                {"kick": "X..X......X...X.", "snare": "........X.......", "hat": "x..x..x..x..x.x."},
+                {"kick": "X.....X.X.......", "snare": "........X......g", "hat": "xxx.x.x.xxx.x.x."},
+            ),
+            comps=("half",),
+            extras=("piano", "strings", "lead"),
         ),
         Genre(
             "techno",
@@ -112,6 +158,15 @@ GENRES: dict[str, Genre] = {
             bars_per_chord=2,
             duck=0.5,
             room=0.55,
+            grooves=(
+                {"kick": FOUR, "clap": "............x...", "hat": SIXTEENTHS, "openhat": OFFBEAT},
+                {"kick": "X...X...X...X.x.", "clap": BACKBEAT, "hat": "x.x.x.x.x.x.x.x."},
+                {"kick": FOUR, "snare": "...x......x..x..", "hat": "..o...o...o...o.", "ride": "x.x.x.x.x.x.x.x."},
+            ),
+            basses=("rolling", "melodic", "octave"),
+            comps=("pulse", "sustain", "half"),
+            kits=("808",),
+            extras=("bells", "lead"),
         ),
         Genre(
             "house",
@@ -130,6 +185,15 @@ GENRES: dict[str, Genre] = {
             sevenths=True,
             duck=0.45,
             room=0.45,
+            grooves=(
+                {"kick": FOUR, "clap": BACKBEAT, "hat": SIXTEENTHS, "openhat": OFFBEAT},
+                {"kick": FOUR, "snare": "....x..x....x...", "hat": OFFBEAT, "ride": "x.x.x.x.x.x.x.x."},
+                {"kick": "X...X...X...X..x", "clap": "....x.......x.x.", "hat": "x.x.x.x.x.x.x.x."},
+            ),
+            basses=("melodic", "octave", "rolling"),
+            comps=("half", "sustain", "funk"),
+            kits=("808",),
+            extras=("organ", "bells", "lead", "strings"),
         ),
         Genre(
             "trance",
@@ -147,6 +211,13 @@ GENRES: dict[str, Genre] = {
             "minor",
             duck=0.55,
             room=0.7,
+            grooves=(
+                {"kick": FOUR, "clap": BACKBEAT, "hat": "x.x.x.x.x.x.x.x.", "openhat": OFFBEAT},
+                {"kick": FOUR, "snare": "....x.......x..x", "hat": SIXTEENTHS, "ride": OFFBEAT},
+            ),
+            basses=("offbeat", "octave"),
+            comps=("pulse", "half"),
+            leads=("square",),
         ),
         Genre(
             "dnb",
@@ -164,6 +235,15 @@ GENRES: dict[str, Genre] = {
             "minor",
             bars_per_chord=2,
             room=0.55,
+            grooves=(
+                {"kick": "X.X.......XX....", "snare": "....X..X.X..X..X", "hat": "x.x.x.x.x.x.x.x."},
+                {"kick": "X.........X.....", "snare": "....X.......X...", "hat": SIXTEENTHS},
+                {"kick": "X......X..X.....", "snare": "....X.g.....X.g.", "ride": EIGHTHS},
+            ),
+            basses=("follow", "melodic"),
+            bass_sounds=("sub", "synth"),
+            kits=("909",),
+            extras=("piano", "strings", "lead"),
         ),
         Genre(
             "dubstep",
@@ -181,6 +261,10 @@ GENRES: dict[str, Genre] = {
             "minor",
             bars_per_chord=2,
             room=0.45,
+            grooves=(
+                {"kick": "X.....X...x.....", "snare": "........X.......", "hat": "..x...x...x...x."},
+                {"kick": "X..........X....", "snare": "........X..g....", "hat": SIXTEENTHS},
+            ),
         ),
         Genre(
             "rock",
@@ -198,6 +282,14 @@ GENRES: dict[str, Genre] = {
             "rock",
             room=0.35,
             guitar="distorted",
+            grooves=(
+                {"kick": FOUR, "snare": BACKBEAT, "hat": "x.x.x.x.x.x.x.x."},
+                {"kick": "X.X.....X.X...x.", "snare": BACKBEAT, "ride": "x.x.x.x.x.x.x.x."},
+                {"kick": "X.........X.....", "snare": "........X.......", "hat": "x...x...x...x..."},
+            ),
+            basses=("root", "octave", "melodic"),
+            bass_sounds=("synth",),
+            extras=("organ", "piano", "lead"),
         ),
         Genre(
             "jazz",
@@ -215,6 +307,14 @@ GENRES: dict[str, Genre] = {
             "jazz",
             sevenths=True,
             room=0.4,
+            grooves=(
+                {"ride": "X..xX..xX..xX..x", "kick": "X.......X.......", "hat": "....x.......x..."},
+                {"kick": "X..X..X.X..X..X.", "ride": "x.x.x.x.x.x.x.x.", "snare": "...x..x...x..x.."},
+                {"ride": "X...X.x.X...X.x.", "snare": "..g...g...g...g.", "hat": "....x.......x..."},
+            ),
+            basses=("root", "melodic"),
+            comps=("stab", "sustain", "skank"),
+            extras=("lead", "epiano", "guitar"),
         ),
         Genre(
             "cinematic",
@@ -231,6 +331,13 @@ GENRES: dict[str, Genre] = {
             ("drums", "bass", "strings", "brass", "pad"),
             "cinematic",
             room=0.85,
+            grooves=(
+                {"kick": "X...............", "tom": "x..x..x.x..x..x.", "snare": "........x......."},
+                {"kick": "X.......X..X....", "tom": "........x.xxx.xx"},
+            ),
+            basses=("drone",),
+            comps=("half",),
+            extras=("bells", "piano", "lead"),
         ),
         Genre(
             "chiptune",
@@ -248,6 +355,13 @@ GENRES: dict[str, Genre] = {
             "major",
             room=0.15,
             lead_wave="square",
+            grooves=(
+                {"kick": "X...X...X...X...", "snare": "....X..X....X...", "hat": SIXTEENTHS},
+                {"kick": "X..X..X.X.......", "snare": BACKBEAT, "hat": OFFBEAT},
+            ),
+            basses=("eighths", "rolling", "melodic"),
+            leads=("triangle", "saw"),
+            extras=("bells",),
         ),
         Genre(
             "funk",
@@ -265,6 +379,19 @@ GENRES: dict[str, Genre] = {
             "funk",
             sevenths=True,
             room=0.3,
+            grooves=(
+                {"kick": "X..X..X...X..X..", "snare": "....X..g.g..X..g", "hat": "x.x.x.x.x.x.x.x."},
+                {
+                    "kick": "X.X...X...X..X.x",
+                    "snare": "....X.......X...",
+                    "hat": SIXTEENTHS,
+                    "openhat": "..............x.",
+                },
+                {"kick": "X......XX.X.....", "snare": "....X..g....X.g.", "hat": OFFBEAT},
+            ),
+            basses=("octave", "melodic", "follow"),
+            comps=("stab", "skank", "charleston"),
+            extras=("brass", "epiano", "lead"),
         ),
         Genre(
             "pop",
@@ -281,6 +408,15 @@ GENRES: dict[str, Genre] = {
             ("drums", "bass", "piano", "pad", "lead"),
             "major",
             room=0.45,
+            grooves=(
+                {"kick": FOUR, "clap": BACKBEAT, "hat": "x.x.x.x.x.x.x.x."},
+                {"kick": "X..X..X.X.......", "snare": BACKBEAT, "hat": SIXTEENTHS},
+                {"kick": "X.......X.......", "snare": BACKBEAT, "hat": OFFBEAT, "openhat": "..............x."},
+            ),
+            basses=("eighths", "root", "melodic"),
+            bass_sounds=("electric", "sub"),
+            comps=("pulse", "stab", "sustain"),
+            extras=("guitar", "strings", "bells"),
         ),
         Genre(
             "synthwave",
@@ -297,6 +433,14 @@ GENRES: dict[str, Genre] = {
             ("drums", "bass", "pad", "lead", "pluck"),
             "minor",
             room=0.65,
+            grooves=(
+                {"kick": "X.......X.......", "snare": BACKBEAT, "hat": "x.x.x.x.x.x.x.x."},
+                {"kick": FOUR, "clap": BACKBEAT, "hat": OFFBEAT, "openhat": "..............x."},
+            ),
+            basses=("eighths", "rolling"),
+            comps=("sustain", "half"),
+            leads=("square",),
+            extras=("bells", "strings"),
         ),
         Genre(
             "reggae",
@@ -313,6 +457,16 @@ GENRES: dict[str, Genre] = {
             ("drums", "bass", "organ", "guitar"),
             "major",
             room=0.5,
+            grooves=(
+                {"kick": "X.......X.......", "snare": "........x.......", "hat": "x.x.x.x.x.x.x.x."},
+                {"kick": FOUR, "snare": "....x.......x...", "hat": "x...x...x...x...", "openhat": "......x.......x."},
+                {"kick": "........X.....x.", "snare": "....g...X...g...", "hat": "x.xxx.xxx.xxx.xx"},
+            ),
+            basses=("melodic", "root", "offbeat"),
+            bass_sounds=("electric",),
+            comps=("bubble", "double", "backbeat"),
+            kits=("lofi",),
+            extras=("piano", "lead", "guitar"),
         ),
         Genre(
             "ambient",
@@ -342,6 +496,9 @@ GENRES: dict[str, Genre] = {
             "ambient",
             bars_per_chord=2,
             room=0.95,
+            basses=("long",),
+            comps=("half",),
+            extras=("piano", "lead", "pluck"),
         ),
         Genre(
             "classical",
@@ -358,6 +515,9 @@ GENRES: dict[str, Genre] = {
             ("piano", "strings"),
             "major",
             room=0.7,
+            basses=("root",),
+            bass_sounds=("sub",),
+            extras=("bells", "lead"),
         ),
     )
 }

@@ -8,12 +8,14 @@ draw, and is identical wherever it is rendered. A voice returns mono ``(n,)`` or
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import numpy as np
-from scipy import signal
+
+from runners.synth import dsp
 
 SR = 44100
 TABLE = 4096  # wavetable length (power of two: index wrap is a bitwise and)
@@ -43,6 +45,14 @@ def midi_hz(pitch: float) -> float:
 # ---------------------------------------------------------------- tables and shared buffers
 
 
+# Organ registrations as (harmonic, level): the 8', 4', 2 2/3', 2', 1 3/5', 1 1/3' and 1' drawbars.
+ORGAN_DRAWBARS = {
+    "organ": ((1, 1.0), (2, 0.8), (3, 0.6), (4, 0.5), (6, 0.3), (8, 0.25)),
+    "organ_mellow": ((1, 1.0), (2, 0.45), (3, 0.15)),  # flutes: round, for bubbling reggae and ballads
+    "organ_bright": ((1, 1.0), (2, 0.9), (3, 0.8), (4, 0.7), (5, 0.45), (6, 0.55), (8, 0.6)),  # full gospel
+}
+
+
 def _harmonics(wave: str, count: int) -> np.ndarray:
     k = np.arange(1, count + 1, dtype=np.float64)
     if wave == "sine":
@@ -57,9 +67,9 @@ def _harmonics(wave: str, count: int) -> np.ndarray:
         amps = 1.0 / k**2
     elif wave == "piano":
         amps = 1.0 / k**1.6 * (1.0 + 0.5 * np.cos(k * 0.9))  # uneven partials from the hammer position
-    elif wave == "organ":  # drawbars 888000000-ish: 16', 8', 5 1/3', 4', 2 2/3', 2'
+    elif wave in ORGAN_DRAWBARS:
         amps = np.zeros(count)
-        for h, a in ((1, 1.0), (2, 0.8), (3, 0.6), (4, 0.5), (6, 0.3), (8, 0.25)):
+        for h, a in ORGAN_DRAWBARS[wave]:
             if h <= count:
                 amps[h - 1] = a
     elif wave == "sub":
@@ -128,10 +138,11 @@ def seconds(n: int) -> np.ndarray:
 
 @cache
 def noise_bank(kind: str) -> np.ndarray:
-    """Fixed noise (the same on every machine), optionally pre-filtered for one drum family."""
-    white = np.random.default_rng(0x7A6).standard_normal(NOISE_LEN)
+    """Fixed noise (the same on every machine), optionally pre-filtered for one drum family. Built on first use: a
+    take only pays for the families it plays, and every family filters the one white bank."""
     if kind == "white":
-        return white.astype(np.float32)
+        return np.random.default_rng(0x7A6).standard_normal(NOISE_LEN).astype(np.float32)
+    white = noise_bank("white")
     band = {
         "hat": ("highpass", 7000.0),
         "snare": ("bandpass", (900.0, 9000.0)),
@@ -139,8 +150,7 @@ def noise_bank(kind: str) -> np.ndarray:
         "low": ("lowpass", 400.0),
         "mid": ("bandpass", (300.0, 3000.0)),
     }[kind]
-    sos = signal.butter(2, band[1], btype=band[0], fs=SR, output="sos")
-    out = signal.sosfilt(sos, white)
+    out = dsp.lfilter(dsp.butter(2, band[1], band[0]), white)
     return (out / np.sqrt(np.mean(out**2))).astype(np.float32)
 
 
@@ -152,14 +162,9 @@ def noise(kind: str, n: int, offset: int) -> np.ndarray:
     return np.resize(np.roll(bank, -offset), n)
 
 
-@lru_cache(maxsize=256)
-def _lowpass(cutoff: int, order: int = 2) -> np.ndarray:
-    return signal.butter(order, min(cutoff, SR * 0.45), btype="lowpass", fs=SR, output="sos")
-
-
 def lowpass(x: np.ndarray, cutoff: float) -> np.ndarray:
-    """Per-note low-pass (cutoff rounded so the coefficients are cached)."""
-    return signal.sosfilt(_lowpass(int(round(cutoff / 50.0) * 50) or 50), x, axis=-1)
+    """Per-note low-pass (cutoff rounded so the designs are cached)."""
+    return dsp.lfilter(dsp.butter(2, min(round(cutoff / 50.0) * 50 or 50, SR * 0.45)), x)
 
 
 # ---------------------------------------------------------------- oscillators and envelopes
@@ -352,8 +357,7 @@ def piano(note: Note) -> np.ndarray:
     tau = float(np.clip(1.6 * (261.6 / f) ** 0.6, 0.25, 4.0))
     bright = osc("piano", f, n) * decay(n, tau * 0.18)
     warm = osc("sine", f, n) + 0.3 * osc("sine", 2 * f, n)
-    out = (0.7 * bright + 0.5 * warm * decay(n, tau)) * envelope(n, note.length, 0.002, 0.12)
-    return out * (0.55 + 0.45 * note.vel)  # harder hits are brighter-louder
+    return (0.7 * bright + 0.5 * warm * decay(n, tau)) * envelope(n, note.length, 0.002, 0.12)
 
 
 def epiano(note: Note) -> np.ndarray:
@@ -369,7 +373,7 @@ def epiano(note: Note) -> np.ndarray:
 def organ(note: Note) -> np.ndarray:
     n = ring(note.length, 0.05)
     leslie = 1.0 + 0.004 * np.sin(2 * np.pi * 6.2 * seconds(n))
-    out = _detuned(note, "organ", n, 3.0, vib=leslie)
+    out = _detuned(note, note.kind or "organ", n, 3.0, vib=leslie)
     amp = 1.0 + 0.15 * np.sin(2 * np.pi * 6.2 * seconds(n) + np.array([[0.0], [1.6]]))
     return 0.6 * out * amp * envelope(n, note.length, 0.01, 0.05)
 
@@ -479,8 +483,8 @@ def thunder(note: Note) -> np.ndarray:
     rng = np.random.default_rng(note.var)
     n = note.length
     raw = rng.standard_normal(n)
-    rumble = signal.sosfilt(_lowpass(180, 4), raw) * 6.0
-    crack = signal.sosfilt(_lowpass(1500, 2), raw) * decay(n, 0.15) * rng.uniform(0.0, 1.0)
+    rumble = dsp.lfilter(dsp.butter(4, 180.0), raw) * 6.0
+    crack = lowpass(raw, 1500.0) * decay(n, 0.15) * rng.uniform(0.0, 1.0)
     t = seconds(n)
     attack = rng.uniform(0.05, 0.6)
     env = np.minimum(t / attack, 1.0) * np.exp(-t / rng.uniform(1.2, 2.5))
@@ -526,9 +530,44 @@ VOICES: dict[str, Callable[[Note], np.ndarray]] = {
 END_FADE = 220  # 5 ms: every voice ends at exactly zero, so a cut-off tail never clicks
 
 
-def render(note: Note) -> np.ndarray:
-    """The note's audio scaled by its velocity (mono or stereo, as the voice made it)."""
-    audio = VOICES[note.voice](note) * note.vel
+ROUND_ROBIN = 4  # takes of each repeated sound (noise slice, phases), as a sampler keeps a few per key
+SCENE_VOICES = frozenset({"chirp", "cricket", "thunder", "car"})  # one of a kind: never reused
+CACHE_BYTES = 96 << 20  # the rendered sounds kept, least recently used dropped first
+
+
+def _voice(note: Note) -> np.ndarray:
+    audio = VOICES[note.voice](note)
     m = min(END_FADE, audio.shape[-1])
     audio[..., audio.shape[-1] - m :] *= np.linspace(1.0, 0.0, m)
     return audio
+
+
+_sounds: OrderedDict[tuple[str, str, float, int, float, int], np.ndarray] = OrderedDict()
+_sound_bytes = 0
+
+
+def _sound(voice: str, kind: str, pitch: float, length: int, mod: float, var: int) -> np.ndarray:
+    """A note at velocity 1, kept: a groove repeats the same hits and chords bar after bar, and a progression its
+    pad chords every few bars. Identical whenever it is rendered, so reuse changes no sample."""
+    global _sound_bytes
+    key = (voice, kind, pitch, length, mod, var)
+    audio = _sounds.get(key)
+    if audio is not None:
+        _sounds.move_to_end(key)
+        return audio
+    audio = _voice(Note(0, voice, pitch, length, 1.0, var=var, kind=kind, mod=mod)).astype(np.float32)
+    audio.flags.writeable = False
+    _sounds[key] = audio
+    _sound_bytes += audio.nbytes
+    while _sound_bytes > CACHE_BYTES and len(_sounds) > 1:
+        _sound_bytes -= _sounds.popitem(last=False)[1].nbytes
+    return audio
+
+
+def render(note: Note) -> tuple[np.ndarray, float]:
+    """The note's audio at velocity 1 (mono or stereo, as the voice made it; read-only) and the gain its velocity
+    gives: the mixer applies that with the pan in one pass."""
+    gain = note.vel * (0.55 + 0.45 * note.vel) if note.voice == "piano" else note.vel  # harder piano hits: louder
+    if note.voice in SCENE_VOICES:
+        return _voice(note), gain
+    return _sound(note.voice, note.kind, note.pitch, note.length, note.mod, note.var % ROUND_ROBIN), gain

@@ -1,37 +1,31 @@
 """Mixing and mastering that stream: panning, a convolution reverb and a look-ahead true-peak limiter.
 
 Every stage keeps its state between chunks (the reverb's tail, the limiter's gain), so a take rendered chunk by chunk
-is the take. Loudness is set once, up front, from the first seconds of the raw mix — never from the finished clip —
-and the limiter then guarantees the ceiling.
+is the take. Loudness is set once, up front, from the first seconds of the raw mix after the intro (a take that starts
+with a few instruments is not turned up to the whole band's level) — never from the finished clip — and the limiter
+then guarantees the ceiling.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from functools import cache
 
 import numpy as np
-from scipy import fft, signal
 
+from runners.synth import dsp
 from runners.synth.instruments import SR
 
 TRUE_PEAK_CEILING_DB = -1.3  # a little under the -1 dBTP promise, for the estimate's error
-OVERSAMPLE = 4
+OVERSAMPLE = dsp.OVERSAMPLE
 
 
-def pan(x: np.ndarray, position: float) -> np.ndarray:
-    """Constant-power placement of mono ``(n,)`` audio; stereo ``(2, n)`` audio is balanced instead."""
+def pan(position: float, stereo: bool) -> np.ndarray:
+    """Left and right gains: constant-power placement of mono audio; stereo audio is balanced instead."""
     angle = (np.clip(position, -1.0, 1.0) + 1.0) * np.pi / 4
-    gains = np.array([[np.cos(angle)], [np.sin(angle)]]) * np.sqrt(2.0)
-    if x.ndim == 1:
-        return gains * x[None, :]
-    return x * np.minimum(gains, 1.0)
-
-
-def true_peak(audio: np.ndarray) -> float:
-    """Peak of the 4× oversampled signal (what a true-peak meter reads), linear."""
-    up = signal.resample_poly(np.asarray(audio, dtype=np.float64), OVERSAMPLE, 1, axis=-1)
-    return float(np.max(np.abs(up))) if up.size else 0.0
+    gains = np.array([np.cos(angle), np.sin(angle)]) * np.sqrt(2.0)
+    return np.minimum(gains, 1.0) if stereo else gains
 
 
 def impulse_response(room: float, seed: int = 0x12EB) -> np.ndarray:
@@ -49,27 +43,35 @@ def impulse_response(room: float, seed: int = 0x12EB) -> np.ndarray:
             ir[0, d] += gain * rng.choice([-1, 1]) * 3
             ir[1, d + int(0.0013 * SR)] += gain * rng.choice([-1, 1]) * 3
     # darker tail: blend towards a low-passed copy as time goes on
-    sos = signal.butter(1, 2500.0, fs=SR, output="sos")
-    dark = signal.sosfilt(sos, ir, axis=-1)
+    dark = dsp.lfilter(dsp.butter(1, 2500.0), ir)
     mix = np.minimum(t / (0.6 * rt60), 1.0)
     ir = ir * (1 - mix) + dark * mix
     ir /= np.sqrt(np.sum(ir**2) / 2)
     return ir
 
 
+@cache
+def _room(room: float, chunk: int) -> tuple[int, int, np.ndarray]:
+    """(IR length, FFT size, IR spectrum): the same for every take in a room, so built once."""
+    ir = impulse_response(room)
+    nfft = dsp.next_fast_len(chunk + ir.shape[1] - 1)
+    spectrum = np.fft.rfft(ir, nfft, axis=-1)
+    spectrum.flags.writeable = False
+    return ir.shape[1], nfft, spectrum
+
+
 class Reverb:
     """Overlap-add FFT convolution: each chunk costs two FFTs; the tail is carried into the next chunk."""
 
     def __init__(self, room: float, chunk: int) -> None:
-        ir = impulse_response(room)
-        self.length = ir.shape[1]
-        self.nfft = fft.next_fast_len(chunk + self.length - 1, real=True)
-        self.spectrum = fft.rfft(ir, self.nfft, axis=-1)
+        self.length, self.nfft, self.spectrum = _room(room, chunk)
         self.tail = np.zeros((2, self.length - 1))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[1]
-        y = fft.irfft(fft.rfft(x, self.nfft, axis=-1) * self.spectrum, self.nfft, axis=-1)[:, : n + self.length - 1]
+        y = np.fft.irfft(np.fft.rfft(x, self.nfft, axis=-1) * self.spectrum, self.nfft, axis=-1)[
+            :, : n + self.length - 1
+        ]
         y[:, : self.length - 1] += self.tail
         self.tail = y[:, n:].copy()
         if self.tail.shape[1] < self.length - 1:  # short final chunk: keep the tail's length constant
@@ -78,7 +80,7 @@ class Reverb:
 
 
 class Master:
-    """Fades, loudness gain decided from the first seconds, then a look-ahead true-peak limiter.
+    """Fades, loudness gain decided from the first seconds after ``measure_from``, then a look-ahead true-peak limiter.
 
     The limiter works in blocks: each block's gain is at most ceiling / (its oversampled peak), recovers slowly
     afterwards, and is ramped linearly from block to block, never above the block's own limit — so no sample (and,
@@ -96,17 +98,21 @@ class Master:
         fade_out: float,
         measure_seconds: float = 4.0,
         release: float = 0.15,
+        measure_from: int = 0,
     ) -> None:
         self.n = n_samples
         self.target = 10 ** (target_rms_db / 20)
         self.ceiling = 10 ** (TRUE_PEAK_CEILING_DB / 20)
         self.fade_in = max(1, int(fade_in * SR))
         self.fade_out = max(1, int(fade_out * SR))
+        self.measure_from = measure_from  # a sparse intro would set the gain too high for the full band after it
         self.measure = int(measure_seconds * SR)
         self.recover = self.BLOCK / (release * SR)  # log-gain regained per block
         self.gain = 1.0
 
     def _fades(self, x: np.ndarray, start: int) -> np.ndarray:
+        if self.fade_in <= start and start + x.shape[1] <= self.n - self.fade_out:
+            return x  # between the fades
         idx = start + np.arange(x.shape[1])
         fin = np.clip(idx / self.fade_in, 0.0, 1.0)
         fout = np.clip((self.n - idx) / self.fade_out, 0.0, 1.0)
@@ -121,9 +127,11 @@ class Master:
         for chunk in raw:
             head.append(self._fades(chunk, pos))
             pos += chunk.shape[1]
-            if pos >= self.measure:
+            if pos >= self.measure_from + self.measure:
                 break
         joined = np.concatenate(head, axis=1) if head else np.zeros((2, 0))
+        if joined.shape[1] > self.measure_from:
+            joined = joined[:, self.measure_from :]
         rms = float(np.sqrt(np.mean(joined**2))) if joined.size else 0.0
         self.gain = min(self.target / rms, 1000.0) if rms > 1e-9 else 1.0
 
@@ -136,6 +144,29 @@ class Master:
                 pos += chunk.shape[1]
 
         yield from self._limit(gained())
+
+    def _peaks(self, seg: np.ndarray, count: int) -> np.ndarray:
+        """True peak of each of ``count`` blocks of ``seg`` (which starts with PAD samples of context). Blocks that
+        cannot reach the ceiling — their samples and neighbours' times the filter's overshoot stay under it — get
+        that bound instead: the limiter leaves both alone, so only loud blocks pay for oversampling."""
+        B, P, C = self.BLOCK, self.PAD, dsp.CONTEXT
+        sample = np.abs(seg).max(axis=0)
+        body = np.zeros(count * B)
+        body[: min(count * B, sample.size - P)] = sample[P : P + count * B]
+        block = body.reshape(count, B).max(axis=1)
+        edges = np.maximum(
+            sample[P - C : P].max(initial=0.0), sample[P + count * B : P + count * B + C].max(initial=0.0)
+        )
+        near = np.maximum(block, np.maximum(np.r_[edges, block[:-1]], np.r_[block[1:], edges]))
+        peaks = near * dsp.overshoot()
+        loud = np.flatnonzero(peaks > self.ceiling)
+        if loud.size:
+            starts = P - C + loud * B  # each loud block with its filter context
+            index = starts[:, None] + np.arange(B + 2 * C)
+            padded = np.pad(seg, ((0, 0), (0, max(0, int(index.max()) + 1 - seg.shape[1]))))
+            windows = padded[:, index]  # (2, loud, B + 2C)
+            peaks[loud] = dsp.oversampled_abs(windows).max(axis=(0, 2))
+        return peaks
 
     def _limit(self, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         B, P = self.BLOCK, self.PAD
@@ -151,12 +182,8 @@ class Master:
             blocks = -(-n // B)
             ahead = nxt[:, : B + P] if nxt is not None else np.zeros((2, P))
             seg = np.concatenate([context, pending, np.zeros((2, blocks * B - n)), ahead], axis=1)
-            up = np.abs(signal.resample_poly(seg, OVERSAMPLE, 1, axis=-1)).max(axis=0)
             count = blocks + (1 if nxt is not None else 0)
-            body = up[OVERSAMPLE * P : OVERSAMPLE * (P + count * B)]
-            if body.size < count * B * OVERSAMPLE:
-                body = np.pad(body, (0, count * B * OVERSAMPLE - body.size))
-            peaks = body.reshape(count, B * OVERSAMPLE).max(axis=1)
+            peaks = self._peaks(seg, count)
             limit = np.log(np.minimum(1.0, self.ceiling / np.maximum(peaks, 1e-12)))
             j = np.arange(count)
             logs = self.recover * j + np.minimum(state + self.recover, np.minimum.accumulate(limit - self.recover * j))

@@ -3,18 +3,24 @@
 Planning the whole take before rendering anything is what makes streaming exact: the renderer only has to play the
 plan chunk by chunk. Everything random comes from one ``numpy.random.Generator`` seeded with the take's seed, in a
 fixed order, so a seed always gives the same notes. Temperature scales how often the arranger departs from the plain
-groove: 0 repeats the genre's pattern and a simple tune verbatim, 2 adds ghost notes, fills, leaps and busy rhythms.
+groove: 0 repeats the take's pattern and a simple tune verbatim, 2 adds ghost notes, fills, leaps and busy rhythms.
+
+What the prompt fixes (tempo, key, genre, the band it names) every seed keeps; everything else is the seed's to choose,
+so takes are different pieces rather than copies: the chord progression, the genre's groove variant and drum kit, the
+bass line and comping style, chord voicings and sounds, an extra part when the prompt names no instrument, the melody,
+and (above temperature 0) the arrangement — an intro, breakdowns, a late entry for the tune.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from runners.synth.genres import GENRES, VELOCITY, Genre
 from runners.synth.instruments import SR, Note, kick_pitch
-from runners.synth.prompt import Brief
+from runners.synth.prompt import TONAL, Brief
 
 SCALES = {
     "major": (0, 2, 4, 5, 7, 9, 11),
@@ -33,10 +39,10 @@ PROGRESSIONS = {
     "major": ((0, 5, 0, 4), (0, 3, 0, 4), (0, 4, 5, 3), (0, 5, 3, 4), (0, 3, 4, 3), (5, 3, 0, 4)),
     "rock": ((0, 3, 0, 4), (0, 3, 4, 3), (0, 4, 5, 3), (0, 6, 3, 0)),
     "jazz": ((1, 4, 0, 0), (0, 5, 1, 4), (2, 5, 1, 4), (0, 3, 1, 4)),
-    "drone": ((0, 0), (0, 5), (0, 3)),
-    "ambient": ((0, 3), (0, 5, 3, 4), (0, 2, 3, 0)),
+    "drone": ((0, 0), (0, 5), (0, 3), (0, 6), (0, 5, 3, 0)),
+    "ambient": ((0, 3), (0, 5, 3, 4), (0, 2, 3, 0), (0, 4, 5, 3), (0, 1, 0, 5)),
     "cinematic": ((0, 5, 2, 6), (0, 5, 3, 4), (0, 3, 5, 4), (0, 6, 5, 4)),
-    "funk": ((0, 3), (0, 0, 3, 3), (0, 3, 0, 4)),
+    "funk": ((0, 3), (0, 0, 3, 0), (0, 0, 0, 4), (0, 3, 0, 4), (0, 6, 0, 4), (0, 0, 3, 3)),  # vamps on the tonic
 }
 
 # What the chord instrument plays in one bar: (step, length in steps).
@@ -50,7 +56,15 @@ COMP_RHYTHMS: dict[str, tuple[tuple[float, float], ...]] = {
     "funk": ((0, 1), (3, 1), (6, 1), (8, 1), (11, 1), (14, 1)),
     "pulse": tuple((s, 1.6) for s in range(0, 16, 2)),
     "skank": ((2, 1), (6, 1), (10, 1), (14, 1)),
+    "backbeat": ((4, 1.5), (12, 1.5)),  # the one-drop chop on two and four
+    "double": tuple((s, 0.7) for s in (2, 3, 6, 7, 10, 11, 14, 15)),
+    "bubble": tuple((s, 0.8) for s in (1, 3, 4, 5, 7, 9, 11, 12, 13, 15)),  # reggae organ shuffle
 }
+ORGANS = ("organ", "organ_mellow", "organ_bright")  # drawbar registrations (see instruments.ORGAN_DRAWBARS)
+
+# Arrangement layers: which parts a section of a take leaves out.
+LAYERS = ("drums", "bass", "chords", "pads", "melody")
+INTROS = (("chords",), ("drums",), ("drums", "bass"), ("chords", "pads"), ("pads", "melody"), ("bass", "chords"))
 
 DRUM_VOICE = {
     "kick": ("kick", ""),
@@ -96,7 +110,20 @@ class Plan:
     scenes: tuple[str, ...]
     intensity: float
     scene_level: float
+    intro: int = 0  # samples before the whole band plays (loudness is measured after it)
     info: dict[str, object] = field(default_factory=dict)
+
+
+def vary(grid: str, rng: np.random.Generator, adds: int, drops: int) -> str:
+    """``grid`` with ``adds`` rests turned into soft hits and ``drops`` hits (never the downbeat) into rests."""
+    steps = list(grid)
+    rests = [i for i, c in enumerate(steps) if c == "."]
+    hits = [i for i, c in enumerate(steps) if c != "." and i]
+    for i in rng.permutation(rests)[:adds]:
+        steps[i] = "o"
+    for i in rng.permutation(hits)[:drops]:
+        steps[i] = "."
+    return "".join(steps)
 
 
 class Grid:
@@ -126,7 +153,9 @@ class Grid:
 class Harmony:
     """The key and the chord of every bar."""
 
-    def __init__(self, brief: Brief, genre: Genre, rng: np.random.Generator, temperature: float, bars: int) -> None:
+    def __init__(
+        self, brief: Brief, genre: Genre, rng: np.random.Generator, seed: int, temperature: float, bars: int
+    ) -> None:
         self.root = brief.root
         self.scale = SCALES.get(brief.mode, SCALES["minor"])
         name = genre.progressions
@@ -136,16 +165,16 @@ class Harmony:
         elif not minorish and name in ("minor", "minor_loop", "cinematic", "lofi"):
             name = "major"
         family = PROGRESSIONS[name]
-        plain = family[0]
-        if temperature <= 0.05:
-            first = second = plain
-        else:
-            first = family[int(rng.integers(len(family)))] if rng.random() < 0.2 + 0.3 * temperature else plain
-            second = family[int(rng.integers(len(family)))] if rng.random() < 0.3 * temperature else first
+        first = family[seed % len(family)]  # the take's own progression (even at temperature 0); neighbours differ
+        second = family[int(rng.integers(len(family)))]
+        wander = rng.random()  # drawn at any temperature, so the choices after it are the seed's alone
+        if temperature <= 0.05 or wander >= 0.3 + 0.2 * temperature:
+            second = first
         self.sevenths = genre.sevenths or (temperature > 1.2 and rng.random() < 0.5)
         per = max(1, genre.bars_per_chord)
         degrees = [*first, *second]
         self.bar_degree = [degrees[(b // per) % len(degrees)] for b in range(bars + 1)]
+        self.bar_degree[max(1, bars - 2) :] = [0] * (bars + 1 - max(1, bars - 2))  # the take ends home, on the tonic
 
     def pitch(self, degree: int, octave: int = 4) -> int:
         """MIDI pitch of a scale degree (may exceed 0..6: 7 is the tonic an octave up)."""
@@ -168,26 +197,96 @@ class Harmony:
         return 33 + (pc - 33) % 12  # A1 .. G#2
 
 
+class Sections:
+    """Which layers rest in which bars: an intro that starts with a few parts, breakdowns that drop the beat, a tune
+    that comes in late. Temperature 0 (or a take too short for it) plays everything throughout."""
+
+    def __init__(self, rng: np.random.Generator, bars: int, present: set[str], temperature: float) -> None:
+        self.rest: dict[str, set[int]] = {layer: set() for layer in LAYERS}
+        self.intro = 0
+        intros = [i for i in INTROS if present & set(i) and present - set(i)]
+        if temperature <= 0.05 or not intros:
+            return
+        longest = min(4, (bars - 1) // 4)  # the last bar is only ringing out
+        self.intro = int(rng.integers(0, longest + 1)) if longest else 0
+        first = intros[int(rng.integers(len(intros)))]
+        for layer in LAYERS:
+            if layer not in first:
+                self.rest[layer].update(range(self.intro))
+        if "melody" in present and rng.random() < 0.5:  # the tune waits for the second phrase
+            self.rest["melody"].update(range(self.intro + 2 * int(rng.integers(1, 3))))
+        for top in range(self.intro + 8, bars - 2, 8):  # a breakdown closing some eight-bar phrases
+            if rng.random() < 0.6:
+                length = int(rng.integers(1, 3))
+                dropped = ("drums", "bass") if rng.random() < 0.5 else ("drums",)
+                for layer in dropped:
+                    self.rest[layer].update(range(top - length, top))
+
+    def plays(self, layer: str, bar: int) -> bool:
+        return bar not in self.rest[layer]
+
+
 class Arranger:
     def __init__(self, brief: Brief, seed: int, temperature: float, n_samples: int) -> None:
         self.brief = brief
-        self.genre = GENRES[brief.genre]
+        self.genre = genre = GENRES[brief.genre]
         self.t = float(temperature)
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        self.rng = rng = np.random.default_rng(seed)
         self.n = n_samples
-        self.grid = Grid(brief.bpm, self.genre.swing, self.genre.swing_unit)
+        swing = max(0.0, genre.swing + float(rng.choice((-0.1, 0.0, 0.12)))) if genre.swing else 0.0  # the take's feel
+        self.grid = Grid(brief.bpm, swing, genre.swing_unit)
         self.bars = int(np.ceil(n_samples / self.grid.bar)) + 1
-        self.harmony = Harmony(brief, self.genre, self.rng, self.t, self.bars)
+        self.harmony = Harmony(brief, genre, rng, seed, self.t, self.bars)
         self.notes: list[Note] = []
-        self._var = int(self.rng.integers(1 << 30))
+        self._var = int(rng.integers(1 << 30))
+        # The take's own sound and style, chosen once in a fixed order (so a seed always makes the same choices).
+        # The main ones rotate with the seed, so the takes of one request (consecutive seeds) never share them.
+        beat = self.rotate(genre.options("drums"), 0)  # kick and snare
+        cymbals = self.rotate(genre.options("drums"), 1)  # hats and ride, from another of the genre's grooves
+        self.groove = {k: v for k, v in beat.items() if DRUM_PART[k] != "hats"} | {
+            k: v for k, v in cymbals.items() if DRUM_PART[k] == "hats"
+        }
+        # Above temperature 0 the take plays its own version of the groove: cymbals with a few hits moved, and a
+        # B bar (every second or fourth) where kick and snare answer the main pattern, as a drummer would.
+        self.b_every = self.pick((2, 4))
+        varied = {k: vary(v, rng, 2, 1 if DRUM_PART[k] != "hats" else 2) for k, v in self.groove.items()}
+        if self.t > 0:
+            self.groove = {k: varied[k] if DRUM_PART[k] == "hats" else v for k, v in self.groove.items()}
+        self.b_groove = {k: v for k, v in varied.items() if DRUM_PART[k] != "hats" and self.t > 0}
+        self.bass_style = self.rotate(genre.options("bass"), 1)
+        self.bass_sound = self.pick(genre.options("bass_sound"))
+        self.comp_style = self.rotate(genre.options("comp"), 2)
+        self.kit = self.pick(genre.options("kit"))
+        self.lead_wave = self.pick(genre.options("lead_wave"))
+        self.organ = self.pick(ORGANS)
+        self.kick_degree = self.pick((0, 4))  # the kick tuned to the tonic or the fifth
+        self.voicing_shift = int(rng.integers(-4, 5))  # other inversions of the same chords
+        self.bass_cell = self._bass_cell()
+        self.band = set(brief.instruments)
+        if not brief.named & set(TONAL) and not brief.implicit and rng.random() < 0.6:
+            extras = [e for e in genre.extras if e not in self.band]
+            if extras:
+                self.band.add(self.pick(tuple(extras)))
+        self.layer = "drums"  # the part being written, for :meth:`add`
+        self.sections = Sections(rng, self.bars, self._layers(), self.t)
 
     # ------------------------------------------------------------ helpers
 
     def chance(self, p: float) -> bool:
         return self.t > 0 and self.rng.random() < p
 
+    def pick(self, options: tuple) -> Any:
+        """One of ``options`` at random."""
+        return options[int(self.rng.integers(len(options)))]
+
+    def rotate(self, options: tuple, salt: int) -> Any:
+        """One of ``options`` by the seed: seeds k and k + 1 always get different ones (when there are several)."""
+        return options[(self.seed + salt) % len(options)]
+
     def add(self, start: int, voice: str, pitch: float, length: int, vel: float, **kw: object) -> None:
-        if 0 <= start < self.n:
+        """One note of the current :attr:`layer`; dropped when its section rests that layer."""
+        if 0 <= start < self.n and self.sections.plays(self.layer, int(start // self.grid.bar)):
             self._var += 7919
             self.notes.append(Note(start, voice, pitch, length, vel, var=self._var, **kw))  # type: ignore[arg-type]
 
@@ -204,9 +303,9 @@ class Arranger:
     # ------------------------------------------------------------ parts
 
     def drums(self) -> None:
-        inst = self.brief.instruments
-        grids = self.genre.drums or GENRES["pop"].drums
-        kit = self.genre.kit if self.genre.kit != "none" else "jazz"
+        inst = self.band
+        grids = self.groove or GENRES["pop"].drums
+        kit = self.kit if self.kit != "none" else "jazz"
         full = "drums" in inst
         for name, grid in grids.items():
             part = DRUM_PART[name]
@@ -216,13 +315,14 @@ class Arranger:
             level, pan, send = DRUM_MIX[name]
             kind = kind or kit
             tuning = {
-                "kick": self.tune(kick_pitch(kit)),
+                "kick": self.tune(kick_pitch(kit), (self.kick_degree,)),
                 "snare": self.tune(185.0, (0, 4)),
                 "tom": self.tune(90.0, (0, 4)),
             }.get(name, 0.0)
             for bar in range(self.bars):
                 fill = name in ("snare", "tom") and bar % 4 == 3 and self.chance(0.25 + 0.3 * self.t)
-                for step, ch in enumerate(grid):
+                b_bar = name in self.b_groove and bar % self.b_every == self.b_every - 1
+                for step, ch in enumerate(self.b_groove[name] if b_bar else grid):
                     vel = VELOCITY.get(ch, 0.0)
                     if name == "hat" and vel == 0 and self.chance(0.06 * self.t):
                         vel = 0.25
@@ -249,7 +349,7 @@ class Arranger:
                 if fill:
                     tom_tuning = self.tune(90.0, (0, 4))
                     for step in range(12, 16):
-                        if name == "tom" or self.genre.kit == "epic":
+                        if name == "tom" or kit == "epic":
                             drop = (7, 3, 0, -5)[step - 12]  # toms falling through the key's fifth
                             self.add(
                                 self.grid.at(bar, step),
@@ -274,12 +374,12 @@ class Arranger:
                             )
 
     def bass(self) -> None:
-        style, sound = self.genre.bass, self.genre.bass_sound
+        style, sound = self.bass_style, self.bass_sound
         if self.brief.implicit:
             style = "long"
         h, g = self.harmony, self.grid
         level = 0.5
-        kick_grid = (self.genre.drums or GENRES["pop"].drums).get("kick", "X.......X.......")
+        kick_grid = (self.groove or GENRES["pop"].drums).get("kick", "X.......X.......")
         for bar in range(self.bars):
             root = h.bass_pitch(bar)
             nxt = h.bass_pitch(bar + 1)
@@ -329,22 +429,41 @@ class Arranger:
                     hits.append((s, 1.2, root + off))
                     if s in (7, 14) and self.chance(0.2 * self.t):  # a ghosted sixteenth pickup
                         hits.append((s + 1, 0.6, root + 12))
+            elif style == "melodic":
+                for i, (s, length, degree) in enumerate(self.bass_cell):
+                    if i and self.chance(0.12 * self.t):
+                        degree = int(self.rng.choice([0, 2, 4]))
+                    pitch = h.bass_pitch(bar, degree % 7) + 12 * (degree // 7)
+                    if degree == -1:  # a step up into the next chord, in the key
+                        pitch = h.bass_pitch(min(bar + 1, self.bars), -1)
+                    hits.append((s, length, pitch))
             for s, length, p in hits:
                 start, n = g.span(bar, s, length)
                 self.add(start, "bass", p, n, level * (1.0 if s % 4 == 0 else 0.85), send=0.03, kind=sound)
 
+    def _bass_cell(self) -> list[tuple[float, float, int]]:
+        """The take's one-bar bass rhythm as (step, length, scale degree above the chord root; -1: lead-in)."""
+        weights = [0.9 if s == 0 else 0.5 if s % 4 == 0 else 0.35 if s % 2 == 0 else 0.12 for s in range(16)]
+        steps = [s for s in range(16) if self.rng.random() < weights[s]] or [0]
+        cell = []
+        for i, s in enumerate(steps):
+            end = steps[i + 1] if i + 1 < len(steps) else 16
+            degree = 0 if i == 0 else int(self.rng.choice([0, 2, 4, 7, 4, 5, -1 if s >= 12 else 2]))
+            cell.append((float(s), max(0.8, (end - s) * 0.85), degree))
+        return cell
+
     def comp(self, voice: str) -> None:
         """Chords for a keyboard or guitar in the genre's comping rhythm."""
         h, g = self.harmony, self.grid
-        style = self.genre.comp
-        if self.brief.implicit and not self.brief.instruments & {"drums", "kick", "snare", "hats"}:
+        style = self.comp_style
+        if self.brief.implicit and not self.band & {"drums", "kick", "snare", "hats"}:
             style = "broken"
         if voice == "guitar" and self.genre.guitar == "distorted":
             style = "power"
         if style in ("sustain", "arp"):
             style = "half" if style == "arp" else "sustain"
-        kind = self.genre.guitar if voice == "guitar" else ""
-        low = {"guitar": 52, "organ": 55}.get(voice, 55)
+        kind = self.genre.guitar if voice == "guitar" else self.organ if voice == "organ" else ""
+        low = {"guitar": 52, "organ": 55}.get(voice, 55) + self.voicing_shift
         per = self.genre.bars_per_chord if style == "sustain" else 1
         for bar in range(self.bars):
             if style == "broken":
@@ -359,7 +478,7 @@ class Arranger:
             if bar % per:
                 continue
             extra = []
-            if style in ("funk", "stab", "skank", "lofi", "half") and self.chance(0.2 * self.t):
+            if style in ("funk", "stab", "skank", "lofi", "half", "backbeat") and self.chance(0.2 * self.t):
                 extra = [(float(self.rng.choice([7, 11, 15])), 1.0)]  # an off-beat push before the next chord
             for s, length in (*rhythm, *extra):
                 start, n = g.span(bar, s, length * per)
@@ -393,7 +512,7 @@ class Arranger:
         """Pads, strings and brass: the chord held for as long as it lasts."""
         h, g = self.harmony, self.grid
         per = max(1, self.genre.bars_per_chord)
-        low = {"strings": 52, "brass": 50, "pad": 53}[voice]
+        low = {"strings": 52, "brass": 50, "pad": 53}[voice] + self.voicing_shift
         level = {"pad": 0.3, "strings": 0.28, "brass": 0.28}[voice]
         bright = float(self.rng.random())
         for bar in range(0, self.bars, per):
@@ -429,7 +548,7 @@ class Arranger:
                     vel,
                     pan=0.35 if i % 2 else -0.35,
                     send=0.35,
-                    kind=self.genre.lead_wave if voice == "lead" else "",
+                    kind=self.lead_wave if voice == "lead" else "",
                 )
 
     def melody(self, voice: str, center: int) -> None:
@@ -437,7 +556,7 @@ class Arranger:
         h, g = self.harmony, self.grid
         octave = (center - h.root + 6) // 12 - 1  # puts the tonic within a fifth of ``center``
         level = {"lead": 0.42, "bells": 0.4, "pluck": 0.42, "piano": 0.38, "guitar": 0.4, "organ": 0.34}.get(voice, 0.4)
-        kind = self.genre.lead_wave if voice == "lead" else (self.genre.guitar if voice == "guitar" else "")
+        kind = self.lead_wave if voice == "lead" else (self.genre.guitar if voice == "guitar" else "")
         motif = self._motif()
         for phrase in range(0, self.bars, 2):
             section_pos = (phrase // 2) % 4
@@ -489,18 +608,35 @@ class Arranger:
 
     # ------------------------------------------------------------ all together
 
+    def _layers(self) -> set[str]:
+        """The arrangement layers this band has (see :meth:`plan` for which part plays in which)."""
+        band = self.band
+        present = {
+            "drums": bool(band & {"drums", "kick", "snare", "hats"}),
+            "bass": "bass" in band,
+            "chords": bool(band & {"piano", "epiano", "organ", "guitar"}),
+            "pads": bool(band & {"pad", "strings", "brass"}),
+            "melody": bool(band & {"lead", "bells", "pluck"}),
+        }
+        return {layer for layer, here in present.items() if here}
+
     def plan(self) -> Plan:
-        inst = self.brief.instruments
+        inst = self.band
+        self.layer = "drums"
         if inst & {"drums", "kick", "snare", "hats"}:
             self.drums()
+        self.layer = "bass"
         if "bass" in inst:
             self.bass()
+        self.layer = "chords"
         for voice in ("piano", "epiano", "organ", "guitar"):
             if voice in inst:
                 self.comp(voice)
+        self.layer = "pads"
         for voice in ("pad", "strings", "brass"):
             if voice in inst:
                 self.sustained(voice)
+        self.layer = "chords"
         melodic = [v for v in ("lead", "bells", "pluck") if v in inst]
         arp_genre = self.genre.name in ("trance", "techno", "synthwave", "chiptune")
         if "pluck" in melodic and (arp_genre or len(melodic) > 1):
@@ -509,6 +645,7 @@ class Arranger:
         if "bells" in melodic and len(melodic) > 1:
             self.arp("bells", level=0.16, rate=4 if self.genre.name != "chiptune" else 2)
             melodic.remove("bells")
+        self.layer = "melody"
         if melodic:
             self.melody(melodic[0], 76 if melodic[0] == "bells" else 72)
         elif (inst & {"piano", "guitar"} and not inst & {"drums", "bass"}) or self.genre.name == "classical":
@@ -525,7 +662,15 @@ class Arranger:
             scenes=self.brief.scenes,
             intensity=self.brief.intensity,
             scene_level=0.35 if inst else 1.0,
-            info={"progression": [int(d) for d in self.harmony.bar_degree[:8]]},
+            intro=min(self.n, round(self.sections.intro * self.grid.bar)),
+            info={
+                "progression": [int(d) for d in self.harmony.bar_degree[:8]],
+                "groove": self.groove,
+                "bass": self.bass_style,
+                "comp": self.comp_style,
+                "band": sorted(self.band),
+                "intro_bars": self.sections.intro,
+            },
         )
 
 

@@ -236,6 +236,7 @@ class Brief:
     energy: float = 0.7  # music dynamics: softer for calm prompts, harder for energetic ones
     implicit: bool = False  # no genre named: the named instruments play on their own
     muted: frozenset[str] = frozenset()  # "no hats": drum parts to leave out
+    named: frozenset[str] = frozenset()  # instruments the prompt asked for (a take may add others only if none)
     notes: dict[str, str] = field(default_factory=dict, compare=False)  # what was read, for metadata
 
     @property
@@ -433,5 +434,6 @@ def parse_prompt(prompt: str) -> Brief:
         energy=energy,
         implicit=implicit,
         muted=frozenset(excluded),
+        named=frozenset(named),
         notes=notes,
     )

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import numpy as np
-from scipy import signal
 
+from runners.synth import dsp
 from runners.synth.instruments import SR, Note, render
 from runners.synth.mix import Master, Reverb, pan
 from runners.synth.patterns import DUCKED, Plan, arrange
@@ -37,18 +37,15 @@ class TakeRenderer:
         self.notes: list[Note] = sorted([*self.plan.notes, *events], key=lambda note: note.start)
         self.bed = SceneBed(brief.scenes, brief.intensity, seed, self.plan.scene_level)
         self.reverb = Reverb(self.plan.room, CHUNK)
-        self.highpass = signal.butter(2, 28.0, btype="highpass", fs=SR, output="sos")
-        self.hp_state = np.zeros((self.highpass.shape[0], 2, 2))
-        self.lowpass = (
-            signal.butter(2, self.plan.lowpass, fs=SR, output="sos") if self.plan.lowpass and brief.musical else None
-        )
-        self.lp_state = None if self.lowpass is None else np.zeros((self.lowpass.shape[0], 2, 2))
+        self.highpass = dsp.Filter(dsp.butter(2, 28.0, "highpass"))
+        self.lowpass = dsp.Filter(dsp.butter(2, self.plan.lowpass)) if self.plan.lowpass and brief.musical else None
         scene_only = not brief.musical
         self.master = Master(
             n_samples,
             SCENE_RMS_DB if scene_only else MUSIC_RMS_DB,
             fade_in=min(1.0 if scene_only else 0.01, n_samples / SR / 10),
             fade_out=min(1.5, n_samples / SR / 10),
+            measure_from=self.plan.intro,
         )
 
     @property
@@ -68,7 +65,8 @@ class TakeRenderer:
     def _raw(self, on_chunk: Callable[[int], None] | None) -> Iterator[np.ndarray]:
         # Rows: dry L/R and reverb send L/R, then the same for the ducked bus (pads, bass... that pump with the kick).
         # Each row runs from the current chunk's start onwards; ringing notes reach into later chunks.
-        buffer = np.zeros((8, 0))
+        buffer = np.zeros((8, 2 * CHUNK), dtype=np.float32)  # grows (doubling); ``used`` columns hold sound
+        used = 0
         index = 0
         for i, start in enumerate(range(0, self.n, CHUNK)):
             if on_chunk is not None:
@@ -78,23 +76,29 @@ class TakeRenderer:
             while index < len(self.notes) and self.notes[index].start < end:
                 note = self.notes[index]
                 index += 1
-                stereo = pan(render(note)[..., : self.n - note.start], note.pan)
+                audio, gain = render(note)
+                audio = audio[..., : self.n - note.start]
+                gains = pan(note.pan, audio.ndim == 2) * gain
+                weights = np.concatenate([gains, gains * note.send]).astype(np.float32)[:, None]  # dry L/R, send L/R
                 offset = note.start - start
-                need = offset + stereo.shape[1]
+                need = offset + audio.shape[-1]
                 if need > buffer.shape[1]:
-                    buffer = np.concatenate([buffer, np.zeros((8, need - buffer.shape[1]))], axis=1)
+                    grown = np.zeros((8, max(need, 2 * buffer.shape[1])), dtype=np.float32)
+                    grown[:, :used] = buffer[:, :used]
+                    buffer = grown
+                used = max(used, need)
                 row = 4 if self.plan.duck and note.voice in DUCKED else 0
-                buffer[row : row + 2, offset:need] += stereo
-                buffer[row + 2 : row + 4, offset:need] += stereo * note.send
-            if buffer.shape[1] < n:
-                buffer = np.concatenate([buffer, np.zeros((8, n - buffer.shape[1]))], axis=1)
+                buffer[row : row + 4, offset:need] += weights * (audio if audio.ndim == 1 else np.tile(audio, (2, 1)))
             bus = buffer[0:4, :n]
             if self.plan.duck:
                 bus = bus + buffer[4:8, :n] * self._duck(start, n)
             bed = self.bed.render(start, n)
             mix = bus[0:2] + bed + WET * self.reverb(bus[2:4] + 0.25 * bed)
-            buffer = buffer[:, n:]
-            mix, self.hp_state = signal.sosfilt(self.highpass, mix, axis=-1, zi=self.hp_state)
+            keep = max(0, used - n)  # what rings on into the next chunks moves to the front
+            buffer[:, :keep] = buffer[:, n : n + keep]
+            buffer[:, keep:used] = 0.0
+            used = keep
+            mix = self.highpass(mix)
             if self.lowpass is not None:
-                mix, self.lp_state = signal.sosfilt(self.lowpass, mix, axis=-1, zi=self.lp_state)
+                mix = self.lowpass(mix)
             yield mix

@@ -10,52 +10,21 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
-from scipy import signal
 
+from runners.synth import dsp
 from runners.synth.instruments import SR, Note
 
 BED_SCENES = ("rain", "wind", "ocean", "fire", "city", "stream", "birds", "vinyl", "thunder")
 
 
 @cache
-def _band(kind: str, lo: float, hi: float, order: int = 2) -> np.ndarray:
-    """Filter sections normalised so white noise in gives unit-RMS noise out (beds are mixed by ear, not by math)."""
-    if kind == "bandpass":
-        sos = signal.butter(order, (lo, hi), btype="bandpass", fs=SR, output="sos")
-    elif kind == "lowpass":
-        sos = signal.butter(order, hi, btype="lowpass", fs=SR, output="sos")
-    else:
-        sos = signal.butter(order, lo, btype="highpass", fs=SR, output="sos")
+def _band(kind: str, lo: float, hi: float, order: int = 2) -> dsp.IIR:
+    """A filter normalised so white noise in gives unit-RMS noise out (beds are mixed by ear, not by math)."""
+    cutoff = {"bandpass": (lo, hi), "lowpass": hi}.get(kind, lo)
+    iir = dsp.butter(order, cutoff, kind)
     impulse = np.zeros(16384)
     impulse[0] = 1.0
-    gain = np.sqrt(np.sum(signal.sosfilt(sos, impulse) ** 2))
-    sos = sos.copy()
-    sos[0, :3] /= gain
-    return sos
-
-
-class _Filter:
-    """A stereo filter whose state survives from one chunk to the next."""
-
-    def __init__(self, sos: np.ndarray) -> None:
-        self.sos = sos
-        self.zi = np.zeros((sos.shape[0], 2, 2))
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        y, self.zi = signal.sosfilt(self.sos, x, axis=-1, zi=self.zi)
-        return y
-
-
-class _Decay:
-    """One-pole decay (impulses in, exponential envelopes out), with its state carried across chunks."""
-
-    def __init__(self, tau: float) -> None:
-        self.a = np.exp(-1.0 / (tau * SR))
-        self.zi = np.zeros((2, 1))
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        y, self.zi = signal.lfilter([1.0 - self.a], [1.0, -self.a], x, axis=-1, zi=self.zi)
-        return y
+    return iir.scaled(1.0 / np.sqrt(np.sum(dsp.lfilter(iir, impulse) ** 2)))
 
 
 def _swell(t: np.ndarray, rates: tuple[float, ...], phases: np.ndarray) -> np.ndarray:
@@ -75,8 +44,8 @@ class SceneBed:
         self.level = level
         self.rng = np.random.default_rng([seed, 0x5CE4E])
         self.phases = self.rng.uniform(0, 2 * np.pi, (8, 2))
-        self.f: dict[str, _Filter] = {}
-        self.d: dict[str, _Decay] = {}
+        self.f: dict[str, dsp.Filter] = {}
+        self.d: dict[str, dsp.Filter] = {}
         filters = {
             "rain": ("bandpass", 350.0, 11000.0),
             "drops": ("highpass", 1500.0, 0.0),
@@ -96,13 +65,13 @@ class SceneBed:
             "rumble": ("lowpass", 0.0, 120.0),
         }
         for name, (kind, lo, hi) in filters.items():
-            self.f[name] = _Filter(_band(kind, lo, hi))
+            self.f[name] = dsp.Filter(_band(kind, lo, hi))
         for name, tau in (("drops", 0.003), ("crackle", 0.0006), ("pops", 0.004), ("vinyl", 0.0004)):
-            self.d[name] = _Decay(tau)
+            self.d[name] = dsp.Filter(dsp.one_pole(tau))
 
     def _noise(self, n: int) -> np.ndarray:
         """Stereo noise, partly correlated (0.4) so a bed is wide but still solid in mono."""
-        x = self.rng.standard_normal((2, n))
+        x = self.rng.standard_normal((2, n), dtype=np.float32)
         x[1] = 0.4 * x[0] + 0.9165 * x[1]
         return x
 

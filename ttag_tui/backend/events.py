@@ -8,7 +8,6 @@ the same events with :meth:`Job.events` / :meth:`Job.aevents` and fold them into
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import threading
@@ -132,6 +131,8 @@ class Job:
 
     async def aevents(self) -> AsyncIterator[Event]:
         """The same events as :meth:`events`, awaited without blocking the event loop."""
+        import asyncio  # here, not at the top: `ttag generate` never awaits, and asyncio is a sizeable import
+
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
 
