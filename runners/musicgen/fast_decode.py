@@ -23,6 +23,7 @@ cumulative-probability boundary (or two greedy logits tied to ~1e-7). The tests 
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -205,24 +206,34 @@ class FastDecoder:
         if not self.cuda_graph:
             return self._forward(tokens, torch.tensor([position], device=tokens.device), None)
         if self.graph is None:
-            self._capture(tokens)
+            self.graph_tokens = tokens.clone()
+            self.graph_position = torch.tensor([position], device=tokens.device)
+            try:
+                self._capture()
+            except RuntimeError as exc:  # an op this torch/driver cannot capture: same maths, launched eagerly
+                warnings.warn(f"MusicGen fast decode: CUDA graph capture failed, running without ({exc})", stacklevel=2)
+                self.cuda_graph = False
+                return self._step(tokens, position)
         self.graph_tokens.copy_(tokens)
         self.graph_position.fill_(position)
         self.graph.replay()
         return self.graph_logits
 
-    def _capture(self, tokens: torch.Tensor) -> None:
-        """Record the static-shape step once per take (cache buffers are fixed) and replay it on every later step."""
-        self.graph_tokens = tokens.clone()
-        self.graph_position = torch.zeros(1, dtype=torch.long, device=tokens.device)
+    def _capture(self) -> None:
+        """Record the fixed-shape step (once per take: the cache buffers are the take's) for replay on later steps.
+
+        The warm-up run on a side stream (allocator, cuBLAS handles) computes this very step, so the K/V it writes
+        are the ones the replay writes again.
+        """
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):  # warm up (allocator, cuBLAS handles) outside the graph
+        with torch.cuda.stream(stream):
             self._forward(self.graph_tokens, self.graph_position, None)
         torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
             self.graph_logits = self._forward(self.graph_tokens, self.graph_position, None)
+        self.graph = graph
 
     def _forward(self, tokens: torch.Tensor, position: torch.Tensor, length: int | None) -> torch.Tensor:
         """The decoder's forward for one step, with the decoder's own modules. ``length`` None: attend over the whole
