@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -152,8 +153,10 @@ def decoder_bench(args: argparse.Namespace) -> int:
     text = dict(tiny_musicgen._tokenizer()(["lofi hip hop with piano"], return_tensors="pt"))
     text = {k: v.to(args.device) for k, v in text.items()}
     where = f"{args.device}, {str(dtype).removeprefix('torch.')}, " + (
-        "CUDA graphs" if cuda else f"{args.threads} thread(s)"
+        "CUDA graphs, wall time" if cuda else f"{args.threads} thread(s), CPU time of this process"
     )
+    # On a CPU, time is this process's CPU time: on a shared machine wall time mostly measures the neighbours.
+    now = time.perf_counter if cuda else time.process_time
 
     class Clock(transformers.StoppingCriteria):
         """Per-step timestamps (the StoppingCriteria is generate()'s per-token hook) and the last ids."""
@@ -168,13 +171,13 @@ def decoder_bench(args: argparse.Namespace) -> int:
         def tick(self, ids: torch.Tensor) -> None:
             if cuda:
                 torch.cuda.synchronize()
-            self.times.append(time.perf_counter())
+            self.times.append(now())
             self.ids = ids
 
     def transformers_loop(model: Any, steps: int) -> tuple[float, Clock]:
         clock = Clock()
         torch.manual_seed(1)
-        started = time.perf_counter()
+        started = now()
         model.generate(
             **text, **params, max_new_tokens=steps, stopping_criteria=transformers.StoppingCriteriaList([clock])
         )
@@ -186,12 +189,14 @@ def decoder_bench(args: argparse.Namespace) -> int:
     def fast_loop(decoder: FastDecoder, steps: int) -> tuple[float, Clock]:
         clock = Clock()
         torch.manual_seed(1)
-        started = time.perf_counter()
+        started = now()
         decoder.generate(text, Sampling.from_kwargs(params), steps, on_step=clock.tick)
         return clock.times[-1] - started, clock
 
-    def tail_ms(clock: Clock) -> float:
-        return statistics.median(b - a for a, b in itertools.pairwise(clock.times[-51:])) * 1000
+    def step_ms(clock: Clock, last: int | None = None) -> float:
+        """Median milliseconds between consecutive tokens (robust to a busy machine's stalls), or over the last N."""
+        times = clock.times[-(last + 1) :] if last else clock.times
+        return statistics.median(b - a for a, b in itertools.pairwise(times)) * 1000
 
     print(f"MusicGen token loop, fast vs transformers generate(), {where}, sampling top-k 250, guidance 3")
     for size in sizes:
@@ -212,12 +217,12 @@ def decoder_bench(args: argparse.Namespace) -> int:
             print(f"  {seconds:g} s of audio ({steps} steps){same}")
             for name, total, clock in (("transformers", hf_s, hf_clock), ("fast", fast_s, fast_clock)):
                 print(
-                    f"    {name:12s} {total:8.2f} s  {steps / total:7.1f} steps/s  last 50 steps "
-                    f"{tail_ms(clock):7.1f} ms/step  real-time factor {total / seconds:6.3f}"
+                    f"    {name:12s} {total:8.2f} s  {steps / total:7.1f} steps/s  real-time factor "
+                    f"{total / seconds:6.3f}  median {step_ms(clock):6.1f} ms/step, last 50 {step_ms(clock, 50):6.1f}"
                 )
             print(f"    ratio fast / transformers: {fast_s / hf_s:.2f}")
         for cached in args.step_at:
-            hf_ms, fast_ms = step_times(model, decoder, text, cached, args.repeats)
+            hf_ms, fast_ms = step_times(model, decoder, text, cached, args.repeats, now)
             print(
                 f"  one step with {cached} positions cached (median of {args.repeats}): transformers "
                 f"{hf_ms:.1f} ms, fast {fast_ms:.1f} ms, ratio {fast_ms / hf_ms:.2f}"
@@ -226,7 +231,9 @@ def decoder_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def step_times(model: Any, decoder: Any, text: dict[str, Any], cached: int, repeats: int) -> tuple[float, float]:
+def step_times(
+    model: Any, decoder: Any, text: dict[str, Any], cached: int, repeats: int, now: Callable[[], float]
+) -> tuple[float, float]:
     """Milliseconds of one CFG decoder step with ``cached`` positions in the cache, for generate()'s forward (which
     appends to a DynamicCache by concatenation) and the fast loop's step, both on the same random cache contents.
 
@@ -236,6 +243,11 @@ def step_times(model: Any, decoder: Any, text: dict[str, Any], cached: int, repe
     import torch
 
     device = model.device
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
     with torch.inference_mode():
         conditioning = decoder._conditioning(text, None, 3.0)
         token = torch.full((2 * decoder.num_codebooks, 1), decoder.start_token, device=device)
@@ -247,12 +259,14 @@ def step_times(model: Any, decoder: Any, text: dict[str, Any], cached: int, repe
         decoder._load_cache(cache, conditioning, cached + repeats)
         times: dict[str, list[float]] = {"hf": [], "fast": []}
         for index in range(repeats):  # interleaved: a busy machine slows both alike
-            started = time.perf_counter()
+            started = now()
             cache = model(decoder_input_ids=token, cache=cache, use_cache=True, **conditioning).cache
-            times["hf"].append(time.perf_counter() - started)
-            started = time.perf_counter()
+            sync()
+            times["hf"].append(now() - started)
+            started = now()
             decoder._step(token[:, 0], cached + index)
-            times["fast"].append(time.perf_counter() - started)
+            sync()
+            times["fast"].append(now() - started)
     return statistics.median(times["hf"]) * 1000, statistics.median(times["fast"]) * 1000
 
 

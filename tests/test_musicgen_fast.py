@@ -154,6 +154,39 @@ def test_fixed_shape_steps_equal_generate(models, kind):
     assert_same_tokens(fast_ids(model, text, params, seed=3, static_shapes=True), expected)
 
 
+def test_step_logits_are_generates_bit_for_bit(models, monkeypatch):
+    """Why the sampled tokens can match at all: the same logits, not just close ones (fixed-shape steps: close)."""
+    import runners.musicgen.fast_decode as fast_decode
+
+    model, text, _ = models["mono"]
+    torch.manual_seed(0)
+    out = model.generate(
+        **text, **CASES["greedy"], max_new_tokens=STEPS, return_dict_in_generate=True, output_logits=True
+    )
+    expected = torch.stack(out.logits)
+    seen = []
+    original = fast_decode.next_tokens
+    monkeypatch.setattr(
+        fast_decode, "next_tokens", lambda logits, s: seen.append(logits.clone()) or original(logits, s)
+    )
+    fast_ids(model, text, CASES["greedy"], seed=0)
+    assert torch.equal(torch.stack(seen), expected)
+    seen.clear()
+    fast_ids(model, text, CASES["greedy"], seed=0, static_shapes=True)
+    torch.testing.assert_close(torch.stack(seen), expected, rtol=0, atol=1e-5)
+
+
+def test_checkpoints_with_an_end_token_are_refused(models):
+    model, _, _ = models["mono"]
+    config = model.generation_config
+    config.eos_token_id = 0
+    try:
+        with pytest.raises(ValueError, match="TTAG_MUSICGEN_DECODER=transformers"):
+            FastDecoder(model)
+    finally:
+        config.eos_token_id = None
+
+
 def test_on_step_sees_every_token_and_can_abort(models):
     model, text, _ = models["mono"]
     seen = []

@@ -1,10 +1,10 @@
 """MusicGen's token loop without ``generate``: a static KV cache, CFG batched once, sampling and the delay pattern on
 the device, and on CUDA the per-step decoder call replayed from a CUDA graph.
 
-Why: transformers' ``generate`` grows a DynamicCache with ``torch.cat`` on every step (at 30 s of musicgen-small with
-CFG that copies ~300 MB per step), rebuilds masks, re-applies the delay mask to the whole sequence and runs a stack of
-Python hooks per token. Here the weights, tokenizer, text encoder and EnCodec stay transformers' own; only the loop is
-replaced:
+Why: transformers' ``generate`` grows a DynamicCache with ``torch.cat`` on every step (for musicgen-small with CFG
+that copies the whole cache, ~600 MB per step at the end of a 30 s window), rebuilds masks, re-applies the delay mask
+to the whole sequence and runs a stack of Python hooks per token. Here the weights, tokenizer, text encoder and EnCodec
+stay transformers' own; only the loop is replaced:
 
 1. The conditioning is prepared by the model's own helpers (text encoder, CFG's null half, melody chroma projection),
    and the prompt (start token + context codes) goes through the model's own ``forward`` once — the same prefill call
@@ -15,9 +15,10 @@ replaced:
    ``torch.multinomial`` on the same rows), so on CPU in float32 the random stream is consumed identically and the
    tokens equal ``generate``'s for the same seed.
 
-Exactness: the self-attention reads the cache through a view rather than a freshly concatenated tensor, which can
-change the last bit of a logit; a token could only differ if the sampler's uniform draw fell within ~1e-7 of a
-cumulative-probability boundary (or two greedy logits tied to ~1e-7). The tests compare tokens exactly.
+Exactness: the default step attends over a view of the cache holding the same values generate() concatenates, and
+its logits came out bitwise equal to generate()'s on CPU. The fixed-shape step that CUDA graphs need attends over the
+whole buffer under a mask, which reorders the softmax's sums: logits then differ in the last bits (~1e-6), so a token
+could differ only if a sampling draw fell that close to a cumulative-probability boundary (or greedy logits tied).
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ class FastDecoder:
         self.lm_heads = causal_lm.lm_heads
         self.num_codebooks = int(causal_lm.num_codebooks)
         self.start_token = int(model.generation_config.decoder_start_token_id)
+        if model.generation_config.eos_token_id is not None:  # no MusicGen checkpoint has one
+            raise ValueError(
+                "this MusicGen checkpoint has an end-of-sequence token, which the fast decoder does not handle: "
+                "set TTAG_MUSICGEN_DECODER=transformers"
+            )
         if cuda_graph and model.device.type != "cuda":
             raise ValueError("CUDA graphs need the model on a CUDA device")
         self.cuda_graph = cuda_graph
