@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -74,6 +74,23 @@ def next_tokens(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
         remove[..., -1:] = False
         logits = logits.masked_fill(remove.scatter(1, sorted_indices, remove), -float("inf"))
     return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1).squeeze(1)
+
+
+@dataclass
+class _Take:
+    """One generation's buffers, dropped when it ends: self-attention K/V for every position of the take (and a
+    melody model's conditioning prefix), the text's cross-attention K/V, and the CUDA graph recorded on them."""
+
+    prefix: int
+    positions: torch.Tensor  # the sinusoidal position embeddings of every position
+    keys: list[torch.Tensor] = field(default_factory=list)
+    values: list[torch.Tensor] = field(default_factory=list)
+    cross: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    cross_mask: torch.Tensor | None = None
+    graph: Any = None
+    graph_tokens: torch.Tensor | None = None
+    graph_position: torch.Tensor | None = None
+    graph_logits: torch.Tensor | None = None
 
 
 class FastDecoder:
@@ -137,7 +154,7 @@ class FastDecoder:
             **conditioning,
         )  # the same prefill call generate() makes
         logits = out.logits[:, -1].float()
-        offset = self._load_cache(out.cache, conditioning, max_length)  # conditioning prefix (melody) before ids
+        take = self._load_cache(out.cache, conditioning, max_length)
         del out
 
         for position in range(first, max_length):
@@ -147,7 +164,7 @@ class FastDecoder:
             if on_step is not None:
                 on_step(ids[:, : position + 1])
             if position + 1 < max_length:
-                logits = self._step(token.repeat(2) if sampling.cfg else token, offset + position)
+                logits = self._step(take, token.repeat(2) if sampling.cfg else token, take.prefix + position)
         return ids
 
     def _conditioning(
@@ -169,64 +186,60 @@ class FastDecoder:
         return self.model._prepare_text_encoder_kwargs_for_generation(text["input_ids"], kwargs, "input_ids", config)
 
     # -- the static cache ------------------------------------------------------------------------------------------
-    def _load_cache(self, cache: Any, conditioning: dict[str, Any], max_length: int) -> int:
-        """Copy the prefill's cache into buffers long enough for the whole take; returns the conditioning prefix."""
+    def _load_cache(self, cache: Any, conditioning: dict[str, Any], max_length: int) -> _Take:
+        """Copy the prefill's cache into buffers long enough for the whole take."""
         from transformers.masking_utils import create_bidirectional_mask
 
         self_cache = getattr(cache, "self_attention_cache", cache)
         filled = int(self_cache.layers[0].keys.shape[2])
-        prefix = int(conditioning["encoder_hidden_states"].shape[1]) if self.melody else 0
+        prefix = int(conditioning["encoder_hidden_states"].shape[1]) if self.melody else 0  # melody's conditioning
         length = prefix + max_length
-        self.keys, self.values = [], []
+        positions = self.decoder.embed_positions
+        if length > positions.weights.shape[0]:
+            positions.make_weights(length, positions.embedding_dim)
+        take = _Take(prefix=prefix, positions=positions.weights[:length])
         for layer in self_cache.layers:
             shape = (*layer.keys.shape[:2], length, layer.keys.shape[3])
             keys, values = layer.keys.new_zeros(shape), layer.values.new_zeros(shape)
             keys[:, :, :filled] = layer.keys
             values[:, :, :filled] = layer.values
-            self.keys.append(keys)
-            self.values.append(values)
+            take.keys.append(keys)
+            take.values.append(values)
         cross = getattr(cache, "cross_attention_cache", None)
-        self.cross = [(c.keys, c.values) for c in cross.layers] if cross is not None and not self.melody else []
-        self.cross_mask = None
-        if self.cross:
+        if cross is not None and not self.melody:
+            take.cross = [(c.keys, c.values) for c in cross.layers]
             states = conditioning["encoder_outputs"].last_hidden_state
-            embeds = states.new_zeros(states.shape[0], 1, self.decoder.config.hidden_size)
-            self.cross_mask = create_bidirectional_mask(
+            take.cross_mask = create_bidirectional_mask(
                 config=self.decoder.config,
-                inputs_embeds=embeds,
+                inputs_embeds=states.new_zeros(states.shape[0], 1, self.decoder.config.hidden_size),
                 attention_mask=conditioning.get("attention_mask"),
                 encoder_hidden_states=states,
             )
-        positions = self.decoder.embed_positions
-        if length > positions.weights.shape[0]:
-            positions.make_weights(length, positions.embedding_dim)
-        self.positions = positions.weights[:length]
-        self.graph = None
-        return prefix
+        return take
 
     # -- one decoder step ------------------------------------------------------------------------------------------
-    def _step(self, tokens: torch.Tensor, position: int) -> torch.Tensor:
+    def _step(self, take: _Take, tokens: torch.Tensor, position: int) -> torch.Tensor:
         """Float32 logits (rows, vocab) for one token per codebook row at cache ``position``."""
         if not self.static_shapes:
-            return self._forward(tokens, torch.tensor([position], device=tokens.device), position + 1)
+            return self._forward(take, tokens, torch.tensor([position], device=tokens.device), position + 1)
         if not self.cuda_graph:
-            return self._forward(tokens, torch.tensor([position], device=tokens.device), None)
-        if self.graph is None:
-            self.graph_tokens = tokens.clone()
-            self.graph_position = torch.tensor([position], device=tokens.device)
+            return self._forward(take, tokens, torch.tensor([position], device=tokens.device), None)
+        if take.graph is None:
+            take.graph_tokens = tokens.clone()
+            take.graph_position = torch.tensor([position], device=tokens.device)
             try:
-                self._capture()
+                self._capture(take)
             except RuntimeError as exc:  # an op this torch/driver cannot capture: same maths, launched eagerly
                 warnings.warn(f"MusicGen fast decode: CUDA graph capture failed, running without ({exc})", stacklevel=2)
                 self.cuda_graph = False
-                return self._step(tokens, position)
-        self.graph_tokens.copy_(tokens)
-        self.graph_position.fill_(position)
-        self.graph.replay()
-        return self.graph_logits
+                return self._step(take, tokens, position)
+        take.graph_tokens.copy_(tokens)
+        take.graph_position.fill_(position)
+        take.graph.replay()
+        return take.graph_logits
 
-    def _capture(self) -> None:
-        """Record the fixed-shape step (once per take: the cache buffers are the take's) for replay on later steps.
+    def _capture(self, take: _Take) -> None:
+        """Record the fixed-shape step (once per take: the buffers are the take's) for replay on its later steps.
 
         The warm-up run on a side stream (allocator, cuBLAS handles) computes this very step, so the K/V it writes
         are the ones the replay writes again.
@@ -234,38 +247,34 @@ class FastDecoder:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            self._forward(self.graph_tokens, self.graph_position, None)
+            self._forward(take, take.graph_tokens, take.graph_position, None)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self.graph_logits = self._forward(self.graph_tokens, self.graph_position, None)
-        self.graph = graph
+            take.graph_logits = self._forward(take, take.graph_tokens, take.graph_position, None)
+        take.graph = graph
 
-    def _forward(self, tokens: torch.Tensor, position: torch.Tensor, length: int | None) -> torch.Tensor:
+    def _forward(self, take: _Take, tokens: torch.Tensor, position: torch.Tensor, length: int | None) -> torch.Tensor:
         """The decoder's forward for one step, with the decoder's own modules. ``length`` None: attend over the whole
         buffer, masking positions after ``position`` (fixed shapes); otherwise over the first ``length`` only."""
         codes = tokens.view(-1, self.num_codebooks)
         hidden = sum(self.decoder.embed_tokens[k](codes[:, k]) for k in range(self.num_codebooks))
-        hidden = (hidden + self.positions.index_select(0, position))[:, None]  # (batch, 1, dim)
+        hidden = (hidden + take.positions.index_select(0, position))[:, None]  # (batch, 1, dim)
         mask = None
         if length is None:
-            mask = (torch.arange(self.positions.shape[0], device=tokens.device) <= position)[None, None, None]
+            mask = (torch.arange(take.positions.shape[0], device=tokens.device) <= position)[None, None, None]
         for index, layer in enumerate(self.decoder.layers):
-            keys, values = self.keys[index], self.values[index]
+            keys, values = take.keys[index], take.values[index]
+            write = (keys, values, position)
             if length is not None:
                 keys, values = keys[:, :, :length], values[:, :, :length]
             hidden = hidden + self._attend(
-                layer.self_attn,
-                layer.self_attn_layer_norm(hidden),
-                keys,
-                values,
-                mask,
-                write=(self.keys[index], self.values[index], position),
+                layer.self_attn, layer.self_attn_layer_norm(hidden), keys, values, mask, write
             )
-            if self.cross:
-                cross_keys, cross_values = self.cross[index]
+            if take.cross:
+                cross_keys, cross_values = take.cross[index]
                 normed = layer.encoder_attn_layer_norm(hidden)
-                hidden = hidden + self._attend(layer.encoder_attn, normed, cross_keys, cross_values, self.cross_mask)
+                hidden = hidden + self._attend(layer.encoder_attn, normed, cross_keys, cross_values, take.cross_mask)
             hidden = hidden + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(hidden))))
         hidden = self.decoder.layer_norm(hidden)
         logits = torch.stack([head(hidden) for head in self.lm_heads], dim=1)  # (batch, codebooks, 1, vocab)
