@@ -183,7 +183,10 @@ class MusicGenRunner(BaseRunner):
         if decoder_choice(self.spec.extra) == "fast":
             from runners.musicgen.fast_decode import FastDecoder  # imports torch: only once torch is known to be there
 
-            self.fast = FastDecoder(self.model, cuda_graph=str(self.device).startswith("cuda"))
+            try:
+                self.fast = FastDecoder(self.model, cuda_graph=str(self.device).startswith("cuda"))
+            except ValueError as exc:  # a checkpoint it cannot run: say so, and how to use generate() instead
+                raise RunnerError(f"{self.spec.id}: {exc}") from None
 
     def _chroma_settings(self, transformers: Any, source: dict[str, Any]) -> ChromaSettings:
         """The melody extractor's settings from the checkpoint's preprocessor_config.json (defaults when absent)."""
