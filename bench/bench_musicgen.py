@@ -1,24 +1,36 @@
-"""ttag's MusicGen runner (through a warm worker) vs raw transformers ``generate``, same model, same params.
+"""MusicGen speed: ttag's runner through a warm worker vs raw transformers ``generate``; or, with ``--decoders``,
+the fast decode loop (runners/musicgen/fast_decode.py) vs ``generate``'s loop, in-process.
 
     .venv/bin/python bench/bench_musicgen.py [--size tiny|small] [--seconds 5] [--repeats 3] [--threads 1] [--stream]
+    .venv/bin/python bench/bench_musicgen.py --decoders [--size small] [--seconds 5 10] [--step-at 1503]
+    .venv/bin/python bench/bench_musicgen.py --decoders --device cuda [--size small medium large] [--seconds 10 30]
 
-Builds a random-weight checkpoint with tests/tiny_musicgen.py in a temp folder (offline): ``tiny`` for quick runs,
-``small`` with facebook/musicgen-small's architecture sizes (realistic compute, no download). Warms both sides up
-once, then times each side ``--repeats`` times, interleaved, and prints the medians side by side with the ratio.
-ttag's time is measured from submit to Done, so it includes the worker round trip, progress messages and the clip
-transfer. With ``--stream`` it also reports when the first streamed audio arrived, as a fraction of the whole run.
+Worker mode builds a random-weight checkpoint with tests/tiny_musicgen.py in a temp folder (offline): ``tiny`` for
+quick runs, ``small`` with facebook/musicgen-small's architecture sizes (realistic compute, no download). Warms both
+sides up once, then times each side ``--repeats`` times, interleaved, and prints the medians side by side with the
+ratio. ttag's time is measured from submit to Done, so it includes the worker round trip, progress messages and the
+clip transfer. With ``--stream`` it also reports when the first streamed audio arrived, as a fraction of the run.
+
+Decoder mode builds random-weight models in memory (``--size``: small/medium/large have facebook/musicgen-*'s decoder
+shapes) and times the token loop only — from the call to the last token, EnCodec decoding excluded — of both loops
+with the same seed, on CPU in float32 (and then checks the tokens are equal) or on CUDA in ``--dtype`` with CUDA
+graphs. ``--step-at N`` adds the time of one decoder step with N positions already in the cache (1503 = the end of a
+30 s window), for when a whole 30 s run is too slow for the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -36,24 +48,42 @@ from ttag_tui.bridge import Bridge, BridgeSettings  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=("tiny", "small"), default="tiny")
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--size", choices=tuple(tiny_musicgen.SIZES), nargs="+", default=None)
+    parser.add_argument("--seconds", type=float, nargs="+", default=[5.0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--stream", action="store_true", help="time ttag's streaming path instead")
+    parser.add_argument("--decoders", action="store_true", help="fast decode loop vs generate(), in-process")
+    parser.add_argument("--device", default="cpu", help="decoder mode: cpu or cuda")
+    parser.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), default="float16", help="on CUDA")
+    parser.add_argument("--step-at", type=int, nargs="*", default=[], help="decoder mode: step time at N cached")
     args = parser.parse_args()
 
     import torch
-    import transformers
 
     torch.set_num_threads(args.threads)
-    folder = tiny_musicgen.build_musicgen(Path(tempfile.mkdtemp(prefix="ttag-bench-")) / args.size, size=args.size)
+    if args.decoders:
+        return decoder_bench(args)
+    if args.device != "cpu":
+        parser.error("--device is for --decoders; the worker mode runs on the worker's configured device")
+    for size in args.size or ["tiny"]:
+        for seconds in args.seconds:
+            worker_bench(args, size, seconds)
+    return 0
+
+
+def worker_bench(args: argparse.Namespace, size: str, seconds: float) -> None:
+    """ttag through a warm worker vs transformers' generate(), both ending in audio."""
+    import torch
+    import transformers
+
+    folder = tiny_musicgen.build_musicgen(Path(tempfile.mkdtemp(prefix="ttag-bench-")) / size, size=size)
     spec = replace(MODELS[0], id="tiny", hub_repo=str(folder))
     registry = Registry([spec])
     request = validate_request(
-        {"prompt": "lofi hip hop with piano", "model": "tiny", "duration": args.seconds, "seed": 1}, registry
+        {"prompt": "lofi hip hop with piano", "model": "tiny", "duration": seconds, "seed": 1}, registry
     )
-    frames = -(-round(args.seconds * tiny_musicgen.SAMPLE_RATE) // 640)
+    frames = -(-round(seconds * tiny_musicgen.SAMPLE_RATE) // 640)
 
     model = transformers.MusicgenForConditionalGeneration.from_pretrained(folder).eval()
     inputs = transformers.AutoTokenizer.from_pretrained(folder)([request.prompt], return_tensors="pt")
@@ -93,7 +123,7 @@ def main() -> int:
     steps = frames + 3
     raw_s, ttag_s = (statistics.median(times[k]) for k in ("transformers", "ttag"))
     print(
-        f"{args.size} MusicGen, {args.seconds:g} s of audio ({steps} steps), {args.threads} thread(s), "
+        f"{size} MusicGen, {seconds:g} s of audio ({steps} steps), {args.threads} thread(s), "
         f"median of {args.repeats}{', streaming' if args.stream else ''}"
     )
     print(f"  transformers generate: {raw_s:7.3f} s  ({raw_s / steps * 1000:5.2f} ms/step)")
@@ -101,7 +131,144 @@ def main() -> int:
     print(f"  ratio ttag / transformers: {ttag_s / raw_s:.2f}")
     if first_audio:
         print(f"  first streamed audio after {statistics.median(first_audio) * 100:.1f} % of ttag's run")
+
+
+def decoder_bench(args: argparse.Namespace) -> int:
+    """The fast loop vs generate()'s, token loops only, same model, seed and sampling (MusicGen's defaults)."""
+    import torch
+    import transformers
+
+    from runners.musicgen.fast_decode import FastDecoder, Sampling
+    from runners.musicgen.streaming import decoder_apply, delay_pattern
+
+    cuda = args.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        print(f"--device {args.device}: torch {torch.__version__} sees no CUDA device here; run this on a GPU machine")
+        return 2
+    if not cuda and args.device != "cpu":
+        print(f"--device {args.device}: only cpu and cuda are supported")
+        return 2
+    dtype = getattr(torch, args.dtype) if cuda else torch.float32
+    sizes = args.size or (["small", "medium", "large"] if cuda else ["small"])
+    params = dict(do_sample=True, temperature=1.0, top_k=250, guidance_scale=3.0)
+    text = dict(tiny_musicgen._tokenizer()(["lofi hip hop with piano"], return_tensors="pt"))
+    text = {k: v.to(args.device) for k, v in text.items()}
+    where = f"{args.device}, {str(dtype).removeprefix('torch.')}, " + (
+        "CUDA graphs, wall time" if cuda else f"{args.threads} thread(s), CPU time of this process"
+    )
+    # On a CPU, time is this process's CPU time: on a shared machine wall time mostly measures the neighbours.
+    now = time.perf_counter if cuda else time.process_time
+
+    class Clock(transformers.StoppingCriteria):
+        """Per-step timestamps (the StoppingCriteria is generate()'s per-token hook) and the last ids."""
+
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def __call__(self, ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
+            self.tick(ids)
+            return torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+
+        def tick(self, ids: torch.Tensor) -> None:
+            if cuda:
+                torch.cuda.synchronize()
+            self.times.append(now())
+            self.ids = ids
+
+    def transformers_loop(model: Any, steps: int) -> tuple[float, Clock]:
+        clock = Clock()
+        torch.manual_seed(1)
+        started = now()
+        model.generate(
+            **text, **params, max_new_tokens=steps, stopping_criteria=transformers.StoppingCriteriaList([clock])
+        )
+        start = model.generation_config.decoder_start_token_id
+        prompt = torch.full((clock.ids.shape[0], 1), start, device=clock.ids.device)
+        clock.ids = decoder_apply(clock.ids, delay_pattern(model.decoder, prompt, start, clock.ids.shape[-1]))
+        return clock.times[-1] - started, clock
+
+    def fast_loop(decoder: FastDecoder, steps: int) -> tuple[float, Clock]:
+        clock = Clock()
+        torch.manual_seed(1)
+        started = now()
+        decoder.generate(text, Sampling.from_kwargs(params), steps, on_step=clock.tick)
+        return clock.times[-1] - started, clock
+
+    def step_ms(clock: Clock, last: int | None = None) -> float:
+        """Median milliseconds between consecutive tokens (robust to a busy machine's stalls), or over the last N."""
+        times = clock.times[-(last + 1) :] if last else clock.times
+        return statistics.median(b - a for a, b in itertools.pairwise(times)) * 1000
+
+    print(f"MusicGen token loop, fast vs transformers generate(), {where}, sampling top-k 250, guidance 3")
+    for size in sizes:
+        started = time.perf_counter()
+        model = tiny_musicgen.musicgen_model(size=size, device=args.device).to(dtype)
+        decoder = FastDecoder(model, cuda_graph=cuda)
+        print(
+            f"{size}: {sum(p.numel() for p in model.decoder.parameters()) / 1e6:.1f} M decoder parameters, "
+            f"built in {time.perf_counter() - started:.0f} s"
+        )
+        transformers_loop(model, 4)  # warm-up: allocator, kernels, first-call costs
+        fast_loop(decoder, 4)
+        for seconds in args.seconds:
+            steps = -(-round(seconds * tiny_musicgen.SAMPLE_RATE) // 640) + 3
+            hf_s, hf_clock = transformers_loop(model, steps)
+            fast_s, fast_clock = fast_loop(decoder, steps)
+            same = "" if cuda else f", tokens equal: {torch.equal(fast_clock.ids, hf_clock.ids)}"
+            print(f"  {seconds:g} s of audio ({steps} steps){same}")
+            for name, total, clock in (("transformers", hf_s, hf_clock), ("fast", fast_s, fast_clock)):
+                print(
+                    f"    {name:12s} {total:8.2f} s  {steps / total:7.1f} steps/s  real-time factor "
+                    f"{total / seconds:6.3f}  median {step_ms(clock):6.1f} ms/step, last 50 {step_ms(clock, 50):6.1f}"
+                )
+            print(f"    ratio fast / transformers: {fast_s / hf_s:.2f}")
+        for cached in args.step_at:
+            hf_ms, fast_ms = step_times(model, decoder, text, cached, args.repeats, now)
+            print(
+                f"  one step with {cached} positions cached (median of {args.repeats}): transformers "
+                f"{hf_ms:.1f} ms, fast {fast_ms:.1f} ms, ratio {fast_ms / hf_ms:.2f}"
+            )
+        del model, decoder
     return 0
+
+
+def step_times(
+    model: Any, decoder: Any, text: dict[str, Any], cached: int, repeats: int, now: Callable[[], float]
+) -> tuple[float, float]:
+    """Milliseconds of one CFG decoder step with ``cached`` positions in the cache, for generate()'s forward (which
+    appends to a DynamicCache by concatenation) and the fast loop's step, both on the same random cache contents.
+
+    Reaches into FastDecoder's internals on purpose: a whole 30 s run just to time its last steps takes too long
+    on a CPU.
+    """
+    import torch
+
+    device = model.device
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    with torch.inference_mode():
+        conditioning = decoder._conditioning(text, None, 3.0)
+        token = torch.full((2 * decoder.num_codebooks, 1), decoder.start_token, device=device)
+        cache = model(decoder_input_ids=token, use_cache=True, **conditioning).cache
+        for layer in cache.self_attention_cache.layers:
+            shape = (*layer.keys.shape[:2], cached, layer.keys.shape[3])
+            layer.keys = torch.randn(shape, dtype=layer.keys.dtype, device=device)
+            layer.values = torch.randn(shape, dtype=layer.values.dtype, device=device)
+        take = decoder._load_cache(cache, conditioning, cached + repeats)
+        times: dict[str, list[float]] = {"hf": [], "fast": []}
+        for index in range(repeats):  # interleaved: a busy machine slows both alike
+            started = now()
+            cache = model(decoder_input_ids=token, cache=cache, use_cache=True, **conditioning).cache
+            sync()
+            times["hf"].append(now() - started)
+            started = now()
+            decoder._step(take, token[:, 0], cached + index)
+            sync()
+            times["fast"].append(now() - started)
+    return statistics.median(times["hf"]) * 1000, statistics.median(times["fast"]) * 1000
 
 
 if __name__ == "__main__":

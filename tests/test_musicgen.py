@@ -338,7 +338,7 @@ def test_out_of_memory_is_typed_and_the_runner_stays_usable(registry, monkeypatc
     def allocate(*args, **kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
 
-    monkeypatch.setattr(runner.model, "generate", allocate)
+    monkeypatch.setattr(runner.model, "forward", allocate)  # both decoders run the model's forward first
     with pytest.raises(OutOfMemory, match="smaller model"):
         runner.generate(req, JobContext())
     monkeypatch.undo()

@@ -56,8 +56,9 @@ def _tokenizer():  # -> T5Tokenizer
     return T5Tokenizer(vocab=vocab, extra_ids=0)
 
 
-# Architecture sizes: "tiny" for tests; "small" has facebook/musicgen-small's shapes (T5-base text encoder, EnCodec
-# 32 kHz, a 24-layer 1024-wide decoder) with random weights, for benchmarks that need realistic compute.
+# Architecture sizes: "tiny" for tests; "small", "medium" and "large" have facebook/musicgen-*'s decoder shapes (24
+# layers 1024 wide, 48x1536, 48x2048) with a T5-base text encoder and EnCodec 32 kHz, with random weights, for
+# benchmarks that need realistic compute.
 SIZES = {
     "tiny": dict(
         t5=dict(d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4),
@@ -72,6 +73,10 @@ SIZES = {
         decoder=dict(hidden_size=1024, ffn_dim=4096, num_hidden_layers=24, num_attention_heads=16),
     ),
 }
+SIZES["medium"] = {**SIZES["small"],
+                   "decoder": dict(hidden_size=1536, ffn_dim=6144, num_hidden_layers=48, num_attention_heads=24)}
+SIZES["large"] = {**SIZES["small"],
+                  "decoder": dict(hidden_size=2048, ffn_dim=8192, num_hidden_layers=48, num_attention_heads=32)}
 
 
 def _sub_configs(channels: int, size: str = "tiny") -> tuple:
@@ -143,23 +148,26 @@ def _set_special_tokens(model) -> None:
     model.generation_config.max_length = 1500
 
 
-def build_musicgen(folder: Path, *, channels: int = 1, seed: int = 0, size: str = "tiny") -> Path:
-    """Save a random-weight ``MusicgenForConditionalGeneration`` (mono or stereo; see SIZES) + its processor."""
+def musicgen_model(*, channels: int = 1, seed: int = 0, size: str = "tiny", device: str = "cpu"):
+    """A random-weight ``MusicgenForConditionalGeneration`` in memory (see SIZES), its weights made on ``device``."""
     import torch
-    from transformers import (
-        EncodecFeatureExtractor,
-        MusicgenConfig,
-        MusicgenDecoderConfig,
-        MusicgenForConditionalGeneration,
-        MusicgenProcessor,
-    )
+    from transformers import MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration
 
     torch.manual_seed(seed)
     text, codec, decoder = _sub_configs(channels, size)
     config = MusicgenConfig(text_encoder=text, audio_encoder=codec, decoder=MusicgenDecoderConfig(**decoder))
-    model = MusicgenForConditionalGeneration(config).eval()
+    with torch.device(device):
+        model = MusicgenForConditionalGeneration(config).eval()
     _make_meaningful(model)
     _set_special_tokens(model)
+    return model
+
+
+def build_musicgen(folder: Path, *, channels: int = 1, seed: int = 0, size: str = "tiny") -> Path:
+    """Save a random-weight ``MusicgenForConditionalGeneration`` (mono or stereo; see SIZES) + its processor."""
+    from transformers import EncodecFeatureExtractor, MusicgenProcessor
+
+    model = musicgen_model(channels=channels, seed=seed, size=size)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     processor = MusicgenProcessor(

@@ -6,11 +6,13 @@ How a take is made:
    take is made of *segments*: each one is prompted with the last ``context_s`` seconds of codes generated so far
    and adds up to ``max_window_s - context_s`` seconds. Segments are joined in code space and decoded as one stream,
    so the seams need no cross-fade. An ``audio_prompt`` file is simply encoded into the first codes.
-2. Each segment is one ``model.generate`` call with the text (and chroma) conditioning and the context codes as
-   ``decoder_input_ids``; ``max_new_tokens`` is the frames wanted plus the codebook-delay tail.
-3. A :class:`_StepHook` (a StoppingCriteria that never stops, because it alone sees every token including the last)
-   reports progress, lets ``ctx`` raise :class:`Cancelled`, and — when streaming — hands newly completed frames to
-   the incremental EnCodec decoder in ``streaming.py``.
+2. Each segment's tokens come from the text (and chroma) conditioning and the context codes; ``max_new_tokens`` is
+   the frames wanted plus the codebook-delay tail. The loop is ``fast_decode.FastDecoder`` (static KV cache, CUDA
+   graphs on CUDA) unless the ``transformers`` decoder is chosen (spec extra ``decoder`` or
+   ``$TTAG_MUSICGEN_DECODER``): then it is one ``model.generate`` call. Both give the same tokens for a seed.
+3. After every token a step hook (in ``generate``: a StoppingCriteria that never stops, because it alone sees every
+   token including the last) reports progress, lets ``ctx`` raise :class:`Cancelled`, and — when streaming — hands
+   newly completed frames to the incremental EnCodec decoder in ``streaming.py``.
 
 Takes are generated one after the other, each after ``torch.manual_seed(take_seed)``, so take k is exactly what a
 single-take request with seed+k makes. (A batched call would draw every take's tokens from one random stream.)
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -45,11 +48,13 @@ from runners.musicgen.streaming import StreamingCodecDecoder, codebook_delays, c
 from runners.torch_support import device_and_dtype, free_memory, is_out_of_memory
 
 if TYPE_CHECKING:
+    from runners.musicgen.fast_decode import FastDecoder
     from runners.request import GenerationRequest
 
 STREAM_EVERY_FRAMES = 25  # hand audio to the caller every half second of generated music
 FIRST_STREAM_FRAMES = 8  # ...but the first piece sooner, so playback can start early
 DECODE_CHUNK_FRAMES = 250  # frames per decoder call when decoding a long take in one go (bounded memory)
+DECODERS = ("fast", "transformers")  # the token loop: ours (fast_decode.py) or transformers' generate()
 
 Sink = Callable[[np.ndarray], None]
 
@@ -75,6 +80,14 @@ class _Plan:
 
     def steps(self, delay_tail: int) -> int:
         return sum(new + delay_tail for _, new in self.segments)
+
+
+def decoder_choice(extra: dict[str, Any]) -> str:
+    """The token loop to use: the spec's ``decoder`` extra, else ``$TTAG_MUSICGEN_DECODER``, else ``fast``."""
+    choice = str(extra.get("decoder") or os.environ.get("TTAG_MUSICGEN_DECODER") or "fast").strip().lower()
+    if choice not in DECODERS:
+        raise RunnerError(f"unknown MusicGen decoder {choice!r}: use one of {', '.join(DECODERS)}")
+    return choice
 
 
 def plan_take(total_samples: int, hop: int, prompt_frames: int, window: int, context: int) -> _Plan:
@@ -113,6 +126,7 @@ class MusicGenRunner(BaseRunner):
 
     model: Any = None
     tokenizer: Any = None
+    fast: FastDecoder | None = None
 
     # -- loading -------------------------------------------------------------------------------------------------
     def load_model(self, ctx: JobContext) -> None:
@@ -166,6 +180,13 @@ class MusicGenRunner(BaseRunner):
         self.delays = codebook_delays(self.num_codebooks, self.channels)
         self.delay_tail = max(self.delays)  # extra steps so the last codebook completes the last frame
         self.start_token = int(self.model.generation_config.decoder_start_token_id)
+        if decoder_choice(self.spec.extra) == "fast":
+            from runners.musicgen.fast_decode import FastDecoder  # imports torch: only once torch is known to be there
+
+            try:
+                self.fast = FastDecoder(self.model, cuda_graph=str(self.device).startswith("cuda"))
+            except ValueError as exc:  # a checkpoint it cannot run: say so, and how to use generate() instead
+                raise RunnerError(f"{self.spec.id}: {exc}") from None
 
     def _chroma_settings(self, transformers: Any, source: dict[str, Any]) -> ChromaSettings:
         """The melody extractor's settings from the checkpoint's preprocessor_config.json (defaults when absent)."""
@@ -177,6 +198,7 @@ class MusicGenRunner(BaseRunner):
     def unload(self) -> None:
         self.model = None
         self.tokenizer = None
+        self.fast = None
         free_memory()
 
     def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
@@ -339,10 +361,13 @@ class MusicGenRunner(BaseRunner):
         total: int,
         decoder: StreamingCodecDecoder | None,
         emit: Callable[[np.ndarray], None],
-    ) -> tuple[Any, np.ndarray]:
-        """Generate ``new_frames`` frames after ``context_codes``; their codes (codebooks, n) and generate()'s audio."""
+    ) -> tuple[Any, np.ndarray | None]:
+        """Generate ``new_frames`` frames after ``context_codes``: their codes (codebooks, n), and generate()'s audio
+        of them (None from the fast decoder, which leaves decoding to the caller)."""
         import torch
         from transformers import StoppingCriteriaList
+
+        from runners.musicgen.fast_decode import Sampling
 
         n_context = context_codes.shape[-1]
         max_new_tokens = new_frames + self.delay_tail
@@ -367,6 +392,17 @@ class MusicGenRunner(BaseRunner):
                 state["fed"] = ready
 
         kwargs = self._segment_conditioning(conditioning, start_frame)
+        if self.fast is not None:
+            ids = self.fast.generate(
+                conditioning.text,
+                Sampling.from_kwargs(self._sampling(request)),
+                max_new_tokens,
+                context_codes=context_codes if n_context else None,
+                input_features=kwargs.get("input_features"),
+                on_step=on_step,
+            )
+            frames = complete_frames(ids, mask, self.num_codebooks, self.delays, n_context, n_context + new_frames)
+            return frames[0].cpu(), None
         if n_context:
             kwargs["decoder_input_ids"] = context_codes.to(self.device)
         audio = self.model.generate(

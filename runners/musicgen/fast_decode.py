@@ -1,0 +1,305 @@
+"""MusicGen's token loop without ``generate``: a static KV cache, CFG batched once, sampling and the delay pattern on
+the device, and on CUDA the per-step decoder call replayed from a CUDA graph.
+
+Why: transformers' ``generate`` grows a DynamicCache with ``torch.cat`` on every step (for musicgen-small with CFG
+that copies the whole cache, ~600 MB per step at the end of a 30 s window), rebuilds masks, re-applies the delay mask
+to the whole sequence and runs a stack of Python hooks per token. Here the weights, tokenizer, text encoder and EnCodec
+stay transformers' own; only the loop is replaced:
+
+1. The conditioning is prepared by the model's own helpers (text encoder, CFG's null half, melody chroma projection),
+   and the prompt (start token + context codes) goes through the model's own ``forward`` once — the same prefill call
+   ``generate`` makes. Its cache is copied into preallocated buffers.
+2. Each further step runs the decoder layers' own modules (layer norms, projections, FFN, heads) on one token per
+   codebook, writing K/V in place at the step's position. The cross-attention K/V of the text never change.
+3. Logits are processed exactly as ``generate`` does for MusicGen (CFG, then temperature, top-k, top-p, softmax and
+   ``torch.multinomial`` on the same rows), so on CPU in float32 the random stream is consumed identically and the
+   tokens equal ``generate``'s for the same seed.
+
+Exactness: the default step attends over a view of the cache holding the same values generate() concatenates, and
+its logits came out bitwise equal to generate()'s on CPU. The fixed-shape step that CUDA graphs need attends over the
+whole buffer under a mask, which reorders the softmax's sums: logits then differ in the last bits (~1e-6), so a token
+could differ only if a sampling draw fell that close to a cumulative-probability boundary (or greedy logits tied).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """generate()'s sampling arguments as the runner passes them (``top_k`` 0 and ``top_p`` None switch those off)."""
+
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float | None = None
+    guidance_scale: float = 1.0
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> Sampling:
+        return cls(**{k: v for k, v in kwargs.items() if k in cls.__dataclass_fields__ and v is not None})
+
+    @property
+    def cfg(self) -> bool:
+        return self.guidance_scale > 1
+
+
+def next_tokens(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
+    """One token per row from float32 logits (2*rows with CFG: conditional half first), in ``generate``'s order.
+
+    generate() applies ClassifierFreeGuidanceLogitsProcessor, then (sampling only) Temperature, TopK and TopP warpers,
+    then softmax + multinomial; each line below is the same arithmetic as that processor.
+    """
+    if sampling.cfg:
+        cond, uncond = logits.split(logits.shape[0] // 2, dim=0)
+        logits = uncond + (cond - uncond) * sampling.guidance_scale
+    if not sampling.do_sample:
+        return logits.argmax(dim=-1)
+    if sampling.temperature != 1.0:
+        logits = logits / sampling.temperature
+    if sampling.top_k:
+        kth = torch.topk(logits, min(sampling.top_k, logits.shape[-1]))[0][..., -1, None]
+        logits = logits.masked_fill(logits < kth, -float("inf"))
+    if sampling.top_p is not None and sampling.top_p < 1.0:
+        sorted_logits, sorted_indices = torch.sort(logits, descending=False)
+        remove = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= (1 - sampling.top_p)
+        remove[..., -1:] = False
+        logits = logits.masked_fill(remove.scatter(1, sorted_indices, remove), -float("inf"))
+    return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1).squeeze(1)
+
+
+@dataclass
+class _Take:
+    """One generation's buffers, dropped when it ends: self-attention K/V for every position of the take (and a
+    melody model's conditioning prefix), the text's cross-attention K/V, and the CUDA graph recorded on them."""
+
+    prefix: int
+    positions: torch.Tensor  # the sinusoidal position embeddings of every position
+    keys: list[torch.Tensor] = field(default_factory=list)
+    values: list[torch.Tensor] = field(default_factory=list)
+    cross: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    cross_mask: torch.Tensor | None = None
+    graph: Any = None
+    graph_tokens: torch.Tensor | None = None
+    graph_position: torch.Tensor | None = None
+    graph_logits: torch.Tensor | None = None
+
+
+class FastDecoder:
+    """Generates MusicGen tokens for a loaded ``Musicgen(Melody)ForConditionalGeneration``; reusable across calls.
+
+    ``static_shapes`` makes every step attend over the whole preallocated cache with a mask instead of a growing view,
+    so all step shapes are fixed: what a CUDA graph needs (``cuda_graph``, CUDA only). It is slower on CPU.
+    """
+
+    def __init__(self, model: Any, *, static_shapes: bool = False, cuda_graph: bool = False) -> None:
+        self.model = model
+        self.melody = hasattr(model, "_prepare_encoder_hidden_states_kwargs_for_generation")
+        causal_lm = model.decoder
+        self.decoder = causal_lm.model.decoder
+        self.lm_heads = causal_lm.lm_heads
+        self.num_codebooks = int(causal_lm.num_codebooks)
+        self.start_token = int(model.generation_config.decoder_start_token_id)
+        if model.generation_config.eos_token_id is not None:  # no MusicGen checkpoint has one
+            raise ValueError(
+                "this MusicGen checkpoint has an end-of-sequence token, which the fast decoder does not handle: "
+                "set TTAG_MUSICGEN_DECODER=transformers"
+            )
+        if cuda_graph and model.device.type != "cuda":
+            raise ValueError("CUDA graphs need the model on a CUDA device")
+        self.cuda_graph = cuda_graph
+        self.static_shapes = static_shapes or cuda_graph
+
+    # -- one generation --------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(
+        self,
+        text: dict[str, torch.Tensor],
+        sampling: Sampling,
+        max_new_tokens: int,
+        *,
+        context_codes: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        on_step: Callable[[torch.Tensor], None] | None = None,
+    ) -> torch.Tensor:
+        """Token ids (batch*codebooks, 1 + context + max_new_tokens), delay pattern applied, start token first.
+
+        ``text`` is the tokenizer's input_ids/attention_mask, ``context_codes`` (batch*codebooks, frames) the codes to
+        continue, ``input_features`` a melody's chroma. ``on_step`` sees the ids so far after every token, like a
+        StoppingCriteria in ``generate`` (raising from it aborts).
+        """
+        device = self.model.device
+        batch = text["input_ids"].shape[0]
+        start = torch.full((batch * self.num_codebooks, 1), self.start_token, dtype=torch.long, device=device)
+        prompt = start if context_codes is None else torch.cat([start, context_codes.to(device)], dim=-1)
+        max_length = prompt.shape[-1] + max_new_tokens
+        prompt, pattern = self.model.decoder.build_delay_pattern_mask(prompt, self.start_token, max_length)
+        ids = torch.where(pattern == -1, self.start_token, pattern)  # positions not generated yet are overwritten
+        first = prompt.shape[-1]
+        fed = self.model.decoder.apply_delay_pattern_mask(prompt, pattern)
+
+        conditioning = self._conditioning(text, input_features, sampling.guidance_scale)
+        out = self.model(
+            decoder_input_ids=fed.repeat((2, 1)) if sampling.cfg else fed,
+            use_cache=True,
+            return_dict=True,
+            **conditioning,
+        )  # the same prefill call generate() makes
+        logits = out.logits[:, -1].float()
+        take = self._load_cache(out.cache, conditioning, max_length)
+        del out
+
+        for position in range(first, max_length):
+            token = next_tokens(logits, sampling)
+            token = torch.where(pattern[:, position] == -1, token, pattern[:, position])
+            ids[:, position] = token
+            if on_step is not None:
+                on_step(ids[:, : position + 1])
+            if position + 1 < max_length:
+                logits = self._step(take, token.repeat(2) if sampling.cfg else token, take.prefix + position)
+        return ids
+
+    def _conditioning(
+        self, text: dict[str, torch.Tensor], input_features: torch.Tensor | None, guidance: float
+    ) -> dict[str, Any]:
+        """The model's own generate-time conditioning (encoder states with CFG's null half), as forward() kwargs."""
+        config = copy.deepcopy(self.model.generation_config)
+        config.guidance_scale = guidance
+        config.output_attentions = config.output_hidden_states = False
+        kwargs: dict[str, Any] = {"attention_mask": text["attention_mask"]}
+        if self.melody:
+            if input_features is not None:
+                kwargs["input_features"] = input_features
+            kwargs = self.model._prepare_encoder_hidden_states_kwargs_for_generation(
+                text["input_ids"], kwargs, "input_ids", config
+            )
+            kwargs.pop("input_features", None)
+            return kwargs
+        return self.model._prepare_text_encoder_kwargs_for_generation(text["input_ids"], kwargs, "input_ids", config)
+
+    # -- the static cache ------------------------------------------------------------------------------------------
+    def _load_cache(self, cache: Any, conditioning: dict[str, Any], max_length: int) -> _Take:
+        """Copy the prefill's cache into buffers long enough for the whole take."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        self_cache = getattr(cache, "self_attention_cache", cache)
+        filled = int(self_cache.layers[0].keys.shape[2])
+        prefix = int(conditioning["encoder_hidden_states"].shape[1]) if self.melody else 0  # melody's conditioning
+        length = prefix + max_length
+        positions = self.decoder.embed_positions
+        if length > positions.weights.shape[0]:
+            positions.make_weights(length, positions.embedding_dim)
+        take = _Take(prefix=prefix, positions=positions.weights[:length])
+        for layer in self_cache.layers:
+            shape = (*layer.keys.shape[:2], length, layer.keys.shape[3])
+            keys, values = layer.keys.new_zeros(shape), layer.values.new_zeros(shape)
+            keys[:, :, :filled] = layer.keys
+            values[:, :, :filled] = layer.values
+            take.keys.append(keys)
+            take.values.append(values)
+        cross = getattr(cache, "cross_attention_cache", None)
+        if cross is not None and not self.melody:
+            take.cross = [(c.keys, c.values) for c in cross.layers]
+            states = conditioning["encoder_outputs"].last_hidden_state
+            take.cross_mask = create_bidirectional_mask(
+                config=self.decoder.config,
+                inputs_embeds=states.new_zeros(states.shape[0], 1, self.decoder.config.hidden_size),
+                attention_mask=conditioning.get("attention_mask"),
+                encoder_hidden_states=states,
+            )
+        return take
+
+    # -- one decoder step ------------------------------------------------------------------------------------------
+    def _step(self, take: _Take, tokens: torch.Tensor, position: int) -> torch.Tensor:
+        """Float32 logits (rows, vocab) for one token per codebook row at cache ``position``."""
+        if not self.static_shapes:
+            return self._forward(take, tokens, torch.tensor([position], device=tokens.device), position + 1)
+        if not self.cuda_graph:
+            return self._forward(take, tokens, torch.tensor([position], device=tokens.device), None)
+        if take.graph is None:
+            take.graph_tokens = tokens.clone()
+            take.graph_position = torch.tensor([position], device=tokens.device)
+            try:
+                self._capture(take)
+            except RuntimeError as exc:  # an op this torch/driver cannot capture: same maths, launched eagerly
+                warnings.warn(f"MusicGen fast decode: CUDA graph capture failed, running without ({exc})", stacklevel=2)
+                self.cuda_graph = False
+                return self._step(take, tokens, position)
+        take.graph_tokens.copy_(tokens)
+        take.graph_position.fill_(position)
+        take.graph.replay()
+        return take.graph_logits
+
+    def _capture(self, take: _Take) -> None:
+        """Record the fixed-shape step (once per take: the buffers are the take's) for replay on its later steps.
+
+        The warm-up run on a side stream (allocator, cuBLAS handles) computes this very step, so the K/V it writes
+        are the ones the replay writes again.
+        """
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            self._forward(take, take.graph_tokens, take.graph_position, None)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            take.graph_logits = self._forward(take, take.graph_tokens, take.graph_position, None)
+        take.graph = graph
+
+    def _forward(self, take: _Take, tokens: torch.Tensor, position: torch.Tensor, length: int | None) -> torch.Tensor:
+        """The decoder's forward for one step, with the decoder's own modules. ``length`` None: attend over the whole
+        buffer, masking positions after ``position`` (fixed shapes); otherwise over the first ``length`` only."""
+        codes = tokens.view(-1, self.num_codebooks)
+        hidden = sum(self.decoder.embed_tokens[k](codes[:, k]) for k in range(self.num_codebooks))
+        hidden = (hidden + take.positions.index_select(0, position))[:, None]  # (batch, 1, dim)
+        mask = None
+        if length is None:
+            mask = (torch.arange(take.positions.shape[0], device=tokens.device) <= position)[None, None, None]
+        for index, layer in enumerate(self.decoder.layers):
+            keys, values = take.keys[index], take.values[index]
+            write = (keys, values, position)
+            if length is not None:
+                keys, values = keys[:, :, :length], values[:, :, :length]
+            hidden = hidden + self._attend(
+                layer.self_attn, layer.self_attn_layer_norm(hidden), keys, values, mask, write
+            )
+            if take.cross:
+                cross_keys, cross_values = take.cross[index]
+                normed = layer.encoder_attn_layer_norm(hidden)
+                hidden = hidden + self._attend(layer.encoder_attn, normed, cross_keys, cross_values, take.cross_mask)
+            hidden = hidden + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(hidden))))
+        hidden = self.decoder.layer_norm(hidden)
+        logits = torch.stack([head(hidden) for head in self.lm_heads], dim=1)  # (batch, codebooks, 1, vocab)
+        return logits.reshape(-1, logits.shape[-1]).float()
+
+    @staticmethod
+    def _attend(
+        attention: Any,
+        hidden: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor | None,
+        write: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """One attention block for a single query; with ``write`` its own key/value go into the cache first."""
+        batch = hidden.shape[0]
+        heads, head_dim = attention.num_heads, attention.head_dim
+        query = attention.q_proj(hidden).view(batch, 1, heads, head_dim).transpose(1, 2)
+        if write is not None:
+            cache_keys, cache_values, position = write
+            cache_keys.index_copy_(
+                2, position, attention.k_proj(hidden).view(batch, 1, heads, head_dim).transpose(1, 2)
+            )
+            cache_values.index_copy_(
+                2, position, attention.v_proj(hidden).view(batch, 1, heads, head_dim).transpose(1, 2)
+            )
+        out = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=attention.scaling)
+        return attention.out_proj(out.transpose(1, 2).reshape(batch, 1, heads * head_dim))
