@@ -73,10 +73,14 @@ SIZES = {
         decoder=dict(hidden_size=1024, ffn_dim=4096, num_hidden_layers=24, num_attention_heads=16),
     ),
 }
-SIZES["medium"] = {**SIZES["small"],
-                   "decoder": dict(hidden_size=1536, ffn_dim=6144, num_hidden_layers=48, num_attention_heads=24)}
-SIZES["large"] = {**SIZES["small"],
-                  "decoder": dict(hidden_size=2048, ffn_dim=8192, num_hidden_layers=48, num_attention_heads=32)}
+SIZES["medium"] = {
+    **SIZES["small"],
+    "decoder": dict(hidden_size=1536, ffn_dim=6144, num_hidden_layers=48, num_attention_heads=24),
+}
+SIZES["large"] = {
+    **SIZES["small"],
+    "decoder": dict(hidden_size=2048, ffn_dim=8192, num_hidden_layers=48, num_attention_heads=32),
+}
 
 
 def _sub_configs(channels: int, size: str = "tiny") -> tuple:
