@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -110,26 +111,29 @@ def installed_as(monkeypatch, *direct_urls: dict | None, prefix: str = "/opt/ven
     monkeypatch.setattr(sys, "prefix", prefix)
 
 
+PIP = f"{shlex.quote(sys.executable)} -m pip"  # the pip of the Python running ttag
+
+
 def test_install_hint_for_an_editable_clone_names_the_clone(monkeypatch):
     editable = {"url": ROOT.as_uri(), "dir_info": {"editable": True}}
     installed_as(monkeypatch, editable)
-    assert install_hint("musicgen") == f"pip install -e '{ROOT}[musicgen]'"
+    assert install_hint("musicgen") == f"{PIP} install -e '{ROOT}[musicgen]'"
     installed_as(monkeypatch, None, editable)  # run from the clone's folder: its egg-info comes first
-    assert install_hint("musicgen") == f"pip install -e '{ROOT}[musicgen]'"
+    assert install_hint("musicgen") == f"{PIP} install -e '{ROOT}[musicgen]'"
 
 
 def test_install_hint_for_a_wheel_and_for_pipx(monkeypatch):
     installed_as(monkeypatch, None)
-    assert install_hint("diffusion") == "pip install 'ttag-studio[diffusion]'"
+    assert install_hint("diffusion") == f"{PIP} install 'ttag-studio[diffusion]'"
     installed_as(monkeypatch, {"url": "file:///tmp/ttag_studio-0.1.0-py3-none-any.whl", "archive_info": {}})
-    assert install_hint("musicgen") == "pip install 'ttag-studio[musicgen]'"
+    assert install_hint("musicgen") == f"{PIP} install 'ttag-studio[musicgen]'"
     installed_as(monkeypatch, None, prefix="/home/me/.local/share/pipx/venvs/ttag-studio")
     assert install_hint("musicgen") == "pipx install --force 'ttag-studio[musicgen]'"
 
 
 def test_install_hint_for_a_clone_run_from_source(monkeypatch):
     installed_as(monkeypatch)  # no metadata at all: the clone is on PYTHONPATH
-    assert install_hint("musicgen") == f"pip install -e '{ROOT}[musicgen]'"
+    assert install_hint("musicgen") == f"{PIP} install -e '{ROOT}[musicgen]'"
 
 
 def test_a_missing_package_is_reported_with_the_install_hint(monkeypatch):
@@ -147,7 +151,7 @@ def test_a_missing_package_is_reported_with_the_install_hint(monkeypatch):
         requires=("ttag_no_such_module",),
     )
     reason = probe_availability(spec).reason
-    assert reason == "missing Python packages: ttag_no_such_module (pip install 'ttag-studio[musicgen]')"
+    assert reason == f"missing Python packages: ttag_no_such_module ({PIP} install 'ttag-studio[musicgen]')"
 
 
 # -- workers in another interpreter ----------------------------------------------------------------------------------

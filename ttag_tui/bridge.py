@@ -49,8 +49,16 @@ def _describe_exit(code: int | None) -> str:
 class WorkerHandle:
     """One runner's worker process and the queue of jobs waiting for it."""
 
-    def __init__(self, runner: str, interpreter: str, settings: dict[str, Any], cancel_grace_s: float) -> None:
+    def __init__(
+        self,
+        runner: str,
+        interpreter: str,
+        settings: dict[str, Any],
+        cancel_grace_s: float,
+        environment: dict[str, str] | None = None,
+    ) -> None:
         self.runner = runner
+        self.environment = environment or {}
         self.interpreter = interpreter
         self.settings = settings
         self.cancel_grace_s = cancel_grace_s
@@ -143,7 +151,7 @@ class WorkerHandle:
         job.fail("cancelled", f"cancelled; the worker did not stop within {self.cancel_grace_s:g} s and was killed")
 
     def _start(self) -> None:
-        env = dict(os.environ)
+        env = {**os.environ, **self.environment}
         if os.path.abspath(self.interpreter) != os.path.abspath(sys.executable):
             # Another interpreter (a runner's own venv) reaches ttag's runner code, and nothing else of this
             # environment, through a folder that holds only the `runners` package; and not the cwd, which `-m` would
@@ -296,6 +304,8 @@ class BridgeSettings:
     idle_unload_s: float = 600.0
     cancel_grace_s: float = 5.0
     interpreters: dict[str, str] = field(default_factory=dict)  # runner name → python executable
+    # Runner-specific settings from the config, which workers read from their environment (they never read config).
+    worker_environment: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Config) -> BridgeSettings:
@@ -304,7 +314,8 @@ class BridgeSettings:
         )
         # A runner with a ttag-managed environment (`ttag runners setup NAME`) uses it unless one is configured.
         interpreters = {**managed_interpreters(), **config.interpreters}
-        return cls(runner, config.idle_unload_s, config.cancel_grace_s, interpreters)
+        environment = {"TTAG_MUSICGEN_DECODER": config.musicgen_decoder}
+        return cls(runner, config.idle_unload_s, config.cancel_grace_s, interpreters, environment)
 
 
 class Bridge:
@@ -339,7 +350,13 @@ class Bridge:
             handle = self._handles.get(spec.runner)
             if handle is None:
                 settings = {**self.settings.runner.__dict__, "idle_unload_s": self.settings.idle_unload_s}
-                handle = WorkerHandle(spec.runner, self.interpreter_for(spec), settings, self.settings.cancel_grace_s)
+                handle = WorkerHandle(
+                    spec.runner,
+                    self.interpreter_for(spec),
+                    settings,
+                    self.settings.cancel_grace_s,
+                    self.settings.worker_environment,
+                )
                 self._handles[spec.runner] = handle
             return handle
 

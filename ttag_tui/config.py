@@ -18,6 +18,7 @@ from typing import Any
 
 import tomli_w
 
+from runners.musicgen import DECODERS
 from ttag_tui import paths
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -44,6 +45,7 @@ class Config:
     format: str = "wav"
     device: str = "auto"
     dtype: str = "auto"
+    musicgen_decoder: str = "fast"  # MusicGen's token loop: "fast" (runners/musicgen/fast_decode.py) or "transformers"
     threads: int = field(default=0, metadata={"range": (0, 1024)})  # 0: the library decides
     idle_unload_s: float = field(default=600.0, metadata={"range": (0, 7 * 24 * 3600)})  # 0: never unload
     cancel_grace_s: float = field(default=5.0, metadata={"range": (0, 3600)})
@@ -148,7 +150,7 @@ def _parse_value(key: str, value: Any) -> Any:
         raise ValueError(f"must be text (got {value!r})")
     if key == "rate_limit" and value != _FIELDS[key].default:  # the default is good; limits costs ~0.1 s to import
         parse_rate_limit(value)
-    choices = {"device": DEVICES, "dtype": DTYPES, "format": FORMATS}.get(key)
+    choices = {"device": DEVICES, "dtype": DTYPES, "format": FORMATS, "musicgen_decoder": DECODERS}.get(key)
     if choices and value not in choices:
         raise ValueError(f"must be one of {', '.join(choices)} (got {value!r})")
     return value

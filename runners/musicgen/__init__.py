@@ -9,6 +9,7 @@ from __future__ import annotations
 from runners.registry import ModelSpec, ParamSpec
 
 RUNNER = "runners.musicgen.runner:MusicGenRunner"
+DECODERS = ("fast", "transformers")  # the token loop: ours (fast_decode.py) or transformers' generate()
 LICENCE = "CC-BY-NC 4.0"
 # MusicGen's own window is 30 s; longer clips continue from the last CONTEXT seconds of what was generated.
 WINDOW_S = 30.0

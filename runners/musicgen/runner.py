@@ -42,9 +42,10 @@ from runners.contract import (
     OutOfMemory,
     RunnerError,
 )
-from runners.musicgen import CONTEXT_S, WINDOW_S
+from runners.musicgen import CONTEXT_S, DECODERS, WINDOW_S
 from runners.musicgen.conditioning import BadAudioInput, ChromaSettings, load_audio, melody_chroma, melody_window
 from runners.musicgen.streaming import StreamingCodecDecoder, codebook_delays, complete_frames, delay_pattern
+from runners.registry import human_size, install_hint
 from runners.torch_support import device_and_dtype, free_memory, is_out_of_memory
 
 if TYPE_CHECKING:
@@ -54,13 +55,8 @@ if TYPE_CHECKING:
 STREAM_EVERY_FRAMES = 25  # hand audio to the caller every half second of generated music
 FIRST_STREAM_FRAMES = 8  # ...but the first piece sooner, so playback can start early
 DECODE_CHUNK_FRAMES = 250  # frames per decoder call when decoding a long take in one go (bounded memory)
-DECODERS = ("fast", "transformers")  # the token loop: ours (fast_decode.py) or transformers' generate()
 
 Sink = Callable[[np.ndarray], None]
-
-
-def _human_size(size: int) -> str:
-    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
 
 
 @dataclass(frozen=True)
@@ -135,7 +131,7 @@ class MusicGenRunner(BaseRunner):
             import transformers
         except ImportError as exc:
             raise MissingDependency(
-                f"{self.spec.id} needs torch and transformers ({exc}): pip install 'ttag[musicgen]'"
+                f"{self.spec.id} needs torch and transformers ({exc}): {install_hint('musicgen')}"
             ) from None
         if self.settings.threads > 0:
             torch.set_num_threads(self.settings.threads)
@@ -160,9 +156,11 @@ class MusicGenRunner(BaseRunner):
             if self.melody:
                 self.chroma = self._chroma_settings(transformers, source)
         except OSError as exc:
+            if "local_folder" in self.spec.extra:  # a local checkpoint: nothing to download, say what is missing
+                raise MissingWeights(f"{self.spec.id} cannot be loaded: {str(exc).splitlines()[0]}") from None
             raise MissingWeights(
-                f"{self.spec.id} is not downloaded (about {_human_size(self.spec.size_bytes)}): "
-                f"run `ttag models pull {self.spec.id}` ({str(exc).splitlines()[0]})"
+                f"{self.spec.id} is not downloaded: run `ttag models pull {self.spec.id}` "
+                f"(a {human_size(self.spec.size_bytes)} download)"
             ) from None
         except Exception as exc:
             if is_out_of_memory(exc):
