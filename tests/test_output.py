@@ -119,12 +119,13 @@ def test_explicit_file_name_and_takes(tmp_path):
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    def broken_write(path, *args, **kwargs):
-        with open(path, "wb") as handle:
-            handle.write(b"RIFF half a file")
+    real = soundfile.SoundFile.write
+
+    def broken_write(self, data):  # half the audio reaches the disk, then it is full
+        real(self, data[: len(data) // 2])
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(soundfile, "write", broken_write)
+    monkeypatch.setattr(soundfile.SoundFile, "write", broken_write)
     with pytest.raises(RuntimeError):
         output.write_clip(make_clip(), tmp_path)
     assert os.listdir(tmp_path) == []

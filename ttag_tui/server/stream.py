@@ -67,12 +67,18 @@ class Outbox:
             self.audio_bytes += len(item)
         self._queue.put_nowait(json.dumps(item) if isinstance(item, dict) else item)
 
+    async def next(self) -> str | bytes | None:
+        """The next frame to send; ``None`` at the end."""
+        item = await self._queue.get()
+        if isinstance(item, bytes):
+            self.audio_bytes -= len(item)
+        return item
+
     async def send_all(self, websocket: WebSocket) -> None:
         """Until ``None`` (the end) is taken out."""
-        while (item := await self._queue.get()) is not None:
+        while (item := await self.next()) is not None:
             if isinstance(item, bytes):
                 await websocket.send_bytes(item)
-                self.audio_bytes -= len(item)
             else:
                 await websocket.send_text(item)
 
