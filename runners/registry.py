@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import shlex
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +103,12 @@ class Availability:
     def available(self) -> bool:
         return self.runnable and self.weights_cached is not False
 
+    def refusal(self, spec: ModelSpec) -> str:
+        """The one line that turns a job away before any worker starts (with the download's size when the weights
+        are what is missing): the CLI and the TUI say the same."""
+        size = f" (a {human_size(spec.size_bytes)} download)" if self.runnable and spec.size_bytes else ""
+        return f"{spec.id} cannot run here: {self.reason}{size}"
+
 
 class Registry:
     """An ordered id → ModelSpec map. Tests build their own; the app uses :func:`default_registry`."""
@@ -136,6 +144,24 @@ def default_registry() -> Registry:
     for package in RUNNER_PACKAGES:
         specs.extend(importlib.import_module(package).MODELS)
     return Registry(specs)
+
+
+def human_size(size: float) -> str:
+    """Bytes in decimal units, one decimal from GB up (``2.4 GB``, ``650 MB``): the one way ttag prints a size."""
+    for unit in ("B", "KB", "MB"):
+        if round(size) < 1000:
+            return f"{size:.0f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB" if round(size, 1) < 1000 else f"{size / 1000:.1f} TB"
+
+
+def install_hint(extra: str) -> str:
+    """The command that installs one of ttag's extras into the Python running ttag. ttag is installed from its clone
+    (``pip install -e``), so the hint names that folder; an installed copy without one is named ``ttag``."""
+    root = Path(__file__).resolve().parent.parent
+    source = str(root) if (root / "pyproject.toml").is_file() else "ttag"
+    editable = "-e " if source != "ttag" else ""
+    return f"{shlex.quote(sys.executable)} -m pip install {editable}{shlex.quote(f'{source}[{extra}]')}"
 
 
 def hub_cache_dir(cache_dir: str | None = None) -> Path:
@@ -186,7 +212,7 @@ def probe_availability(
     else:
         runner_module = spec.runner.split(":", 1)[0]
         missing = [m for m in (*spec.requires, runner_module) if not _importable(m)]
-        fix = f"run `{spec.extra['setup']}`" if spec.extra.get("setup") else f"pip install 'ttag[{spec.runner_name}]'"
+        fix = f"run `{spec.extra['setup'] if spec.extra.get('setup') else install_hint(spec.runner_name)}`"
         if missing:
             return Availability(False, cached, f"missing Python packages: {', '.join(missing)} ({fix})")
     if cached is False:

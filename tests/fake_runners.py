@@ -76,6 +76,22 @@ class StreamThenCrashRunner(ToneRunner):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+class SteppedStreamRunner(ToneRunner):
+    """Streams its tone in ``steps`` chunks, one per step, with a pause each: audio that arrives over time."""
+
+    step_pause_s = 0.1
+
+    def stream(self, request: GenerationRequest, ctx: JobContext) -> Iterator[AudioChunk]:
+        for take, clip in enumerate(self.generate(request, JobContext())):
+            pieces = np.array_split(clip.audio, request.steps or 4, axis=1)
+            start = 0
+            for step, piece in enumerate(pieces, 1):
+                ctx.progress("generating", step, len(pieces))
+                yield AudioChunk(take=take, start=start, audio=piece, sample_rate=SAMPLE_RATE)
+                start += piece.shape[1]
+                time.sleep(self.step_pause_s)
+
+
 class FailingRunner(ToneRunner):
     def load_model(self, ctx: JobContext) -> None:
         raise MissingWeights("weights for fake-missing are not downloaded: ttag models pull fake-missing")
@@ -115,6 +131,7 @@ def fake_registry() -> Registry:
             spec("hang", "HangRunner"),
             spec("crash", "CrashRunner"),
             spec("stream-then-crash", "StreamThenCrashRunner"),
+            spec("stepped-stream", "SteppedStreamRunner", max_duration=600.0),
             spec("fake-missing", "FailingRunner"),
             spec("noisy", "NoisyRunner"),
             spec("no-such-runner", "NoSuchRunner", runner="tests.no_such_module:Runner"),

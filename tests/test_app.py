@@ -5,14 +5,18 @@ Every wait is for a state (a row, a status), never a fixed sleep: ``wait_for`` p
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+from textual import events
 
 from runners.request import check_field
+from tests.fake_runners import spec
 from tests.tui_fakes import (
     FakeSoundDevice,
     generate,
@@ -22,6 +26,7 @@ from tests.tui_fakes import (
     record_notifications,
     running,
     takes,
+    tui_registry,
     type_prompt,
     wait_for,
 )
@@ -112,6 +117,7 @@ async def test_no_audio_device_is_said_once_and_shows_where_the_files_are(tmp_pa
         await pilot.pause()
         warnings = [m for m, _, severity in notes if severity == "warning" and "Cannot play" in m]
         assert len(warnings) == 1 and str(tmp_path / "out") in warnings[0]
+        assert warnings[0].startswith("Cannot play sound here: no audio output device. ttag keeps working;")
         assert app.screen.query_one(Waveform).note.endswith(path)
         await generate(pilot, "still working", 2)
 
@@ -486,3 +492,43 @@ async def test_the_command_palette_offers_models_themes_sessions_and_actions(tmp
         await wait_for(pilot, lambda: app.screen.session.id == other.id, "the session")
         await run_command(pilot, "help")
         await wait_for(pilot, lambda: app.screen.query("#help-text"), "the help screen")
+
+
+async def test_a_session_file_that_fails_mid_run_ends_the_app_with_its_one_line_and_is_not_written_again(tmp_path):
+    app = make_app(tmp_path)
+    async with running(app) as pilot:
+        await type_prompt(pilot, "rain on a roof")
+        holder = sqlite3.connect(app.store.path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # another program takes the file: ttag's next write waits, then fails
+        try:  # the key is posted, not pressed: Pilot's press waits for a screen that is going away
+            app.post_message(events.Key("ctrl+g", None))
+            async with asyncio.timeout(30):
+                while app.store_failure is None:
+                    await asyncio.sleep(0.05)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+    assert app.return_code == 1
+    assert str(app.store_failure).startswith(f"{app.store.path}: the session file is locked by another program")
+    check = SessionStore(app.store.path)
+    assert check.prompt_history() == [] and check.sessions()[0].state == {}, "nothing saved after the failure"
+    check.close()
+
+
+async def test_a_model_that_cannot_run_is_refused_before_a_worker_starts(tmp_path):
+    registry = tui_registry()
+    registry.add(spec("tone-unpulled", "ToneRunner", hub_repo="nobody/never-pulled", size_bytes=2_400_000_000))
+    app = make_app(tmp_path, registry=registry, cache_dir=str(tmp_path / "hub"))
+    notes = record_notifications(app)
+    async with running(app) as pilot:
+        app.screen.query_one("#models").select("tone-unpulled")
+        await pilot.pause()
+        await type_prompt(pilot, "rain")
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: any(title == "Not generated" for _, title, _ in notes), "the refusal")
+        assert [message for message, title, _ in notes if title == "Not generated"] == [
+            "tone-unpulled cannot run here: weights not downloaded: ttag models pull tone-unpulled (a 2.4 GB download)"
+        ]
+        assert not job_items(app) and not app.bridge._handles, "no job, no worker"
+        (tmp_path / "hub" / "models--nobody--never-pulled" / "snapshots" / "main").mkdir(parents=True)
+        await generate(pilot, "rain, now that it is pulled", 1)  # pulled while ttag runs: no restart needed

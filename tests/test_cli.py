@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shlex
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import soundfile
+
+from ttag_tui.sessions import SessionStore
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "transformers", "diffusers", "accelerate", "audiocraft")
@@ -106,7 +112,8 @@ def test_unwritable_output_is_a_clear_failure(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     result = ttag("generate", "x", "-d", "0.5", "-o", str(blocker / "sub"))
-    assert result.returncode == 1 and "Traceback" not in result.stderr and "ttag: error:" in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"cannot write to {blocker / 'sub'}: {blocker} is not a folder" in result.stderr
 
 
 def test_list_models_table_and_json():
@@ -169,3 +176,239 @@ def test_the_tui_refuses_a_broken_session_file_in_words_and_leaves_it_alone(tmp_
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"ttag: error: {broken}: cannot open the session file")
     assert "TTAG_DATA_DIR" in result.stderr and broken.read_bytes() == b"not a database at all"
+
+
+def _session_file(folder: Path) -> Path:
+    """A real session file with a few pages of takes, as ttag leaves it after a run."""
+    store = SessionStore(folder / "sessions.sqlite3")
+    session = store.latest_session()
+    for number in range(40):
+        store.add_take(
+            session.id,
+            path=f"/music/{number}.wav",
+            prompt="rain on a tin roof " * 8,
+            model="synth",
+            seed=number,
+            duration=1.0,
+            parameters={"prompt": "rain"},
+            waveform=[0.25] * 200,
+        )
+    store.close()
+    return store.path
+
+
+def _change(path: Path, statement: str) -> None:
+    db = sqlite3.connect(path)
+    db.execute(statement)
+    db.commit()
+    db.close()
+
+
+def _overwrite_pages(path: Path) -> None:
+    page = 4096
+    with path.open("r+b") as handle:
+        handle.seek(3 * page)
+        handle.write(bytes(range(256)) * (4 * page // 256))
+
+
+BROKEN_SESSION_FILES = {
+    "garbage pages": (_overwrite_pages, "damaged"),
+    "state not JSON": (lambda p: _change(p, "UPDATE sessions SET state = '{\"prompt\": '"), "row 1 of sessions"),
+    "dropped table": (lambda p: _change(p, "DROP TABLE prompts"), "no prompts table"),
+    "garbage take row": (
+        lambda p: _change(p, "UPDATE takes SET seed = 'lots', waveform = x'00ff' WHERE number = 7"),
+        "of takes holds values ttag never writes",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_SESSION_FILES))
+def test_the_tui_refuses_a_session_file_that_opens_but_is_broken_in_one_line_untouched(tmp_path, case):
+    damage, fragment = BROKEN_SESSION_FILES[case]
+    path = _session_file(tmp_path)
+    damage(path)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    result = ttag(env={"TTAG_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"ttag: error: {path}: cannot open the session file ("), result.stderr
+    assert fragment in result.stderr and "move it aside" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_the_tui_refuses_a_session_file_another_program_holds_locked_in_one_line(tmp_path):
+    path = _session_file(tmp_path)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = ttag(env={"TTAG_DATA_DIR": str(tmp_path)})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        f"ttag: error: {path}: the session file is locked by another program (another ttag?); close it and start "
+        "ttag again, or set TTAG_DATA_DIR to another folder"
+    )
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def one_line_error(result: subprocess.CompletedProcess, code: int = 2) -> str:
+    """The single ``ttag: error:`` line a mistake gets (no usage block, no traceback); its text."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0], result.stderr
+    return lines[0]
+
+
+def test_numeric_config_out_of_range_is_one_line_before_any_work(tmp_path):
+    line = one_line_error(ttag("config", "set", "idle_unload_s", "1e10"))
+    assert "idle_unload_s: must be a number from 0 to 604800 (got 1e10)" in line
+    assert not (tmp_path / "config" / "config.toml").exists()
+    line = one_line_error(ttag("generate", "x", "-d", "0.5", "-o", str(tmp_path), env={"TTAG_IDLE_UNLOAD_S": "1e10"}))
+    assert "TTAG_IDLE_UNLOAD_S: must be a number from 0 to 604800 (got 1e10)" in line
+    assert list(tmp_path.glob("*.wav")) == []
+
+
+def test_server_address_mistakes_are_one_line(tmp_path):
+    for args, fragment in [
+        (["--port", "99999"], "'99999' is not a port number from 1 to 65535"),
+        (["--port", "-1"], "'-1' is not a port number from 1 to 65535"),
+        (["--port", "0"], "'0' is not a port number from 1 to 65535"),
+        (["--port", "http"], "'http' is not a port number from 1 to 65535"),
+        (["--host", "[::1"], "'[::1' is neither an IP address nor a host name"),
+        (["--host", "my host"], "'my host' is neither an IP address nor a host name"),
+    ]:
+        line = one_line_error(ttag("server", *args))
+        assert line.startswith("ttag server: error: argument --") and fragment in line, line
+
+
+def test_server_host_in_url_brackets_binds_the_bare_ipv6_address_and_counts_as_loopback():
+    from ttag_tui.cli import build_parser
+    from ttag_tui.server import check_bind, is_loopback
+
+    for written in ("[::1]", "::1"):
+        host = build_parser().parse_args(["server", "--host", written]).host
+        assert host == "::1" and is_loopback(host)
+        check_bind(host, "", allow_public=False)  # loopback: no key needed
+
+
+WITHOUT_HUB = """
+import sys
+sys.modules["huggingface_hub"] = None  # the base install: no model runner extras
+from ttag_tui.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_models_commands_without_huggingface_hub_say_what_to_install():
+    for args in (["list"], ["pull", "musicgen-small"], ["rm", "musicgen-small"]):
+        result = subprocess.run(
+            [sys.executable, "-c", WITHOUT_HUB, "models", *args], capture_output=True, text=True, cwd=ROOT, timeout=60
+        )
+        line = one_line_error(result)
+        assert "needs huggingface_hub" in line
+        assert f"-m pip install -e '{ROOT}[musicgen]'" in line, line  # ttag is installed from its clone
+
+
+def test_models_pull_with_the_hub_unreachable_fails_at_once_in_one_line_without_retries(tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"))
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "ttag_tui", "models", "pull", "musicgen-small"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    line = one_line_error(result, code=1)
+    assert "this machine seems to be offline" in line and f"127.0.0.1:{port}" in line
+    assert "Retrying" not in result.stderr
+    assert elapsed < 15, f"{elapsed:.0f} s: huggingface_hub's retries took ~25 s"
+
+
+def test_output_path_mistakes_are_refused_before_generating(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for output, extra, fragment in [
+        ("out.xyz", [], ".xyz is not an audio format (wav, flac, ogg, mp3)"),
+        ("clip.mp3", ["--format", "wav"], "asks for mp3 but --format says wav"),
+        ("a-file/x.wav", [], f"cannot write to {blocker / 'x.wav'}: {blocker} is not a folder"),
+        ("a-file/deeper/x.wav", [], f"{blocker} is not a folder"),
+    ]:
+        result = ttag("generate", "rain", "-d", "0.5", "-o", str(tmp_path / output), *extra)
+        assert fragment in one_line_error(result), result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"], "nothing made, no folder named out.xyz"
+
+
+def test_output_file_suffix_sets_the_format(tmp_path):
+    result = ttag("generate", "rain", "-d", "0.5", "-o", str(tmp_path / "clip.flac"), "--json")
+    assert result.returncode == 0, result.stderr
+    take = json.loads(result.stdout)[0]
+    assert take["path"] == str(tmp_path / "clip.flac") and take["parameters"]["format"] == "flac"
+    assert soundfile.info(take["path"]).format == "FLAC"
+
+
+COUNT_WORKERS = """
+import subprocess, sys
+started = []
+class Spy(subprocess.Popen):
+    def __init__(self, *args, **kwargs):
+        started.append(args)
+        super().__init__(*args, **kwargs)
+subprocess.Popen = Spy
+from ttag_tui.cli import main
+code = main(sys.argv[1:])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
+print("WORKERS", len(started), "HEAVY", heavy, file=sys.stderr if code else sys.stdout)
+sys.exit(code)
+"""
+
+
+def test_a_model_that_cannot_run_is_refused_before_a_worker_starts(tmp_path):
+    from runners.registry import default_registry, human_size
+
+    spec = default_registry().get("musicgen-small")
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub")}
+    result = subprocess.run(
+        [sys.executable, "-c", COUNT_WORKERS.format(heavy=HEAVY), "generate", "rain", "-m", "musicgen-small"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    line, counts = result.stderr.strip().splitlines()
+    assert counts == "WORKERS 0 HEAVY []"
+    assert line.startswith("ttag: error: musicgen-small cannot run here: ")
+    if "weights not downloaded" in line:  # the extra is installed: the download is what is missing
+        assert line.endswith(f"ttag models pull musicgen-small (a {human_size(spec.size_bytes)} download)")
+    table = ttag("list-models", env={**env, "COLUMNS": "200"}).stdout
+    row = next(r for r in table.splitlines() if r.split() and r.split()[0] == "musicgen-small")
+    assert human_size(spec.size_bytes) in row, "list-models and generate say the same size"
+
+
+def test_output_folder_without_write_permission_is_refused_before_generating(tmp_path, monkeypatch):
+    import argparse
+
+    from ttag_tui import cli
+    from ttag_tui.config import Config
+
+    denied = tmp_path / "theirs"
+    denied.mkdir()
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: Path(path) != denied)  # as a non-root user would see it
+    args = argparse.Namespace(output=str(denied / "new" / "x.wav"), format=None)
+    with pytest.raises(cli.UsageError, match=rf"^cannot write to {re.escape(args.output)}: no permission to write in "):
+        cli._output_target(args, Config())
+    assert cli._output_target(argparse.Namespace(output=str(tmp_path / "a.ogg"), format=None), Config())[1] == "ogg"

@@ -3,7 +3,9 @@ there is an audio device (CI's PulseAudio null sink) — what actually comes out
 
 from __future__ import annotations
 
+import importlib.abc
 import os
+import sys
 import threading
 import time
 
@@ -173,3 +175,25 @@ def test_real_device_starts_playing_a_stream_before_it_is_complete():
     player.close()
     assert abs(dominant_frequency(recorded, rate) - 660) < 3
     assert len(recorded[np.abs(recorded) > 0.1]) > rate * 0.8
+
+
+class _NoPortAudio(importlib.abc.MetaPathFinder):
+    """``import sounddevice`` as it fails without Debian's libportaudio2."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+
+
+def test_the_no_audio_reasons_say_it_once_and_what_to_install(monkeypatch):
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_NoPortAudio(), *sys.meta_path])
+    with pytest.raises(PlaybackUnavailable) as info:
+        load_sounddevice()
+    assert (
+        str(info.value)
+        == "the PortAudio library is not installed (on Debian or Ubuntu: sudo apt install libportaudio2)"
+    )
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # the package itself absent
+    with pytest.raises(PlaybackUnavailable, match=r"^the sounddevice package is not installed \(.* -m pip install "):
+        load_sounddevice()

@@ -12,19 +12,16 @@ import os
 import stat
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import soundfile
-import uvicorn
 
 from runners.contract import Clip
 from tests.fake_runners import fake_registry
-from tests.live_server import ROOT, free_port
+from tests.live_server import ROOT, serve_in_thread
 from tests.test_server import client_for, decode, wait_state
 from ttag_tui import output
 from ttag_tui.config import Config
@@ -319,19 +316,8 @@ def test_head_health():
 # -- streams that cannot finish --------------------------------------------------------------------------------------
 @pytest.fixture
 def uvicorn_server():
-    """The app under a real uvicorn in this process: what a client sees on the wire, not what TestClient makes of it."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(Config(rate_limit="1000/minute"), registry=REGISTRY), port=port, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(create_app(Config(rate_limit="1000/minute"), registry=REGISTRY)) as base:
+        yield base
 
 
 def test_a_stream_whose_job_fails_is_cut_off_not_ended_short(uvicorn_server):

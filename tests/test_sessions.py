@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 
 import pytest
 
-from ttag_tui.sessions import MIGRATIONS, SCHEMA_VERSION, SessionStore, StoreError
+from ttag_tui.sessions import MIGRATIONS, ROW_CHECKS, SCHEMA_VERSION, SessionStore, StoreError, _expected_columns
 
 
 @pytest.fixture
@@ -147,3 +148,49 @@ def test_a_file_from_a_newer_ttag_is_refused_untouched(tmp_path):
     with pytest.raises(StoreError, match="newer ttag"):
         SessionStore(path)
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+
+
+def test_every_table_has_a_row_check():
+    assert set(ROW_CHECKS) == set(_expected_columns()) == {"sessions", "prompts", "jobs", "takes"}
+
+
+def test_whatever_ttag_writes_passes_the_open_check_even_nan_and_infinity(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    store = SessionStore(path)
+    session = store.latest_session()
+    store.save_state(session.id, {"guidance": float("nan"), "prompt": "NaN and Infinity"})
+    add_take(store, session.id, waveform=[float("nan"), float("inf"), -float("inf"), 0.5], prompt="Infinity")
+    store.add_job(session.id, {"prompt": "x", "guidance": float("inf")})
+    store.close()
+    again = SessionStore(path)  # a file ttag wrote is never called damaged
+    assert len(again.takes(session.id)) == 1 and again.sessions()[0].state["prompt"] == "NaN and Infinity"
+    again.close()
+
+
+@pytest.mark.parametrize(
+    ("statement", "fragment"),
+    [
+        ("UPDATE sessions SET state = '[1, 2]'", "row 1 of sessions"),
+        ("UPDATE prompts SET prompt = x'00ff'", "of prompts"),
+        ("UPDATE jobs SET request = 'not json'", "of jobs"),
+        ("UPDATE takes SET waveform = '[\"loud\"]'", "of takes"),
+        ("UPDATE takes SET parameters = 3.5", "of takes"),
+        ("ALTER TABLE takes DROP COLUMN name", "table takes lacks name"),
+    ],
+)
+def test_a_file_with_rows_or_columns_ttag_never_writes_is_refused_untouched(tmp_path, statement, fragment):
+    path = tmp_path / "s.sqlite3"
+    store = SessionStore(path)
+    session = store.latest_session()
+    store.add_prompt(session.id, "rain")
+    store.add_job(session.id, {"prompt": "rain"})
+    add_take(store, session.id)
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute(statement)
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=rf"cannot open the session file \(.*{re.escape(fragment)}.*\); move it aside"):
+        SessionStore(path)
+    assert path.read_bytes() == before

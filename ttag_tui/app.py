@@ -8,6 +8,7 @@ are only ever imported in worker processes.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -26,7 +27,7 @@ from ttag_tui import keymap
 from ttag_tui.config import Config, ConfigError
 from ttag_tui.playback import Player
 from ttag_tui.screens.main import MainScreen
-from ttag_tui.sessions import SessionStore
+from ttag_tui.sessions import SessionStore, StoreError
 from ttag_tui.themes import load_themes
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ class TtagApp(App[int]):
         self._bridge: Backend | None = None
         self._bridge_lock = threading.Lock()
         self._held_keys: list[events.Key] | None = []  # until the main screen's panes are mounted
+        self.main_screen: MainScreen | None = None  # made by get_default_screen, which may fail on a bad store
+        self.store_failure: StoreError | None = None  # why the session file stopped working while the app ran
         # Themes are set before the stylesheet is first parsed: a change after that parses it all again.
         themes, self._theme_problems = load_themes(theme_folders)
         for theme in themes:
@@ -163,11 +166,26 @@ class TtagApp(App[int]):
             yield SystemCommand(f"Theme: {name}", "use this theme (remembered)", partial(setattr, self, "theme", name))
 
     # -- shutdown --------------------------------------------------------------------------------------------------
+    def _handle_exception(self, error: Exception) -> None:
+        """The session file failing mid-run (locked by another program, damaged) ends the app with the store's one
+        line, printed by the CLI after the terminal is restored, instead of a traceback; anything else is Textual's."""
+        if isinstance(error, sqlite3.DatabaseError):
+            error = self.store.failure(error)
+        if not isinstance(error, StoreError):
+            super()._handle_exception(error)
+            return
+        if self.store_failure is None:
+            self.store_failure = error
+        self.exit(return_code=1)
+
     def on_unmount(self) -> None:
-        """Save, stop the sound, stop the workers; jobs cut short are recorded as interrupted."""
+        """Save, stop the sound, stop the workers; jobs cut short are recorded as interrupted. A store that failed is
+        not written to again: the file stays as it was for the user to move aside."""
         self.player.close()
-        self.main_screen.flush_state()
-        self.store.interrupt_active_jobs("ttag was closed before this job finished")
+        if self.store_failure is None:
+            if self.main_screen is not None:
+                self.main_screen.flush_state()
+            self.store.interrupt_active_jobs("ttag was closed before this job finished")
         if self._bridge is not None:
             self._bridge.close()
         self.store.close()
@@ -184,4 +202,6 @@ def run(backend: str | None = None) -> int:
         remote = open_backend(config, backend)
         app = TtagApp(config, registry=remote.registry(), bridge_factory=lambda: remote)
     app.run()
+    if app.store_failure is not None:
+        raise app.store_failure
     return app.return_code or 0

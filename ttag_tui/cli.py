@@ -7,16 +7,21 @@ Nothing here imports a machine-learning library: generation runs in worker proce
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
+import os
+import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from runners.registry import human_size
 from runners.request import MODEL_PARAMS
 from ttag_tui import __version__
-from ttag_tui.output import cli_option
+from ttag_tui.output import SOUNDFILE_FORMATS, cli_option
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+AUDIO_FORMATS = tuple(SOUNDFILE_FORMATS)  # what -o's suffix and --format may name
 
 
 PARAM_HELP = {
@@ -39,13 +44,46 @@ class UsageError(Exception):
     """A mistake in what the user asked for: printed as one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with ttag's one-line errors: what is wrong and where the help is, no usage block (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # one part of a host name (RFC 1123)
+HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
+
+
+def _host(text: str) -> str:
+    """``--host``: an IP address or a host name. IPv6 may come in brackets, as in a URL; uvicorn binds it without."""
+    host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not HOST_NAME.fullmatch(host):
+            raise argparse.ArgumentTypeError(f"{text!r} is neither an IP address nor a host name") from None
+    return host
+
+
+def _port(text: str) -> int:
+    """``--port``: 1-65535. 0 (any free port) is refused: the address printed at start-up would not say which."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 1 to 65535")
+    return port
+
+
 def _fail(message: str, code: int) -> int:
     print(f"ttag: error: {message}", file=sys.stderr)
     return code
 
 
 # -- generate ------------------------------------------------------------------------------------------------------
-def _request_fields(args: argparse.Namespace, config: Any) -> dict[str, Any]:
+def _request_fields(args: argparse.Namespace, config: Any, fmt: str) -> dict[str, Any]:
     data: dict[str, Any] = {"prompt": args.prompt, "model": args.model or config.default_model}
     if args.duration is not None:
         data["duration"] = args.duration
@@ -54,8 +92,35 @@ def _request_fields(args: argparse.Namespace, config: Any) -> dict[str, Any]:
     for name in ("seed", "takes", *MODEL_PARAMS):
         if getattr(args, name) is not None:
             data[name] = getattr(args, name)
-    data["format"] = args.format or config.format
+    data["format"] = fmt
     return data
+
+
+def _output_target(args: argparse.Namespace, config: Any) -> tuple[Path, str]:
+    """Where the takes go and their format, checked before any work: an unknown suffix, a suffix that contradicts
+    ``--format``, or a place that cannot hold files is a UsageError, not a generation thrown away at the end."""
+    target = Path(args.output).expanduser() if args.output else config.resolved_output_dir()
+    fmt = args.format or config.format
+    suffix = target.suffix.lower().lstrip(".")
+    is_file = bool(args.output) and bool(suffix) and not target.is_dir()
+    if is_file and suffix not in AUDIO_FORMATS:
+        raise UsageError(
+            f"-o {args.output}: .{suffix} is not an audio format ({', '.join(AUDIO_FORMATS)}); "
+            "for a folder with a dot in its name, create the folder first"
+        )
+    if is_file and args.format and args.format != suffix:
+        raise UsageError(f"-o {args.output} asks for {suffix} but --format says {args.format}: keep one of them")
+    if is_file:
+        fmt = suffix
+    folder = target.parent if is_file else target
+    existing = folder
+    while not existing.exists() and existing != existing.parent:  # the folder is made when the takes are written
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"cannot write to {target}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to {target}: no permission to write in {existing}")
+    return target, fmt
 
 
 class _ProgressView:
@@ -87,43 +152,28 @@ class _ProgressView:
             self.progress.stop()
 
 
-def _open_backend(args: argparse.Namespace, config: Any) -> tuple[Any, Any]:
-    """(bridge, registry): local worker processes, or a ttag server when ``--backend`` / config ``backend`` is set."""
-    backend = args.backend or config.backend
-    if backend:
-        from ttag_tui.remote import RemoteBridge
-
-        remote = RemoteBridge(backend, api_key=config.backend_api_key)
-        return remote, remote.registry()
-    from runners.registry import default_registry
-    from ttag_tui.bridge import Bridge, BridgeSettings
-
-    registry = default_registry()
-    return Bridge(registry, BridgeSettings.from_config(config)), registry
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     from runners.request import RequestInvalid, validate_request
     from ttag_tui import config as config_module
+    from ttag_tui.backend import open_backend
     from ttag_tui.backend.events import Done, Failed, Progress
     from ttag_tui.output import write_clip
-    from ttag_tui.runner_envs import availability
 
     config = config_module.load()
-    bridge, registry = _open_backend(args, config)
+    target, fmt = _output_target(args, config)
+    bridge = open_backend(config, args.backend)
+    registry = bridge.registry()
     try:
-        request = validate_request(_request_fields(args, config), registry)
+        request = validate_request(_request_fields(args, config, fmt), registry)
     except RequestInvalid as exc:
         bridge.close()
         raise UsageError("\n  ".join(["invalid request:", *map(str, exc.errors)])) from None
     spec = registry.get(request.model)
-    if not (args.backend or config.backend):
-        status = availability(spec, config)
-        if not status.runnable:
-            bridge.close()
-            return _fail(f"{spec.id} cannot run here: {status.reason}", EXIT_FAILED)
+    status = bridge.availability(spec)  # refused here, in milliseconds, before a worker imports torch
+    if not status.available:
+        bridge.close()
+        raise UsageError(status.refusal(spec))
 
-    target = Path(args.output).expanduser() if args.output else config.resolved_output_dir()
     show_progress = sys.stderr.isatty() and not args.quiet
     view = _ProgressView(show_progress, spec.id)
     written: list[tuple[Path, dict[str, Any]]] = []
@@ -156,21 +206,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         try:
             play_file(written[0][0])
         except PlaybackUnavailable as exc:
-            print(f"ttag: cannot play here ({exc}); the file is at {written[0][0]}", file=sys.stderr)
+            print(f"ttag: cannot play sound here: {exc}; the file is at {written[0][0]}", file=sys.stderr)
     return EXIT_OK
 
 
 # -- list-models ---------------------------------------------------------------------------------------------------
-def _human_size(size: int) -> str:
-    if not size:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.0f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
-
-
 def cmd_list_models(args: argparse.Namespace) -> int:
     from runners.registry import default_registry
     from ttag_tui import config as config_module
@@ -178,10 +218,10 @@ def cmd_list_models(args: argparse.Namespace) -> int:
 
     config = config_module.load()
     backend = args.backend or config.backend
-    if backend:
-        from ttag_tui.remote import RemoteBridge
+    if backend:  # what the server can run; locally, the same probe without starting anything
+        from ttag_tui.backend import open_backend
 
-        with RemoteBridge(backend, api_key=config.backend_api_key) as remote:
+        with open_backend(config, backend) as remote:
             rows = [(spec, remote.availability(spec)) for spec in remote.registry()]
     else:
         rows = [
@@ -227,7 +267,8 @@ def cmd_list_models(args: argparse.Namespace) -> int:
             advice = avail.reason.replace(spec.id, "ID") if avail.runnable else avail.reason
             not_ready.setdefault(advice, []).append(spec.id)
         kind = {"music and sound": "mix", "sound effects": "sfx"}.get(spec.kind, spec.kind)
-        table.add_row(spec.id, kind, ready, _human_size(spec.size_bytes), spec.licence.split(" (")[0])
+        size = human_size(spec.size_bytes) if spec.size_bytes else "-"
+        table.add_row(spec.id, kind, ready, size, spec.licence.split(" (")[0])
     console = Console()
     console.print(table)
     for advice, ids in not_ready.items():
@@ -258,18 +299,18 @@ def cmd_models(args: argparse.Namespace) -> int:
                 print(f"{model_id}: {path}")
         elif args.action == "rm":
             for model_id in args.ids:
-                print(f"{model_id}: removed, {models.human_size(models.remove(registry, model_id, cache_dir))} freed")
+                print(f"{model_id}: removed, {human_size(models.remove(registry, model_id, cache_dir))} freed")
         else:
             rows = models.cached(registry, cache_dir)
             width = max((len(r.spec.id) for r in rows), default=10)
             for row in rows:
-                state = f"cached   {models.human_size(row.size_on_disk):>9}" if row.revisions else "not downloaded"
-                download = f"~{models.human_size(row.spec.size_bytes)}"
+                state = f"cached   {human_size(row.size_on_disk):>9}" if row.revisions else "not downloaded"
+                download = f"~{human_size(row.spec.size_bytes)}"
                 print(f"{row.spec.id:<{width}}  {state:<24}  {row.spec.hub_repo} ({download} download)")
             total = sum(r.size_on_disk for r in rows)
-            print(f"{'total':<{width}}  {models.human_size(total)} in {models.hub_cache_dir(cache_dir)}")
+            print(f"{'total':<{width}}  {human_size(total)} in {models.hub_cache_dir(cache_dir)}")
     except models.ModelsError as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return _fail(str(exc), EXIT_USAGE if isinstance(exc, models.HubMissing) else EXIT_FAILED)
     return EXIT_OK
 
 
@@ -296,7 +337,7 @@ def cmd_runners(args: argparse.Namespace) -> int:
         return EXIT_OK
     for st in statuses:
         state = "healthy" if st.healthy and not st.problem else ("present" if st.present else "absent")
-        print(f"{st.runner}: {state}, {runner_envs.human_size(st.size_bytes)} at {st.path}")
+        print(f"{st.runner}: {state}, {human_size(st.size_bytes)} at {st.path}")
         if st.versions:
             print("  " + ", ".join(f"{k} {v}" for k, v in st.versions.items()))
         if st.problem:
@@ -350,7 +391,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ttag", description="Turn text prompts into audio.")
+    parser = _Parser(prog="ttag", description="Turn text prompts into audio.")
     parser.add_argument("--version", action="version", version=f"ttag {__version__}")
     parser.add_argument(
         "--backend", metavar="URL", help="send jobs to a ttag server (e.g. http://localhost:8000 through an SSH tunnel)"
@@ -368,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, help="seed for reproducible output (default: random, recorded)")
     gen.add_argument("-n", "--takes", type=int, help="how many variations (1-8); take k uses seed+k")
     gen.add_argument("-o", "--output", help="output folder, or a file name with an audio suffix")
-    gen.add_argument("--format", choices=("wav", "flac", "ogg", "mp3"), help="audio format (default wav)")
+    gen.add_argument("--format", choices=AUDIO_FORMATS, help="audio format (default wav, or -o's suffix)")
     for name in MODEL_PARAMS:  # passed on as typed: the request's validation parses and checks them
         gen.add_argument(
             cli_option(name),
@@ -390,8 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the REST API and web UI",
         description="Serve the REST API (and web UI) on HOST:PORT; loopback unless an API key is configured.",
     )
-    server.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    server.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    server.add_argument("--host", type=_host, default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    server.add_argument("--port", type=_port, default=8000, help="port, 1-65535 (default 8000)")
     server.add_argument(
         "--insecure-no-key", action="store_true", help="allow a non-loopback address without an API key"
     )

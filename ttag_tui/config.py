@@ -145,7 +145,7 @@ def _parse_value(key: str, value: Any) -> Any:
         return _api_keys(value)
     if not isinstance(value, str):
         raise ValueError(f"must be text (got {value!r})")
-    if key == "rate_limit":
+    if key == "rate_limit" and value != _FIELDS[key].default:  # the default is good; limits costs ~0.1 s to import
         parse_rate_limit(value)
     choices = {"device": DEVICES, "dtype": DTYPES, "format": FORMATS}.get(key)
     if choices and value not in choices:

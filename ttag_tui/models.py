@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runners.registry import ModelSpec, Registry, hub_cache_dir
+from runners.registry import ModelSpec, Registry, hub_cache_dir, human_size, install_hint
 
 CONFIG_PATTERNS = ("*.json", "spiece.model", "tokenizer.model", "*.txt", "*.tiktoken")
 SAFETENSORS_PATTERNS = ("*.safetensors",)
@@ -27,6 +27,37 @@ Printer = Callable[[str], None]
 
 class ModelsError(Exception):
     """Something the user can act on; printed as one line by the CLI (exit code 1)."""
+
+
+class HubMissing(ModelsError):
+    """huggingface_hub is not installed (the base install has no model runner): a set-up mistake, exit code 2."""
+
+
+HUB_ANSWER_S = 2.5  # how long the hub may take to answer at all before the machine counts as offline
+
+
+def _require_hub() -> None:
+    try:
+        import huggingface_hub  # noqa: F401  (only whether it imports)
+    except ImportError:
+        raise HubMissing(
+            "ttag models needs huggingface_hub, which comes with the model runners' extras: "
+            f"run `{install_hint('musicgen')}`"
+        ) from None
+
+
+def _check_hub_answers(repo: str) -> None:
+    """One short request before huggingface_hub's own, which retries a dead connection for ~25 s, a warning a try."""
+    import httpx
+    from huggingface_hub import constants
+
+    try:
+        httpx.head(constants.ENDPOINT, timeout=HUB_ANSWER_S)  # any answer will do, even an error page
+    except httpx.TransportError as exc:
+        raise ModelsError(
+            f"cannot download {repo}: this machine seems to be offline ({constants.ENDPOINT} does not answer: "
+            f"{str(exc) or type(exc).__name__})"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -80,8 +111,10 @@ def refuse_remote_code(repo: str, files: list[str], fetch: Callable[[str], Path]
 def pull(registry: Registry, model_id: str, cache_dir: str | None = None, say: Printer = print) -> Path:
     """Download (or resume downloading) a model's files into the hub cache; the model's snapshot folder."""
     spec = _hub_spec(registry, model_id)
+    _require_hub()
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
         raise ModelsError(f"cannot download {spec.hub_repo}: HF_HUB_OFFLINE is set (unset it to download)")
+    _check_hub_answers(spec.hub_repo)
     from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
     cache = str(hub_cache_dir(cache_dir))
@@ -89,7 +122,7 @@ def pull(registry: Registry, model_id: str, cache_dir: str | None = None, say: P
     try:
         plan = download_plan(spec, lambda repo: api.list_repo_files(repo, revision=spec.revision))
         say(
-            f"downloading {spec.id} (about {spec.size_bytes / 1e9:.1f} GB) into {cache}; "
+            f"downloading {spec.id} (about {human_size(spec.size_bytes)}) into {cache}; "
             "an interrupted download resumes where it stopped"
         )
         snapshot = None
@@ -128,6 +161,7 @@ def _reason(exc: BaseException) -> str:
 
 def cached(registry: Registry, cache_dir: str | None = None) -> list[CachedModel]:
     """Every model of the registry with hub weights, with what of it is in the cache (size 0 when nothing)."""
+    _require_hub()
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
@@ -153,10 +187,11 @@ def cached(registry: Registry, cache_dir: str | None = None) -> list[CachedModel
 
 def remove(registry: Registry, model_id: str, cache_dir: str | None = None) -> int:
     """Delete every cached revision of a model; the bytes freed."""
+    spec = _hub_spec(registry, model_id)
+    _require_hub()
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
-    spec = _hub_spec(registry, model_id)
     try:
         info = scan_cache_dir(hub_cache_dir(cache_dir))
     except CacheNotFound:
@@ -171,11 +206,3 @@ def remove(registry: Registry, model_id: str, cache_dir: str | None = None) -> i
 
         shutil.rmtree(repo.repo_path, ignore_errors=True)
     return max(strategy.expected_freed_size, repo.size_on_disk)
-
-
-def human_size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"

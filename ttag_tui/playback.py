@@ -8,6 +8,8 @@ catches up with the end of a growing source it plays silence until more arrives.
 
 from __future__ import annotations
 
+import shlex
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,17 +26,21 @@ MAX_VOLUME = 2.0
 
 
 class PlaybackUnavailable(Exception):
-    """No way to play sound here; the message says why in words."""
+    """No way to play sound here; the message says why, once, in words, and what to install when that is the fix."""
 
 
 def load_sounddevice() -> Any:
     """Import sounddevice and check there is an output device, or raise PlaybackUnavailable."""
     try:
         import sounddevice
-    except OSError as exc:  # the PortAudio library itself is missing
-        raise PlaybackUnavailable(f"no PortAudio library ({exc})") from None
+    except OSError:  # the PortAudio library itself is missing (sounddevice's own text repeats "PortAudio library")
+        raise PlaybackUnavailable(
+            "the PortAudio library is not installed (on Debian or Ubuntu: sudo apt install libportaudio2)"
+        ) from None
     except ImportError:
-        raise PlaybackUnavailable("the sounddevice package is not installed") from None
+        raise PlaybackUnavailable(
+            f"the sounddevice package is not installed ({shlex.quote(sys.executable)} -m pip install sounddevice)"
+        ) from None
     try:
         sounddevice.query_devices(kind="output")
     except Exception:

@@ -20,9 +20,10 @@ import soundfile
 from runners.contract import Clip
 from runners.registry import Availability, ModelSpec, Registry
 from runners.request import GenerationRequest
+from ttag_tui.backend import wire
 from ttag_tui.backend.events import Job
 
-POLL_S = 0.2
+POLL_S = 0.2  # the polling fallback, when the job stream's WebSocket cannot be opened
 
 
 class RemoteError(ConnectionError):
@@ -44,6 +45,9 @@ def _detail(response: httpx.Response) -> str:
 class RemoteBridge:
     def __init__(self, base_url: str, *, api_key: str = "", timeout_s: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._socket_base = "ws" + self.base_url.removeprefix("http")  # http → ws, https → wss
+        self.transport = "websocket"  # how the last job was followed: "websocket", or "polling" as the fallback
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
         self._remote_ids: dict[str, str] = {}
@@ -119,37 +123,90 @@ class RemoteBridge:
     def _follow(self, job: Job) -> None:
         body = {k: v for k, v in job.request.to_dict().items() if k not in ("audio_prompt", "melody")}
         body["stream"] = job.stream
-        received: dict[int, int] = {}  # take → frames of streamed audio received
         try:
             created = self._call("POST", "/api/jobs", json=body).json()
             remote_id = self._remote_ids[job.id] = created["id"]
             if job.cancel_requested:
                 self.cancel(job)
-            last_progress = None
-            while True:
-                status = self._call("GET", f"/api/jobs/{remote_id}").json()
-                if status["state"] != "queued" and not job.started:
-                    job.start()
-                progress = status["progress"]
-                if progress["phase"] and (progress["phase"], progress["step"]) != last_progress:
-                    last_progress = (progress["phase"], progress["step"])
-                    job.progress(progress["phase"], progress["step"], progress["total"])
-                if job.stream:
-                    self._fetch_streamed(job, remote_id, received)
-                if status["state"] == "done":
-                    for result in status["results"]:
-                        job.add_clip(self._download(job, result))
-                    job.done({})
-                    return
-                if status["state"] in ("failed", "cancelled"):
-                    error = status.get("error") or {}
-                    job.fail(error.get("kind", status["state"]), error.get("message", status["state"]))
-                    return
-                time.sleep(POLL_S)
+            if not self._follow_socket(job, remote_id):
+                self._follow_polling(job, remote_id)
         except RemoteError as exc:
             job.fail("connection", str(exc))
         except (KeyError, ValueError) as exc:
             job.fail("connection", f"the server at {self.base_url} sent something unexpected: {exc}")
+
+    def _follow_socket(self, job: Job, remote_id: str) -> bool:
+        """Follow the job over its WebSocket; False when the socket cannot be opened (e.g. a proxy that refuses the
+        upgrade), and the caller polls instead."""
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+        from websockets.sync.client import connect
+
+        url = self._socket_base + wire.EVENTS_PATH.format(job=remote_id)
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        try:
+            socket = connect(url, additional_headers=headers, subprotocols=[wire.SUBPROTOCOL], max_size=None)
+        except (InvalidHandshake, InvalidURI, OSError, TimeoutError):
+            return False
+        self.transport = "websocket"
+        added: set[int] = set()
+        with socket:
+            try:
+                for message in socket:
+                    if isinstance(message, bytes):
+                        job.chunk(*wire.decode_audio(message))
+                    elif self._on_event(job, json.loads(message), added):
+                        return True
+            except ConnectionClosed as exc:
+                job.fail("connection", f"the job stream from {self.base_url} broke off: {exc}")
+                return True
+        job.fail("connection", f"the server at {self.base_url} closed the job stream before the job ended")
+        return True
+
+    def _on_event(self, job: Job, event: dict[str, Any], added: set[int]) -> bool:
+        """Turn one server event into the job's own; True at the job's end."""
+        kind = event["type"]
+        if kind in ("started", "status") and event.get("state", "running") != "queued" and not job.started:
+            job.start()
+        elif kind == "progress" and event["phase"]:
+            job.progress(event["phase"], event["step"], event["total"])
+        elif kind == "take":
+            added.add(event["take"])
+            job.add_clip(self._download(job, event))
+        elif kind == "done":
+            for result in event["results"]:  # takes made before this client connected
+                if result["take"] not in added:
+                    job.add_clip(self._download(job, result))
+            job.done({})
+            return True
+        elif kind in ("failed", "cancelled"):
+            job.fail(event.get("kind") or kind, event.get("message") or kind)
+            return True
+        return False
+
+    def _follow_polling(self, job: Job, remote_id: str) -> None:
+        self.transport = "polling"
+        received: dict[int, int] = {}  # take → frames of streamed audio received
+        last_progress = None
+        while True:
+            status = self._call("GET", f"/api/jobs/{remote_id}").json()
+            if status["state"] != "queued" and not job.started:
+                job.start()
+            progress = status["progress"]
+            if progress["phase"] and (progress["phase"], progress["step"]) != last_progress:
+                last_progress = (progress["phase"], progress["step"])
+                job.progress(progress["phase"], progress["step"], progress["total"])
+            if job.stream:
+                self._fetch_streamed(job, remote_id, received)
+            if status["state"] == "done":
+                for result in status["results"]:
+                    job.add_clip(self._download(job, result))
+                job.done({})
+                return
+            if status["state"] in ("failed", "cancelled"):
+                error = status.get("error") or {}
+                job.fail(error.get("kind", status["state"]), error.get("message", status["state"]))
+                return
+            time.sleep(POLL_S)
 
     def _fetch_streamed(self, job: Job, remote_id: str, received: dict[int, int]) -> None:
         """Turn the audio the server streamed since the last poll into Chunk events, take by take."""

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runners.registry import Availability, ModelSpec, probe_availability
+from runners.registry import Availability, ModelSpec, human_size, probe_availability
 from ttag_tui.config import Config
 from ttag_tui.paths import data_dir
 
@@ -407,7 +407,3 @@ def _dir_size(root: Path) -> int:
             with contextlib.suppress(OSError):  # a file removed while we walk
                 total += os.lstat(os.path.join(folder, name)).st_size
     return total
-
-
-def human_size(size: int) -> str:
-    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"

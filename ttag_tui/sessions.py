@@ -8,6 +8,7 @@ process loses nothing that had finished; jobs still queued or running when the p
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
@@ -72,11 +73,75 @@ MIGRATIONS: dict[int, str] = {
     3: "ALTER TABLE jobs ADD COLUMN dismissed INTEGER NOT NULL DEFAULT 0;",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+
+# What every row of the current schema looks like (SQL that is true for a row ttag wrote): checked on open, so the code
+# that reads rows back never meets text where a number belongs or JSON it cannot decode.
+_NUMBER = "typeof({0}) IN ('integer', 'real')"
+_TEXT = "typeof({0}) = 'text'"
+# Python's json writes NaN and Infinity (a waveform of a take that went wrong); SQLite's json functions read neither.
+_AS_JSON = "replace(replace({0}, 'NaN', '0'), 'Infinity', '0')"
+_JSON = (
+    "typeof({0}) = 'text' AND CASE WHEN json_valid("
+    + _AS_JSON
+    + ") THEN json_type("
+    + _AS_JSON
+    + ") = '{1}' ELSE 0 END"
+)
+ROW_CHECKS: dict[str, str] = {
+    "sessions": " AND ".join(
+        [_TEXT.format("name"), _NUMBER.format("created"), _NUMBER.format("last_used"), _JSON.format("state", "object")]
+    ),
+    "prompts": " AND ".join(
+        ["typeof(session_id) = 'integer'", _TEXT.format("prompt"), _TEXT.format("negative"), _NUMBER.format("created")]
+    ),
+    "jobs": " AND ".join(
+        [
+            "typeof(session_id) = 'integer'",
+            _JSON.format("request", "object"),
+            _TEXT.format("status"),
+            _TEXT.format("message"),
+            _NUMBER.format("created"),
+        ]
+    ),
+    "takes": " AND ".join(
+        [
+            "typeof(session_id) = 'integer'",
+            "typeof(number) = 'integer'",
+            _TEXT.format("path"),
+            _TEXT.format("prompt"),
+            _TEXT.format("model"),
+            "typeof(seed) = 'integer'",
+            _NUMBER.format("duration"),
+            _JSON.format("parameters", "object"),
+            _JSON.format("waveform", "array"),
+            "NOT EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid({0}) THEN {0} ELSE '[]' END) "
+            "WHERE type NOT IN ('integer', 'real'))".format(_AS_JSON.format("waveform")),
+            "typeof(starred) = 'integer'",
+            _TEXT.format("name"),
+            "(deleted IS NULL OR " + _NUMBER.format("deleted") + ")",
+            "(trashed_path IS NULL OR " + _TEXT.format("trashed_path") + ")",
+            "(job_id IS NULL OR typeof(job_id) = 'integer')",
+        ]
+    ),
+}
 ACTIVE_JOB_STATES = ("queued", "running")
 
 
 class StoreError(Exception):
-    """The session file cannot be used (newer schema, not a database); the message says what to do."""
+    """The session file cannot be used (newer schema, not a database, damaged, locked); the message says what to do."""
+
+
+@functools.cache
+def _expected_columns() -> dict[str, list[str]]:
+    """Each table's columns at :data:`SCHEMA_VERSION`, taken from the migrations themselves (run in memory)."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for version in sorted(MIGRATIONS):
+            db.executescript(MIGRATIONS[version])
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {t: [row[1] for row in db.execute(f"PRAGMA table_info({t})")] for t in tables}
+    finally:
+        db.close()
 
 
 @dataclass(frozen=True)
@@ -134,17 +199,54 @@ class SessionStore:
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=5)
+        except sqlite3.DatabaseError as exc:
+            raise self.failure(exc) from None
+        try:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"{self.path}: cannot open the session file ({exc}); move it aside to start afresh (your takes' "
-                "audio files are not in it), or set TTAG_DATA_DIR to another folder"
-            ) from None
-        self.interrupt_active_jobs("ttag stopped before this job finished")
+            self._check()
+            self.interrupt_active_jobs("ttag stopped before this job finished")
+        except (sqlite3.DatabaseError, StoreError) as exc:
+            self._db.close()  # nothing more is read or written: the file stays as it was
+            if isinstance(exc, StoreError):
+                raise
+            raise self.failure(exc) from None
+
+    def failure(self, exc: sqlite3.DatabaseError) -> StoreError:
+        """What to tell the user when SQLite gives up on the file, at open or later: locked, or damaged."""
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            return StoreError(
+                f"{self.path}: the session file is locked by another program (another ttag?); close it and start "
+                "ttag again, or set TTAG_DATA_DIR to another folder"
+            )
+        return self._damaged(str(exc))
+
+    def _damaged(self, what: str) -> StoreError:
+        what = " ".join(what.replace("*** in database main ***", "").split())  # SQLite's reports span lines
+        return StoreError(
+            f"{self.path}: cannot open the session file ({what}); move it aside to start afresh (your takes' audio "
+            "files are not in it), or set TTAG_DATA_DIR to another folder"
+        )
+
+    def _check(self) -> None:
+        """Refuse a file that opens but is not what ttag wrote — damaged pages, a missing table or column, rows that
+        could not be read back — before anything is shown, so the user gets one line instead of a crash mid-screen."""
+        with self._lock:
+            problems = [row[0] for row in self._db.execute("PRAGMA quick_check(1)")]
+            if problems != ["ok"]:
+                raise self._damaged(f"damaged: {problems[0]}")
+            for table, columns in _expected_columns().items():
+                have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                missing = [c for c in columns if c not in have]
+                if missing:
+                    raise self._damaged(f"table {table} lacks {', '.join(missing)}" if have else f"no {table} table")
+            for table, good in ROW_CHECKS.items():
+                bad = self._db.execute(f"SELECT id FROM {table} WHERE NOT ({good}) LIMIT 1").fetchone()
+                if bad:
+                    raise self._damaged(f"row {bad[0]} of {table} holds values ttag never writes")
 
     # -- plumbing --------------------------------------------------------------------------------------------------
     @contextmanager

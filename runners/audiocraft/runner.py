@@ -38,6 +38,7 @@ from runners.contract import (
     OutOfMemory,
     RunnerError,
 )
+from runners.registry import human_size
 from runners.torch_support import free_memory, is_out_of_memory
 
 if TYPE_CHECKING:
@@ -156,7 +157,7 @@ class AudioCraftRunner(BaseRunner):
         return self.settings.cache_dir or os.environ.get("AUDIOCRAFT_CACHE_DIR") or None
 
     def _download_hint(self) -> str:
-        return f"run `ttag models pull {self.spec.id}` (about {self.spec.size_bytes / 1e9:.1f} GB)"
+        return f"run `ttag models pull {self.spec.id}` (about {human_size(self.spec.size_bytes)})"
 
     def unload(self) -> None:
         self.model = None

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from runners.contract import BaseRunner, JobContext, MissingDependency, MissingWeights, OutOfMemory, RunnerError
+from runners.registry import human_size, install_hint
 from runners.torch_support import device_and_dtype, free_memory, is_out_of_memory
 
 if TYPE_CHECKING:
@@ -26,10 +27,6 @@ class BadInput(RunnerError):
     """A request this checkpoint cannot do (said in words; the job fails, the worker goes on)."""
 
     kind = "invalid_request"
-
-
-def human_size(size: int) -> str:
-    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
 
 
 class DiffusersRunner(BaseRunner):
@@ -45,11 +42,11 @@ class DiffusersRunner(BaseRunner):
             import torch
         except ImportError as exc:
             raise MissingDependency(
-                f"{self.spec.id} needs torch, transformers and diffusers ({exc}): pip install 'ttag[diffusion]'"
+                f"{self.spec.id} needs torch, transformers and diffusers ({exc}): {install_hint('diffusion')}"
             ) from None
         missing = [m for m in self.spec.requires if importlib.util.find_spec(m) is None]
         if missing:
-            raise MissingDependency(f"{self.spec.id} needs {', '.join(missing)}: pip install 'ttag[diffusion]'")
+            raise MissingDependency(f"{self.spec.id} needs {', '.join(missing)}: {install_hint('diffusion')}")
         if self.settings.threads > 0:
             torch.set_num_threads(self.settings.threads)
         self.device, self.dtype = device_and_dtype(self.settings, torch)

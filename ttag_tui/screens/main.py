@@ -280,12 +280,21 @@ class MainScreen(Screen[None]):
         from runners.request import RequestInvalid, validate_request
 
         try:
-            return validate_request(data, self.ttag.registry)
+            request = validate_request(data, self.ttag.registry)
         except RequestInvalid as exc:
             self.notify(
                 "\n".join(str(error) for error in exc.errors), title="Not generated", severity="error", timeout=8
             )
             return None
+        from ttag_tui.bridge import Bridge
+
+        bridge, spec = self.ttag.bridge, self.ttag.registry.get(request.model)
+        if isinstance(bridge, Bridge) and spec is not None:  # a ttag server decides for itself
+            status = bridge.availability(spec)  # probed now (milliseconds): a model pulled since start-up is welcome
+            if not status.available:  # said now, not after a worker has imported torch
+                self.notify(status.refusal(spec), title="Not generated", severity="error")
+                return None
+        return request
 
     async def action_generate(self) -> None:
         request = self.validated(self.form_fields())
@@ -563,7 +572,7 @@ class MainScreen(Screen[None]):
             self.audio_problem = str(exc)
             where = path or self.ttag.config.resolved_output_dir()
             self.notify(
-                f"Cannot play sound here ({exc}). ttag keeps working; the takes are files in "
+                f"Cannot play sound here: {exc}. ttag keeps working; the takes are files in "
                 f"{self.ttag.config.resolved_output_dir()}",
                 title="No audio",
                 severity="warning",

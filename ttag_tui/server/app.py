@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -38,7 +38,7 @@ from runners.request import (
     validate_request,
 )
 from ttag_tui import __version__
-from ttag_tui.backend import Backend
+from ttag_tui.backend import Backend, wire
 from ttag_tui.backend.events import Chunk, Failed, Job, JobState
 from ttag_tui.bridge import Bridge, BridgeSettings
 from ttag_tui.config import Config, parse_rate_limit
@@ -46,6 +46,7 @@ from ttag_tui.output import MEDIA_TYPES, transcode
 from ttag_tui.runner_envs import availability
 from ttag_tui.server.jobs import MAX_AUDIO_FRAMES, JobBoard, JobRecord, QueueFull, TakeStore
 from ttag_tui.server.security import Guard
+from ttag_tui.server.stream import serve_events
 
 MAX_BODY_BYTES = 64 * 1024
 SERVER_SIDE_FIELDS = {"audio_prompt", "melody"}  # file paths: a client never chooses a path on the server
@@ -521,6 +522,11 @@ def create_app(
             "X-Ttag-Sample-Rate": str(sample_rate),
         }
         return Response(audio.T.astype("<f4").tobytes(), media_type="application/octet-stream", headers=headers)
+
+    @app.websocket(wire.EVENTS_PATH.replace("{job}", "{job_id}"))
+    async def job_events(websocket: WebSocket, job_id: str) -> None:
+        """A job's events and audio as they happen (see the README: "The job stream")."""
+        await serve_events(websocket, job_id, board, guard)
 
     # The web UI (ttag_tui/web) answers what no API route matches, so /api/... keeps its JSON 404s and its 405s
     # with Allow (a mount at "/" would match those first); it is not in the OpenAPI schema.

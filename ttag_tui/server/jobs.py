@@ -25,7 +25,7 @@ from runners.contract import Clip
 from runners.registry import ModelSpec
 from runners.request import GenerationRequest
 from ttag_tui.backend import Backend
-from ttag_tui.backend.events import Chunk, ClipReady, Failed, Job, JobState, JobStatus, fold
+from ttag_tui.backend.events import Chunk, ClipReady, Failed, Job, JobState, JobStatus, Progress, Started, fold
 from ttag_tui.output import write_atomically, write_audio
 from ttag_tui.paths import data_dir
 
@@ -139,8 +139,27 @@ class JobRecord:
     status: JobStatus = field(default_factory=JobStatus)
     takes: list[StoredTake] = field(default_factory=list)
     finished_at: float | None = None
-    chunks: dict[int, list[Chunk]] = field(default_factory=dict)  # streamed audio per take, while the job runs
+    # What the job's WebSocket clients are sent, in order: JSON events and streamed audio. The audio is dropped once
+    # the job has ended and no client is still reading it (a late client gets what was streamed so far first).
+    feed: list[dict[str, Any] | Chunk | None] = field(default_factory=list)
+    readers: int = 0
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def publish(self, item: dict[str, Any] | Chunk) -> None:
+        self.feed.append(item)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_beyond(self, seen: int) -> None:
+        """Until the feed has more than ``seen`` items or the job has ended."""
+        while len(self.feed) <= seen and not self.ended.is_set():
+            await self._changed.wait()  # the end event is published too, so the end wakes this
+
+    def release_audio(self) -> None:
+        """Once the job has ended and nobody reads the feed: its audio leaves memory (the takes are on disk)."""
+        if self.ended.is_set() and self.readers == 0:
+            self.feed = [item if isinstance(item, dict) else None for item in self.feed]
 
     def streamed_audio(self, take: int, start: int) -> tuple[np.ndarray, int]:
         """Frames of ``take`` from ``start`` on, as far as they have arrived (at most MAX_AUDIO_FRAMES):
@@ -148,7 +167,7 @@ class JobRecord:
         stored = next((t for t in self.takes if t.metadata.get("take", 0) == take), None)
         if stored is not None:
             return stored.read(start, MAX_AUDIO_FRAMES), stored.sample_rate
-        chunks = list(self.chunks.get(take, ()))
+        chunks = [c for c in self.feed if isinstance(c, Chunk) and c.take == take]
         pieces = [c.audio[:, max(0, start - c.start) :] for c in chunks if c.start + c.audio.shape[1] > start]
         if not pieces:
             return np.zeros((self.spec.channels, 0), np.float32), self.spec.sample_rate
@@ -180,20 +199,31 @@ class JobRecord:
             "error": self.status.error,
             "created": self.created,
             "finished_at": self.finished_at,
-            "results": [
-                {
-                    "take": k,
-                    "seed": take.seed,
-                    "duration": take.duration,
-                    "sample_rate": take.sample_rate,
-                    "channels": take.channels,
-                    "url": f"/api/jobs/{self.id}/takes/{k}",
-                }
-                for k, take in enumerate(self.takes)
-            ]
-            if self.status.state is JobState.DONE
-            else [],
+            "results": self._results(),
         }
+
+    def _results(self) -> list[dict[str, Any]]:
+        return [self.take_info(k) for k in range(len(self.takes))] if self.status.state is JobState.DONE else []
+
+    def take_info(self, k: int) -> dict[str, Any]:
+        take = self.takes[k]
+        return {
+            "take": k,
+            "seed": take.seed,
+            "duration": take.duration,
+            "sample_rate": take.sample_rate,
+            "channels": take.channels,
+            "url": f"/api/jobs/{self.id}/takes/{k}",
+        }
+
+    def end_event(self) -> dict[str, Any]:
+        """The last event of a job that has ended: done with its results, failed or cancelled."""
+        state = self.status.state
+        if state is JobState.DONE:
+            return {"type": "done", "results": self._results()}
+        if state is JobState.CANCELLED:
+            return {"type": "cancelled", "message": self.status.error_message}
+        return {"type": "failed", "kind": self.status.error_kind, "message": self.status.error_message}
 
 
 class JobBoard:
@@ -239,21 +269,28 @@ class JobBoard:
     async def _follow(self, record: JobRecord, job: Job) -> None:
         try:
             async for event in job.aevents():
-                if isinstance(event, Chunk):
-                    record.chunks.setdefault(event.take, []).append(event)
-                elif isinstance(event, ClipReady):  # on disk before the job can read as done
+                if isinstance(event, ClipReady):  # on disk before it is announced or the job can read as done
                     record.takes.append(await asyncio.to_thread(self.store.save, record.id, event.clip))
                     record.takes.sort(key=lambda t: t.metadata.get("take", 0))
                 record.status = fold(record.status, event)
+                if isinstance(event, Chunk):
+                    record.publish(event)
+                elif isinstance(event, Started):
+                    record.publish({"type": "started"})
+                elif isinstance(event, Progress):
+                    record.publish({"type": "progress", **record.to_dict()["progress"]})
+                elif isinstance(event, ClipReady):
+                    take = event.clip.metadata.get("take", len(record.takes) - 1)
+                    record.publish({"type": "take", **record.take_info(take)})
         except OSError as exc:  # the disk is full or gone: the job fails, the server lives on
             job.cancel()
-            failed = Failed(job.id, "storage", f"cannot keep the take: {exc}")
-            record.status = fold(record.status, failed)
+            record.status = fold(record.status, Failed(job.id, "storage", f"cannot keep the take: {exc}"))
         finally:
             record.finished_at = time.time()
             record.job = None
-            record.chunks = {}
+            record.publish(record.end_event())
             record.ended.set()
+            record.release_audio()
 
     def _evict(self) -> None:
         """Drop finished jobs past ``keep_s``, then the oldest beyond ``keep_finished`` or ``keep_bytes`` on disk."""

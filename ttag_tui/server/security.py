@@ -16,11 +16,13 @@ import math
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from starlette.requests import HTTPConnection
 
 from ttag_tui.server import is_loopback
 
@@ -28,18 +30,24 @@ from ttag_tui.server import is_loopback
 AUTH_FAILURES_PER_MINUTE = 10
 
 
-def bearer_token(request: Request) -> str | None:
-    """The key in ``Authorization: Bearer <key>``; the scheme is case-insensitive and may be followed by any spaces."""
-    header = request.headers.get("authorization")
-    if header is None:
-        return None
-    scheme, _, rest = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return rest.strip() or None
+BEARER_SUBPROTOCOL = "bearer."  # browsers cannot set headers on a WebSocket: they offer "bearer.KEY" as a subprotocol
 
 
-def client_address(request: Request) -> str:
+def bearer_token(connection: HTTPConnection) -> str | None:
+    """The key in ``Authorization: Bearer <key>`` (the scheme in any case, then any spaces), or for a WebSocket in a
+    ``bearer.<key>`` subprotocol. Never the query string: URLs end up in logs."""
+    header = connection.headers.get("authorization")
+    if header is not None:
+        scheme, _, rest = header.strip().partition(" ")
+        return (rest.strip() or None) if scheme.lower() == "bearer" else None
+    if connection.scope["type"] == "websocket":
+        for offered in connection.headers.get("sec-websocket-protocol", "").split(","):
+            if offered.strip().startswith(BEARER_SUBPROTOCOL):
+                return offered.strip()[len(BEARER_SUBPROTOCOL) :] or None
+    return None
+
+
+def client_address(request: HTTPConnection) -> str:
     return request.client.host if request.client else "unknown"
 
 
@@ -78,7 +86,13 @@ class Guard:
                 return hashlib.sha256(key.encode()).hexdigest()[:16]
         return None
 
-    def authenticate(self, request: Request) -> str:
+    def origin_allowed(self, origin: str | None) -> bool:
+        """A browser's ``Origin`` (absent for other clients) must pass the Host rule: no cross-site WebSocket."""
+        if origin is None or self.keys:
+            return True
+        return self.host_allowed(urlsplit(origin).netloc)
+
+    def authenticate(self, request: HTTPConnection) -> str:
         """The rate-limit identity of the caller: its key's id, or its address when the server has no keys."""
         address = client_address(request)
         if not self.keys:
