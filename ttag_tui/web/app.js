@@ -1006,6 +1006,12 @@ async function endJob(entry, job) {
   entry.node.dataset.state = job.state === "gone" ? "failed" : job.state;
   entry.etaNode.textContent = "";
   if (entry.socket && entry.socket.readyState === WebSocket.OPEN) entry.socket.close(1000);
+  const record = recording(id);
+  if (record) {
+    record.doneAt = performance.now();
+    record.transport = entry.transport;
+    record.playingAtDone = entry.live ? entry.live.position() : null;
+  }
   if (job.state === "done") {
     entry.bar.value = 1;
     entry.status.textContent = "fetching audio…";
@@ -1299,8 +1305,9 @@ class LiveStream {
   }
 }
 
+// One thing plays at a time: a take's player or a live stream.
 function stopOtherPlayback(except = null) {
-  for (const audio of $$("#take-list audio")) audio.pause();
+  for (const audio of $$("#take-list audio")) if (audio !== except) audio.pause();
   for (const entry of state.jobs.values()) if (entry.live && entry.live !== except) entry.live.stop();
   for (const live of state.live.values()) if (live !== except) live.stop();
 }
@@ -1441,8 +1448,7 @@ function buildTake(take) {
 
   play.addEventListener("click", () => togglePlay(take.id));
   audio.addEventListener("play", () => {
-    stopOtherPlayback();
-    for (const other of $$("#take-list audio")) if (other !== audio) other.pause();
+    stopOtherPlayback(audio);
     showPlaying(node);
     animate(node);
   });
