@@ -193,7 +193,11 @@ def small_targets(page: Page) -> list[str]:
             .filter((e) => e.checkVisibility() && !e.closest('[hidden], dialog:not([open])'))
             .map((e) => [e, e.getBoundingClientRect()])
             .filter(([, r]) => r.width > 0 && (r.width < 44 || r.height < 44))
-            .map(([e, r]) => `${e.tagName.toLowerCase()}.${e.className || e.id} ${e.getAttribute('aria-label') || e.textContent.trim().slice(0, 20)} ${Math.round(r.width)}x${Math.round(r.height)}`)"""
+            .map(([e, r]) => {
+                const name = e.getAttribute('aria-label') || e.textContent.trim().slice(0, 20);
+                const size = `${Math.round(r.width)}x${Math.round(r.height)}`;
+                return `${e.tagName.toLowerCase()}.${e.className || e.id} ${name} ${size}`;
+            })"""
     )
 
 
@@ -474,8 +478,11 @@ CONTRAST_JS = """
     const r = ratio(color, bg);
     checked += 1;
     if (r < (large ? 3 : 4.5) - 1e-6) {
-      const name = node.tagName.toLowerCase() + (node.id ? "#" + node.id : "") + (node.className && typeof node.className === "string" ? "." + node.className.split(" ").join(".") : "");
-      failures.push(`${name} ${JSON.stringify(what.slice(0, 40))}: ${r.toFixed(2)} (${colorText} on ${bg.map((v) => Math.round(v * 255))})`);
+      const cls = node.className;
+      const classes = typeof cls === "string" && cls ? "." + cls.split(" ").join(".") : "";
+      const name = node.tagName.toLowerCase() + (node.id ? "#" + node.id : "") + classes;
+      const under = bg.map((v) => Math.round(v * 255));
+      failures.push(`${name} ${JSON.stringify(what.slice(0, 40))}: ${r.toFixed(2)} (${colorText} on ${under})`);
     }
   };
   for (const node of document.querySelectorAll("body *")) {
@@ -577,7 +584,9 @@ def test_live_stream_plays_while_generated_and_equals_the_take(browser, server):
                 for (const c of chunks) { all.set(c.samples, at); at += c.samples.length; }
                 let text = "";
                 const bytes = new Uint8Array(all.buffer);
-                for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+                for (let i = 0; i < bytes.length; i += 0x8000) {
+                    text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+                }
                 return {
                     transport: r.transport, first: r.firstScheduledAt, done: r.doneAt, playing: r.playingAtDone,
                     rebuffers: r.rebuffers, rate: r.sampleRate, channels: r.channels,
@@ -629,7 +638,9 @@ def test_live_stream_falls_back_to_polling(browser, server):
         job_id = job_id_of_newest(page)
         expect(page.locator(f".job[data-job='{job_id}']")).to_have_class(re.compile("playing"), timeout=30_000)
         expect(page.locator(f".take[data-id='{job_id}-0']")).to_be_visible(timeout=60_000)
-        record = page.evaluate("id => { const r = window.__ttagPlayed[id]; return {t: r.transport, n: r.chunks.length}; }", job_id)
+        record = page.evaluate(
+            "id => { const r = window.__ttagPlayed[id]; return {t: r.transport, n: r.chunks.length}; }", job_id
+        )
         assert record == {"t": "polling", "n": record["n"]} and record["n"] > 0
         stop_live_playback(page)
         assert not web.errors
@@ -654,8 +665,10 @@ def test_every_text_meets_wcag_aa_contrast(browser, server, scheme):
         # Every job state, on the page's own markup and styles.
         page.evaluate(
             """() => {
-                for (const [state, text] of [["queued", "queued — waiting for the model"], ["running", "generating · 3/9"],
-                                             ["done", "done · 1 take"], ["cancelled", "cancelled"], ["failed", "failed: out of memory"]]) {
+                for (const [state, text] of [
+                    ["queued", "queued — waiting for the model"], ["running", "generating · 3/9"],
+                    ["done", "done · 1 take"], ["cancelled", "cancelled"], ["failed", "failed: out of memory"],
+                ]) {
                     const node = document.querySelector("#job-template").content.firstElementChild.cloneNode(true);
                     node.dataset.state = state;
                     node.querySelector(".job-prompt").textContent = "a job that is " + state;
@@ -841,7 +854,10 @@ def test_queued_is_distinct_and_time_left_is_smooth(web):
                 const eta = document.querySelector(".job[data-state=running] .job-eta");
                 const value = eta?.dataset.eta;
                 if (value && window.__etas.at(-1) !== Number(value)) window.__etas.push(Number(value));
-            }).observe(document.querySelector("#jobs"), { subtree: true, attributes: true, childList: true, characterData: true });
+            }).observe(
+                document.querySelector("#jobs"),
+                { subtree: true, attributes: true, childList: true, characterData: true },
+            );
         }"""
     )
     generate(page, "dubstep, heavy", duration="120", seed="3")

@@ -1193,7 +1193,14 @@ class LiveStream {
     }
     this.drawnTo = Math.min(1, (start + frames) / this.total);
     if (take !== this.take) return;
-    const chunk = { start, frames, samples: new Float32Array(samples), rate: sampleRate, channels };
+    // Kept once, deinterleaved, as an AudioBuffer (no context needed): listening again later reuses it.
+    const buffer = new AudioBuffer({ length: frames, numberOfChannels: channels, sampleRate });
+    for (let c = 0; c < channels; c++) {
+      const data = buffer.getChannelData(c);
+      for (let i = 0; i < frames; i++) data[i] = samples[i * channels + c];
+    }
+    const chunk = { start, frames, buffer, rate: sampleRate, channels };
+    if (window.__ttagRecord) chunk.samples = new Float32Array(samples);
     this.chunks.push(chunk);
     this.received = Math.max(this.received, start + frames);
     if (this.listening) this.schedule(chunk, true);
@@ -1234,13 +1241,8 @@ class LiveStream {
       if (record) record.rebuffers += 1;
     }
     const offset = Math.max(0, this.t0 + this.resumeAt - when);
-    const buffer = ctx.createBuffer(chunk.channels, chunk.frames, chunk.rate);
-    for (let c = 0; c < chunk.channels; c++) {
-      const data = buffer.getChannelData(c);
-      for (let i = 0; i < chunk.frames; i++) data[i] = chunk.samples[i * chunk.channels + c];
-    }
     const source = ctx.createBufferSource();
-    source.buffer = buffer;
+    source.buffer = chunk.buffer;
     source.connect(this.gain);
     source.start(when + offset, offset);
     this.sources.add(source);
