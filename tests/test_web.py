@@ -387,6 +387,7 @@ def test_phone_width(browser, server):
 def test_api_key_is_asked_for_kept_and_sent(browser, keyed_server):
     web = Browsing(browser, keyed_server, DESKTOP, "api-key")
     try:
+        web.page.add_init_script("window.__ttagRecord = true")
         page = web.open()
         dialog = page.locator("#key-dialog")
         expect(dialog).to_be_visible()
@@ -406,6 +407,10 @@ def test_api_key_is_asked_for_kept_and_sent(browser, keyed_server):
         expect(page.locator(".take")).to_be_visible(timeout=60_000)
         assert abs(wait_audio_ready(page)["duration"] - 1.5) <= 0.05
         assert page.locator(".take .download").get_attribute("download").endswith(".flac")
+        # The job stream took the key as a subprotocol (a browser cannot set headers on a WebSocket).
+        transports = page.evaluate("() => Object.values(window.__ttagPlayed).map((r) => r.transport)")
+        assert transports == ["websocket"]
+        stop_live_playback(page)
         web.shot("generated")
         page.reload()  # the key is remembered: no dialog this time
         page.wait_for_selector("body[data-ready=true]")
@@ -910,3 +915,21 @@ def test_phone_tap_shows_the_whole_prompt(browser, server):
     finally:
         web.close()
     web.check_stayed_local()
+
+
+def test_takes_of_one_request_side_by_side(web):
+    page = web.open()
+    generate(page, "jazz trio, brushes, 100 bpm", duration="1", takes="3", seed="20")
+    expect(page.locator(".take")).to_have_count(3, timeout=60_000)
+    stop_live_playback(page)
+    generate(page, "rain on a window", duration="1", seed="9", takes="1")
+    expect(page.locator(".take")).to_have_count(4, timeout=60_000)
+    stop_live_playback(page)
+    boxes = [t.bounding_box() for t in page.locator(".take").all()]
+    seeds = page.eval_on_selector_all(".take .take-meta", "ns => ns.map((n) => n.textContent.match(/seed (\\d+)/)[1])")
+    assert seeds == ["9", "20", "21", "22"]  # newest request first; its takes in take order
+    single, first, second, third = boxes
+    assert single["width"] > first["width"] * 1.8  # a lone take spans the row
+    assert first["y"] == second["y"] and first["x"] < second["x"]  # takes 1 and 2 side by side
+    assert third["y"] > first["y"]
+    web.shot("grouped")

@@ -1410,10 +1410,18 @@ function visibleTakes() {
   return state.takes.filter((t) => !starredOnly || t.starred);
 }
 
+// The order on screen: newest request first; the takes of one request together, in take order, side by side.
+function displayOrder() {
+  const start = (t) => t.created - (t.take || 0);
+  return visibleTakes().sort((a, b) => start(b) - start(a) || (a.take || 0) - (b.take || 0));
+}
+
 function renderTakes() {
   const list = $("#take-list");
   const visible = visibleTakes();
-  const wanted = [...visible].reverse(); // newest first
+  const wanted = displayOrder();
+  const groups = new Map();
+  for (const take of wanted) groups.set(take.jobId, (groups.get(take.jobId) || 0) + 1);
   for (const [id, node] of state.elements) {
     if (!state.takes.some((t) => t.id === id)) {
       node.remove();
@@ -1427,6 +1435,7 @@ function renderTakes() {
       state.elements.set(take.id, node);
     }
     updateTake(take, node);
+    node.classList.toggle("in-group", groups.get(take.jobId) > 1); // compared side by side on a wide screen
     if (list.children[index] !== node) list.insertBefore(node, list.children[index] || null);
   });
   for (const node of [...list.children]) if (!wanted.some((t) => state.elements.get(t.id) === node)) node.remove();
@@ -1713,7 +1722,7 @@ function clearUnstarred() {
 }
 
 function moveSelection(step) {
-  const order = [...visibleTakes()].reverse(); // the list shows newest first
+  const order = displayOrder();
   if (!order.length) return;
   const at = order.findIndex((t) => t.id === currentTake()?.id);
   const next = order[Math.max(0, Math.min(order.length - 1, at < 0 ? 0 : at + step))];
