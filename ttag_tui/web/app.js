@@ -945,7 +945,11 @@ function onTakeMade(entry, event) {
 async function poll(id, entry) {
   let delay = 150;
   let failures = 0;
-  const received = new Map(); // take → frames received over api/jobs/{id}/audio
+  const received = new Map(); // take → frames received (over the stream before it was lost, then api/jobs/{id}/audio)
+  if (entry.live) {
+    for (let take = 0; take < entry.live.drawTake; take++) received.set(take, Infinity);
+    received.set(entry.live.drawTake, entry.live.drawnFrames || 0);
+  }
   for (;;) {
     if (entry.ended) return;
     let job;
@@ -1180,6 +1184,7 @@ class LiveStream {
 
   add({ take, channels, sampleRate, start, samples }) {
     const frames = Math.floor(samples.length / channels);
+    if (take < this.drawTake || (take === this.drawTake && start < (this.drawnFrames || 0))) return; // had it already
     if (take !== this.drawTake) {
       this.drawTake = take; // a new take: the waveform starts over
       this.peaks.fill(0);
@@ -1191,6 +1196,7 @@ class LiveStream {
       for (let c = 0; c < channels; c++) peak = Math.max(peak, Math.abs(samples[i * channels + c]));
       this.peaks[bucket] = peak;
     }
+    this.drawnFrames = start + frames;
     this.drawnTo = Math.min(1, (start + frames) / this.total);
     if (take !== this.take) return;
     // Kept once, deinterleaved, as an AudioBuffer (no context needed): listening again later reuses it.
