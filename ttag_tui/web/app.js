@@ -378,6 +378,10 @@ async function loadSchema() {
   const formats = fieldSchema("format").enum || [];
   const select = $("#format");
   select.replaceChildren(...formats.map((f) => el("option", { value: f, text: f.toUpperCase() })));
+  for (const name of ["prompt", "negative_prompt"]) {
+    const limit = fieldSchema(name).maxLength;
+    if (limit) $(`#${name}`).maxLength = limit;
+  }
   const takes = fieldSchema("takes");
   $("#takes-range").textContent = `${takes.minimum}–${takes.maximum}`;
   $("#takes").placeholder = String(takes.minimum);
@@ -1389,11 +1393,12 @@ function takeUrl(take) {
   return url;
 }
 
+// The model's own parameters a take was made with (a model this server no longer lists: any model's).
 function takeParams(take) {
   const spec = state.models.find((m) => m.id === take.model);
-  const names = spec ? modelParams(spec).map((p) => p.name) : Object.keys(take.request).filter((n) => n in state.body);
-  const skip = new Set(["prompt", "model", "duration", "seed", "takes", "format", "stream", "negative_prompt"]);
-  return names.filter((n) => !skip.has(n) && take.request[n] !== undefined);
+  const names = new Set((spec ? [spec] : state.models).flatMap((m) => modelParams(m).map((p) => p.name)));
+  names.delete("negative_prompt"); // in the details: it is text
+  return [...names].filter((n) => take.request[n] !== undefined);
 }
 
 function takeMeta(take) {
