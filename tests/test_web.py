@@ -563,6 +563,9 @@ def test_running_job_card_is_in_view_with_its_progress(browser, server, height):
         for part in (card, card.locator("progress"), card.locator(".job-status"), card.locator(".cancel")):
             box = part.bounding_box()
             assert box and box["y"] >= 0 and box["y"] + box["height"] <= view["height"], (part, box, view)
+        # The pinned form fits the window too (it scrolls inside): Generate is never out of reach.
+        compose = page.locator("#compose").bounding_box()
+        assert compose["y"] + compose["height"] <= view["height"], compose
         # It stands above the takes, where the new take will be.
         assert card.bounding_box()["y"] < page.locator(".take").first.bounding_box()["y"]
         web.shot("running")
