@@ -566,6 +566,8 @@ def test_running_job_card_is_in_view_with_its_progress(browser, server, height):
         # The pinned form fits the window too (it scrolls inside): Generate is never out of reach.
         compose = page.locator("#compose").bounding_box()
         assert compose["y"] + compose["height"] <= view["height"], compose
+        generate_button = page.locator("#generate").bounding_box()
+        assert generate_button["y"] + generate_button["height"] <= view["height"], generate_button
         # It stands above the takes, where the new take will be.
         assert card.bounding_box()["y"] < page.locator(".take").first.bounding_box()["y"]
         web.shot("running")
