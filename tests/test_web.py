@@ -8,6 +8,8 @@ Chromium is found at /usr/bin/chromium (apt: chromium); Playwright's Python pack
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -124,6 +126,15 @@ def keyed_server(browser, tmp_path_factory) -> Iterator[str]:
     stop_server(process)
 
 
+CANCEL_RUNNING_JS = """() => {
+    const key = localStorage.getItem("ttag.apiKey");
+    const headers = key ? { Authorization: "Bearer " + key } : {};
+    const live = [...document.querySelectorAll(".job[data-job]")]
+        .filter((n) => ["queued", "running"].includes(n.dataset.state));
+    return Promise.all(live.map((n) => fetch(`api/jobs/${n.dataset.job}/cancel`, { method: "POST", headers })));
+}"""
+
+
 class Browsing:
     """One fresh browser context (its own IndexedDB and localStorage) and page; records every request it makes."""
 
@@ -149,6 +160,9 @@ class Browsing:
         self.page.screenshot(path=str(ARTIFACTS / f"{self.name}-{state}.png"), full_page=True)
 
     def close(self) -> None:
+        # Jobs left running would hold the shared server's synth for the next test: cancel them first.
+        with contextlib.suppress(Exception):  # a page that is gone has nothing left to cancel
+            self.page.evaluate(CANCEL_RUNNING_JS)
         self.context.close()
 
     def check_stayed_local(self) -> None:
@@ -179,6 +193,28 @@ def wait_audio_ready(page: Page, take_selector: str = ".take") -> dict:
     return audio_state(page, take_selector)
 
 
+def stop_live_playback(page: Page) -> None:
+    """Pause whatever plays (a take that came from the live stream keeps playing after its job ends)."""
+    page.eval_on_selector_all(
+        ".take .play[aria-label=Pause], .job .listen[aria-pressed=true]", "buttons => buttons.forEach((b) => b.click())"
+    )
+
+
+def small_targets(page: Page) -> list[str]:
+    """Visible controls (buttons, links styled as buttons, selects, toggles) smaller than 44 x 44 CSS px."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('button, a.icon-btn, select, label.toggle, input[type=range]')]
+            .filter((e) => e.checkVisibility() && !e.closest('[hidden], dialog:not([open])'))
+            .map((e) => [e, e.getBoundingClientRect()])
+            .filter(([, r]) => r.width > 0 && (r.width < 44 || r.height < 44))
+            .map(([e, r]) => {
+                const name = e.getAttribute('aria-label') || e.textContent.trim().slice(0, 20);
+                const size = `${Math.round(r.width)}x${Math.round(r.height)}`;
+                return `${e.tagName.toLowerCase()}.${e.className || e.id} ${name} ${size}`;
+            })"""
+    )
+
+
 def generate(page: Page, prompt: str, **settings: str) -> None:
     page.fill("#prompt", prompt)
     for name, value in settings.items():
@@ -203,10 +239,17 @@ def test_generate_shows_progress_then_a_take_that_plays(web):
     audio = wait_audio_ready(page)
     assert audio["src"].startswith("blob:")  # kept in the browser, not streamed from the server
     assert abs(audio["duration"] - 12) <= 0.05, audio
-    take.locator(".play").click()
-    page.wait_for_function("() => document.querySelector('.take audio').currentTime > 0.3")
-    assert not audio_state(page)["paused"]
-    expect(take.locator(".play")).to_have_attribute("aria-label", "Pause")
+    # It played while it was generated; the finished take carries on from the live stream: pausing stops it there.
+    play = take.locator(".play")
+    expect(play).to_have_attribute("aria-label", "Pause")
+    play.click()
+    expect(play).to_have_attribute("aria-label", "Play")
+    assert 0 < audio_state(page)["time"] < 12  # the take's own player picks up where the stream was
+    play.click()
+    page.wait_for_function("() => !document.querySelector('.take audio').paused")
+    start = audio_state(page)["time"]
+    page.wait_for_function(f"() => document.querySelector('.take audio').currentTime > {start} + 0.3")
+    expect(play).to_have_attribute("aria-label", "Pause")
     web.shot("playing")
     take.focus()
     page.keyboard.press(" ")
@@ -258,17 +301,18 @@ def test_validation_errors_show_next_to_their_fields(web):
     expect(page.locator("#temperature-error")).to_contain_text("must be between 0 and 2")
     expect(page.locator(".job")).to_have_count(0)
 
-    # A model this server cannot run: listed as unavailable with the reason; its own settings appear.
+    # A model this server cannot run: listed as unavailable; its reason shows as soon as it is chosen; its own
+    # settings appear, and Generate is off, saying why.
     option = page.locator("#model option[value='musicgen-small']")
     expect(option).to_contain_text("unavailable")
     page.select_option("#model", "musicgen-small")
-    expect(page.locator("#model-info")).to_contain_text("weights not downloaded")
+    expect(page.locator("#model-fix")).to_contain_text("weights not downloaded")
     expect(page.locator("#top_k")).to_have_attribute("placeholder", "250")
     expect(page.locator("#temperature")).to_have_attribute("max", "4")
     expect(page.locator("#temperature")).to_have_value("5")  # what was typed stays when the model changes
-    page.fill("#temperature", "")
-    page.click("#generate")
-    expect(page.locator("#model-error")).to_contain_text("cannot run on this server")
+    expect(page.locator("#temperature-error")).to_contain_text("must be between 0 and 4 (got 5)")  # its limits now
+    expect(page.locator("#generate")).to_be_disabled()
+    expect(page.locator("#generate-why")).to_contain_text("musicgen-small cannot run on this server")
     web.shot("unavailable-model")
 
 
@@ -303,6 +347,7 @@ def test_star_loop_use_settings_regenerate_and_reload(web):
     expect(newest.locator(".take-meta")).not_to_contain_text("seed 42")
     expect(newest.locator(".take-meta")).to_contain_text("Temperature 0.5")
 
+    stop_live_playback(page)
     page.reload()
     page.wait_for_selector("body[data-ready=true]")
     expect(page.locator(".take")).to_have_count(2)
@@ -345,8 +390,8 @@ def test_phone_width(browser, server):
         page.locator(".take").scroll_into_view_if_needed()
         width = page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= PHONE["width"], f"the page scrolls sideways ({width} px)"
-        box = page.locator(".take .play").bounding_box()
-        assert box["width"] >= 40 and box["height"] >= 40  # a finger-sized target
+        small = small_targets(page)
+        assert not small, f"touch targets under 44 x 44 px: {small}"
         web.shot("take")
     finally:
         web.close()
@@ -356,6 +401,7 @@ def test_phone_width(browser, server):
 def test_api_key_is_asked_for_kept_and_sent(browser, keyed_server):
     web = Browsing(browser, keyed_server, DESKTOP, "api-key")
     try:
+        web.page.add_init_script("window.__ttagRecord = true")
         page = web.open()
         dialog = page.locator("#key-dialog")
         expect(dialog).to_be_visible()
@@ -375,6 +421,10 @@ def test_api_key_is_asked_for_kept_and_sent(browser, keyed_server):
         expect(page.locator(".take")).to_be_visible(timeout=60_000)
         assert abs(wait_audio_ready(page)["duration"] - 1.5) <= 0.05
         assert page.locator(".take .download").get_attribute("download").endswith(".flac")
+        # The job stream took the key as a subprotocol (a browser cannot set headers on a WebSocket).
+        transports = page.evaluate("() => Object.values(window.__ttagPlayed).map((r) => r.transport)")
+        assert transports == ["websocket"]
+        stop_live_playback(page)
         web.shot("generated")
         page.reload()  # the key is remembered: no dialog this time
         page.wait_for_selector("body[data-ready=true]")
@@ -383,3 +433,519 @@ def test_api_key_is_asked_for_kept_and_sent(browser, keyed_server):
     finally:
         web.close()
     web.check_stayed_local()
+
+
+# -- the issues "The web page and the synth, as users found them" and "Live: a WebSocket job stream" ----------------
+
+# Contrast of every visible text against what is really behind it (computed styles, backgrounds composited up the
+# tree, opacity included), WCAG 2.x: 4.5:1, or 3:1 for large text (24 px, or 18.66 px bold). Disabled controls are
+# exempt (WCAG 1.4.3). Inputs are checked for their value and their placeholder.
+CONTRAST_JS = """
+() => {
+  const parse = (text) => {
+    let m = text.match(/^rgba?\\(([^)]+)\\)$/);
+    if (m) {
+      const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+      return [p[0] / 255, p[1] / 255, p[2] / 255, p.length > 3 ? p[3] : 1];
+    }
+    m = text.match(/^color\\(srgb ([^)]+)\\)$/);
+    if (m) {
+      const p = m[1].split(/[\\s\\/]+/).filter(Boolean).map(Number);
+      return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+    }
+    throw new Error("unknown colour " + text);
+  };
+  const over = (top, bottom) => {
+    const a = top[3];
+    return [0, 1, 2].map((i) => top[i] * a + bottom[i] * (1 - a)).concat([1]);
+  };
+  const lum = (c) => {
+    const f = (v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
+  };
+  const ratio = (a, b) => {
+    const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
+    return (x + 0.05) / (y + 0.05);
+  };
+  const background = (node) => {
+    const layers = [];
+    for (let e = node; e; e = e.parentElement) {
+      const style = getComputedStyle(e);
+      const c = parse(style.backgroundColor);
+      if (c[3] > 0) layers.push(c);
+      if (c[3] >= 1) break;
+    }
+    let bg = parse(getComputedStyle(document.documentElement).backgroundColor);
+    if (bg[3] < 1) bg = [1, 1, 1, 1];
+    for (const layer of layers.reverse()) bg = over(layer, bg);
+    return bg;
+  };
+  const opacity = (node) => {
+    let o = 1;
+    for (let e = node; e; e = e.parentElement) o *= Number(getComputedStyle(e).opacity);
+    return o;
+  };
+  const failures = [];
+  let checked = 0;
+  const check = (node, colorText, what) => {
+    const style = getComputedStyle(node);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+    const bg = background(node);
+    const fg = parse(colorText);
+    const color = over([fg[0], fg[1], fg[2], fg[3] * opacity(node)], bg);
+    const r = ratio(color, bg);
+    checked += 1;
+    if (r < (large ? 3 : 4.5) - 1e-6) {
+      const cls = node.className;
+      const classes = typeof cls === "string" && cls ? "." + cls.split(" ").join(".") : "";
+      const name = node.tagName.toLowerCase() + (node.id ? "#" + node.id : "") + classes;
+      const under = bg.map((v) => Math.round(v * 255));
+      failures.push(`${name} ${JSON.stringify(what.slice(0, 40))}: ${r.toFixed(2)} (${colorText} on ${under})`);
+    }
+  };
+  for (const node of document.querySelectorAll("body *")) {
+    if (!node.checkVisibility({ opacityProperty: true, visibilityProperty: true })) continue;
+    if (node.closest(":disabled, [hidden], .sr-only, svg, canvas, option, optgroup")) continue;
+    const rect = node.getBoundingClientRect();
+    if (rect.width < 1 || rect.height < 1) continue;
+    const text = [...node.childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent).join("").trim();
+    if (text) check(node, getComputedStyle(node).color, text);
+    if (node.matches("input:not([type=checkbox]):not([type=range]), textarea, select")) {
+      if (node.value) check(node, getComputedStyle(node).color, node.value);
+      if (node.placeholder && !node.value) check(node, getComputedStyle(node, "::placeholder").color, node.placeholder);
+    }
+  }
+  // Graphics (3:1): the waveform's bars, played and unplayed, against the take's background.
+  const take = document.querySelector(".take");
+  if (take) {
+    const bg = background(take);
+    const root = getComputedStyle(document.documentElement);
+    for (const name of ["--wave", "--accent"]) {
+      const probe = document.createElement("span");
+      probe.style.color = root.getPropertyValue(name);
+      document.body.append(probe);
+      const r = ratio(over(parse(getComputedStyle(probe).color), bg), bg);
+      probe.remove();
+      checked += 1;
+      if (r < 3) failures.push(`waveform ${name}: ${r.toFixed(2)}`);
+    }
+  }
+  return { failures, checked };
+}
+"""
+
+
+def open_at(browser, server: str, viewport: dict[str, int], name: str, scheme: str = "dark") -> Browsing:
+    session = Browsing(browser, server, viewport, name, scheme=scheme)
+    session.page.add_init_script("window.__ttagRecord = true")  # the live player records what it schedules
+    session.open()
+    return session
+
+
+def job_id_of_newest(page: Page) -> str:
+    return page.locator(".job").first.get_attribute("data-job")
+
+
+@pytest.mark.parametrize("height", [720, 800])
+def test_running_job_card_is_in_view_with_its_progress(browser, server, height):
+    web = open_at(browser, server, {"width": 1280, "height": height}, f"job-in-view-{height}")
+    try:
+        page = web.page
+        generate(page, "drum and bass, fast", duration="1", takes="2")  # a few takes, so the list is not empty
+        expect(page.locator(".take")).to_have_count(2, timeout=60_000)
+        stop_live_playback(page)
+        generate(page, "cinematic strings and drums, slow", duration="300")
+        card = page.locator(".job").first
+        expect(card).to_have_attribute("data-state", "running", timeout=30_000)
+        expect(card.locator(".job-status")).to_have_text(re.compile(r"\d+/\d+"))
+        view = page.viewport_size
+        for part in (card, card.locator("progress"), card.locator(".job-status"), card.locator(".cancel")):
+            box = part.bounding_box()
+            assert box and box["y"] >= 0 and box["y"] + box["height"] <= view["height"], (part, box, view)
+        # The pinned form fits the window too (it scrolls inside): Generate is never out of reach.
+        compose = page.locator("#compose").bounding_box()
+        assert compose["y"] + compose["height"] <= view["height"], compose
+        generate_button = page.locator("#generate").bounding_box()
+        assert generate_button["y"] + generate_button["height"] <= view["height"], generate_button
+        # It stands above the takes, where the new take will be.
+        assert card.bounding_box()["y"] < page.locator(".take").first.bounding_box()["y"]
+        web.shot("running")
+        page.keyboard.press("Escape")
+        expect(card).to_have_attribute("data-state", "cancelled", timeout=30_000)
+    finally:
+        web.close()
+    web.check_stayed_local()
+
+
+def test_live_stream_plays_while_generated_and_equals_the_take(browser, server):
+    import base64
+
+    import httpx
+    import numpy as np
+    import soundfile
+
+    web = open_at(browser, server, DESKTOP, "live")
+    try:
+        page = web.page
+        generate(page, "house, 124 bpm, in A minor", duration="30", seed="11")
+        job_id = job_id_of_newest(page)
+        card = page.locator(f".job[data-job='{job_id}']")
+        # While it is generated: the card plays, its waveform grows.
+        expect(card).to_have_class(re.compile("playing"), timeout=30_000)
+        expect(card.locator(".listen")).to_have_attribute("aria-pressed", "true")
+        web.shot("generating")
+        take = page.locator(f".take[data-id='{job_id}-0']")
+        expect(take).to_be_visible(timeout=60_000)
+        record = page.evaluate(
+            """id => {
+                const r = window.__ttagPlayed[id];
+                const chunks = [...r.chunks].sort((a, b) => a.start - b.start);
+                const total = chunks.reduce((n, c) => n + c.samples.length, 0);
+                const all = new Float32Array(total);
+                let at = 0;
+                for (const c of chunks) { all.set(c.samples, at); at += c.samples.length; }
+                let text = "";
+                const bytes = new Uint8Array(all.buffer);
+                for (let i = 0; i < bytes.length; i += 0x8000) {
+                    text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+                }
+                return {
+                    transport: r.transport, first: r.firstScheduledAt, done: r.doneAt, playing: r.playingAtDone,
+                    rebuffers: r.rebuffers, rate: r.sampleRate, channels: r.channels,
+                    chunks: chunks.map((c) => ({ start: c.start, frames: c.frames, when: c.when, offset: c.offset })),
+                    samples: btoa(text),
+                };
+            }""",
+            job_id,
+        )
+        assert record["transport"] == "websocket"
+        # Its audio started before the job ended: the first chunk was scheduled before `done`, and the clock had
+        # passed the start of the take by then.
+        assert record["first"] < record["done"], record
+        assert record["playing"] > 0, record
+        # Gapless: each chunk starts on the Web Audio clock exactly where the one before ends.
+        chunks = record["chunks"]
+        rate = record["rate"]
+        assert chunks[0]["start"] == 0 and all(c["offset"] == 0 for c in chunks)
+        for before, after in itertools.pairwise(chunks):
+            assert before["start"] + before["frames"] == after["start"]
+            if record["rebuffers"] == 0:
+                assert abs(before["when"] + before["frames"] / rate - after["when"]) < 1e-6
+        # What it played is the finished take (downloaded as 16-bit WAV: equal within 16-bit precision).
+        played = np.frombuffer(base64.b64decode(record["samples"]), dtype="<f4").reshape(-1, record["channels"])
+        wav = httpx.get(f"{server}/api/jobs/{job_id}/takes/0", params={"format": "wav"}, timeout=60).content
+        import io
+
+        take_audio, take_rate = soundfile.read(io.BytesIO(wav), dtype="float32", always_2d=True)
+        assert take_rate == rate and played.shape == take_audio.shape, (played.shape, take_audio.shape)
+        assert float(np.max(np.abs(played - take_audio))) <= 1.0 / 32768 + 1e-7
+        # The take keeps playing from the stream, as in the TUI; its waveform is the one drawn live.
+        expect(take.locator(".play")).to_have_attribute("aria-label", "Pause")
+        web.shot("take-playing")
+        take.locator(".play").click()
+        expect(take.locator(".play")).to_have_attribute("aria-label", "Play")
+        assert not web.errors
+    finally:
+        web.close()
+    web.check_stayed_local()
+
+
+def test_live_stream_falls_back_to_polling(browser, server):
+    """When the WebSocket cannot connect (a proxy that drops upgrades), progress and live audio come by polling."""
+    web = Browsing(browser, server, DESKTOP, "live-polling")
+    try:
+        web.page.add_init_script("window.__ttagRecord = true; window.WebSocket = undefined;")
+        page = web.open()
+        generate(page, "techno, 130 bpm", duration="20", seed="5")
+        job_id = job_id_of_newest(page)
+        expect(page.locator(f".job[data-job='{job_id}']")).to_have_class(re.compile("playing"), timeout=30_000)
+        expect(page.locator(f".take[data-id='{job_id}-0']")).to_be_visible(timeout=60_000)
+        record = page.evaluate(
+            "id => { const r = window.__ttagPlayed[id]; return {t: r.transport, n: r.chunks.length}; }", job_id
+        )
+        assert record == {"t": "polling", "n": record["n"]} and record["n"] > 0
+        stop_live_playback(page)
+        assert not web.errors
+    finally:
+        web.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_text_meets_wcag_aa_contrast(browser, server, scheme):
+    web = open_at(browser, server, DESKTOP, f"contrast-{scheme}", scheme=scheme)
+    try:
+        page = web.page
+        assert page.evaluate("() => document.documentElement.dataset.theme") == scheme
+        generate(page, "ambient pad with ocean waves", duration="1", takes="2")
+        expect(page.locator(".take")).to_have_count(2, timeout=60_000)
+        stop_live_playback(page)
+        page.locator(".take").first.locator(".star").click()
+        page.locator(".take").nth(1).locator(".delete").click()  # a toast with its Undo button
+        expect(page.locator(".toast")).to_be_visible()
+        page.fill("#duration", "12abc")  # an error message as typed
+        page.select_option("#model", "musicgen-small")  # the unavailable explanation, Generate off
+        # Every job state, on the page's own markup and styles.
+        page.evaluate(
+            """() => {
+                for (const [state, text] of [
+                    ["queued", "queued — waiting for the model"], ["running", "generating · 3/9"],
+                    ["done", "done · 1 take"], ["cancelled", "cancelled"], ["failed", "failed: out of memory"],
+                ]) {
+                    const node = document.querySelector("#job-template").content.firstElementChild.cloneNode(true);
+                    node.dataset.state = state;
+                    node.querySelector(".job-prompt").textContent = "a job that is " + state;
+                    node.querySelector(".job-model").textContent = "synth · 10 s";
+                    node.querySelector(".job-status").textContent = text;
+                    document.querySelector("#jobs").append(node);
+                }
+            }"""
+        )
+        web.shot("states")
+        result = page.evaluate(CONTRAST_JS)
+        assert result["checked"] > 60, result
+        assert not result["failures"], "\n".join(result["failures"])
+    finally:
+        web.close()
+
+
+def test_theme_switch_beside_the_system_default_is_remembered(web):
+    page = web.open()  # the context prefers dark
+    html = page.locator("html")
+    expect(html).to_have_attribute("data-theme", "dark")
+    expect(page.locator("#theme")).to_have_value("system")
+    dark_bg = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    page.select_option("#theme", "light")
+    expect(html).to_have_attribute("data-theme", "light")
+    assert page.evaluate("() => getComputedStyle(document.body).backgroundColor") != dark_bg
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    expect(html).to_have_attribute("data-theme", "light")
+    expect(page.locator("#theme")).to_have_value("light")
+    web.shot("light-chosen")
+    page.select_option("#theme", "system")
+    expect(html).to_have_attribute("data-theme", "dark")
+
+
+def test_undo_by_button_for_bulk_deletes_and_after_a_reload(web):
+    page = web.open()
+    generate(page, "chiptune, happy, 150 bpm", duration="1", takes="4", seed="1")
+    takes = page.locator(".take")
+    expect(takes).to_have_count(4, timeout=60_000)
+    stop_live_playback(page)
+    numbers = lambda: page.eval_on_selector_all(".take", "ns => ns.map((n) => n.dataset.number)")  # noqa: E731
+    assert numbers() == ["1", "2", "3", "4"]  # one request: side by side, in take order
+    page.locator(".take[data-number='3'] .star").click()
+    page.check("#starred-only")
+    expect(page.locator("#takes-count")).to_have_text("1 of 4")  # the count follows the filter
+    page.uncheck("#starred-only")
+    expect(page.locator("#takes-count")).to_have_text("4")
+
+    # Delete the oldest: the others keep their numbers (they are names, not positions).
+    page.locator(".take[data-number='1'] .delete").click()
+    toast = page.locator(".toast")
+    expect(toast).to_contain_text("Take #1 deleted")
+    assert_toast_covers_no_take_button(page)
+    assert numbers() == ["2", "3", "4"]
+
+    # Clear unstarred: one undoable batch, with an Undo button in the toast.
+    page.click("#clear-takes")
+    expect(takes).to_have_count(1)
+    expect(toast).to_contain_text("2 unstarred takes deleted")
+    web.shot("cleared")
+    toast.get_by_role("button", name="Undo").click()
+    expect(takes).to_have_count(3)
+    assert numbers() == ["2", "3", "4"]
+
+    # The earlier single delete is still undoable — after a reload too, from the panel's Undo button.
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    undo = page.locator("#undo-delete")
+    expect(undo).to_be_visible()
+    undo.click()
+    expect(takes).to_have_count(4)
+    assert numbers() == ["1", "2", "3", "4"]
+    expect(undo).to_be_hidden()
+    page.locator(".take").first.focus()
+    page.keyboard.press("u")
+    expect(toast).to_contain_text("Nothing to bring back")
+    # New takes never reuse a number.
+    page.locator(".take[data-number='4'] .delete").click()
+    generate(page, "chiptune, sad", duration="1", seed="2")
+    expect(page.locator(".take[data-number='5']")).to_be_visible(timeout=60_000)
+    assert not web.errors
+
+
+def assert_toast_covers_no_take_button(page: Page) -> None:
+    toast = page.locator(".toast").bounding_box()
+    assert toast, "no toast"
+    header = page.locator(".topbar").bounding_box()
+    assert header["y"] <= toast["y"] and toast["y"] + toast["height"] <= header["y"] + header["height"]
+    for box in page.eval_on_selector_all(
+        ".take button, .take a, .job button", "ns => ns.map((n) => n.getBoundingClientRect().toJSON())"
+    ):
+        apart = (
+            box["x"] + box["width"] <= toast["x"]
+            or toast["x"] + toast["width"] <= box["x"]
+            or box["y"] + box["height"] <= toast["y"]
+            or toast["y"] + toast["height"] <= box["y"]
+        )
+        assert apart, f"the toast {toast} covers a take's button at {box}"
+
+
+def test_models_grouped_unavailable_explained_and_nothing_above_moves(web):
+    page = web.open()
+    groups = page.eval_on_selector_all("#model optgroup", "gs => gs.map((g) => [g.label, g.children.length])")
+    assert groups[0][0].startswith("Available") and groups[1][0].startswith("Not available"), groups
+    assert page.eval_on_selector("#model optgroup", "g => [...g.children].map((o) => o.value)") == ["synth"]
+    expect(page.locator("#generate")).to_be_enabled()
+
+    select_box = page.locator("#model").bounding_box()
+    page.select_option("#model", "stable-audio-open-1.0")  # adds a negative prompt — below the model
+    expect(page.locator("#negative_prompt")).to_be_visible()
+    assert page.locator("#model").bounding_box()["y"] == select_box["y"]
+    fix = page.locator("#model-fix")
+    expect(fix).to_contain_text("weights not downloaded")
+    expect(page.locator("#model-run")).to_have_text("ttag models pull stable-audio-open-1.0")
+    expect(page.locator("#generate")).to_be_disabled()
+    expect(page.locator("#generate-why")).to_contain_text("stable-audio-open-1.0 cannot run on this server")
+    web.shot("unavailable")
+    page.select_option("#model", "audiogen-medium")
+    expect(page.locator("#model-run")).to_have_text("ttag runners setup audiocraft")
+    assert page.locator("#model").bounding_box()["y"] == select_box["y"]
+    page.keyboard.press("Control+Enter")  # nothing is sent: no job, no second message
+    expect(page.locator(".job")).to_have_count(0)
+    page.select_option("#model", "synth")
+    expect(fix).to_be_hidden()
+    expect(page.locator("#generate")).to_be_enabled()
+    expect(page.locator("#negative_prompt")).to_be_hidden()
+    # Example prompts from the model's kind, one click away.
+    page.locator("#examples .example").first.click()
+    assert page.input_value("#prompt") != ""
+
+
+def test_header_follows_reachability(web):
+    page = web.open()
+    status = page.locator("#server-status")
+    expect(status).to_have_attribute("data-state", "ok")
+    page.route("**/api/**", lambda route: route.abort())  # the server goes away
+    expect(status).to_have_attribute("data-state", "down", timeout=30_000)  # the periodic probe notices
+    expect(status).to_contain_text("unreachable")
+    web.shot("down")
+    page.unroute("**/api/**")
+    expect(status).to_have_attribute("data-state", "ok", timeout=30_000)
+    # Any failed request marks it down at once, long before the next probe (every 10 s while the server answers).
+    page.fill("#prompt", "techno")
+    page.route("**/api/**", lambda route: route.abort())
+    page.click("#generate")
+    expect(status).to_have_attribute("data-state", "down", timeout=5_000)
+    expect(page.locator(".toast")).to_contain_text("Cannot reach the server")
+    page.unroute("**/api/**")
+    expect(status).to_have_attribute("data-state", "ok", timeout=30_000)
+
+
+def test_fields_validate_as_typed_in_the_servers_words(web):
+    page = web.open()
+    page.fill("#prompt", "techno")
+    page.locator("#duration").press_sequentially("12abc")
+    expect(page.locator("#duration")).to_have_value("12abc")  # nothing typed is dropped
+    expect(page.locator("#duration-error")).to_have_text("must be a number, not text")
+    page.click("#generate")
+    expect(page.locator("#duration-error")).to_have_text("must be a number, not text")  # the server agrees
+    expect(page.locator(".job")).to_have_count(0)
+    page.fill("#duration", "0.1")
+    expect(page.locator("#duration-error")).to_have_text("must be between 0.5 and 600 seconds for synth (got 0.1)")
+    page.fill("#takes", "1.5")
+    expect(page.locator("#takes-error")).to_have_text("must be a whole number (got 1.5)")
+    page.fill("#takes", "9")
+    expect(page.locator("#takes-error")).to_have_text("must be between 1 and 8 (got 9)")
+    web.shot("typed")
+    page.fill("#takes", "")
+    page.fill("#duration", "")
+    expect(page.locator(".field.invalid")).to_have_count(0)
+
+
+def test_queued_is_distinct_and_time_left_is_smooth(web):
+    page = web.open()
+    page.evaluate(
+        """() => {
+            window.__etas = [];
+            new MutationObserver(() => {
+                const eta = document.querySelector(".job[data-state=running] .job-eta");
+                const value = eta?.dataset.eta;
+                if (value && window.__etas.at(-1) !== Number(value)) window.__etas.push(Number(value));
+            }).observe(
+                document.querySelector("#jobs"),
+                { subtree: true, attributes: true, childList: true, characterData: true },
+            );
+        }"""
+    )
+    generate(page, "dubstep, heavy", duration="120", seed="3")
+    first = page.locator(f".job[data-job='{job_id_of_newest(page)}']")
+    expect(first).to_have_attribute("data-state", "running", timeout=30_000)
+    stop_live_playback(page)
+    generate(page, "birds and a stream", duration="1")
+    queued = page.locator(".job").first
+    expect(queued).to_have_attribute("data-state", "queued")
+    expect(queued.locator(".job-status")).to_contain_text("queued")
+    look = "e => { const s = getComputedStyle(e); return [s.animationName, s.backgroundImage]; }"
+    animation, image = queued.locator("progress").evaluate(look)
+    assert animation == "none" and "repeating-linear-gradient" in image  # still, hatched
+    assert "repeating" not in first.locator("progress").evaluate(look)[1]
+    web.shot("queued")
+    page.wait_for_function("() => window.__etas.length >= 8", timeout=60_000)
+    etas = page.evaluate("() => window.__etas")
+    rises = [b - a for a, b in itertools.pairwise(etas) if b > a]
+    assert all(rise <= 1 for rise in rises), etas
+    page.locator(".job .cancel").nth(1).click()
+    page.locator(".job .cancel").first.click()
+    expect(page.locator(".job[data-state=cancelled]")).to_have_count(2, timeout=30_000)
+
+
+def test_phone_tap_shows_the_whole_prompt(browser, server):
+    web = Browsing(browser, server, PHONE, "phone-tap", scheme="dark")
+    try:
+        page = web.open()
+        prompt = "lofi hip hop with rhodes piano, vinyl crackle and gentle rain, 85 bpm, in D dorian"
+        generate(page, prompt, duration="1")
+        take = page.locator(".take").first
+        expect(take).to_be_visible(timeout=60_000)
+        stop_live_playback(page)
+        title = take.locator(".take-prompt")
+        assert title.evaluate("e => e.scrollWidth > e.clientWidth")  # cut at first
+        take.locator(".take-title").click()  # a tap
+        expect(take.locator(".take-title")).to_have_attribute("aria-expanded", "true")
+        assert title.evaluate("e => e.scrollWidth <= e.clientWidth")
+        expect(title).to_contain_text(prompt)
+        expect(take.locator(".take-details")).to_be_visible()
+        expect(take.locator(".take-details")).to_contain_text("44.1 kHz stereo")
+        small = small_targets(page)
+        assert not small, small
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"the page scrolls sideways ({width} px)"
+        take.scroll_into_view_if_needed()
+        web.shot("expanded")
+        page.locator(".take .delete").click()  # a toast on a phone: in the bar, over no take
+        expect(page.locator(".toast")).to_be_visible()
+        web.shot("toast")
+    finally:
+        web.close()
+    web.check_stayed_local()
+
+
+def test_takes_of_one_request_side_by_side(web):
+    page = web.open()
+    generate(page, "jazz trio, brushes, 100 bpm", duration="1", takes="3", seed="20")
+    expect(page.locator(".take")).to_have_count(3, timeout=60_000)
+    stop_live_playback(page)
+    generate(page, "rain on a window", duration="1", seed="9", takes="1")
+    expect(page.locator(".take")).to_have_count(4, timeout=60_000)
+    stop_live_playback(page)
+    boxes = [t.bounding_box() for t in page.locator(".take").all()]
+    seeds = page.eval_on_selector_all(".take .take-meta", "ns => ns.map((n) => n.textContent.match(/seed (\\d+)/)[1])")
+    assert seeds == ["9", "20", "21", "22"]  # newest request first; its takes in take order
+    single, first, second, third = boxes
+    assert single["width"] > first["width"] * 1.8  # a lone take spans the row
+    assert first["y"] == second["y"] and first["x"] < second["x"]  # takes 1 and 2 side by side
+    assert third["y"] > first["y"]
+    web.shot("grouped")

@@ -1,8 +1,12 @@
 // ttag web UI: plain ES module, no build step, no external URLs.
 //
-// Everything goes through the public REST API (api/health, api/models, api/jobs…), with paths relative to the page so
-// the UI also works behind a reverse proxy that serves ttag under a sub-path. Takes are kept in this browser
-// (IndexedDB: metadata + audio blob) because the server drops finished jobs after a while.
+// Everything goes through the public REST API (api/health, api/models, api/jobs…) and the job stream
+// (api/jobs/{id}/events, a WebSocket), with paths relative to the page so the UI also works behind a reverse proxy
+// that serves ttag under a sub-path. Takes are kept in this browser (IndexedDB: metadata + audio blob) because the
+// server drops finished jobs after a while.
+//
+// One declaration per concept: models, their parameters, ranges and defaults come from api/models; the request's
+// fields, formats and limits from the API schema (openapi.json, GenerateBody). Nothing here repeats them.
 
 "use strict";
 
@@ -17,10 +21,22 @@ const LS_KEY = "ttag.apiKey";
 const LS_DRAFT = "ttag.draft";
 const LS_PENDING = "ttag.pendingJobs";
 const LS_LAST = "ttag.lastRequest";
+const LS_THEME = "ttag.theme";
+const LS_TRASH = "ttag.trash";
+const LS_NEXT = "ttag.nextNumber";
 
-// Request fields a model may take (runners.request.MODEL_PARAMS minus the file paths the API never accepts).
-const MODEL_FIELDS = ["temperature", "top_k", "top_p", "guidance", "steps", "negative_prompt"];
-const PARAM_LABELS = { temperature: "Temperature", top_k: "Top-k", top_p: "Top-p", guidance: "Guidance", steps: "Steps" };
+const UNDO_MS = 10 * 60 * 1000; // deleted takes can be brought back for 10 minutes, across reloads
+const HEALTH_EVERY_MS = 10_000; // the header's probe while the server answers…
+const HEALTH_RETRY_MS = 2_000; // …and while it does not
+const LIVE_LEAD_S = 0.25; // how far ahead of the clock live audio starts (absorbs network jitter)
+const WAVE_BUCKETS = 240;
+
+// Example prompts per kind of model (the kind comes from api/models); data, not a list per model id.
+const EXAMPLES = {
+  music: ["lofi hip hop with piano and rain, 85 bpm", "dark techno, 130 bpm, in A minor", "cinematic strings, slow, hopeful"],
+  "sound effects": ["rain on a tin roof, distant thunder", "footsteps on gravel", "a busy city street at night"],
+  "music and sound": ["ambient pad with ocean waves", "house, 124 bpm, with birds", "drum and bass, fast, heavy rain"],
+};
 
 function readJSON(key, fallback) {
   try {
@@ -90,11 +106,36 @@ function announce(message) {
   $("#announce").textContent = message;
 }
 
-function toast(message, kind = "info", ms = 4000) {
-  const node = el("div", { class: `toast ${kind}`, text: message });
-  $("#toasts").append(node);
-  setTimeout(() => node.classList.add("leaving"), ms);
-  setTimeout(() => node.remove(), ms + 400);
+// One toast at a time, in the top bar (never over the page's controls); an action (Undo) is a real button.
+let toastTimer = null;
+
+function toast(message, kind = "info", ms = 4000, action = null) {
+  const box = $("#toasts");
+  clearTimeout(toastTimer);
+  const node = el("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" });
+  const dismiss = () => {
+    node.classList.add("leaving");
+    setTimeout(() => node.remove(), 300);
+  };
+  node.append(el("span", { class: "toast-text", text: message, title: message }));
+  if (action) {
+    node.append(
+      el("button", {
+        type: "button",
+        class: "toast-action",
+        text: action.label,
+        onclick: () => {
+          dismiss();
+          action.run();
+        },
+      }),
+    );
+  }
+  node.append(el("button", { type: "button", class: "icon-btn toast-close", "aria-label": "Dismiss", title: "Dismiss", onclick: dismiss }, icon("x")));
+  box.replaceChildren(node);
+  if (kind !== "info") announce(message);
+  toastTimer = setTimeout(dismiss, Math.max(ms, message.length * 60));
+  return node;
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -136,13 +177,21 @@ async function api(path, { method = "GET", body, raw = false, signal } = {}) {
   const key = apiKey();
   if (key) headers.Authorization = `Bearer ${key}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    cache: "no-store",
-    signal,
-  });
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+      signal,
+    });
+  } catch (error) {
+    if (error.name !== "AbortError") serverDown(); // any failed request says the server cannot be reached
+    throw error;
+  }
+  if ([502, 503, 504].includes(response.status) && !response.headers.get("content-type")?.includes("json")) serverDown();
+  else serverAnswered();
   if (!response.ok) {
     let detail;
     try {
@@ -159,6 +208,7 @@ async function api(path, { method = "GET", body, raw = false, signal } = {}) {
 
 // ---------------------------------------------------------------------------------------------------------------------
 // IndexedDB: one record per take, the audio blob included, so the session survives a reload and the server's clean-up.
+// A deleted take stays (with ``deletedAt``) for UNDO_MS, so undo survives a reload too.
 
 const DB_NAME = "ttag-web";
 let dbPromise = null;
@@ -187,7 +237,9 @@ async function dbRun(mode, action) {
 const db = {
   all: () => dbRun("readonly", (s) => s.getAll()),
   put: (take) => dbRun("readwrite", (s) => s.put(take)),
+  putAll: (takes) => dbRun("readwrite", (s) => takes.forEach((t) => s.put(t))),
   delete: (id) => dbRun("readwrite", (s) => s.delete(id)),
+  deleteAll: (ids) => dbRun("readwrite", (s) => ids.forEach((id) => s.delete(id))),
 };
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -196,35 +248,87 @@ const db = {
 const state = {
   models: [],
   spec: null,
-  takes: [], // oldest first; numbered in that order
-  jobs: new Map(), // job id → {row, body, cancelled}
+  body: {}, // GenerateBody's properties from the API schema
+  takes: [], // oldest first
+  deleted: new Map(), // take id → deleted take (kept for undo until UNDO_MS has passed)
+  jobs: new Map(), // job id → entry (its card, its live audio)
   lastRequest: readJSON(LS_LAST, null),
   selectedId: null,
-  trash: [], // deleted takes, newest last, for undo (this page view only)
   urls: new Map(), // take id → object URL of its blob
   elements: new Map(), // take id → <li>
+  live: new Map(), // take id → the live stream still playing it
   draft: readJSON(LS_DRAFT, { values: {} }),
   serverOk: false,
+  version: "",
 };
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Server status, API key
+// Server status: the header says whether the server can be reached. Any request that fails to connect marks it down;
+// a probe of api/health runs every HEALTH_EVERY_MS (every HEALTH_RETRY_MS while down) and brings it back.
+
+function renderServer(reachable, text) {
+  const status = $("#server-status");
+  status.dataset.state = reachable ? "ok" : "down";
+  status.textContent = text;
+  state.serverOk = reachable;
+}
+
+function serverDown() {
+  if (state.serverOk || $("#server-status").dataset.state !== "down") renderServer(false, "server unreachable — retrying…");
+  wakeProbe();
+}
+
+function serverAnswered() {
+  if (!state.serverOk && state.version) renderServer(true, `server ok · ttag ${state.version}`);
+}
 
 async function checkHealth() {
-  const status = $("#server-status");
   try {
     const health = await api("api/health");
-    status.textContent = `server ok · ttag ${health.version}`;
-    status.dataset.state = "ok";
-    state.serverOk = true;
+    state.version = health.version;
+    renderServer(true, `server ok · ttag ${health.version}`);
     return true;
   } catch (error) {
-    status.textContent = error instanceof ApiError ? `server error: ${error.message}` : "server unreachable";
-    status.dataset.state = "down";
-    state.serverOk = false;
+    if (error instanceof ApiError) renderServer(false, `server error: ${error.message}`);
+    else renderServer(false, "server unreachable — retrying…");
     return false;
   }
 }
+
+let probeWake = null;
+
+function wakeProbe() {
+  probeWake?.();
+}
+
+async function probeForever() {
+  for (;;) {
+    await new Promise((resolve) => {
+      probeWake = resolve;
+      setTimeout(resolve, state.serverOk ? HEALTH_EVERY_MS : HEALTH_RETRY_MS);
+    });
+    probeWake = null;
+    if (!state.serverOk) await sleep(HEALTH_RETRY_MS / 2);
+    await checkHealth();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Theme: the system's, or one chosen here (remembered).
+
+const systemLight = matchMedia("(prefers-color-scheme: light)");
+
+function applyTheme() {
+  const choice = localStorage.getItem(LS_THEME) || "system";
+  const theme = choice === "system" ? (systemLight.matches ? "light" : "dark") : choice;
+  document.documentElement.dataset.theme = theme;
+  $("#theme").value = choice;
+  state.elements.forEach((node) => drawWave(node));
+  state.jobs.forEach((entry) => drawJobWave(entry));
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// API key
 
 function renderKeyState() {
   const has = Boolean(apiKey());
@@ -264,6 +368,39 @@ async function saveKey(value) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
+// The request's schema (GenerateBody in openapi.json): which fields exist, their titles, formats and limits.
+
+async function loadSchema() {
+  const response = await fetch("openapi.json", { cache: "no-store" });
+  if (!response.ok) throw new ApiError(response.status, response.statusText);
+  const schema = await response.json();
+  state.body = schema.components.schemas.GenerateBody.properties;
+  const formats = fieldSchema("format").enum || [];
+  const select = $("#format");
+  select.replaceChildren(...formats.map((f) => el("option", { value: f, text: f.toUpperCase() })));
+  for (const name of ["prompt", "negative_prompt"]) {
+    const limit = fieldSchema(name).maxLength;
+    if (limit) $(`#${name}`).maxLength = limit;
+  }
+  const takes = fieldSchema("takes");
+  $("#takes-range").textContent = `${takes.minimum}–${takes.maximum}`;
+  $("#takes").placeholder = String(takes.minimum);
+}
+
+// A field's schema without its ``null`` alternative, with its title.
+function fieldSchema(name) {
+  const property = state.body[name];
+  if (!property) return {};
+  const variant = (property.anyOf || [property]).find((v) => v.type !== "null") || {};
+  return { ...variant, title: property.title, default: property.default };
+}
+
+function paramLabel(name) {
+  const title = fieldSchema(name).title || name;
+  return title.charAt(0) + title.slice(1).toLowerCase(); // "Top K" → "Top k", as a label reads
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
 // Models and settings
 
 async function loadModels() {
@@ -271,15 +408,25 @@ async function loadModels() {
   state.models = models;
   const select = $("#model");
   const wanted = state.draft.model || select.value;
-  select.replaceChildren(
-    ...models.map((m) =>
-      el("option", { value: m.id, text: `${m.available ? "●" : "○"} ${m.id}${m.available ? "" : " — unavailable"}` }),
-    ),
-  );
-  const fallback = models.find((m) => m.available) || models[0];
+  const option = (m) => el("option", { value: m.id, text: m.available ? m.id : `${m.id} — unavailable` });
+  const available = models.filter((m) => m.available);
+  const unavailable = models.filter((m) => !m.available);
+  const groups = [];
+  if (available.length) groups.push(el("optgroup", { label: `Available on this server (${available.length})` }, ...available.map(option)));
+  if (unavailable.length) groups.push(el("optgroup", { label: `Not available yet — needs setup (${unavailable.length})` }, ...unavailable.map(option)));
+  select.replaceChildren(...groups);
+  const fallback = available[0] || models[0];
   select.value = models.some((m) => m.id === wanted) ? wanted : fallback?.id ?? "";
   selectModel(select.value);
   return models;
+}
+
+// The command a reason names (`ttag runners setup x`, or "…: ttag models pull x").
+function fixCommand(reason) {
+  const quoted = reason.match(/`([^`]+)`/);
+  if (quoted) return quoted[1];
+  const tail = reason.match(/(ttag [\w .:/-]+)$/);
+  return tail ? tail[1].trim() : "";
 }
 
 function selectModel(id) {
@@ -290,35 +437,72 @@ function selectModel(id) {
   const info = $("#model-info");
   info.replaceChildren();
   if (spec) {
-    info.append(
-      el("span", { class: `badge ${spec.available ? "ok" : "off"}`, text: spec.available ? "available" : "unavailable" }),
-      " ",
-      spec.description || "",
-    );
-    if (!spec.available && spec.reason) info.append(el("span", { class: "reason", text: ` ${spec.reason}` }));
+    if (spec.available) info.append(el("span", { class: "badge ok", text: "available" }), " ");
+    info.append(spec.description || "");
+  }
+  const unavailable = Boolean(spec && !spec.available);
+  $("#model-fix").hidden = !unavailable;
+  if (unavailable) {
+    const reason = spec.reason || "this server cannot run it";
+    $("#model-reason").textContent = reason;
+    const command = fixCommand(reason);
+    $("#model-run").textContent = command;
+    $("#model-run-line").hidden = !command;
   }
   $("#understands").hidden = !spec?.understands;
   $("#understands-model").textContent = spec?.id || "";
   $("#prompt-hint").textContent = spec?.understands || "";
+  renderExamples(spec);
   renderSettings(spec);
+  updateGenerateState();
+}
+
+function updateGenerateState() {
+  const spec = state.spec;
+  const blocked = Boolean(spec && !spec.available);
+  $("#generate").disabled = blocked || state.submitting === true;
+  $("#generate-why").textContent = blocked ? `Generate is off: ${spec.id} cannot run on this server (see above).` : "";
+}
+
+function renderExamples(spec) {
+  const box = $("#examples");
+  const examples = EXAMPLES[spec?.kind] || [];
+  box.replaceChildren(
+    ...(examples.length ? [el("span", { class: "hint", text: "Try:" })] : []),
+    ...examples.map((text) =>
+      el("button", {
+        type: "button",
+        class: "example",
+        text,
+        title: "Use this prompt",
+        onclick: () => {
+          $("#prompt").value = text;
+          captureDraft();
+          validateField($("#prompt"));
+          $("#prompt").focus();
+        },
+      }),
+    ),
+  );
+}
+
+// The model's own parameters: those it lists in api/models that the request schema takes (not audio file paths).
+function modelParams(spec) {
+  return (spec?.params || []).filter((p) => p.name in state.body);
 }
 
 function renderSettings(spec) {
   const duration = $("#duration");
   if (spec) {
     duration.placeholder = formatNumber(spec.default_duration);
-    duration.min = spec.min_duration;
-    duration.max = spec.max_duration;
     $("#duration-range").textContent = `${formatNumber(spec.min_duration)}–${formatNumber(spec.max_duration)} s`;
   }
-  // The model's own parameters: only those it takes, with its ranges and defaults.
   $$(".param-field").forEach((node) => node.remove());
-  const params = (spec?.params || []).filter((p) => MODEL_FIELDS.includes(p.name));
   const grid = $("#settings-grid");
-  for (const param of params) {
-    if (param.name === "negative_prompt") continue;
+  for (const param of modelParams(spec)) {
+    if (param.name === "negative_prompt") continue; // its own text area, below the model
     const id = param.name;
-    const integer = param.type === "int";
+    const numeric = param.type === "int" || param.type === "float";
     const range =
       param.minimum !== null && param.maximum !== null
         ? `${formatNumber(param.minimum)}–${formatNumber(param.maximum)}`
@@ -328,12 +512,12 @@ function renderSettings(spec) {
     const input = el("input", {
       id,
       name: id,
-      type: "number",
-      inputmode: integer ? "numeric" : "decimal",
-      step: integer ? "1" : "any",
+      type: "text",
+      inputmode: numeric ? (param.type === "int" ? "numeric" : "decimal") : undefined,
+      autocomplete: "off",
       min: param.minimum ?? undefined,
       max: param.maximum ?? undefined,
-      placeholder: param.default === null ? "" : formatNumber(param.default),
+      placeholder: param.default === null ? "" : numeric ? formatNumber(param.default) : String(param.default),
       title: param.help || undefined,
       "aria-describedby": `${id}-error ${id}-hint`,
       "data-type": param.type,
@@ -342,16 +526,17 @@ function renderSettings(spec) {
     grid.append(
       el(
         "div",
-        { class: "field param-field", "data-field": id },
-        el("label", { for: id, text: PARAM_LABELS[id] || id }),
+        { class: `field param-field${numeric ? "" : " wide-field"}`, "data-field": id },
+        el("label", { for: id, text: paramLabel(id) }),
         input,
         el("p", { class: "hint range", id: `${id}-hint`, text: range, title: param.help || undefined }),
         el("p", { class: "error", id: `${id}-error`, role: "alert" }),
       ),
     );
   }
-  const negative = spec?.params?.some((p) => p.name === "negative_prompt");
-  $("#negative-field").hidden = !negative;
+  $("#negative-field").hidden = !modelParams(spec).some((p) => p.name === "negative_prompt");
+  // What was typed stays when the model changes; its message follows the new model's limits.
+  for (const input of $$("#settings-grid input")) if (input.value) validateField(input);
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -374,15 +559,24 @@ function restoreDraft() {
   $("#negative_prompt").value = state.draft.negative_prompt || "";
   for (const name of ["duration", "takes", "seed", "format"]) {
     const value = state.draft.values?.[name];
-    if (value !== undefined) $(`#${name}`).value = value;
+    if (value !== undefined && value !== "") $(`#${name}`).value = value;
   }
-  if (!$("#format").value) $("#format").value = "wav";
+  if (!$("#format").value) $("#format").value = $("#format").options[0]?.value ?? "";
 }
 
 function clearErrors() {
   $$(".field.invalid").forEach((node) => node.classList.remove("invalid"));
   $$("#compose .error").forEach((node) => (node.textContent = ""));
   $$("#compose [aria-invalid]").forEach((node) => node.removeAttribute("aria-invalid"));
+}
+
+function setFieldError(input, message) {
+  const field = input.closest(".field");
+  const target = $(`#${CSS.escape(input.name)}-error`);
+  if (target) target.textContent = message;
+  field?.classList.toggle("invalid", Boolean(message));
+  if (message) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
 }
 
 function showFieldErrors(errors) {
@@ -403,22 +597,63 @@ function showFieldErrors(errors) {
   first?.focus();
 }
 
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+// A numeric field's value as the request takes it: a number, or the text as typed (the server then says why not).
+function fieldValue(input) {
+  const text = input.value.trim();
+  if (text === "") return undefined;
+  return NUMBER.test(text) ? Number(text) : text;
+}
+
+// The limits of a numeric field: the model's (duration, its parameters) or the schema's (takes, seed).
+function limitsOf(name) {
+  const spec = state.spec;
+  if (name === "duration") return spec ? { min: spec.min_duration, max: spec.max_duration, type: "float" } : null;
+  const param = modelParams(spec).find((p) => p.name === name);
+  if (param) return { min: param.minimum, max: param.maximum, type: param.type };
+  const schema = fieldSchema(name);
+  if (!schema.type) return null;
+  return { min: schema.minimum ?? null, max: schema.maximum ?? null, type: schema.type === "integer" ? "int" : "float" };
+}
+
+// As the user types: the message the server would give, in its words, so nothing typed is dropped silently.
+function validateField(input) {
+  const name = input.name;
+  if (name === "prompt") {
+    if ($("#prompt-error").textContent && input.value.trim()) setFieldError(input, "");
+    return "";
+  }
+  const limits = limitsOf(name);
+  if (!limits || !["int", "float"].includes(limits.type)) {
+    setFieldError(input, "");
+    return "";
+  }
+  const value = fieldValue(input);
+  let message = "";
+  if (value === undefined) message = "";
+  else if (typeof value === "string") message = "must be a number, not text";
+  else if (limits.type === "int" && !Number.isInteger(value)) message = `must be a whole number (got ${formatNumber(value)})`;
+  else if ((limits.min !== null && value < limits.min) || (limits.max !== null && value > limits.max)) {
+    const unit = name === "duration" ? ` seconds for ${state.spec.id}` : "";
+    const range = limits.max === null ? `at least ${formatNumber(limits.min)}` : `between ${formatNumber(limits.min)} and ${formatNumber(limits.max)}`;
+    message = `must be ${range}${unit} (got ${formatNumber(value)})`;
+  }
+  setFieldError(input, message);
+  return message;
+}
+
 // The body for POST /api/jobs from the form. Empty fields are left out, so the model's defaults apply.
 function collectBody() {
-  const body = { prompt: $("#prompt").value, model: $("#model").value, format: $("#format").value || "wav" };
-  const errors = {};
-  const inputs = [$("#duration"), $("#takes"), $("#seed"), ...$$(".param-field input")];
-  for (const input of inputs) {
-    if (input.validity.badInput) {
-      errors[input.name] = "must be a number";
-      continue;
-    }
-    if (input.value.trim() === "") continue;
-    body[input.name] = Number(input.value);
+  const body = { prompt: $("#prompt").value, model: $("#model").value, format: $("#format").value || undefined };
+  for (const input of [$("#duration"), $("#takes"), $("#seed"), ...$$(".param-field input")]) {
+    const numeric = ["int", "float"].includes(input.dataset.type);
+    const value = numeric ? fieldValue(input) : input.value.trim() || undefined;
+    if (value !== undefined) body[input.name] = value;
   }
   const negative = $("#negative_prompt");
   if (!$("#negative-field").hidden && negative.value.trim()) body.negative_prompt = negative.value;
-  return { body, errors };
+  return body;
 }
 
 function loadIntoForm(request) {
@@ -432,43 +667,51 @@ function loadIntoForm(request) {
   $("#duration").value = request.duration ?? "";
   $("#seed").value = request.seed ?? "";
   $("#takes").value = "";
-  $("#format").value = request.format || "wav";
+  $("#format").value = request.format || $("#format").options[0]?.value;
   for (const input of $$(".param-field input")) input.value = request[input.name] ?? "";
   clearErrors();
   captureDraft();
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Jobs: submit, poll, cancel
+// Jobs: submit, then follow each one — over the job stream (WebSocket) when it connects, by polling otherwise — in a
+// card at the top of the takes that fills in, and plays, as the take is generated.
 
 async function generateFromForm() {
-  clearErrors();
-  const { body, errors } = collectBody();
-  if (Object.keys(errors).length) {
-    showFieldErrors(errors);
+  if (state.spec && !state.spec.available) {
+    $("#model").focus();
     return;
   }
+  clearErrors();
   captureDraft();
-  await submit(body, { fromForm: true });
+  await submit(collectBody(), { fromForm: true });
 }
 
 async function submit(body, { fromForm = false } = {}) {
+  // A user's gesture: the moment a browser lets a page start audio, so the live player's clock starts here.
+  const spec = state.models.find((m) => m.id === body.model);
+  if (spec) audioContext(spec.sample_rate);
   let job;
-  const button = $("#generate");
-  button.disabled = true;
+  state.submitting = true;
+  updateGenerateState();
   try {
-    job = await api("api/jobs", { method: "POST", body });
+    job = await api("api/jobs", { method: "POST", body: { ...body, stream: true } });
   } catch (error) {
     handleSubmitError(error, fromForm);
     return null;
   } finally {
-    button.disabled = false;
+    state.submitting = false;
+    updateGenerateState();
   }
   state.lastRequest = { ...body };
   writeJSON(LS_LAST, state.lastRequest);
   $("#regenerate").disabled = false;
   writeJSON(LS_PENDING, [...readJSON(LS_PENDING, []), { id: job.id, body }]);
-  trackJob(job, body);
+  const entry = trackJob(job, body, { listen: true });
+  // Bring the card into view where the form stays in view too (wide screens), or when the user is not typing.
+  if (!matchMedia("(max-width: 760px)").matches || !isTyping(document.activeElement)) {
+    entry.node.scrollIntoView({ block: "nearest" });
+  }
   return job;
 }
 
@@ -492,50 +735,234 @@ function handleSubmitError(error, fromForm) {
 }
 
 function jobLabel(body) {
+  const spec = state.models.find((m) => m.id === body.model);
+  const duration = typeof body.duration === "number" ? body.duration : spec?.default_duration;
   const takes = body.takes && body.takes > 1 ? ` · ${body.takes} takes` : "";
-  const seconds = body.duration ? ` · ${formatNumber(body.duration)} s` : "";
-  return `${body.model}${seconds}${takes}`;
+  const seconds = duration ? ` · ${formatNumber(duration)} s` : "";
+  const seed = body.seed !== undefined ? ` · seed ${body.seed}` : "";
+  return `${body.model}${seconds}${takes}${seed}`;
 }
 
-function trackJob(job, body) {
-  const cancel = el("button", { type: "button", class: "icon-btn small cancel", "aria-label": "Cancel job", title: "Cancel (Esc)" }, icon("x"));
-  const bar = el("progress", { max: "1", "aria-label": `Progress of “${body.prompt.slice(0, 60)}”` });
-  const status = el("span", { class: "job-status", text: "queued" });
-  const row = el(
-    "div",
-    { class: "job", "data-job": job.id, "data-state": job.state },
-    el("div", { class: "job-line" }, el("span", { class: "job-prompt", text: body.prompt }), cancel),
-    bar,
-    el("div", { class: "job-line small" }, status, el("span", { class: "job-model", text: jobLabel(body) })),
-  );
-  const entry = { row, body, bar, status, cancel, cancelled: false };
+function trackJob(job, body, { listen = false } = {}) {
+  const node = $("#job-template").content.firstElementChild.cloneNode(true);
+  node.dataset.job = job.id;
+  node.dataset.state = job.state;
+  $(".job-prompt", node).textContent = body.prompt;
+  $(".job-prompt", node).title = body.prompt;
+  $(".job-model", node).textContent = jobLabel(body);
+  const spec = state.models.find((m) => m.id === body.model);
+  const duration = typeof body.duration === "number" ? body.duration : spec?.default_duration || 0;
+  $(".len", node).textContent = formatTime(duration);
+  const entry = {
+    id: job.id,
+    body,
+    node,
+    model: job.model || body.model,
+    bar: $("progress", node),
+    status: $(".job-status", node),
+    etaNode: $(".job-eta", node),
+    cancel: $(".cancel", node),
+    listenButton: $(".listen", node),
+    canvas: $(".wave", node),
+    duration,
+    rate: spec?.sample_rate || 44100,
+    channels: spec?.channels || 2,
+    live: null,
+    wantListen: listen,
+    cancelled: false,
+    ended: false,
+    eta: null,
+  };
+  entry.bar.setAttribute("aria-label", `Progress of “${body.prompt.slice(0, 60)}”`);
   state.jobs.set(job.id, entry);
-  $("#jobs").prepend(row);
+  $("#jobs").prepend(node);
+  $("#takes-empty").hidden = true;
   announce(`Generating: ${body.prompt}`);
-  cancel.addEventListener("click", () => cancelJob(job.id));
-  poll(job.id, entry);
+  entry.cancel.addEventListener("click", () => cancelJob(job.id));
+  entry.listenButton.addEventListener("click", () => toggleListen(entry));
+  new ResizeObserver(() => drawJobWave(entry)).observe(entry.canvas);
+  renderListen(entry);
+  applyStatus(entry, job);
+  follow(job.id, entry);
+  return entry;
 }
 
-function describeProgress(job) {
+async function follow(id, entry) {
+  const how = await followSocket(id, entry);
+  if (how === "ended" || entry.ended) return;
+  await poll(id, entry); // the fallback: no WebSocket (a proxy that drops upgrades, an older server) or it was lost
+}
+
+function describeState(job) {
   const p = job.progress || {};
-  if (job.state === "queued") return "queued";
+  if (job.state === "queued") return "queued — waiting for the model";
   const parts = [p.phase || job.state];
   if (p.total) parts.push(`${p.step}/${p.total}`);
-  if (p.eta_s !== null && p.eta_s !== undefined && p.eta_s > 0.5) parts.push(`about ${Math.ceil(p.eta_s)} s left`);
   return parts.join(" · ");
+}
+
+// The time left, smoothed: raw estimates jump about (6 s, 9 s, 6 s); this counts down with the clock, moves a third of
+// the way towards each new estimate, and never goes up by more than a second.
+function smoothEta(entry, raw) {
+  const now = performance.now() / 1000;
+  if (raw === null || raw === undefined || !Number.isFinite(raw)) return entry.eta;
+  if (entry.eta === null) {
+    entry.eta = raw;
+  } else {
+    const predicted = Math.max(0, entry.eta - (now - entry.etaAt));
+    entry.eta = Math.min(predicted + 0.35 * (raw - predicted), predicted + 1);
+  }
+  entry.etaAt = now;
+  return entry.eta;
+}
+
+function applyStatus(entry, job) {
+  if (entry.ended) return;
+  entry.node.dataset.state = job.state;
+  if (job.model) entry.model = job.model;
+  applyProgress(entry, job.state, job.progress || {});
+}
+
+function applyProgress(entry, jobState, p) {
+  if (jobState === "running" && p.total) entry.bar.value = Math.min(1, p.step / p.total);
+  else entry.bar.removeAttribute("value"); // queued, or running before the first step
+  entry.status.textContent = describeState({ state: jobState, progress: p });
+  const eta = jobState === "running" ? smoothEta(entry, p.eta_s) : null;
+  if (eta !== null && eta > 0.5) {
+    const shown = Math.ceil(eta);
+    entry.etaNode.textContent = `· about ${shown} s left`;
+    entry.etaNode.dataset.eta = String(shown);
+  } else {
+    entry.etaNode.textContent = "";
+    delete entry.etaNode.dataset.eta;
+  }
+}
+
+// The job stream. Resolves "ended" after the job's end event, "unavailable" when it never opened, "lost" otherwise.
+function followSocket(id, entry) {
+  return new Promise((resolve) => {
+    if (typeof WebSocket !== "function") {
+      resolve("unavailable");
+      return;
+    }
+    const url = new URL(`api/jobs/${id}/events`, location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    const key = apiKey();
+    const protocols = key ? ["ttag.v1", `bearer.${key}`] : ["ttag.v1"];
+    let socket;
+    try {
+      socket = new WebSocket(url, protocols);
+    } catch {
+      resolve("unavailable");
+      return;
+    }
+    socket.binaryType = "arraybuffer";
+    entry.socket = socket;
+    let opened = false;
+    let ended = false;
+    socket.onopen = () => {
+      opened = true;
+      serverAnswered();
+    };
+    socket.onmessage = (message) => {
+      if (typeof message.data !== "string") {
+        onAudioFrame(entry, message.data);
+        return;
+      }
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      entry.transport = "websocket";
+      if (event.type === "status") {
+        applyStatus(entry, event);
+        if (["done", "failed", "cancelled"].includes(event.state)) {
+          ended = true; // an ended job answers its status, then its end event
+          endJob(entry, event);
+        }
+      } else if (event.type === "started") applyStatus(entry, { state: "running", progress: {} });
+      else if (event.type === "progress") applyProgress(entry, "running", event);
+      else if (event.type === "take") onTakeMade(entry, event);
+      else if (event.type === "audio_dropped") entry.live?.dropped(event.reason);
+      else if (event.type === "done") {
+        ended = true;
+        endJob(entry, { state: "done", results: event.results, model: entry.model, id });
+      } else if (event.type === "failed") {
+        ended = true;
+        endJob(entry, { state: "failed", error: { kind: event.kind, message: event.message } });
+      } else if (event.type === "cancelled") {
+        ended = true;
+        endJob(entry, { state: "cancelled" });
+      }
+    };
+    socket.onclose = (close) => {
+      entry.socket = null;
+      if (close.code === 4401) onUnauthorized();
+      if (close.code === 4404 && !ended) {
+        ended = true;
+        endJob(entry, { state: "gone" });
+      }
+      resolve(ended ? "ended" : opened ? "lost" : "unavailable");
+    };
+  });
+}
+
+// A binary frame: 16-byte little-endian header (uint16 take, uint16 channels, uint32 sample_rate, uint64
+// start_frame), then float32 little-endian samples, channels interleaved.
+function decodeAudioFrame(buffer) {
+  const view = new DataView(buffer);
+  const take = view.getUint16(0, true);
+  const channels = view.getUint16(2, true);
+  const sampleRate = view.getUint32(4, true);
+  const start = Number(view.getBigUint64(8, true));
+  const count = (buffer.byteLength - 16) / 4;
+  let samples;
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] === 1) samples = new Float32Array(buffer, 16, count);
+  else {
+    samples = new Float32Array(count); // a big-endian machine: read each one
+    for (let i = 0; i < count; i++) samples[i] = view.getFloat32(16 + 4 * i, true);
+  }
+  return { take, channels, sampleRate, start, samples };
+}
+
+function onAudioFrame(entry, buffer) {
+  if (buffer.byteLength < 16) return;
+  onAudio(entry, decodeAudioFrame(buffer));
+}
+
+function onAudio(entry, chunk) {
+  if (entry.ended && !entry.live) return;
+  entry.live ??= new LiveStream(entry, chunk.sampleRate, chunk.channels);
+  entry.live.add(chunk);
+  if (entry.wantListen && !entry.live.listening && !entry.live.stoppedByUser) entry.live.listen();
+  renderListen(entry);
+  drawJobWave(entry);
+}
+
+function onTakeMade(entry, event) {
+  entry.made ??= [];
+  entry.made.push(event);
 }
 
 async function poll(id, entry) {
   let delay = 150;
   let failures = 0;
+  const received = new Map(); // take → frames received (over the stream before it was lost, then api/jobs/{id}/audio)
+  if (entry.live) {
+    for (let take = 0; take < entry.live.drawTake; take++) received.set(take, Infinity);
+    received.set(entry.live.drawTake, entry.live.drawnFrames || 0);
+  }
   for (;;) {
+    if (entry.ended) return;
     let job;
     try {
       job = await api(`api/jobs/${id}`);
       failures = 0;
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) {
-        finishJob(id, entry, "failed", "the server no longer knows this job (it restarted or dropped it)");
+        endJob(entry, { state: "gone" });
         return;
       }
       failures += 1;
@@ -543,25 +970,12 @@ async function poll(id, entry) {
       await sleep(Math.min(5000, 500 * failures));
       continue;
     }
-    entry.row.dataset.state = job.state;
-    const p = job.progress || {};
-    if (job.state === "running" && p.total) entry.bar.value = Math.min(1, p.step / p.total);
-    else if (job.state === "running") entry.bar.removeAttribute("value"); // indeterminate until the first step
-    entry.status.textContent = describeProgress(job);
-    if (job.state === "done") {
-      entry.bar.value = 1;
-      entry.status.textContent = "fetching audio…";
-      try {
-        await collectTakes(job, entry.body);
-        finishJob(id, entry, "done", `done · ${job.results.length} take${job.results.length === 1 ? "" : "s"}`);
-      } catch (error) {
-        finishJob(id, entry, "failed", `could not fetch the audio: ${error.message}`);
-      }
-      return;
-    }
-    if (job.state === "failed" || job.state === "cancelled") {
-      const message = job.state === "cancelled" ? "cancelled" : `failed: ${job.error?.message || "unknown error"}`;
-      finishJob(id, entry, job.state, message);
+    if (entry.ended) return;
+    entry.transport = "polling";
+    applyStatus(entry, job);
+    if (job.state === "running") await pollAudio(id, entry, job, received);
+    if (["done", "failed", "cancelled"].includes(job.state)) {
+      endJob(entry, job);
       return;
     }
     await sleep(delay);
@@ -569,21 +983,77 @@ async function poll(id, entry) {
   }
 }
 
+// Polling's live audio: what api/jobs/{id}/audio has of the take being made, from where the last answer stopped.
+async function pollAudio(id, entry, job, received) {
+  const expected = Math.round(entry.duration * entry.rate);
+  let take = 0;
+  while ((received.get(take) || 0) >= expected && take < (job.takes || 1) - 1) take += 1;
+  const start = received.get(take) || 0;
+  try {
+    const response = await api(`api/jobs/${id}/audio?take=${take}&start=${start}`, { raw: true });
+    const frames = Number(response.headers.get("X-Ttag-Frames") || 0);
+    if (!frames) return;
+    const samples = new Float32Array(await response.arrayBuffer());
+    received.set(take, start + frames);
+    onAudio(entry, {
+      take,
+      channels: Number(response.headers.get("X-Ttag-Channels")),
+      sampleRate: Number(response.headers.get("X-Ttag-Sample-Rate")),
+      start,
+      samples,
+    });
+  } catch {
+    // Progress still shows; the take arrives when the job is done.
+  }
+}
+
+async function endJob(entry, job) {
+  if (entry.ended) return;
+  entry.ended = true;
+  const id = entry.id;
+  entry.node.dataset.state = job.state === "gone" ? "failed" : job.state;
+  entry.etaNode.textContent = "";
+  if (entry.socket && entry.socket.readyState === WebSocket.OPEN) entry.socket.close(1000);
+  const record = recording(id);
+  if (record) {
+    record.doneAt = performance.now();
+    record.transport = entry.transport;
+    record.playingAtDone = entry.live ? entry.live.position() : null;
+  }
+  if (job.state === "done") {
+    entry.bar.value = 1;
+    entry.status.textContent = "fetching audio…";
+    try {
+      await collectTakes({ id, model: job.model || entry.model, results: job.results }, entry.body, entry);
+      finishJob(id, entry, "done", `done · ${job.results.length} take${job.results.length === 1 ? "" : "s"}`);
+    } catch (error) {
+      entry.live?.stop();
+      finishJob(id, entry, "failed", `could not fetch the audio: ${error.message}`);
+    }
+    return;
+  }
+  entry.live?.stop();
+  if (job.state === "cancelled") finishJob(id, entry, "cancelled", "cancelled");
+  else if (job.state === "gone") finishJob(id, entry, "failed", "the server no longer knows this job (it restarted or dropped it)");
+  else finishJob(id, entry, "failed", `failed: ${job.error?.message || "unknown error"}`);
+}
+
 function finishJob(id, entry, finalState, message) {
-  entry.row.dataset.state = finalState;
+  entry.node.dataset.state = finalState;
   entry.status.textContent = message;
   announce(`${entry.body.prompt}: ${message}`);
   entry.cancel.setAttribute("aria-label", "Dismiss");
   entry.cancel.title = "Dismiss";
+  entry.listenButton.disabled = true;
   writeJSON(LS_PENDING, readJSON(LS_PENDING, []).filter((j) => j.id !== id));
   const remove = () => {
-    entry.row.classList.add("leaving");
-    setTimeout(() => entry.row.remove(), 300);
+    entry.node.remove();
     state.jobs.delete(id);
+    renderTakes();
   };
   entry.dismiss = remove;
-  // Failures stay until dismissed: they explain themselves. Done and cancelled rows go away on their own.
-  if (finalState === "done") setTimeout(remove, 1200);
+  // Done: its takes now stand where the card was. Cancelled goes after a moment; failures stay: they explain themselves.
+  if (finalState === "done") remove();
   else if (finalState === "cancelled") setTimeout(remove, 4000);
   else toast(message, "error", 6000);
 }
@@ -597,6 +1067,10 @@ async function cancelJob(id) {
   }
   entry.cancelled = true;
   entry.status.textContent = "cancelling…";
+  if (entry.socket?.readyState === WebSocket.OPEN) {
+    entry.socket.send(JSON.stringify({ cancel: true }));
+    return;
+  }
   try {
     await api(`api/jobs/${id}/cancel`, { method: "POST" });
   } catch (error) {
@@ -611,8 +1085,8 @@ function cancelLatest() {
   return true;
 }
 
-async function collectTakes(job, body) {
-  const format = body.format || "wav";
+async function collectTakes(job, body, entry = null) {
+  const format = body.format || $("#format").options[0]?.value;
   const created = Date.now();
   const fresh = [];
   for (const result of job.results) {
@@ -620,10 +1094,12 @@ async function collectTakes(job, body) {
     const blob = await response.blob();
     const request = { ...body, seed: result.seed };
     delete request.takes;
+    delete request.stream;
     const take = {
       id: `${job.id}-${result.take}`,
       jobId: job.id,
       take: result.take,
+      number: nextNumber(),
       created: created + result.take,
       prompt: body.prompt,
       model: job.model,
@@ -635,32 +1111,278 @@ async function collectTakes(job, body) {
       format,
       starred: false,
       loop: false,
-      peaks: null,
+      peaks: entry?.live && result.take === entry.live.take ? entry.live.peakList() : null,
       blob,
     };
     await db.put(take);
     fresh.push(take);
   }
+  // The live stream keeps playing; the take that it plays takes it over (its play button can stop it).
+  if (entry?.live) state.live.set(`${job.id}-${entry.live.take}`, entry.live);
   state.takes.push(...fresh);
   renderTakes();
-  for (const take of fresh) state.elements.get(take.id)?.classList.add("fresh");
+  for (const take of fresh) {
+    const node = state.elements.get(take.id);
+    node?.classList.add("fresh");
+    if (state.live.get(take.id)?.listening) showLivePlaying(take.id);
+  }
   // The newest take becomes the selected one (Space plays it), unless the user is busy in the takes list.
   if (fresh.length && !document.activeElement?.closest?.("#take-list")) select(fresh[0].id, { focus: false });
-  // On a phone the takes are below the form: bring the new one into view, unless the user is typing the next prompt.
-  if (fresh.length && matchMedia("(max-width: 760px)").matches && !isTyping(document.activeElement)) {
-    state.elements.get(fresh.at(-1).id)?.scrollIntoView({ behavior: "smooth", block: "nearest" });
-  }
 }
 
 async function resumePending() {
   for (const { id, body } of readJSON(LS_PENDING, [])) {
     if (state.jobs.has(id)) continue;
-    trackJob({ id, state: "queued" }, body);
+    trackJob({ id, state: "queued" }, body); // after a reload nothing plays by itself: the card's button listens
   }
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
+// Live audio: chunks scheduled on the Web Audio clock as they arrive, each AudioBufferSourceNode started at exactly
+// t0 + start_frame / sample_rate, so the seams are sample-exact (no gaps, no clicks). One context per sample rate, so
+// nothing is resampled chunk by chunk.
+
+const contexts = new Map();
+
+function audioContext(rate) {
+  let ctx = contexts.get(rate);
+  if (!ctx) {
+    try {
+      ctx = new AudioContext({ sampleRate: rate, latencyHint: "playback" });
+    } catch {
+      return null;
+    }
+    contexts.set(rate, ctx);
+  }
+  if (ctx.state === "suspended") ctx.resume().catch(() => {});
+  return ctx;
+}
+
+// What was scheduled, for tests: set window.__ttagRecord = true before the page loads.
+function recording(jobId) {
+  if (!window.__ttagRecord) return null;
+  window.__ttagPlayed ??= {};
+  window.__ttagPlayed[jobId] ??= { chunks: [], firstScheduledAt: null, doneAt: null, rebuffers: 0, playingAtDone: null };
+  return window.__ttagPlayed[jobId];
+}
+
+class LiveStream {
+  constructor(entry, rate, channels) {
+    this.entry = entry;
+    this.jobId = entry.id;
+    this.rate = rate;
+    this.channels = channels;
+    this.take = 0; // the first take is the one heard; later takes of the job only draw
+    this.total = Math.max(1, Math.round(entry.duration * rate));
+    this.chunks = []; // of this.take: {start, frames, samples}
+    this.received = 0;
+    this.drawTake = 0;
+    this.peaks = new Float32Array(WAVE_BUCKETS);
+    this.listening = false;
+    this.stoppedByUser = false;
+    this.sources = new Set();
+    this.t0 = 0;
+    this.resumeAt = 0; // seconds into the take where listening starts next
+    this.scheduledTo = 0; // frames scheduled so far (of the current listening)
+  }
+
+  add({ take, channels, sampleRate, start, samples }) {
+    const frames = Math.floor(samples.length / channels);
+    if (take < this.drawTake || (take === this.drawTake && start < (this.drawnFrames || 0))) return; // had it already
+    if (take !== this.drawTake) {
+      this.drawTake = take; // a new take: the waveform starts over
+      this.peaks.fill(0);
+    }
+    const per = this.total / WAVE_BUCKETS;
+    for (let i = 0; i < frames; i++) {
+      const bucket = Math.min(WAVE_BUCKETS - 1, Math.floor((start + i) / per));
+      let peak = this.peaks[bucket];
+      for (let c = 0; c < channels; c++) peak = Math.max(peak, Math.abs(samples[i * channels + c]));
+      this.peaks[bucket] = peak;
+    }
+    this.drawnFrames = start + frames;
+    this.drawnTo = Math.min(1, (start + frames) / this.total);
+    if (take !== this.take) return;
+    // Kept once, deinterleaved, as an AudioBuffer (no context needed): listening again later reuses it.
+    const buffer = new AudioBuffer({ length: frames, numberOfChannels: channels, sampleRate });
+    for (let c = 0; c < channels; c++) {
+      const data = buffer.getChannelData(c);
+      for (let i = 0; i < frames; i++) data[i] = samples[i * channels + c];
+    }
+    const chunk = { start, frames, buffer, rate: sampleRate, channels };
+    if (window.__ttagRecord) chunk.samples = new Float32Array(samples);
+    this.chunks.push(chunk);
+    this.received = Math.max(this.received, start + frames);
+    if (this.listening) this.schedule(chunk, true);
+  }
+
+  peakList() {
+    return [...this.peaks].map((p) => Math.round(Math.min(1, p) * 1000) / 1000);
+  }
+
+  get complete() {
+    return this.received >= this.total;
+  }
+
+  listen() {
+    const ctx = audioContext(this.rate);
+    if (!ctx) return;
+    this.ctx = ctx;
+    this.stoppedByUser = false;
+    this.listening = true;
+    this.gain = ctx.createGain();
+    this.gain.connect(ctx.destination);
+    this.t0 = ctx.currentTime + LIVE_LEAD_S - this.resumeAt;
+    for (const chunk of this.chunks) this.schedule(chunk, false);
+    stopOtherPlayback(this);
+  }
+
+  schedule(chunk, arriving) {
+    const ctx = this.ctx;
+    const now = ctx.currentTime;
+    let when = this.t0 + chunk.start / this.rate;
+    const end = when + chunk.frames / this.rate;
+    if (end <= this.t0 + this.resumeAt) return; // before where listening (re)started
+    if (arriving && when < now + 0.02) {
+      // Generated slower than it plays: wait a little (silence) rather than play out of place.
+      this.t0 += now + LIVE_LEAD_S - when;
+      when = this.t0 + chunk.start / this.rate;
+      const record = recording(this.jobId);
+      if (record) record.rebuffers += 1;
+    }
+    const offset = Math.max(0, this.t0 + this.resumeAt - when);
+    const source = ctx.createBufferSource();
+    source.buffer = chunk.buffer;
+    source.connect(this.gain);
+    source.start(when + offset, offset);
+    this.sources.add(source);
+    source.onended = () => {
+      this.sources.delete(source);
+      if (this.listening && !this.sources.size && this.complete) this.finished();
+    };
+    const record = recording(this.jobId);
+    if (record) {
+      record.firstScheduledAt ??= performance.now();
+      record.sampleRate = chunk.rate;
+      record.channels = chunk.channels;
+      record.chunks.push({ start: chunk.start, frames: chunk.frames, when, offset, samples: chunk.samples });
+    }
+  }
+
+  position() {
+    if (!this.listening || !this.ctx) return this.resumeAt;
+    return Math.max(0, Math.min(this.received / this.rate, this.ctx.currentTime - this.t0));
+  }
+
+  stop({ byUser = false } = {}) {
+    if (!this.listening) return;
+    this.resumeAt = this.position();
+    this.listening = false;
+    this.stoppedByUser ||= byUser;
+    const gain = this.gain;
+    const at = this.ctx.currentTime;
+    gain.gain.setTargetAtTime(0, at, 0.008); // a short fade: stopping mid-sample would click
+    for (const source of this.sources) source.stop(at + 0.06);
+    this.sources.clear();
+    setTimeout(() => gain.disconnect(), 200);
+    this.changed();
+  }
+
+  finished() {
+    this.listening = false;
+    this.resumeAt = 0;
+    this.changed();
+  }
+
+  dropped(reason) {
+    this.droppedReason = reason;
+    if (!this.entry.ended) this.entry.status.textContent = `live audio stopped (${reason}); the take comes when done`;
+  }
+
+  changed() {
+    renderListen(this.entry);
+    for (const [takeId, live] of state.live) {
+      if (live !== this) continue;
+      const node = state.elements.get(takeId);
+      if (node) {
+        if (!this.listening) {
+          const audio = $("audio", node);
+          if (this.resumeAt > 0 && Number.isFinite(audio.duration)) audio.currentTime = Math.min(this.resumeAt, audio.duration);
+          state.live.delete(takeId);
+          showPaused(node);
+        }
+        drawPosition(node);
+      }
+    }
+  }
+}
+
+// One thing plays at a time: a take's player or a live stream.
+function stopOtherPlayback(except = null) {
+  for (const audio of $$("#take-list audio")) if (audio !== except) audio.pause();
+  for (const entry of state.jobs.values()) if (entry.live && entry.live !== except) entry.live.stop();
+  for (const live of state.live.values()) if (live !== except) live.stop();
+}
+
+function toggleListen(entry) {
+  if (!entry.live) {
+    entry.wantListen = !entry.wantListen; // nothing has arrived yet: listen (or not) when it does
+    const ctx = audioContext(entry.rate);
+    if (ctx && entry.wantListen) ctx.resume().catch(() => {});
+  } else if (entry.live.listening) {
+    entry.wantListen = false;
+    entry.live.stop({ byUser: true });
+  } else {
+    entry.wantListen = true;
+    entry.live.listen();
+  }
+  renderListen(entry);
+  if (entry.live?.listening) animateJob(entry);
+}
+
+function renderListen(entry) {
+  const on = entry.live ? entry.live.listening : entry.wantListen;
+  const button = entry.listenButton;
+  button.setAttribute("aria-pressed", String(Boolean(on)));
+  button.setAttribute("aria-label", on ? "Stop listening" : "Listen while it is generated");
+  button.title = button.getAttribute("aria-label");
+  setIcon(button, on ? "pause" : "play");
+  entry.node.classList.toggle("playing", Boolean(entry.live?.listening));
+  if (entry.live?.listening) animateJob(entry);
+}
+
+function animateJob(entry) {
+  if (entry.animating) return;
+  entry.animating = true;
+  const frame = () => {
+    if (!entry.node.isConnected || !entry.live?.listening) {
+      entry.animating = false;
+      drawJobWave(entry);
+      return;
+    }
+    drawJobWave(entry);
+    requestAnimationFrame(frame);
+  };
+  requestAnimationFrame(frame);
+}
+
+function drawJobWave(entry) {
+  const live = entry.live;
+  const played = live && live.drawTake === live.take ? live.position() / entry.duration : 0;
+  paintWave(entry.canvas, live ? [...live.peaks] : null, played, live ? live.drawnTo || 0 : 0);
+  $(".pos", entry.node).textContent = formatTime(live ? live.position() : 0);
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
 // Takes
+
+// Take numbers are names, not positions: each take keeps its number, and numbers are never reused.
+function nextNumber() {
+  const used = [...state.takes, ...state.deleted.values()].map((t) => t.number || 0);
+  const next = Math.max(Number(localStorage.getItem(LS_NEXT)) || 1, ...used.map((n) => n + 1));
+  localStorage.setItem(LS_NEXT, String(next + 1));
+  return next;
+}
 
 function takeUrl(take) {
   let url = state.urls.get(take.id);
@@ -671,12 +1393,26 @@ function takeUrl(take) {
   return url;
 }
 
+// The model's own parameters a take was made with (a model this server no longer lists: any model's).
+function takeParams(take) {
+  const spec = state.models.find((m) => m.id === take.model);
+  const names = new Set((spec ? [spec] : state.models).flatMap((m) => modelParams(m).map((p) => p.name)));
+  names.delete("negative_prompt"); // in the details: it is text
+  return [...names].filter((n) => take.request[n] !== undefined);
+}
+
 function takeMeta(take) {
   const parts = [take.model, `${formatNumber(take.duration)} s`, `seed ${take.seed}`];
-  for (const name of MODEL_FIELDS) {
-    if (name !== "negative_prompt" && take.request[name] !== undefined) parts.push(`${PARAM_LABELS[name] || name} ${take.request[name]}`);
-  }
+  for (const name of takeParams(take)) parts.push(`${paramLabel(name)} ${take.request[name]}`);
   parts.push(take.format);
+  return parts.join(" · ");
+}
+
+function takeDetails(take) {
+  const when = new Date(take.created).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+  const channels = take.channels === 1 ? "mono" : take.channels === 2 ? "stereo" : `${take.channels} channels`;
+  const parts = [`made ${when}`, `${formatNumber((take.sampleRate || 0) / 1000)} kHz ${channels}`];
+  if (take.request.negative_prompt) parts.push(`without: ${take.request.negative_prompt}`);
   return parts.join(" · ");
 }
 
@@ -685,11 +1421,18 @@ function visibleTakes() {
   return state.takes.filter((t) => !starredOnly || t.starred);
 }
 
+// The order on screen: newest request first; the takes of one request together, in take order, side by side.
+function displayOrder() {
+  const start = (t) => t.created - (t.take || 0);
+  return visibleTakes().sort((a, b) => start(b) - start(a) || (a.take || 0) - (b.take || 0));
+}
+
 function renderTakes() {
   const list = $("#take-list");
   const visible = visibleTakes();
-  const numbers = new Map(state.takes.map((t, i) => [t.id, i + 1]));
-  const wanted = [...visible].reverse(); // newest first
+  const wanted = displayOrder();
+  const groups = new Map();
+  for (const take of wanted) groups.set(take.jobId, (groups.get(take.jobId) || 0) + 1);
   for (const [id, node] of state.elements) {
     if (!state.takes.some((t) => t.id === id)) {
       node.remove();
@@ -702,12 +1445,16 @@ function renderTakes() {
       node = buildTake(take);
       state.elements.set(take.id, node);
     }
-    updateTake(take, node, numbers.get(take.id));
+    updateTake(take, node);
+    node.classList.toggle("in-group", groups.get(take.jobId) > 1); // compared side by side on a wide screen
     if (list.children[index] !== node) list.insertBefore(node, list.children[index] || null);
   });
   for (const node of [...list.children]) if (!wanted.some((t) => state.elements.get(t.id) === node)) node.remove();
-  $("#takes-empty").hidden = state.takes.length > 0;
-  $("#takes-count").textContent = state.takes.length ? String(state.takes.length) : "";
+  $("#takes-empty").hidden = state.takes.length > 0 || state.jobs.size > 0;
+  const count = $("#takes-count");
+  count.textContent = !state.takes.length ? "" : visible.length === state.takes.length ? String(visible.length) : `${visible.length} of ${state.takes.length}`;
+  count.title = $("#starred-only").checked ? "starred takes shown, of all takes" : "";
+  renderUndo();
 }
 
 function buildTake(take) {
@@ -719,19 +1466,16 @@ function buildTake(take) {
   const play = $(".play", node);
   const seek = $(".seek", node);
   const canvas = $(".wave", node);
+  const title = $(".take-title", node);
 
   play.addEventListener("click", () => togglePlay(take.id));
   audio.addEventListener("play", () => {
-    for (const other of $$("#take-list audio")) if (other !== audio) other.pause();
-    node.classList.add("playing");
-    setIcon(play, "pause");
-    play.setAttribute("aria-label", "Pause");
+    stopOtherPlayback(audio);
+    showPlaying(node);
     animate(node);
   });
   audio.addEventListener("pause", () => {
-    node.classList.remove("playing");
-    setIcon(play, "play");
-    play.setAttribute("aria-label", "Play");
+    if (!state.live.get(take.id)?.listening) showPaused(node);
     drawPosition(node);
   });
   audio.addEventListener("ended", () => drawPosition(node));
@@ -742,29 +1486,62 @@ function buildTake(take) {
   });
   audio.addEventListener("timeupdate", () => drawPosition(node));
   seek.addEventListener("input", () => {
+    state.live.get(take.id)?.stop({ byUser: true });
     audio.currentTime = Number(seek.value);
     drawPosition(node);
+  });
+  title.addEventListener("click", () => {
+    const open = !node.classList.contains("expanded");
+    node.classList.toggle("expanded", open);
+    title.setAttribute("aria-expanded", String(open));
   });
 
   $(".star", node).addEventListener("click", () => toggleStar(take.id));
   $(".loop", node).addEventListener("click", () => toggleLoop(take.id));
   $(".use", node).addEventListener("click", () => useSettings(take.id));
   $(".again", node).addEventListener("click", () => again(take.id, { sameSeed: false }));
-  $(".delete", node).addEventListener("click", () => deleteTake(take.id));
+  $(".delete", node).addEventListener("click", () => deleteTakes([take.id]));
   node.addEventListener("focusin", () => select(take.id, { focus: false }));
   node.addEventListener("pointerdown", () => select(take.id, { focus: false }));
   node.addEventListener("animationend", () => node.classList.remove("fresh"));
 
-  // Peaks are computed once, then kept with the take.
+  // Peaks are computed once (or drawn live while generated), then kept with the take.
   new ResizeObserver(() => drawWave(node)).observe(canvas);
   if (!take.peaks) computePeaks(take).then(() => drawWave(node));
   return node;
 }
 
-function updateTake(take, node, number) {
-  $(".take-prompt", node).textContent = `#${number}  ${take.prompt}`;
-  $(".take-prompt", node).title = take.prompt;
-  $(".take-meta", node).textContent = takeMeta(take);
+function showPlaying(node) {
+  const play = $(".play", node);
+  node.classList.add("playing");
+  setIcon(play, "pause");
+  play.setAttribute("aria-label", "Pause");
+}
+
+function showPaused(node) {
+  const play = $(".play", node);
+  node.classList.remove("playing");
+  setIcon(play, "play");
+  play.setAttribute("aria-label", "Play");
+}
+
+function showLivePlaying(takeId) {
+  const node = state.elements.get(takeId);
+  if (!node) return;
+  showPlaying(node);
+  animate(node);
+}
+
+function updateTake(take, node) {
+  $(".take-prompt", node).textContent = `#${take.number}  ${take.prompt}`;
+  $(".take-title", node).title = `${take.prompt} (show all)`;
+  $(".take-meta", node).textContent = `${takeMeta(take)}`;
+  let details = $(".take-details", node);
+  if (!details) {
+    details = el("span", { class: "take-details" });
+    $(".take-title", node).append(details);
+  }
+  details.textContent = takeDetails(take);
   $(".len", node).textContent = formatTime(take.duration);
   const star = $(".star", node);
   star.setAttribute("aria-pressed", String(take.starred));
@@ -776,7 +1553,8 @@ function updateTake(take, node, number) {
   const download = $(".download", node);
   download.href = takeUrl(take);
   download.download = `ttag-${slug(take.prompt)}-${take.seed}.${take.format}`;
-  node.setAttribute("aria-label", `Take ${number}: ${take.prompt}`);
+  node.dataset.number = String(take.number);
+  node.setAttribute("aria-label", `Take ${take.number}: ${take.prompt}`);
   node.classList.toggle("selected", take.id === state.selectedId);
 }
 
@@ -803,6 +1581,11 @@ function togglePlay(id) {
   const audio = audioOf(id);
   if (!audio) return;
   select(id, { focus: false });
+  const live = state.live.get(id);
+  if (live?.listening) {
+    live.stop({ byUser: true }); // the take was still playing from the stream: pause it there
+    return;
+  }
   if (audio.paused) {
     if (audio.ended) audio.currentTime = 0;
     audio.play().catch((error) => toast(`Cannot play: ${error.message}`, "error"));
@@ -833,7 +1616,7 @@ function useSettings(id) {
   const take = findTake(id);
   if (!take) return;
   loadIntoForm({ ...take.request, model: take.model, prompt: take.prompt, seed: take.seed });
-  toast(`Loaded the settings of take ${state.takes.indexOf(take) + 1} (seed ${take.seed}).`);
+  toast(`Loaded the settings of take #${take.number} (seed ${take.seed}).`);
   $("#prompt").focus();
 }
 
@@ -856,53 +1639,101 @@ function regenerate() {
   submit(body);
 }
 
-async function deleteTake(id) {
-  const index = state.takes.findIndex((t) => t.id === id);
-  if (index < 0) return;
-  const [take] = state.takes.splice(index, 1);
-  audioOf(id)?.pause();
-  await db.delete(id);
-  state.trash.push(take);
-  const neighbour = visibleTakes()[Math.min(index, state.takes.length - 1)];
+// ---------------------------------------------------------------------------------------------------------------------
+// Delete and undo: every delete (one take or many) is one batch; undo brings the newest batch back, for UNDO_MS,
+// across reloads (the takes stay in IndexedDB marked deleted; the batches are in localStorage).
+
+function trash() {
+  const now = Date.now();
+  return readJSON(LS_TRASH, []).filter((batch) => now - batch.at < UNDO_MS && batch.ids.some((id) => state.deleted.has(id)));
+}
+
+async function deleteTakes(ids, label = null) {
+  const doomed = ids.map(findTake).filter(Boolean);
+  if (!doomed.length) return;
+  const index = state.takes.indexOf(doomed[0]);
+  const at = Date.now();
+  for (const take of doomed) {
+    state.live.get(take.id)?.stop();
+    audioOf(take.id)?.pause();
+    take.deletedAt = at;
+    state.deleted.set(take.id, take);
+  }
+  await db.putAll(doomed);
+  state.takes = state.takes.filter((t) => !doomed.includes(t));
+  writeJSON(LS_TRASH, [...trash(), { at, ids: doomed.map((t) => t.id) }]);
+  for (const take of doomed) {
+    const url = state.urls.get(take.id);
+    state.urls.delete(take.id);
+    if (url) setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+  const wasSelected = doomed.some((t) => t.id === state.selectedId);
   renderTakes();
-  const url = state.urls.get(id);
-  state.urls.delete(id);
-  if (url) setTimeout(() => URL.revokeObjectURL(url), 1000);
-  state.elements.delete(id);
-  if (neighbour) select(neighbour.id);
-  toast(`Take deleted (u brings it back).`);
+  const neighbour = visibleTakes()[Math.min(index, state.takes.length - 1)];
+  if (neighbour && wasSelected) select(neighbour.id, { focus: doomed.length === 1 });
+  const what = label || (doomed.length === 1 ? `Take #${doomed[0].number} deleted.` : `${doomed.length} takes deleted.`);
+  toast(what, "info", 10_000, { label: "Undo", run: undoDelete });
 }
 
 async function undoDelete() {
-  const take = state.trash.pop();
-  if (!take) {
+  const batches = trash();
+  const batch = batches.pop();
+  if (!batch) {
     toast("Nothing to bring back.", "warn");
     return;
   }
-  await db.put(take);
-  state.takes.push(take);
+  writeJSON(LS_TRASH, batches);
+  const back = batch.ids.map((id) => state.deleted.get(id)).filter(Boolean);
+  for (const take of back) {
+    delete take.deletedAt;
+    state.deleted.delete(take.id);
+  }
+  await db.putAll(back);
+  state.takes.push(...back);
   state.takes.sort((a, b) => a.created - b.created);
   renderTakes();
-  select(take.id);
+  if (back.length) select(back[0].id);
+  toast(back.length === 1 ? `Take #${back[0].number} is back.` : `${back.length} takes are back.`);
 }
 
-async function clearUnstarred() {
-  const doomed = state.takes.filter((t) => !t.starred);
-  if (!doomed.length) return;
-  if (!window.confirm(`Delete ${doomed.length} unstarred take${doomed.length === 1 ? "" : "s"}?`)) return;
-  for (const take of doomed) {
-    audioOf(take.id)?.pause();
-    await db.delete(take.id);
-    const url = state.urls.get(take.id);
-    if (url) URL.revokeObjectURL(url);
-    state.urls.delete(take.id);
+// Takes deleted more than UNDO_MS ago go for good.
+async function purgeDeleted() {
+  const now = Date.now();
+  const gone = [...state.deleted.values()].filter((t) => now - t.deletedAt >= UNDO_MS).map((t) => t.id);
+  if (gone.length) {
+    gone.forEach((id) => state.deleted.delete(id));
+    await db.deleteAll(gone);
   }
-  state.takes = state.takes.filter((t) => t.starred);
-  renderTakes();
+  writeJSON(LS_TRASH, trash());
+  renderUndo();
+}
+
+function renderUndo() {
+  const batches = trash();
+  const button = $("#undo-delete");
+  button.hidden = !batches.length;
+  const last = batches.at(-1);
+  if (last) {
+    const n = last.ids.length;
+    button.textContent = `Undo delete${n > 1 ? ` (${n})` : ""}`;
+    button.title = `Bring back the last deleted take${n > 1 ? "s" : ""} (u)`;
+  }
+}
+
+function clearUnstarred() {
+  const doomed = state.takes.filter((t) => !t.starred);
+  if (!doomed.length) {
+    toast("Every take is starred: nothing to clear.");
+    return;
+  }
+  deleteTakes(
+    doomed.map((t) => t.id),
+    `${doomed.length} unstarred take${doomed.length === 1 ? "" : "s"} deleted.`,
+  );
 }
 
 function moveSelection(step) {
-  const order = [...visibleTakes()].reverse(); // the list shows newest first
+  const order = displayOrder();
   if (!order.length) return;
   const at = order.findIndex((t) => t.id === currentTake()?.id);
   const next = order[Math.max(0, Math.min(order.length - 1, at < 0 ? 0 : at + step))];
@@ -914,7 +1745,7 @@ function moveSelection(step) {
 
 let decoder = null;
 
-async function computePeaks(take, buckets = 240) {
+async function computePeaks(take, buckets = WAVE_BUCKETS) {
   try {
     // A low sample rate keeps a 10-minute take small in memory; the envelope barely changes.
     decoder ??= new OfflineAudioContext(1, 1, 8000);
@@ -941,10 +1772,9 @@ function cssColor(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
 }
 
-function drawWave(node) {
-  const take = findTake(node.dataset.id);
-  const canvas = $(".wave", node);
-  if (!take || !canvas.isConnected) return;
+// Bars up to ``filled`` (0–1) of the canvas; played part in the accent colour; a playhead.
+function paintWave(canvas, peaks, played, filled = 1) {
+  if (!canvas.isConnected) return;
   const ratio = window.devicePixelRatio || 1;
   const width = Math.max(1, Math.round(canvas.clientWidth * ratio));
   const height = Math.max(1, Math.round(canvas.clientHeight * ratio));
@@ -952,46 +1782,61 @@ function drawWave(node) {
     canvas.width = width;
     canvas.height = height;
   }
-  const audio = $("audio", node);
-  const length = audio.duration || take.duration || 1;
-  const played = Math.min(1, (audio.currentTime || 0) / length);
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, width, height);
-  const peaks = take.peaks?.length ? take.peaks : null;
-  const bars = peaks ? peaks.length : 1;
+  const bars = peaks?.length ? peaks.length : 1;
   const step = width / bars;
   const accent = cssColor("--accent");
   const muted = cssColor("--wave");
   for (let i = 0; i < bars; i++) {
-    const amp = peaks ? Math.max(0.04, peaks[i]) : 0.04;
+    if ((i + 0.5) / bars > filled) break;
+    const amp = peaks?.length ? Math.max(0.04, peaks[i]) : 0.04;
     const h = amp * (height - 2);
     ctx.fillStyle = (i + 0.5) / bars <= played ? accent : muted;
     ctx.fillRect(i * step, (height - h) / 2, Math.max(1, step - ratio), h);
   }
-  // Playhead.
+  if (filled < 1) {
+    // What is still to come: a faint baseline.
+    ctx.fillStyle = muted;
+    ctx.fillRect(filled * width, height / 2 - ratio / 2, width * (1 - filled), ratio);
+  }
   ctx.fillStyle = cssColor("--fg");
-  ctx.fillRect(Math.min(width - ratio, played * width), 0, ratio * 1.5, height);
+  ctx.fillRect(Math.min(width - ratio, Math.max(0, played) * width), 0, ratio * 1.5, height);
+}
+
+function positionOf(node) {
+  const live = state.live.get(node.dataset.id);
+  return live?.listening ? live.position() : $("audio", node).currentTime || 0;
+}
+
+function drawWave(node) {
+  const take = findTake(node.dataset.id);
+  if (!take) return;
+  const audio = $("audio", node);
+  const length = audio.duration || take.duration || 1;
+  paintWave($(".wave", node), take.peaks, Math.min(1, positionOf(node) / length));
 }
 
 function drawPosition(node) {
   const audio = $("audio", node);
-  $(".pos", node).textContent = formatTime(audio.currentTime);
+  const position = positionOf(node);
+  $(".pos", node).textContent = formatTime(position);
   const seek = $(".seek", node);
-  seek.value = String(audio.currentTime);
-  seek.setAttribute("aria-valuetext", `${formatTime(audio.currentTime)} of ${formatTime(audio.duration)}`);
+  seek.value = String(position);
+  seek.setAttribute("aria-valuetext", `${formatTime(position)} of ${formatTime(audio.duration)}`);
   drawWave(node);
 }
 
 function animate(node) {
   const audio = $("audio", node);
   const frame = () => {
-    if (audio.paused || !node.isConnected) return;
+    const live = state.live.get(node.dataset.id);
+    if ((audio.paused && !live?.listening) || !node.isConnected) return;
     drawPosition(node);
     requestAnimationFrame(frame);
   };
   requestAnimationFrame(frame);
 }
-
 // ---------------------------------------------------------------------------------------------------------------------
 // Keyboard: the TUI's keys where a browser lets them be (Ctrl+R stays the browser's reload; r regenerates).
 
@@ -1018,7 +1863,7 @@ const KEYS = [
     ["r", "Again: same settings, new seed (outside the takes: the last request, new seed)"],
     ["Shift+R", "Again with the same seed"],
     ["d, Delete", "Delete"],
-    ["u", "Bring back the last deleted take"],
+    ["u", "Undo the last delete (for 10 minutes, even after a reload)"],
   ]],
 ];
 
@@ -1130,7 +1975,7 @@ function onKeyDown(event) {
       return;
     case "d":
     case "Delete":
-      if (take) deleteTake(take.id);
+      if (take) deleteTakes([take.id]);
       return;
     case "u":
       undoDelete();
@@ -1174,27 +2019,35 @@ function wire() {
   $("#regenerate").disabled = !state.lastRequest;
   $("#model").addEventListener("change", (event) => {
     captureDraft();
-    selectModel(event.target.value);
     clearErrors();
+    selectModel(event.target.value);
   });
   $("#compose").addEventListener("input", (event) => {
     captureDraft();
-    // Typing into a field clears its error: the message was about the old value.
-    const field = event.target.closest(".field");
-    if (field?.classList.contains("invalid")) {
-      field.classList.remove("invalid");
-      $(".error", field).textContent = "";
-      event.target.removeAttribute("aria-invalid");
+    const target = event.target;
+    if (target.matches("#settings-grid input, #prompt")) validateField(target);
+    else {
+      // Typing into a field clears its error: the message was about the old value.
+      const field = target.closest(".field");
+      if (field?.classList.contains("invalid")) setFieldError(target, "");
     }
   });
   $("#seed-random").addEventListener("click", () => {
     $("#seed").value = "";
+    validateField($("#seed"));
     captureDraft();
   });
   $("#starred-only").addEventListener("change", renderTakes);
   $("#clear-takes").addEventListener("click", clearUnstarred);
+  $("#undo-delete").addEventListener("click", undoDelete);
   $("#help-button").addEventListener("click", () => $("#help-dialog").showModal());
   $("#key-button").addEventListener("click", openKeyDialog);
+  $("#theme").addEventListener("change", (event) => {
+    if (event.target.value === "system") localStorage.removeItem(LS_THEME);
+    else localStorage.setItem(LS_THEME, event.target.value);
+    applyTheme();
+  });
+  systemLight.addEventListener("change", applyTheme);
   $("#key-form").addEventListener("submit", async (event) => {
     const action = event.submitter?.value;
     if (action === "cancel") return; // method=dialog closes it
@@ -1211,24 +2064,40 @@ function wire() {
   });
   document.addEventListener("keydown", onKeyDown);
   window.addEventListener("resize", () => state.elements.forEach((node) => drawWave(node)));
+  window.addEventListener("online", wakeProbe);
+}
+
+async function loadTakes() {
+  const all = (await db.all()).sort((a, b) => a.created - b.created);
+  state.takes = all.filter((t) => !t.deletedAt);
+  state.deleted = new Map(all.filter((t) => t.deletedAt).map((t) => [t.id, t]));
+  // Takes from before numbers were kept get theirs now, in the order they were made.
+  const unnumbered = all.filter((t) => !t.number);
+  for (const take of unnumbered) take.number = nextNumber();
+  if (unnumbered.length) await db.putAll(unnumbered);
+  await purgeDeleted();
 }
 
 async function main() {
+  applyTheme();
   wire();
   renderHelp();
   renderKeyState();
-  restoreDraft();
   try {
-    state.takes = (await db.all()).sort((a, b) => a.created - b.created);
+    await loadTakes();
   } catch (error) {
     toast(`This browser cannot keep takes (IndexedDB: ${error.message}).`, "warn", 8000);
   }
   renderTakes();
   const last = state.takes.at(-1);
   if (last) select(last.id, { focus: false });
+  setInterval(purgeDeleted, 60_000);
 
-  while (!(await checkHealth())) await sleep(3000);
+  while (!(await checkHealth())) await sleep(HEALTH_RETRY_MS);
+  probeForever();
   try {
+    await loadSchema();
+    restoreDraft();
     await loadModels();
     resumePending();
   } catch (error) {
