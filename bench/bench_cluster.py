@@ -1,0 +1,115 @@
+"""``ttag server --cluster`` measured on a Ray cluster of a head and two nodes on this machine (a custom resource
+stands in for each node's GPU), side by side in one run:
+
+    /work/ray-venv/bin/python bench/bench_cluster.py [--jobs 8] [--seconds 20] [--rounds 4]
+
+1. Throughput: ``--jobs`` concurrent ``synth`` jobs of ``--seconds`` of audio each through the ClusterBackend, on one
+   node (one replica) and on two: seconds of audio made per wall-clock second. On a 2-core box both nodes share the
+   same two cores, so the ratio is bounded by the cores, not by ttag or Ray.
+2. Model loads for a mixed-model workload (four models, ``--rounds`` jobs each, shuffled, two at a time) on two
+   replicas: Serve's model multiplexing against its plain load-based routing (power of two choices, blind to which
+   replica holds which model). A load is a job whose worker reported the ``loading`` phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+for _name in ("CONFIG", "DATA", "OUTPUT"):
+    os.environ.setdefault(f"TTAG_{_name}_DIR", tempfile.mkdtemp(prefix=f"ttag-bench-{_name.lower()}-"))
+
+import ray  # noqa: E402
+from ray import serve  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from runners.registry import Registry, default_registry  # noqa: E402
+from runners.request import validate_request  # noqa: E402
+from tests.fake_runners import fake_registry  # noqa: E402
+from ttag_tui.backend.cluster import ClusterBackend, ClusterSettings  # noqa: E402
+from ttag_tui.backend.events import Progress  # noqa: E402
+from ttag_tui.config import Config  # noqa: E402
+
+MIXED = ("tone", "noisy", "stepped-stream", "clock")  # four test runners: four models a replica can hold at once
+
+
+def throughput(address: str, resource: str, jobs: int, seconds: float) -> tuple[int, float]:
+    """(replicas, seconds of audio per second) for ``jobs`` concurrent synth jobs."""
+    registry = default_registry()
+    with ClusterBackend(registry, Config(), ClusterSettings(address=address, resource=resource)) as backend:
+        warm = validate_request({"model": "synth", "prompt": "warm up", "duration": 1.0}, registry)
+        for _ in range(backend.replicas):  # every replica's worker started: the figure is generation, not start-up
+            backend.submit(warm).result(timeout=300)
+        requests = [
+            validate_request({"model": "synth", "prompt": f"lofi piano {i}", "duration": seconds}, registry)
+            for i in range(jobs)
+        ]
+        started = time.perf_counter()
+        submitted = [backend.submit(r) for r in requests]
+        for job in submitted:
+            job.result(timeout=600)
+        return backend.replicas, jobs * seconds / (time.perf_counter() - started)
+
+
+def loads(address: str, route_by_model: bool, rounds: int) -> tuple[int, int]:
+    """(loads, jobs) for the mixed workload, two jobs at a time on two replicas."""
+    registry: Registry = fake_registry()
+    settings = ClusterSettings(address=address, resource="ttag", models_per_replica=2, route_by_model=route_by_model)
+    order = [m for m in MIXED for _ in range(rounds)]
+    random.Random(7).shuffle(order)
+    with ClusterBackend(registry, Config(), settings) as backend:
+
+        def run(model: str) -> bool:
+            job = backend.submit(validate_request({"model": model, "prompt": "x", "duration": 0.5}, registry))
+            job.result(timeout=300)
+            return any(isinstance(e, Progress) and e.phase == "loading" for e in job.events())
+
+        with ThreadPoolExecutor(2) as pool:
+            loaded = list(pool.map(run, order))
+    return sum(loaded), len(order)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1, resources={"ttag": 1, "one_node": 1})
+    cluster.add_node(num_cpus=1, resources={"ttag": 1})
+    ray.init(address=cluster.address, logging_level="ERROR")
+    cluster.wait_for_nodes()
+    try:
+        rows = [throughput(cluster.address, r, args.jobs, args.seconds) for r in ("one_node", "ttag")]
+        multiplexed = loads(cluster.address, True, args.rounds)
+        plain = loads(cluster.address, False, args.rounds)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        cluster.shutdown()
+    print(f"cores: {os.cpu_count()}; {args.jobs} concurrent synth jobs of {args.seconds:g} s each")
+    print("| replicas (nodes) | audio s / s |")
+    print("|---|---|")
+    for replicas, rate in rows:
+        print(f"| {replicas} | {rate:.1f} |")
+    print(f"scaling 1 → 2 nodes: {rows[1][1] / rows[0][1]:.2f}x")
+    print(f"mixed workload ({len(MIXED)} models x {args.rounds}, 2 at a time, 2 replicas): model loads")
+    print("| routing | loads | jobs |")
+    print("|---|---|---|")
+    print(f"| multiplexed (by model) | {multiplexed[0]} | {multiplexed[1]} |")
+    print(f"| plain (power of two choices) | {plain[0]} | {plain[1]} |")
+
+
+if __name__ == "__main__":
+    main()
