@@ -1,14 +1,14 @@
 """``ttag server --cluster`` measured on a Ray cluster of a head and two nodes on this machine (a custom resource
 stands in for each node's GPU), side by side in one run:
 
-    /work/ray-venv/bin/python bench/bench_cluster.py [--jobs 8] [--seconds 20] [--rounds 4]
+    /work/ray-venv/bin/python bench/bench_cluster.py [--jobs 8] [--seconds 20] [--rounds 6]
 
 1. Throughput: ``--jobs`` concurrent ``synth`` jobs of ``--seconds`` of audio each through the ClusterBackend, on one
    node (one replica) and on two: seconds of audio made per wall-clock second. On a 2-core box both nodes share the
    same two cores, so the ratio is bounded by the cores, not by ttag or Ray.
-2. Model loads for a mixed-model workload (four models, ``--rounds`` jobs each, shuffled, two at a time) on two
-   replicas: Serve's model multiplexing against its plain load-based routing (power of two choices, blind to which
-   replica holds which model). A load is a job whose worker reported the ``loading`` phase.
+2. Model loads for a mixed-model workload (three models, ``--rounds`` jobs each of ~1.5 s, shuffled, two at a time)
+   on two replicas that keep two models warm each: Serve's model multiplexing against its plain routing (power of
+   two choices, blind to which replica holds which model). A load is a job whose worker reported ``loading``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from ttag_tui.backend.cluster import ClusterBackend, ClusterSettings  # noqa: E4
 from ttag_tui.backend.events import Progress  # noqa: E402
 from ttag_tui.config import Config  # noqa: E402
 
-MIXED = ("tone", "noisy", "stepped-stream", "clock")  # four test runners: four models a replica can hold at once
+# Three test runners whose jobs take ~1.5 s (steps × their pause per step); a replica keeps two models warm.
+MIXED = {"slow-tone": 8, "stepped-stream": 15, "clock": 30}
 
 
 def throughput(address: str, resource: str, jobs: int, seconds: float) -> tuple[int, float]:
@@ -69,7 +70,8 @@ def loads(address: str, route_by_model: bool, rounds: int) -> tuple[int, int]:
     with ClusterBackend(registry, Config(), settings) as backend:
 
         def run(model: str) -> bool:
-            job = backend.submit(validate_request({"model": model, "prompt": "x", "duration": 0.5}, registry))
+            fields = {"model": model, "prompt": "x", "duration": 0.5, "steps": MIXED[model]}
+            job = backend.submit(validate_request(fields, registry))
             job.result(timeout=300)
             return any(isinstance(e, Progress) and e.phase == "loading" for e in job.events())
 
@@ -82,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -104,7 +106,7 @@ def main() -> None:
     for replicas, rate in rows:
         print(f"| {replicas} | {rate:.1f} |")
     print(f"scaling 1 → 2 nodes: {rows[1][1] / rows[0][1]:.2f}x")
-    print(f"mixed workload ({len(MIXED)} models x {args.rounds}, 2 at a time, 2 replicas): model loads")
+    print(f"mixed workload ({len(MIXED)} models x {args.rounds}, 2 at a time, 2 replicas of 2 warm models): loads")
     print("| routing | loads | jobs |")
     print("|---|---|---|")
     print(f"| multiplexed (by model) | {multiplexed[0]} | {multiplexed[1]} |")

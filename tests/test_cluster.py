@@ -7,8 +7,10 @@ One cluster for the whole module (starting Ray costs tens of seconds). Skipped w
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,10 +19,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import soundfile
 
 from runners.request import validate_request
 from tests.fake_runners import fake_registry
-from tests.live_server import serve_in_thread
+from tests.live_server import free_port, serve_in_thread
 from ttag_tui.backend.events import Chunk, Done, Failed, JobFailed, Progress
 from ttag_tui.config import Config
 from ttag_tui.remote import RemoteBridge
@@ -97,6 +100,48 @@ def wait_until(condition, timeout: float = 60, step: float = 0.2) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s: {condition}")
         time.sleep(step)
+
+
+def test_ttag_server_cluster_runs_synth_on_the_nodes(cluster, tmp_path):
+    """As a user runs it: ``ttag server --cluster HEAD:PORT`` deploys, serves a real synth job, and takes its
+    application off the cluster when stopped (first in the module: the other tests deploy their own)."""
+    port = free_port()
+    env = {**os.environ, "TTAG_CONFIG_DIR": str(tmp_path / "config"), "TTAG_DATA_DIR": str(tmp_path / "data")}
+    log = tmp_path / "server.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ttag_tui", "server", "--port", str(port), "--cluster", cluster[0].address],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: process.poll() is not None or _answers(base), timeout=180, step=0.5)
+        assert process.poll() is None, log.read_text()
+        response = httpx.post(
+            f"{base}/api/generate", json={"prompt": "lofi piano", "duration": 2.0, "seed": 5}, timeout=120
+        )
+        assert response.status_code == 200, response.text
+        audio, sample_rate = soundfile.read(io.BytesIO(response.content), always_2d=True)
+        assert abs(len(audio) / sample_rate - 2.0) < 0.01 and np.abs(audio).max() > 0.01
+        assert "cluster_node" in json.loads(response.headers["x-ttag-metadata"])
+        detail = {"detail": "true"}
+        assert httpx.get(f"{base}/api/health", params=detail, timeout=30).json()["cluster"]["state"] == "up"
+        wait_until(
+            lambda: "synth" in httpx.get(f"{base}/api/health", params=detail, timeout=30).json()["loaded_models"]
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    wait_until(lambda: "ttag" not in serve.status().applications, timeout=60)
+
+
+def _answers(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/api/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_health_lists_the_nodes_and_their_replicas(server, backend):

@@ -55,7 +55,7 @@ class ClusterSettings:
     max_queued_requests: int = 16  # jobs this server queues for the cluster before answering 503
     models_per_replica: int = 2  # warm models a replica keeps; the least recently used is unloaded first
     health_check_period_s: float = 5.0
-    route_by_model: bool = True  # False: Serve's plain load-based routing, blind to warm models (a bench baseline)
+    route_by_model: bool = True  # False: Serve's plain routing, blind to where models are warm (the bench's baseline)
     app_name: str = "ttag"
 
 
@@ -148,33 +148,39 @@ def connect(address: str) -> None:
 def nodes(directory: Any | None = None, timeout_s: float = 5.0) -> dict[str, Any]:
     """The cluster as ``/api/health?detail=true`` and ``ttag cluster status`` show it: each node with its resources
     and, where a ttag replica runs, its GPUs (free memory), warm models and loads. ``state`` is ``down`` when Ray's
-    head does not answer within ``timeout_s``."""
+    head does not answer within ``timeout_s`` (Ray's own calls would wait much longer: they run in a thread)."""
     import ray
-    from ray.util.state import list_nodes
 
+    def ask() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        handle = directory
+        if handle is None:
+            with contextlib.suppress(ValueError):  # no ttag server on this cluster: nodes, no replicas
+                handle = ray.get_actor(DIRECTORY, namespace=NAMESPACE)
+        replicas = ray.get(handle.replicas.remote(), timeout=timeout_s) if handle is not None else []
+        return ray.nodes(), replicas
+
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ttag-cluster-nodes")
     try:
-        listed = list_nodes(timeout=timeout_s, raise_on_missing_output=False)
-        if directory is None:
-            try:
-                directory = ray.get_actor(DIRECTORY, namespace=NAMESPACE)
-            except ValueError:
-                directory = None
-        replicas = ray.get(directory.replicas.remote(), timeout=timeout_s) if directory is not None else []
+        listed, replicas = pool.submit(ask).result(timeout=timeout_s)
     except Exception as exc:  # any failure to ask the head is the head being away
-        return {"state": "down", "reason": f"{type(exc).__name__}: {str(exc).strip()[:200]}", "nodes": []}
-    result = []
-    for node in listed:
-        result.append(
+        reason = "no answer" if isinstance(exc, TimeoutError) else _first_line(exc)
+        return {"state": "down", "reason": f"the Ray head does not answer ({reason})", "nodes": []}
+    finally:
+        pool.shutdown(wait=False)
+    return {
+        "state": "up",
+        "nodes": [
             {
-                "node_id": node.node_id,
-                "address": node.node_ip,
-                "alive": node.state == "ALIVE",
-                "head": bool(node.is_head_node),
-                "resources": {k: v for k, v in (node.resources_total or {}).items() if not k.startswith("node:")},
-                "replicas": [r for r in replicas if r["node_id"] == node.node_id],
+                "node_id": node["NodeID"],
+                "address": node["NodeManagerAddress"],
+                "alive": bool(node["Alive"]),
+                "head": "node:__internal_head__" in node.get("Resources", {}),
+                "resources": {k: v for k, v in node.get("Resources", {}).items() if not k.startswith("node:")},
+                "replicas": [r for r in replicas if r["node_id"] == node["NodeID"]],
             }
-        )
-    return {"state": "up", "nodes": result}
+            for node in listed
+        ],
+    }
 
 
 class ClusterBackend:

@@ -112,9 +112,9 @@ class TtagNode:
     async def run(self, request: dict[str, Any], stream: bool) -> AsyncIterator[dict[str, Any] | bytes]:
         """A job's events as wire items. Serve cancelling the request (the client cancelled, or went away) cancels
         the bridge's job: cooperative first, then its worker is killed."""
-        model_id = serve.get_multiplexed_model_id()
-        if model_id:  # routed by model: Serve now knows this replica holds it
-            await self.warm(model_id)
+        # Serve's LRU of warm models counts every job, however it was routed; routed by model (the request's
+        # multiplexed_model_id), Serve now sends the next job for this model here.
+        await self.warm(request["model"])
         job = self.bridge.submit(GenerationRequest.from_dict(request), stream=stream)
         self.running += 1
         try:
