@@ -295,6 +295,9 @@ class ClusterBackend:
             except RayError as exc:
                 job.fail("cluster", f"the Ray cluster failed the job: {_first_line(exc)}")
                 return
+            except Exception as exc:  # never a job that waits forever: whatever broke, it is over
+                job.fail("internal", f"following the job on the cluster failed: {_first_line(exc)}")
+                return
             finally:
                 if not admitted.done():
                     admitted.set_result(None)
