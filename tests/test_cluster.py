@@ -283,3 +283,13 @@ def test_cluster_status_lists_nodes_and_warm_models(cluster, backend):
     state = json.loads(result.stdout)
     assert state["state"] == "up" and len(state["nodes"]) == 3
     assert any("tone" in r["warm"] for n in state["nodes"] for r in n["replicas"])
+    table = subprocess.run(
+        [sys.executable, "-m", "ttag_tui", "cluster", "status", "--cluster", cluster[0].address],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert table.returncode == 0, table.stderr
+    assert all(n["node_id"][:12] in table.stdout for n in state["nodes"]) and "tone" in table.stdout
