@@ -24,6 +24,7 @@ import concurrent.futures
 import contextlib
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 NAMESPACE = "ttag"
 DIRECTORY = "ttag-directory"
 CPU_RESOURCE = "ttag"  # what CPU-only nodes offer instead of GPUs: `ray start --resources '{"ttag": 1}'`
+NODES_FRESH_S = 1.0  # how long a look at the cluster's nodes serves again
 ADMIT_S = 0.5  # how long submit waits for Serve's router to refuse a job (it decides first); then it is queued
 
 
@@ -224,6 +226,8 @@ class ClusterBackend:
             name=settings.app_name,
             route_prefix=None,
         )
+        self._nodes: tuple[float, dict[str, Any]] | None = None
+        self._nodes_lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="ttag-cluster", daemon=True)
         self._thread.start()
@@ -303,8 +307,13 @@ class ClusterBackend:
                     admitted.set_result(None)
 
     def nodes(self) -> dict[str, Any]:
-        """The cluster's nodes, their replicas, GPUs and warm models (``/api/health?detail=true``)."""
-        return {"address": self.settings.address, "resource": self.resource, **nodes(self._directory)}
+        """The cluster's nodes, their replicas, GPUs and warm models (``/api/health?detail=true``), asked at most once
+        a second: one health request asks for them twice (models, nodes), and a silent head costs a timeout each."""
+        with self._nodes_lock:
+            if self._nodes is None or time.monotonic() - self._nodes[0] > NODES_FRESH_S:
+                state = {"address": self.settings.address, "resource": self.resource, **nodes(self._directory)}
+                self._nodes = (time.monotonic(), state)
+            return self._nodes[1]
 
     def loaded_models(self) -> list[str]:
         return sorted({m for n in self.nodes()["nodes"] for r in n["replicas"] for m in r["warm"]})
