@@ -388,11 +388,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     address = args.cluster or config_module.load().cluster
     if not address:
         raise UsageError("no cluster: pass --cluster HEAD:6379 or set one with `ttag config set cluster HEAD:6379`")
-    try:
-        from ttag_tui.backend.cluster import connect, nodes
-    except ImportError:
-        raise UsageError("Ray is not installed: pip install 'ttag[cluster]'") from None
-    connect(address)
+    from ttag_tui.backend.cluster import connect, nodes
+
+    connect(address)  # without Ray, or with a head that does not answer: one line (ClusterUnavailable)
     state = nodes()
     if args.json:
         print(json.dumps(state, indent=2))
