@@ -408,9 +408,44 @@ def cmd_server(args: argparse.Namespace) -> int:
     from ttag_tui.server import UnsafeBind, serve
 
     try:
-        serve(args.host, args.port, allow_public=args.insecure_no_key)
+        serve(args.host, args.port, allow_public=args.insecure_no_key, cluster=args.cluster or "")
     except UnsafeBind as exc:
         raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+# -- cluster -------------------------------------------------------------------------------------------------------
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """``ttag cluster status``: the Ray cluster's nodes, their GPUs and free memory, and which models each has warm
+    (Ray is imported here only)."""
+    from ttag_tui import config as config_module
+
+    address = args.cluster or config_module.load().cluster
+    if not address:
+        raise UsageError("no cluster: pass --cluster HEAD:6379 or set one with `ttag config set cluster HEAD:6379`")
+    from ttag_tui.backend.cluster import connect, nodes
+
+    connect(address)  # without Ray, or with a head that does not answer: one line (ClusterUnavailable)
+    state = nodes()
+    if args.json:
+        print(json.dumps(state, indent=2))
+        return EXIT_OK if state["state"] == "up" else EXIT_FAILED
+    if state["state"] != "up":
+        return _fail(f"the Ray cluster at {address} is down: {state['reason']}", EXIT_FAILED)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("node", "address", "resources", "GPUs (free / total)", "warm models", "loads")
+    for node in state["nodes"]:
+        resources = ", ".join(f"{k} {v:g}" for k, v in sorted(node["resources"].items()) if k != "object_store_memory")
+        replicas = node["replicas"]
+        gpus = [f"{g['name']} {g['free_mib']}/{g['total_mib']} MiB" for r in replicas for g in r["gpus"]]
+        warm = sorted({m for r in replicas for m in r["warm"]})
+        loads = sum(sum(r["loads"].values()) for r in replicas)
+        name = node["node_id"][:12] + (" (head)" if node["head"] else "") + ("" if node["alive"] else " (dead)")
+        gpu_text = "\n".join(gpus) or ("-" if replicas else "no ttag replica")
+        table.add_row(name, node["address"], resources, gpu_text, ", ".join(warm) or "-", str(loads))
+    Console().print(table)
     return EXIT_OK
 
 
@@ -477,7 +512,20 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--insecure-no-key", action="store_true", help="allow a non-loopback address without an API key"
     )
+    server.add_argument(
+        "--cluster",
+        metavar="HEAD:PORT",
+        help="run jobs on this Ray cluster's nodes (auto: the Ray started on this machine; config: cluster)",
+    )
     server.set_defaults(func=cmd_server)
+
+    clu = sub.add_parser(
+        "cluster", help="the Ray cluster `ttag server --cluster` runs jobs on", description="Show the Ray cluster."
+    )
+    clu.add_argument("action", choices=("status",))
+    clu.add_argument("--cluster", metavar="HEAD:PORT", help="the cluster's head (default: config cluster)")
+    clu.add_argument("--json", action="store_true", help="machine-readable output")
+    clu.set_defaults(func=cmd_cluster)
 
     mdl = sub.add_parser(
         "models",

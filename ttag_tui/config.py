@@ -55,6 +55,7 @@ class Config:
     backend_api_key: str = ""  # the Bearer token sent to that server
     api_keys: str = ""  # Bearer tokens `ttag server` accepts, comma-separated; empty: no auth, loopback only
     allowed_hosts: str = ""  # Host names a keyless `ttag server` answers besides loopback ones, comma-separated
+    cluster: str = ""  # `ttag server` runs jobs on this Ray cluster (HEAD:6379, or auto for the local one); empty: no
     max_queue: int = field(default=16, metadata={"range": (1, 100_000)})  # jobs on `ttag server` before it answers 503
     rate_limit: str = "60/minute"  # per client on the server's generate/jobs endpoints (limits' notation)
     interpreters: dict[str, str] = field(default_factory=dict)  # runner name → python executable

@@ -29,7 +29,9 @@ def check_bind(host: str, api_keys: tuple[str, ...], allow_public: bool) -> None
         )
 
 
-def serve(host: str, port: int, *, allow_public: bool = False) -> None:
+def serve(host: str, port: int, *, allow_public: bool = False, cluster: str = "") -> None:
+    """Serve until stopped. ``cluster`` (or config ``cluster``): run the jobs on that Ray cluster's nodes (raises
+    ``ClusterUnavailable``, a ConnectionError, in one line when it cannot be reached); otherwise on this machine."""
     import uvicorn
 
     from ttag_tui import config as config_module
@@ -38,5 +40,16 @@ def serve(host: str, port: int, *, allow_public: bool = False) -> None:
     config = config_module.load()
     keys = config.api_key_list
     check_bind(host, keys, allow_public)
-    app = create_app(config, check_host=is_loopback(host) or bool(keys) or not allow_public)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    check_host = is_loopback(host) or bool(keys) or not allow_public
+    address = cluster or config.cluster
+    if not address:
+        app = create_app(config, check_host=check_host)
+        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+        return
+    from runners.registry import default_registry
+    from ttag_tui.backend.cluster import ClusterBackend, ClusterSettings
+
+    registry = default_registry()
+    with ClusterBackend(registry, config, ClusterSettings(address=address)) as backend:
+        app = create_app(config, registry=registry, bridge=backend, check_host=check_host)
+        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)

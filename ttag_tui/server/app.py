@@ -42,6 +42,7 @@ from runners.request import (
 )
 from ttag_tui import __version__
 from ttag_tui.backend import Backend, wire
+from ttag_tui.backend.errors import BackendBusy
 from ttag_tui.backend.events import Chunk, Failed, Job, JobState
 from ttag_tui.bridge import Bridge, BridgeSettings
 from ttag_tui.config import Config, parse_rate_limit
@@ -343,7 +344,7 @@ def create_app(
     def queue(request: GenerationRequest, *, stream: bool = False) -> JobRecord:
         try:
             return board.submit(request, stream=stream)
-        except QueueFull as exc:
+        except (QueueFull, BackendBusy) as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
 
     async def audio_response(record: JobRecord, take: int, fmt: str) -> Response:
@@ -376,12 +377,14 @@ def create_app(
             guard.authenticate(request)
         if detail:
             result.update(
-                loaded_models=bridge.loaded_models(),
+                loaded_models=await asyncio.to_thread(bridge.loaded_models),  # a cluster asks its nodes
                 queue_depth=board.active(),
                 max_queue=board.max_queue,
                 device=config.device,
                 models=len(registry),
             )
+            if hasattr(bridge, "nodes"):  # a cluster: its nodes, or that it is down
+                result["cluster"] = await asyncio.to_thread(bridge.nodes)
         return result
 
     app.add_api_route("/api/health", health, methods=["HEAD"], include_in_schema=False)  # monitors probe with HEAD
