@@ -15,11 +15,11 @@ demo: $(VENV)/.installed-base
 	$(BIN)/ttag generate "$(PROMPT)" --seed 1 -o out
 
 test: lint
-	$(call step,'the test suite (tests that need tmux, a sound device, Chromium or the audiocraft env skip without them)')
+	$(call step,'the test suite (tests that need tmux / a sound device / Chromium / the audiocraft env / Ray skip without them)')
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
-	$(call step,'lint: ruff check, ruff format --check and the import contracts of pyproject.toml')
+	$(call step,'lint: ruff check; ruff format --check and the import contracts of pyproject.toml')
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
@@ -38,7 +38,7 @@ $(VENV)/.installed-base: pyproject.toml constraints.txt | $(VENV)/bin/python
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(call step,'installing ttag with the musicgen and diffusion extras and the dev tools: about 4 minutes and 2 GB \
-	the first time (CPU torch, transformers, diffusers, librosa, Playwright without a browser)')
+	the first time (CPU torch; transformers; diffusers; librosa; Playwright without a browser)')
 	$(BIN)/python -m pip install --disable-pip-version-check --quiet --upgrade 'pip>=25.1'  # for --group
 	$(PIP) -e '.[musicgen,diffusion]' --group dev
 	touch $@ $(VENV)/.installed-base

@@ -137,6 +137,14 @@ class Registry:
     def __len__(self) -> int:
         return len(self._specs)
 
+    def param_names(self) -> list[str]:
+        """Every parameter some model declares, in the order they are first declared: what a request may carry
+        besides its common fields, and what the CLI, the TUI, the API schema and the web page offer."""
+        return list(dict.fromkeys(p.name for spec in self._specs.values() for p in spec.params))
+
+    def params_named(self, name: str) -> list[ParamSpec]:
+        return [p for spec in self._specs.values() for p in spec.params if p.name == name]
+
     def ids(self) -> list[str]:
         return list(self._specs)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,41 +22,46 @@ MAX_PROMPT_CHARS = 2000
 MAX_TAKES = 8
 MAX_SEED = 2**32 - 1
 FORMATS = ("wav", "flac", "ogg", "mp3")
-# Parameters that exist only for some models; the registry says which model takes which.
-MODEL_PARAMS = (
-    "temperature",
-    "top_k",
-    "top_p",
-    "guidance",
-    "steps",
-    "negative_prompt",
-    "audio_prompt",
-    "melody",
-    "strength",
-    "end_prompt",
-    "alpha",
-)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False, eq=True)
 class GenerationRequest:
+    """What to make. The fields every model takes are attributes; a model's own parameters (declared once, as
+    ``ParamSpec``s in the registry) live in ``params`` and read as attributes too: ``request.temperature`` is
+    ``params["temperature"]``, or None for a model without it."""
+
     prompt: str
     model: str = "synth"
     duration: float | None = None
     seed: int | None = None
     takes: int = 1
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    guidance: float | None = None
-    steps: int | None = None
-    negative_prompt: str | None = None
-    audio_prompt: str | None = None  # an audio file to continue ("continue this take")
-    melody: str | None = None  # an audio file whose melody conditions the model
-    strength: float | None = None  # how much of audio_prompt diffusion repaints (img2img denoising strength)
-    end_prompt: str | None = None  # a second prompt that a riff moves towards
-    alpha: float | None = None  # where a riff starts between prompt (0) and end_prompt (1)
     format: str = "wav"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        prompt: str,
+        model: str = "synth",
+        duration: float | None = None,
+        seed: int | None = None,
+        takes: int = 1,
+        format: str = "wav",
+        params: Mapping[str, Any] | None = None,
+        **named_params: Any,
+    ) -> None:
+        for name, value in (("prompt", prompt), ("model", model), ("duration", duration), ("seed", seed)):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "takes", takes)
+        object.__setattr__(self, "format", format)
+        object.__setattr__(self, "params", {**(params or {}), **named_params})
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.__dict__.get("params", {}).get(name)
+
+    def __hash__(self) -> int:
+        return hash((self.prompt, self.model, self.duration, self.seed, self.takes, self.format))
 
     def take_seed(self, take: int) -> int:
         """Seed of take ``take``: consecutive seeds, so take k re-creates alone as ``seed + k``."""
@@ -65,15 +70,20 @@ class GenerationRequest:
         return (self.seed + take) % (MAX_SEED + 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """One flat mapping (what JSON bodies, sidecars and the session store hold): the common fields and the
+        model's parameters side by side."""
+        return {**{name: getattr(self, name) for name in CORE_FIELDS}, **self.params}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationRequest:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        core = {k: v for k, v in data.items() if k in CORE_FIELDS}
+        return cls(**core, params={k: v for k, v in data.items() if k not in CORE_FIELDS and k != "params"})
 
     def with_changes(self, **changes: Any) -> GenerationRequest:
-        return replace(self, **changes)
+        return GenerationRequest.from_dict({**self.to_dict(), **changes})
+
+
+CORE_FIELDS = ("prompt", "model", "duration", "seed", "takes", "format")  # what every model takes
 
 
 @dataclass(frozen=True)
@@ -209,15 +219,13 @@ def check_field(name: str, value: Any, spec: ModelSpec | None) -> Any:
         if fmt not in FORMATS:
             raise ValueError(f"must be one of {', '.join(FORMATS)} (got {value!r})")
         return fmt
-    if name in MODEL_PARAMS:
-        param = spec.param(name) if spec is not None else None
-        if spec is not None and param is None:
-            takes = ", ".join(p.name for p in spec.params) or "none"
-            raise ValueError(f"{spec.id} does not take this parameter (it takes: {takes})")
-        if param is None:
-            return value
-        return _check_param(param, value)
-    raise ValueError("is not a request field")
+    param = spec.param(name) if spec is not None else None
+    if spec is not None and param is None:
+        takes = ", ".join(p.name for p in spec.params) or "none"
+        raise ValueError(f"{spec.id} does not take this parameter (it takes: {takes})")
+    if param is None:
+        return value
+    return _check_param(param, value)
 
 
 def validate_request(
@@ -226,9 +234,9 @@ def validate_request(
     """Check every field against the model's spec; fill in defaults; draw a seed when none is given."""
     raw = data.to_dict() if isinstance(data, GenerationRequest) else dict(data)
     errors: list[FieldError] = []
-    known = {f.name for f in fields(GenerationRequest)}
+    declared = registry.param_names()
     for name in raw:
-        if name not in known:
+        if name not in CORE_FIELDS and name not in declared:
             errors.append(FieldError(name, "is not a request field"))
 
     model = raw.get("model") or "synth"
@@ -237,28 +245,28 @@ def validate_request(
         errors.append(FieldError("model", f"unknown model {model!r} (known: {', '.join(registry.ids())})"))
 
     clean: dict[str, Any] = {"model": model}
-    for name in known - {"model"}:
-        if name not in raw and name != "prompt":
+    given = [name for name in (*CORE_FIELDS, *raw) if name in raw or name == "prompt"]
+    for name in dict.fromkeys(given):
+        if name == "model" or (name not in CORE_FIELDS and name not in declared):
             continue
         try:
             clean[name] = check_field(name, raw.get(name), spec)
         except ValueError as exc:
             errors.append(FieldError(name, str(exc)))
     if errors:
-        order = [f.name for f in fields(GenerationRequest)]
+        order = [*CORE_FIELDS, *declared]
         errors.sort(key=lambda e: order.index(e.field) if e.field in order else len(order))
         raise RequestInvalid(errors)
 
     assert spec is not None
-    if clean.get("duration") is None:
-        clean["duration"] = spec.default_duration
-    for param in spec.params:
-        if clean.get(param.name) is None:
-            clean[param.name] = param.default
-    if clean.get("takes") is None:
-        clean["takes"] = 1
-    if clean.get("format") is None:
-        clean["format"] = "wav"
-    if clean.get("seed") is None and draw_seed:
-        clean["seed"] = secrets.randbelow(MAX_SEED + 1)
-    return GenerationRequest(**clean)
+    core = {name: clean.get(name) for name in CORE_FIELDS}
+    if core["duration"] is None:
+        core["duration"] = spec.default_duration
+    if core["takes"] is None:
+        core["takes"] = 1
+    if core["format"] is None:
+        core["format"] = "wav"
+    if core["seed"] is None and draw_seed:
+        core["seed"] = secrets.randbelow(MAX_SEED + 1)
+    params = {p.name: p.default if clean.get(p.name) is None else clean[p.name] for p in spec.params}
+    return GenerationRequest(**core, params=params)

@@ -27,7 +27,8 @@ SPEC = ModelSpec(
         ParamSpec("melody", "audio", None),
     ),
 )
-REGISTRY = Registry([SPEC])
+OTHER = ModelSpec(**{**SPEC.__dict__, "id": "other", "params": (ParamSpec("guidance", "float", 3.0, 1.0, 20.0),)})
+REGISTRY = Registry([SPEC, OTHER])
 
 
 def errors(data) -> dict[str, str]:
@@ -89,6 +90,7 @@ def test_negative_seed_and_too_large_seed():
 def test_unsupported_parameter_names_what_the_model_takes():
     message = errors({"prompt": "x", "model": "m", "guidance": 3})["guidance"]
     assert message == "m does not take this parameter (it takes: temperature, top_k, melody)"
+    assert errors({"prompt": "x", "model": "m", "warmth": 3})["warmth"] == "is not a request field"  # no model has it
 
 
 def test_parameter_range_and_type():

@@ -10,12 +10,14 @@ import pytest
 import soundfile
 from fastapi.testclient import TestClient
 
-from tests.fake_runners import SAMPLE_RATE, fake_registry
+from runners.registry import ParamSpec
+from tests.fake_runners import SAMPLE_RATE, fake_registry, spec
 from ttag_tui.config import Config
 from ttag_tui.server import UnsafeBind, check_bind, is_loopback
 from ttag_tui.server.app import create_app
 
 REGISTRY = fake_registry()
+REGISTRY.add(spec("guided", "ToneRunner", params=(ParamSpec("guidance", "float", 3.0, 1.0, 20.0),)))
 
 
 def client_for(**config) -> TestClient:

@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runners.registry import human_size
-from runners.request import MODEL_PARAMS
+from runners.registry import Registry, human_size
 from ttag_tui import __version__
 from ttag_tui.output import SOUNDFILE_FORMATS, cli_option
 
@@ -24,20 +23,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 AUDIO_FORMATS = tuple(SOUNDFILE_FORMATS)  # what -o's suffix and --format may name
 
 
-PARAM_HELP = {
-    "temperature": "sampling temperature",
-    "top_k": "top-k sampling",
-    "top_p": "nucleus sampling",
-    "guidance": "classifier-free guidance scale",
-    "steps": "diffusion steps",
-    "negative_prompt": "what to avoid",
-    "audio_prompt": "continue (or, for diffusion models, start from) this audio file",
-    "melody": "follow this audio file's melody",
-    "strength": "how much of the --continue audio to repaint, 0-1",
-    "end_prompt": "a second prompt a riff moves towards",
-    "alpha": "where a riff starts between the prompt (0) and --end-prompt (1)",
-}
-PARAM_METAVARS = {"audio_prompt": "AUDIO_FILE", "melody": "AUDIO_FILE", "negative_prompt": "TEXT", "end_prompt": "TEXT"}
+METAVARS = {"audio": "AUDIO_FILE", "str": "TEXT", "int": "N", "float": "X"}
 
 
 class UsageError(Exception):
@@ -89,7 +75,7 @@ def _request_fields(args: argparse.Namespace, config: Any, fmt: str) -> dict[str
         data["duration"] = args.duration
     elif config.default_duration:
         data["duration"] = config.default_duration
-    for name in ("seed", "takes", *MODEL_PARAMS):
+    for name in ("seed", "takes", *args.model_params):
         if getattr(args, name) is not None:
             data[name] = getattr(args, name)
     data["format"] = fmt
@@ -460,7 +446,11 @@ def cmd_tui(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_FAILED)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
+    """The command line; ``generate`` has an option for every parameter a model in ``registry`` declares."""
+    from runners.registry import default_registry
+
+    registry = registry or default_registry()
     parser = _Parser(prog="ttag", description="Turn text prompts into audio.")
     parser.add_argument("--version", action="version", version=f"ttag {__version__}")
     parser.add_argument(
@@ -486,13 +476,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-n", "--takes", type=int, help="how many variations (1-8); take k uses seed+k")
     gen.add_argument("-o", "--output", help="output folder, or a file name with an audio suffix")
     gen.add_argument("--format", choices=AUDIO_FORMATS, help="audio format (default wav, or -o's suffix)")
-    for name in MODEL_PARAMS:  # passed on as typed: the request's validation parses and checks them
+    param_names = registry.param_names()
+    for name in param_names:  # passed on as typed: the request's validation parses and checks them
+        declared = min(registry.params_named(name), key=lambda p: len(p.help))  # the most general wording
         gen.add_argument(
             cli_option(name),
             dest=name,
-            metavar=PARAM_METAVARS.get(name, "VALUE"),
-            help=f"{PARAM_HELP[name]} (models that take it; see list-models)",
+            metavar=METAVARS[declared.type],
+            help=f"{declared.help.split('. ')[0].rstrip('.')} (models that take it: see list-models)",
         )
+    gen.set_defaults(model_params=param_names)
     gen.add_argument("--play", action="store_true", help="play the first take when done")
     gen.add_argument("--json", action="store_true", help="print the takes' metadata as JSON")
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from runners.request import MODEL_PARAMS
+from runners.request import CORE_FIELDS
 
 if TYPE_CHECKING:  # numpy stays off the CLI's start-up path
     import numpy as np
@@ -190,9 +190,9 @@ def recreate_command(metadata: dict[str, Any]) -> str:
         "--seed",
         str(metadata.get("seed")),
     ]
-    for name in MODEL_PARAMS:
-        if params.get(name) is not None:
-            words += [cli_option(name), str(params[name])]
+    for name, value in params.items():  # the model's own parameters
+        if name not in CORE_FIELDS and value is not None:
+            words += [cli_option(name), str(value)]
     if metadata.get("weights_sha256"):  # a local folder: recreate refuses if its weights changed since
         words += ["--weights-sha256", metadata["weights_sha256"]]
     return shlex.join(words)

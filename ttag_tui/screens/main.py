@@ -540,11 +540,13 @@ class MainScreen(Screen[None]):
 
     async def take_use_settings(self, take: Take) -> None:
         """Load the take's prompt, model and parameters back into the panes: the start of the next variation."""
+        from ttag_tui.widgets.settings_pane import fields_for
+
         fields = take_request_fields(take)
         await self.choose_model(take.model)
         values = dict(self.settings_pane.values)
-        for name in ("duration", "seed", "temperature", "top_k", "top_p", "guidance", "steps"):
-            if fields.get(name) is not None:
+        for name in fields_for(self.spec):
+            if fields.get(name) is not None and name != "takes":
                 values[name] = f"{fields[name]:g}" if isinstance(fields[name], float) else str(fields[name])
         values["takes"] = ""
         await self.settings_pane.load_values(values, self.spec)

@@ -8,7 +8,6 @@ limits per key or client address; a request-body size limit; no CORS; clients ne
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import pathlib
@@ -31,6 +30,7 @@ from starlette.background import BackgroundTask
 
 from runners.registry import ModelSpec, Registry, default_registry
 from runners.request import (
+    CORE_FIELDS,
     FORMATS,
     MAX_PROMPT_CHARS,
     MAX_SEED,
@@ -54,7 +54,6 @@ from ttag_tui.server.stream import serve_events
 
 MAX_BODY_BYTES = 64 * 1024
 ENCODER_THREADS = 2  # downloads encoded at once; more wait their turn (each is CPU-bound: more would not be faster)
-SERVER_SIDE_FIELDS = {"audio_prompt", "melody"}  # file paths: a client never chooses a path on the server
 JOB_ID = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="job id")]
 
 
@@ -80,28 +79,38 @@ def _json_schema(hint: Any) -> dict[str, Any]:
     return {"type": types[0]} if len(types) == 1 else {"type": types}
 
 
-def _build_body_model() -> type[BaseModel]:
-    """The JSON body: GenerationRequest's own fields (so the API cannot drift from it), plus ``stream``.
+PARAM_TYPES = {"float": "number", "int": "integer", "str": "string"}  # ParamSpec types a JSON body can carry
+
+
+def _build_body_model(registry: Registry) -> type[BaseModel]:
+    """The JSON body: GenerationRequest's common fields and every parameter a model in ``registry`` declares (so the
+    API cannot drift from either), plus ``stream``. Audio-file parameters are left out: a client never names a path.
 
     The schema states each field's JSON type and limits; the body model itself accepts any JSON value, so that every
     rule and its message is ``validate_request``'s (``_check_json_types`` adds the JSON-only ones).
     """
     hints = typing.get_type_hints(GenerationRequest)
-    body_fields: dict[str, Any] = {}
-    for f in dataclasses.fields(GenerationRequest):
-        if f.name in SERVER_SIDE_FIELDS:
+    body_fields: dict[str, Any] = {
+        "prompt": (
+            Annotated[Any, WithJsonSchema({**_json_schema(hints["prompt"]), **SCHEMA_LIMITS["prompt"]})],
+            Field(..., description="what to make", examples=["lofi hip hop, 85 bpm"]),
+        )
+    }
+    for name in CORE_FIELDS[1:]:
+        schema = {**_json_schema(hints[name]), **SCHEMA_LIMITS.get(name, {})}
+        body_fields[name] = (
+            Annotated[Any, WithJsonSchema({"anyOf": [schema, {"type": "null"}]})],
+            Field(None, description=f"default: the model's {name}"),
+        )
+    for name in registry.param_names():
+        declared = min(registry.params_named(name), key=lambda p: len(p.help))
+        if declared.type not in PARAM_TYPES:
             continue
-        schema = {**_json_schema(hints[f.name]), **SCHEMA_LIMITS.get(f.name, {})}
-        if f.name == "prompt":
-            body_fields["prompt"] = (
-                Annotated[Any, WithJsonSchema(schema)],
-                Field(..., description="what to make", examples=["lofi hip hop, 85 bpm"]),
-            )
-        else:
-            body_fields[f.name] = (
-                Annotated[Any, WithJsonSchema({"anyOf": [schema, {"type": "null"}]})],
-                Field(None, description=f"default: the model's {f.name}"),
-            )
+        schema = {"type": PARAM_TYPES[declared.type]}
+        body_fields[name] = (
+            Annotated[Any, WithJsonSchema({"anyOf": [schema, {"type": "null"}]})],
+            Field(None, description=f"{declared.help} Models that take it: see /api/models; default: the model's."),
+        )
     body_fields["stream"] = (
         Annotated[Any, WithJsonSchema({"type": "boolean"})],
         Field(False, description="audio as it is generated: a WAV body (/api/generate) or /api/jobs/{id}/audio"),
@@ -109,26 +118,23 @@ def _build_body_model() -> type[BaseModel]:
     return create_model("GenerateBody", __config__=ConfigDict(extra="forbid"), **body_fields)
 
 
-TEXT_FIELDS = {
-    n for n, hint in typing.get_type_hints(GenerationRequest).items() if str in (typing.get_args(hint) or (hint,))
-}
+def _text_fields(registry: Registry) -> set[str]:
+    core = {n for n in CORE_FIELDS if str in _types(typing.get_type_hints(GenerationRequest)[n])}
+    return core | {n for n in registry.param_names() if registry.params_named(n)[0].type == "str"}
 
 
-def _check_json_types(data: dict[str, Any]) -> list[FieldError]:
+def _check_json_types(data: dict[str, Any], text_fields: set[str]) -> list[FieldError]:
     """What JSON adds to validate_request: text fields take strings only, number fields never take strings."""
     errors = []
     for name, value in data.items():
         if name == "stream":
             if not isinstance(value, bool):
                 errors.append(FieldError(name, "must be true or false"))
-        elif name in TEXT_FIELDS and not isinstance(value, str):
+        elif name in text_fields and not isinstance(value, str):
             errors.append(FieldError(name, "must be text"))
-        elif name not in TEXT_FIELDS and isinstance(value, str):
+        elif name not in text_fields and isinstance(value, str):
             errors.append(FieldError(name, "must be a number, not text"))
     return errors
-
-
-GenerateBody = _build_body_model()
 
 
 class ErrorDetail(BaseModel):
@@ -281,6 +287,8 @@ def create_app(
     encoders = ThreadPoolExecutor(ENCODER_THREADS, "ttag-encode", initializer=_lower_priority)
     guard = Guard(config.api_key_list, parse_rate_limit(config.rate_limit), config.allowed_host_list)
     keys = guard.keys
+    GenerateBody = _build_body_model(registry)
+    text_fields = _text_fields(registry)
     bearer = HTTPBearer(auto_error=False, description="an API key from the server's config (api_keys)")
 
     @asynccontextmanager
@@ -327,7 +335,7 @@ def create_app(
 
     def to_request(body: BaseModel) -> GenerationRequest:
         data = {k: v for k, v in body.model_dump(exclude={"stream"}).items() if v is not None}
-        type_errors = _check_json_types({**data, "stream": body.stream})  # type: ignore[attr-defined]
+        type_errors = _check_json_types({**data, "stream": body.stream}, text_fields)  # type: ignore[attr-defined]
         if type_errors:
             raise _invalid(type_errors)
         data.setdefault("model", config.default_model)

@@ -17,19 +17,14 @@ from textual.widgets import Input, Label, Static
 from runners.registry import ModelSpec
 from runners.request import check_field
 
-# Shown in this order when the model takes them; prompt and negative prompt live in the prompt pane.
+# Every model's own: its parameters as the registry declares them (ParamSpec), in that order; audio files come from
+# "continue this take", and the negative prompt lives in the prompt pane.
 COMMON_FIELDS = ("duration", "seed", "takes")
-MODEL_FIELDS = ("temperature", "top_k", "top_p", "guidance", "steps")
-LABELS = {
-    "duration": "duration",
-    "seed": "seed",
-    "takes": "takes",
-    "temperature": "temperature",
-    "top_k": "top-k",
-    "top_p": "top-p",
-    "guidance": "guidance",
-    "steps": "steps",
-}
+IN_PROMPT_PANE = ("negative_prompt",)
+
+
+def label(name: str) -> str:
+    return name.replace("_", "-")
 
 
 class FieldValidator(Validator):
@@ -46,12 +41,13 @@ class FieldValidator(Validator):
         try:
             check_field(self.field_name, value, self.spec)
         except ValueError as exc:
-            return ValidationResult([Failure(self, value, f"{LABELS[self.field_name]} {exc}")])
+            return ValidationResult([Failure(self, value, f"{label(self.field_name)} {exc}")])
         return self.success()
 
 
 def fields_for(spec: ModelSpec) -> list[str]:
-    return [*COMMON_FIELDS, *(name for name in MODEL_FIELDS if spec.param(name) is not None)]
+    own = (p.name for p in spec.params if p.type != "audio" and p.name not in IN_PROMPT_PANE)
+    return [*COMMON_FIELDS, *own]
 
 
 def placeholder_for(name: str, spec: ModelSpec) -> str:
@@ -107,7 +103,7 @@ class SettingsPane(VerticalScroll):
     def compose(self) -> ComposeResult:
         for name in fields_for(self.spec):
             with Horizontal(classes="setting-row"):
-                yield Label(LABELS[name], classes="setting-label")
+                yield Label(label(name), classes="setting-label")
                 field = Input(
                     self.values.get(name, ""),
                     placeholder=placeholder_for(name, self.spec),
@@ -171,7 +167,7 @@ class SettingsPane(VerticalScroll):
             try:
                 check_field(name, text, self.spec)
             except ValueError as exc:
-                messages.append(f"{LABELS[name]} {exc}")
+                messages.append(f"{label(name)} {exc}")
         return messages
 
     def _show_errors(self) -> None:
