@@ -949,3 +949,26 @@ def test_takes_of_one_request_side_by_side(web):
     assert first["y"] == second["y"] and first["x"] < second["x"]  # takes 1 and 2 side by side
     assert third["y"] > first["y"]
     web.shot("grouped")
+
+
+def test_a_parameter_declared_in_the_registry_gets_a_control(browser, tmp_path):
+    """One declaration: the page builds a model's controls from /api/models and the schema, nothing hard-coded."""
+    from runners.registry import ParamSpec
+    from tests.fake_runners import fake_registry, spec
+    from tests.live_server import serve_in_thread
+    from ttag_tui.config import Config
+
+    registry = fake_registry()
+    registry.add(spec("warm", "ToneRunner", params=(ParamSpec("warmth", "float", 0.5, 0.0, 1.0, help="How warm."),)))
+    app = create_app(Config(rate_limit="1000/minute", default_model="warm"), registry=registry)
+    with serve_in_thread(app) as base:
+        page = browser.new_page(viewport=DESKTOP)
+        try:
+            page.goto(base)
+            page.select_option("#model", "warm")
+            expect(page.locator("[data-field=warmth] input")).to_be_visible()
+            expect(page.locator("[data-field=warmth]")).to_contain_text("0–1")
+            page.select_option("#model", "tone")
+            expect(page.locator("[data-field=warmth]")).to_have_count(0)
+        finally:
+            page.close()
