@@ -21,7 +21,25 @@ if TYPE_CHECKING:
 MAX_PROMPT_CHARS = 2000
 MAX_TAKES = 8
 MAX_SEED = 2**32 - 1
-FORMATS = ("wav", "flac", "ogg", "mp3")
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """How a take is written in one format: libsndfile's container and subtype, and the media type the API sends."""
+
+    container: str
+    subtype: str
+    media_type: str
+
+
+# The one list of formats: the CLI's --format and -o suffixes, the config, the API schema and the web page use it.
+AUDIO_FORMATS = {
+    "wav": AudioFormat("WAV", "PCM_24", "audio/wav"),
+    "flac": AudioFormat("FLAC", "PCM_24", "audio/flac"),
+    "ogg": AudioFormat("OGG", "VORBIS", "audio/ogg"),
+    "mp3": AudioFormat("MP3", "MPEG_LAYER_III", "audio/mpeg"),
+}
+FORMATS = tuple(AUDIO_FORMATS)
 
 
 @dataclass(frozen=True, init=False, eq=True)

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from runners.registry import Registry, human_size
+from runners.request import FORMATS
 from ttag_tui import __version__
-from ttag_tui.output import SOUNDFILE_FORMATS, cli_option
+from ttag_tui.output import cli_option
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-AUDIO_FORMATS = tuple(SOUNDFILE_FORMATS)  # what -o's suffix and --format may name
 
 
 METAVARS = {"audio": "AUDIO_FILE", "str": "TEXT", "int": "N", "float": "X"}
@@ -119,9 +119,9 @@ def _output_target(args: argparse.Namespace, config: Any) -> tuple[Path, str]:
     fmt = args.format or config.format
     suffix = target.suffix.lower().lstrip(".")
     is_file = bool(args.output) and bool(suffix) and not target.is_dir()
-    if is_file and suffix not in AUDIO_FORMATS:
+    if is_file and suffix not in FORMATS:
         raise UsageError(
-            f"-o {args.output}: .{suffix} is not an audio format ({', '.join(AUDIO_FORMATS)}); "
+            f"-o {args.output}: .{suffix} is not an audio format ({', '.join(FORMATS)}); "
             "for a folder with a dot in its name, create the folder first"
         )
     if is_file and args.format and args.format != suffix:
@@ -475,7 +475,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, help="seed for reproducible output (default: random, recorded)")
     gen.add_argument("-n", "--takes", type=int, help="how many variations (1-8); take k uses seed+k")
     gen.add_argument("-o", "--output", help="output folder, or a file name with an audio suffix")
-    gen.add_argument("--format", choices=AUDIO_FORMATS, help="audio format (default wav, or -o's suffix)")
+    gen.add_argument("--format", choices=FORMATS, help="audio format (default wav, or -o's suffix)")
     param_names = registry.param_names()
     for name in param_names:  # passed on as typed: the request's validation parses and checks them
         declared = min(registry.params_named(name), key=lambda p: len(p.help))  # the most general wording

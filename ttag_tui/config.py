@@ -19,11 +19,11 @@ from typing import Any
 import tomli_w
 
 from runners.musicgen import DECODERS
+from runners.request import FORMATS
 from ttag_tui import paths
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-FORMATS = ("wav", "flac", "ogg", "mp3")
 TABLES = ("interpreters", "keys", "models")  # free-form string → string tables
 
 

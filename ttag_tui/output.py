@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from runners.request import CORE_FIELDS
+from runners.request import AUDIO_FORMATS, CORE_FIELDS
 
 if TYPE_CHECKING:  # numpy stays off the CLI's start-up path
     import numpy as np
@@ -23,13 +23,6 @@ if TYPE_CHECKING:  # numpy stays off the CLI's start-up path
     from runners.contract import Clip
 
 SLUG_CHARS = 40
-# soundfile (libsndfile) format and subtype for each output format.
-SOUNDFILE_FORMATS = {
-    "wav": ("WAV", "PCM_24"),
-    "flac": ("FLAC", "PCM_24"),
-    "ogg": ("OGG", "VORBIS"),
-    "mp3": ("MP3", "MPEG_LAYER_III"),
-}
 
 
 def slugify(prompt: str, limit: int = SLUG_CHARS) -> str:
@@ -129,7 +122,6 @@ def remove_stale_temp_files(folder: Path, older_than_s: float = STALE_TEMP_S) ->
     return removed
 
 
-MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
 # Frames per write call. One soundfile.write of ~50 s of stereo Vorbis overflows libsndfile's stack and kills the
 # process; every format is written in blocks of this size, whatever the length.
 BLOCK_FRAMES = 32768
@@ -141,7 +133,7 @@ def write_audio(
     """Encode ``audio`` (channels, frames) as ``fmt`` into a file or a writable binary stream, block by block."""
     import soundfile
 
-    container, default_subtype = SOUNDFILE_FORMATS[fmt]
+    container, default_subtype = AUDIO_FORMATS[fmt].container, AUDIO_FORMATS[fmt].subtype
     channels, frames = audio.shape
     with soundfile.SoundFile(
         destination, "w", sample_rate, channels, subtype or default_subtype, format=container
@@ -154,7 +146,7 @@ def transcode(source: Path, destination: str | Path | BinaryIO, fmt: str) -> Non
     """Re-encode an audio file as ``fmt``, block by block: memory stays flat however long the audio is."""
     import soundfile
 
-    container, subtype = SOUNDFILE_FORMATS[fmt]
+    container, subtype = AUDIO_FORMATS[fmt].container, AUDIO_FORMATS[fmt].subtype
     with (
         soundfile.SoundFile(source) as origin,
         soundfile.SoundFile(destination, "w", origin.samplerate, origin.channels, subtype, format=container) as sink,
@@ -231,7 +223,7 @@ def write_clip(clip: Clip, target: Path, fmt: str = "wav", *, stem: str | None =
     Never overwrites: an existing name gets ``-2``, ``-3``… Both files appear whole or not at all.
     """
     target = Path(target).expanduser()
-    if target.suffix.lower().lstrip(".") in SOUNDFILE_FORMATS and not target.is_dir():
+    if target.suffix.lower().lstrip(".") in AUDIO_FORMATS and not target.is_dir():
         folder, fmt = target.parent, target.suffix.lower().lstrip(".")
         base = target.stem if clip.metadata.get("take", 0) == 0 else f"{target.stem}-take{clip.metadata['take'] + 1}"
     else:

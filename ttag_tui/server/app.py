@@ -30,6 +30,7 @@ from starlette.background import BackgroundTask
 
 from runners.registry import ModelSpec, Registry, default_registry
 from runners.request import (
+    AUDIO_FORMATS,
     CORE_FIELDS,
     FORMATS,
     MAX_PROMPT_CHARS,
@@ -46,7 +47,7 @@ from ttag_tui.backend.errors import BackendBusy
 from ttag_tui.backend.events import Chunk, Failed, Job, JobState
 from ttag_tui.bridge import Bridge, BridgeSettings
 from ttag_tui.config import Config, parse_rate_limit
-from ttag_tui.output import MEDIA_TYPES, transcode
+from ttag_tui.output import transcode
 from ttag_tui.runner_envs import availability
 from ttag_tui.server.jobs import MAX_AUDIO_FRAMES, JobBoard, JobRecord, QueueFull, TakeStore
 from ttag_tui.server.security import Guard
@@ -155,7 +156,10 @@ BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "the body is not valid JSON"},
     413: ERRORS[413],
 }
-AUDIO_CONTENT = {media: {"schema": {"type": "string", "format": "binary"}} for media in MEDIA_TYPES.values()}
+AUDIO_CONTENT = {
+    media: {"schema": {"type": "string", "format": "binary"}}
+    for media in {f.media_type for f in AUDIO_FORMATS.values()}
+}
 
 
 class BodyLimitMiddleware:
@@ -374,7 +378,10 @@ def create_app(
             "Content-Disposition": f'attachment; filename="ttag-{record.id}-take{take + 1}.{fmt}"',
         }
         return FileResponse(
-            encoded, media_type=MEDIA_TYPES[fmt], headers=headers, background=BackgroundTask(encoded.unlink, True)
+            encoded,
+            media_type=AUDIO_FORMATS[fmt].media_type,
+            headers=headers,
+            background=BackgroundTask(encoded.unlink, True),
         )
 
     @app.get("/api/health", tags=["server"], responses={401: ERRORS[401]})
