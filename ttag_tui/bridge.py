@@ -28,6 +28,7 @@ from runners.contract import Clip, RunnerSettings
 from runners.protocol import PROTOCOL_VERSION, ProtocolError, read_message, write_message
 from runners.registry import Availability, ModelSpec, Registry, probe_availability
 from runners.request import GenerationRequest
+from ttag_tui.backend import Backend
 from ttag_tui.backend.events import Job
 from ttag_tui.config import Config
 from ttag_tui.runner_envs import managed_interpreters, worker_path_dir
@@ -318,7 +319,7 @@ class BridgeSettings:
         return cls(runner, config.idle_unload_s, config.cancel_grace_s, interpreters, environment)
 
 
-class Bridge:
+class Bridge(Backend):
     """Submit validated requests; each runs in its runner's worker process."""
 
     def __init__(self, registry: Registry, settings: BridgeSettings | None = None) -> None:
@@ -326,12 +327,6 @@ class Bridge:
         self.settings = settings or BridgeSettings()
         self._handles: dict[str, WorkerHandle] = {}
         self._lock = threading.Lock()
-
-    def __enter__(self) -> Bridge:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def registry(self) -> Registry:
         return self._registry

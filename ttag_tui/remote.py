@@ -20,7 +20,7 @@ import soundfile
 from runners.contract import Clip
 from runners.registry import Availability, ModelSpec, Registry
 from runners.request import GenerationRequest
-from ttag_tui.backend import wire
+from ttag_tui.backend import Backend, wire
 from ttag_tui.backend.events import Job
 
 POLL_S = 0.2  # the polling fallback, when the job stream's WebSocket cannot be opened
@@ -42,7 +42,7 @@ def _detail(response: httpx.Response) -> str:
     return str(detail)
 
 
-class RemoteBridge:
+class RemoteBridge(Backend):
     def __init__(self, base_url: str, *, api_key: str = "", timeout_s: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
@@ -53,12 +53,6 @@ class RemoteBridge:
         self._remote_ids: dict[str, str] = {}
         self._registry: Registry | None = None
         self._availability: dict[str, Availability] = {}
-
-    def __enter__(self) -> RemoteBridge:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

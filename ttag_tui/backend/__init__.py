@@ -37,9 +37,11 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> Self: ...
+    def __enter__(self) -> Self:  # the implementations inherit these two: a backend closes itself on exit
+        return self
 
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def open_backend(config: Config, url: str | None = None) -> Backend:

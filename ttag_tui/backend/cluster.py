@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from runners.contract import Clip
 from runners.registry import Availability, ModelSpec, Registry
 from runners.request import GenerationRequest
-from ttag_tui.backend import wire
+from ttag_tui.backend import Backend, wire
 from ttag_tui.backend.errors import BackendBusy
 from ttag_tui.backend.events import Chunk, ClipReady, Done, Event, Failed, Job, Progress, Started
 
@@ -185,7 +185,7 @@ def nodes(directory: Any | None = None, timeout_s: float = 5.0) -> dict[str, Any
     }
 
 
-class ClusterBackend:
+class ClusterBackend(Backend):
     """Run jobs on a Ray cluster (see the module's docstring). Opening it deploys ttag's Serve application there."""
 
     def __init__(self, registry: Registry, config: Config, settings: ClusterSettings | None = None) -> None:
@@ -231,12 +231,6 @@ class ClusterBackend:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="ttag-cluster", daemon=True)
         self._thread.start()
-
-    def __enter__(self) -> ClusterBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def registry(self) -> Registry:
         return self._registry
