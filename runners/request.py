@@ -97,9 +97,6 @@ class GenerationRequest:
         core = {k: v for k, v in data.items() if k in CORE_FIELDS}
         return cls(**core, params={k: v for k, v in data.items() if k not in CORE_FIELDS and k != "params"})
 
-    def with_changes(self, **changes: Any) -> GenerationRequest:
-        return GenerationRequest.from_dict({**self.to_dict(), **changes})
-
 
 CORE_FIELDS = ("prompt", "model", "duration", "seed", "takes", "format")  # what every model takes
 

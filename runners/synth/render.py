@@ -48,10 +48,6 @@ class TakeRenderer:
             measure_from=self.plan.intro,
         )
 
-    @property
-    def chunk_count(self) -> int:
-        return -(-self.n // CHUNK)
-
     def chunks(self, on_chunk: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
         """Mastered chunks; ``on_chunk(i)`` is called before chunk ``i`` is rendered (progress, cancellation)."""
         return self.master.run(self._raw(on_chunk))
