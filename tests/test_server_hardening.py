@@ -119,9 +119,9 @@ def test_finished_jobs_keep_their_takes_on_disk_not_in_memory():
 def test_takes_on_disk_are_bounded_in_bytes_oldest_first():
     with client_for() as client:
         client.app.state.board.keep_bytes = 8000 * 4  # one second of the tone's mono float32
-        first, second = (
-            client.post("/api/jobs", json={"prompt": "x", "duration": 1, "seed": s}).json()["id"] for s in (1, 2)
-        )
+        first = client.post("/api/jobs", json={"prompt": "x", "duration": 1, "seed": 1}).json()["id"]
+        wait_state(client, first)
+        second = client.post("/api/jobs", json={"prompt": "x", "duration": 1, "seed": 2}).json()["id"]
         wait_state(client, second)
         assert client.get(f"/api/jobs/{second}").status_code == 200
         assert client.get(f"/api/jobs/{first}").status_code == 404
