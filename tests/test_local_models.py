@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,21 +14,12 @@ import pytest
 import tests.tiny_musicgen as tiny_musicgen
 from runners.local_models import NotAModel, looks_like_path, spec_for_folder
 from runners.registry import default_registry
-from tests.live_server import ROOT
+from tests.test_cli import ttag as cli
 from tests.test_server import client_for
 
 
-def ttag(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
-    return subprocess.run(
-        [sys.executable, "-m", "ttag_tui", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-        env={**os.environ, "TTAG_THREADS": "1", **(env or {})},
-    )
+def ttag(*args: str) -> subprocess.CompletedProcess:
+    return cli(*args, env={"TTAG_THREADS": "1"}, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -357,13 +357,8 @@ class Bridge(Backend):
 
     def submit(self, request: GenerationRequest, *, stream: bool = False) -> Job:
         """Queue a request (validated, seed resolved); returns at once."""
-        spec = self._registry.get(request.model)
-        if spec is None:
-            raise KeyError(f"unknown model {request.model!r}")
-        if request.seed is None:
-            raise ValueError("validate the request first (it has no seed)")
-        job = Job(request, spec, stream)
-        self.handle_for(spec).submit(job)
+        job = self.new_job(request, stream)
+        self.handle_for(job.spec).submit(job)
         return job
 
     def generate(self, request: GenerationRequest, timeout: float | None = None) -> list[Clip]:

@@ -82,10 +82,7 @@ class RemoteBridge(Backend):
         return self._availability.get(spec.id, Availability(False, None, "the server does not know this model"))
 
     def submit(self, request: GenerationRequest, *, stream: bool = False) -> Job:
-        spec = self.registry().get(request.model)
-        if spec is None:
-            raise KeyError(f"unknown model {request.model!r} on {self.base_url}")
-        job = Job(request, spec, stream)
+        job = self.new_job(request, stream)
         job.attach(self.cancel)
         threading.Thread(target=self._follow, args=(job,), name=f"ttag-remote-{job.id}", daemon=True).start()
         return job

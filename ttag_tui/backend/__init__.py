@@ -37,6 +37,17 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
+    def new_job(self, request: GenerationRequest, stream: bool) -> Job:
+        """The Job for a validated request of a model this backend knows: what every ``submit`` starts with."""
+        from ttag_tui.backend.events import Job
+
+        spec = self.registry().get(request.model)
+        if spec is None:
+            raise KeyError(f"unknown model {request.model!r}")
+        if request.seed is None:
+            raise ValueError("validate the request first (it has no seed)")
+        return Job(request, spec, stream)
+
     def __enter__(self) -> Self:  # the implementations inherit these two: a backend closes itself on exit
         return self
 

@@ -243,12 +243,7 @@ class ClusterBackend(Backend):
 
     def submit(self, request: GenerationRequest, *, stream: bool = False) -> Job:
         """Send the job to the cluster; returns once Serve has queued it, or raises :class:`BackendBusy`."""
-        spec = self._registry.get(request.model)
-        if spec is None:
-            raise KeyError(f"unknown model {request.model!r}")
-        if request.seed is None:
-            raise ValueError("validate the request first (it has no seed)")
-        job = Job(request, spec, stream)
+        job = self.new_job(request, stream)
         admitted: concurrent.futures.Future[None] = concurrent.futures.Future()
         asyncio.run_coroutine_threadsafe(self._run(job, admitted), self._loop)
         with contextlib.suppress(concurrent.futures.TimeoutError):  # queued behind busy replicas: it waits its turn
