@@ -135,7 +135,7 @@ def test_server_going_away_mid_job(live_server, tmp_path):
         assert time.monotonic() < deadline, "the job never reached the server"
         time.sleep(0.05)
     process.kill()
-    _, stderr = cli.communicate(timeout=60)
+    _, stderr = cli.communicate(timeout=120)
     assert cli.returncode == 1 and "cannot reach the ttag server" in stderr and "Traceback" not in stderr
 
 

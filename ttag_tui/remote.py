@@ -125,6 +125,8 @@ class RemoteBridge(Backend):
             job.fail("connection", str(exc))
         except (KeyError, ValueError) as exc:
             job.fail("connection", f"the server at {self.base_url} sent something unexpected: {exc}")
+        except Exception as exc:  # anything else from the network stack: a failed job, never a job that hangs
+            job.fail("connection", f"lost the ttag server at {self.base_url}: {type(exc).__name__}: {exc}")
 
     def _follow_socket(self, job: Job, remote_id: str) -> bool:
         """Follow the job over its WebSocket; False when the socket cannot be opened (e.g. a proxy that refuses the
