@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from runners.musicgen import MODELS
 from runners.musicgen.runner import plan_take
 from runners.registry import Registry
 from runners.request import GenerationRequest, RequestInvalid, validate_request
+from tests.test_cli import ttag
 from ttag_tui.backend.events import Chunk, Failed, JobFailed, Progress
 from ttag_tui.bridge import Bridge, BridgeSettings
 
@@ -374,15 +374,6 @@ def test_streaming_decoder_is_exact_for_a_causal_codec_too():
 
 
 # -- the command line ------------------------------------------------------------------------------------------------
-def ttag(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ttag_tui", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-    )
 
 
 def test_list_models_shows_musicgen_without_importing_torch():
