@@ -139,6 +139,24 @@ def test_server_going_away_mid_job(live_server, tmp_path):
     assert cli.returncode == 1 and "cannot reach the ttag server" in stderr and "Traceback" not in stderr
 
 
+def test_server_going_away_during_the_stream_handshake_fails_the_job_in_one_line(live_server, monkeypatch):
+    """The server can die between accepting the socket and answering the upgrade; websockets then raises
+    ConnectionClosedError from connect() itself (a race the test above hits now and then on a loaded box)."""
+    import websockets.sync.client
+    from websockets.exceptions import ConnectionClosedError
+
+    def closed_mid_handshake(*args, **kwargs):
+        raise ConnectionClosedError(None, None)
+
+    monkeypatch.setattr(websockets.sync.client, "connect", closed_mid_handshake)
+    base, _ = live_server
+    with RemoteBridge(base) as remote:
+        job = remote.submit(validate_request({"prompt": "rain", "duration": 1}, remote.registry()))
+        with pytest.raises(JobFailed) as info:
+            job.result(60)
+    assert info.value.kind == "connection" and "cannot reach the ttag server" in str(info.value)
+
+
 def test_bounded_load(live_server):
     """32 concurrent clients, 3 requests each: every answer is correct audio or a clean 503/429; memory bounded."""
     base, process = live_server

@@ -140,6 +140,9 @@ class RemoteBridge(Backend):
             socket = connect(url, additional_headers=headers, subprotocols=[wire.SUBPROTOCOL], max_size=None)
         except (InvalidHandshake, InvalidURI, OSError, TimeoutError):
             return False
+        except ConnectionClosed as exc:  # the server went away during the handshake
+            job.fail("connection", f"cannot reach the ttag server at {self.base_url}: {exc}")
+            return True
         self.transport = "websocket"
         added: set[int] = set()
         with socket:
