@@ -128,6 +128,10 @@ class Registry:
     def get(self, model_id: str) -> ModelSpec | None:
         return self._specs.get(model_id)
 
+    def __getitem__(self, model_id: str) -> ModelSpec:
+        """The spec of a model known to be registered (a validated request's); KeyError otherwise."""
+        return self._specs[model_id]
+
     def __contains__(self, model_id: object) -> bool:
         return model_id in self._specs
 

@@ -236,8 +236,8 @@ def check_field(name: str, value: Any, spec: ModelSpec | None) -> Any:
         return fmt
     param = spec.param(name) if spec is not None else None
     if spec is not None and param is None:
-        takes = ", ".join(p.name for p in spec.params) or "none"
-        raise ValueError(f"{spec.id} does not take this parameter (it takes: {takes})")
+        accepted = ", ".join(p.name for p in spec.params) or "none"
+        raise ValueError(f"{spec.id} does not take this parameter (it takes: {accepted})")
     if param is None:
         return value
     return _check_param(param, value)
@@ -274,7 +274,7 @@ def validate_request(
         raise RequestInvalid(errors)
 
     assert spec is not None
-    core = {name: clean.get(name) for name in CORE_FIELDS}
+    core: dict[str, Any] = {name: clean.get(name) for name in CORE_FIELDS}
     if core["duration"] is None:
         core["duration"] = spec.default_duration
     if core["takes"] is None:

@@ -188,7 +188,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except RequestInvalid as exc:
         bridge.close()
         raise UsageError("\n  ".join(["invalid request:", *map(str, exc.errors)])) from None
-    spec = registry.get(request.model)
+    spec = registry[request.model]
     status = bridge.availability(spec)  # refused here, in milliseconds, before a worker imports torch
     if not status.available:
         bridge.close()

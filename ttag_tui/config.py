@@ -248,7 +248,8 @@ def set_value(key: str, raw: str, path: Path | None = None) -> Config:
         updated = {**getattr(config, table), entry: raw}
         if not raw:
             updated.pop(entry)
-        config = replace(config, **{table: updated})
+        changes: dict[str, Any] = {table: updated}
+        config = replace(config, **changes)
     elif key in _FIELDS and key not in TABLES:
         try:
             config = replace(config, **{key: _parse_value(key, raw)})

@@ -10,6 +10,7 @@ imported inside each function: the CLI must start fast and the registry must sta
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -68,7 +69,8 @@ class CachedModel:
     path: Path | None
 
 
-def _hub_spec(registry: Registry, model_id: str) -> ModelSpec:
+def _hub_spec(registry: Registry, model_id: str) -> tuple[ModelSpec, str]:
+    """The model's spec and its hub repo, or a one-line reason it has nothing to download."""
     spec = registry.get(model_id)
     if spec is None:
         known = ", ".join(s.id for s in registry if s.hub_repo)
@@ -77,7 +79,7 @@ def _hub_spec(registry: Registry, model_id: str) -> ModelSpec:
         raise ModelsError(f"{model_id} needs no weights: nothing to download")
     if Path(spec.hub_repo).expanduser().is_dir():
         raise ModelsError(f"{model_id} is loaded from the folder {spec.hub_repo}: nothing to download")
-    return spec
+    return spec, spec.hub_repo
 
 
 def choose_patterns(files: list[str]) -> list[str]:
@@ -91,11 +93,14 @@ def download_plan(spec: ModelSpec, listing: Callable[[str], list[str]]) -> list[
     its spec's ``extra["hub_files"]`` ({repo: patterns}, or patterns for the model's own repo); otherwise the choice
     follows transformers' layout: safetensors when the repo has them, configs and tokenizer files."""
     declared = spec.extra.get("hub_files")
+    repo = spec.hub_repo
+    if repo is None:
+        raise ModelsError(f"{spec.id} needs no weights: nothing to download")
     if isinstance(declared, dict):
         return [(repo, list(patterns)) for repo, patterns in declared.items()]
     if declared:
-        return [(spec.hub_repo, list(declared))]
-    return [(spec.hub_repo, choose_patterns(listing(spec.hub_repo)))]
+        return [(repo, list(declared))]
+    return [(repo, choose_patterns(listing(repo)))]
 
 
 def refuse_remote_code(repo: str, files: list[str], fetch: Callable[[str], Path]) -> None:
@@ -110,12 +115,12 @@ def refuse_remote_code(repo: str, files: list[str], fetch: Callable[[str], Path]
 
 def pull(registry: Registry, model_id: str, cache_dir: str | None = None, say: Printer = print) -> Path:
     """Download (or resume downloading) a model's files into the hub cache; the model's snapshot folder."""
-    spec = _hub_spec(registry, model_id)
+    spec, hub_repo = _hub_spec(registry, model_id)
     _require_hub()
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
-        raise ModelsError(f"cannot download {spec.hub_repo}: HF_HUB_OFFLINE is set (unset it to download)")
-    _check_hub_answers(spec.hub_repo)
-    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+        raise ModelsError(f"cannot download {hub_repo}: HF_HUB_OFFLINE is set (unset it to download)")
+    _check_hub_answers(hub_repo)
+    from huggingface_hub import HfApi, snapshot_download
 
     cache = str(hub_cache_dir(cache_dir))
     api = HfApi()
@@ -127,13 +132,9 @@ def pull(registry: Registry, model_id: str, cache_dir: str | None = None, say: P
         )
         snapshot = None
         for repo, patterns in plan:
-            revision = spec.revision if repo == spec.hub_repo else None
+            revision = spec.revision if repo == hub_repo else None
             files = api.list_repo_files(repo, revision=revision)
-            refuse_remote_code(
-                repo,
-                files,
-                lambda name, r=repo, rev=revision: Path(hf_hub_download(r, name, revision=rev, cache_dir=cache)),
-            )
+            refuse_remote_code(repo, files, functools.partial(_fetch_file, repo, revision, cache))
             if any(p in TORCH_PATTERNS for p in patterns):
                 say(
                     f"{repo} has no safetensors weights at this revision: fetching its PyTorch weights, which "
@@ -145,8 +146,15 @@ def pull(registry: Registry, model_id: str, cache_dir: str | None = None, say: P
     except ModelsError:
         raise
     except Exception as exc:  # offline, DNS, HTTP errors, a missing repo: all one line for the user
-        raise ModelsError(f"cannot download {spec.hub_repo}: {_reason(exc)}") from None
+        raise ModelsError(f"cannot download {hub_repo}: {_reason(exc)}") from None
+    assert snapshot is not None, "a download plan names at least one repo"
     return Path(snapshot)
+
+
+def _fetch_file(repo: str, revision: str | None, cache: str, name: str) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(repo, name, revision=revision, cache_dir=cache))
 
 
 def _reason(exc: BaseException) -> str:
@@ -187,7 +195,7 @@ def cached(registry: Registry, cache_dir: str | None = None) -> list[CachedModel
 
 def remove(registry: Registry, model_id: str, cache_dir: str | None = None) -> int:
     """Delete every cached revision of a model; the bytes freed."""
-    spec = _hub_spec(registry, model_id)
+    _, hub_repo = _hub_spec(registry, model_id)
     _require_hub()
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
@@ -195,8 +203,8 @@ def remove(registry: Registry, model_id: str, cache_dir: str | None = None) -> i
     try:
         info = scan_cache_dir(hub_cache_dir(cache_dir))
     except CacheNotFound:
-        info = None
-    repo = next((r for r in info.repos if r.repo_id == spec.hub_repo), None) if info else None
+        raise ModelsError(f"{model_id} is not downloaded: nothing to remove") from None
+    repo = next((r for r in info.repos if r.repo_id == hub_repo), None)
     if repo is None:
         raise ModelsError(f"{model_id} is not downloaded: nothing to remove")
     strategy = info.delete_revisions(*(r.commit_hash for r in repo.revisions))

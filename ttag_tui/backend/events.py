@@ -8,6 +8,7 @@ the same events with :meth:`Job.events` / :meth:`Job.aevents` and fold them into
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -116,12 +117,15 @@ class Job:
             self._canceller(self)
 
     # -- reading events ------------------------------------------------------------------------------------------
+    def _has_event(self, index: int) -> bool:
+        return len(self._history) > index
+
     def events(self, timeout: float | None = None) -> Iterator[Event]:
         """Yield every event, from the first, until Done or Failed. ``timeout`` bounds each wait."""
         index = 0
         while True:
             with self._cond:
-                if not self._cond.wait_for(lambda i=index: len(self._history) > i, timeout):
+                if not self._cond.wait_for(functools.partial(self._has_event, index), timeout):
                     raise TimeoutError(f"{self.id}: no event within {timeout} s")
                 event = self._history[index]
             index += 1
