@@ -228,8 +228,6 @@ def test_a_full_cluster_answers_503_with_retry_after(server):
 
 
 def test_a_replica_killed_mid_job_fails_the_job_and_the_next_one_runs(server, backend):
-    from ray.util.state import list_actors
-
     with RemoteBridge(server) as remote:
         job = remote.submit(request("slow-tone", steps=100, seed=3))
         for event in job.events(timeout=60):
@@ -237,8 +235,7 @@ def test_a_replica_killed_mid_job_fails_the_job_and_the_next_one_runs(server, ba
                 break
         wait_until(lambda: any(r["running"] for r in replicas(backend)))
         pid = next(r["pid"] for r in replicas(backend) if r["running"])
-        actor = next(a for a in list_actors(filters=[("state", "=", "ALIVE")]) if a.pid == pid)
-        ray.kill(ray.get_actor(actor.name, namespace="serve"), no_restart=True)
+        os.kill(pid, signal.SIGKILL)  # the replica's process dies as on a crashed node (no state API: no dashboard)
         with pytest.raises(JobFailed) as failed:
             job.result(timeout=60)
         assert failed.value.kind == "crashed" and "went away" in str(failed.value)

@@ -47,9 +47,10 @@ def serve(host: str, port: int, *, allow_public: bool = False, cluster: str = ""
         uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
         return
     from runners.registry import default_registry
-    from ttag_tui.backend.cluster import ClusterBackend, ClusterSettings
+    from ttag_tui.backend.cluster import ClusterSettings
+    from ttag_tui.backend.cluster_link import ClusterLink
 
     registry = default_registry()
-    with ClusterBackend(registry, config, ClusterSettings(address=address)) as backend:
+    with ClusterLink(registry, config, ClusterSettings(address=address)) as backend:
         app = create_app(config, registry=registry, bridge=backend, check_host=check_host)
         uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
