@@ -126,10 +126,11 @@ class NoisyRunner(ToneRunner):
 
 class ReserveRunner(ToneRunner):
     """Holds real memory while loaded: a buffer of ``extra["reserve_bytes"]`` (default: the spec's ``size_bytes``),
-    every page written so the process's resident memory grows by that much."""
+    every page written so the process's resident memory grows by that much. ``extra["step_pause_s"]``: slower steps."""
 
     def load_model(self, ctx: JobContext) -> None:
         super().load_model(ctx)
+        self.step_pause_s = float(self.spec.extra.get("step_pause_s", 0.0))
         self.buffer = np.ones(int(self.spec.extra.get("reserve_bytes", self.spec.size_bytes)), np.uint8)
 
     def unload(self) -> None:
@@ -207,14 +208,16 @@ MB = 1_000_000
 
 
 def memory_specs(size: int = 100 * MB) -> list[ModelSpec]:
-    """Models that hold ``size`` bytes each while loaded (A to D, each in its own worker), one that never fits a
-    small budget, and two that run out of memory: once (then succeed), or twice (then fail, then succeed)."""
+    """Models that hold ``size`` bytes each while loaded (A to D, each in its own worker; a slow one in A's), one that
+    never fits a small budget, and two that run out of memory: once (then succeed), or twice (then fail, then
+    succeed)."""
     return [
         spec("reserve-a", "ReserveRunnerA", size_bytes=size),
         spec("reserve-b", "ReserveRunnerB", size_bytes=size),
         spec("reserve-c", "ReserveRunnerC", size_bytes=size),
         spec("reserve-d", "ReserveRunnerD", size_bytes=size // 10, extra={"reserve_bytes": size}),  # disk says less
         spec("reserve-huge", "ReserveRunnerD", size_bytes=1000 * size),
+        spec("reserve-slow", "ReserveRunnerA", size_bytes=size, extra={"step_pause_s": 0.1}),
         spec("oom-once", "OutOfMemoryRunner", extra={"ooms": 1}),
         spec("oom-twice", "OutOfMemoryRunner", extra={"ooms": 2}),
     ]

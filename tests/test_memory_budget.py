@@ -19,7 +19,7 @@ from runners.registry import Registry
 from runners.request import validate_request
 from tests.fake_runners import MB, fake_registry
 from ttag_tui import config
-from ttag_tui.backend.events import Failed, JobFailed, Progress
+from ttag_tui.backend.events import Done, Failed, JobFailed, Progress
 from ttag_tui.bridge import Bridge, BridgeSettings
 from ttag_tui.server.app import create_app
 
@@ -129,6 +129,20 @@ def test_out_of_memory_twice_fails_the_job_in_one_line_and_the_next_job_runs(bri
     assert bridge.submit(request("oom-twice")).result(TIMEOUT), "its worker serves the next job"
     assert bridge.handle_for(REGISTRY.get("oom-twice")).pid == pid
     assert run(bridge, "reserve-a")[-1].clips
+
+
+def test_a_load_waits_for_a_busy_model_to_finish_and_a_cancel_ends_the_wait():
+    settings = BridgeSettings(idle_unload_s=0, cancel_grace_s=1.0, memory_budget_gb=0.15)  # room for one model
+    with Bridge(REGISTRY, settings) as bridge:
+        slow = bridge.submit(request("reserve-slow", steps=30))  # 30 steps of 0.1 s
+        next(e for e in slow.events(TIMEOUT) if isinstance(e, Progress) and e.phase == "generating")
+        cancelled = bridge.submit(request("reserve-b"))
+        cancelled.cancel()
+        events = list(cancelled.events(TIMEOUT))
+        assert events[-1].kind == "cancelled" and not any(isinstance(e, Progress) for e in events)
+        assert bridge.submit(request("reserve-b")).result(TIMEOUT)
+        assert slow.finished and isinstance(slow.outcome, Done), "reserve-b loaded only once the busy model was free"
+        assert bridge.loaded_models() == ["reserve-b"]
 
 
 def test_health_detail_reports_the_budget_and_each_warm_model(bridge):

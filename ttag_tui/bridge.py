@@ -92,6 +92,8 @@ class WorkerHandle:
         self._attempt_over = threading.Event()
         self._retry_on_oom = False
         self._delivered = False  # audio of the current attempt reached the job: a retry would send it twice
+        self._admitted: Job | None = None  # the job whose model the memory book counts as in use, until released
+        self._admitted_lock = threading.Lock()
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name=f"ttag-dispatch-{runner}", daemon=True)
         self._dispatcher.start()
 
@@ -273,6 +275,7 @@ class WorkerHandle:
         if problem:
             job.fail(*problem)
             return
+        self._admitted = job
         try:
             job.start()
             for attempt in (1, 2):
@@ -282,7 +285,16 @@ class WorkerHandle:
                 self.memory.make_room(self, job)  # it ran out of memory: unload the other idle models, try again
             job.fail("internal", "the job ended without an outcome")  # not reached: a second attempt always ends it
         finally:
-            self.memory.finished(self, job)
+            self._release(job)
+
+    def _release(self, job: Job) -> None:
+        """Tell the memory book ``job`` is over (once), before its outcome reaches anyone: whoever reads it next (a
+        health check, the next job's plan) sees its model idle."""
+        with self._admitted_lock:
+            if self._admitted is not job:
+                return
+            self._admitted = None
+        self.memory.finished(self, job)
 
     def _attempt(self, job: Job, *, retry_on_oom: bool) -> None:
         """Send the job to the worker and wait until it ends, or runs out of memory when ``retry_on_oom``."""
@@ -318,6 +330,7 @@ class WorkerHandle:
         job = self.current
         # A worker that died before its hello is reported by _ensure_started (with its fatal message, if any).
         if job is not None and not job.finished and self._hello.is_set():
+            self._release(job)
             kind = "cancelled" if job.cancel_requested else "crashed"
             job.fail(kind, f"{_describe_exit(process.returncode)}{reason}{self._stderr_hint()}")
         self._attempt_over.set()
@@ -360,6 +373,7 @@ class WorkerHandle:
             job.add_clip(Clip(audio=audio, sample_rate=int(metadata["sample_rate"]), metadata=metadata))
         elif kind == "done":
             self.loaded_models.add(job.spec.id)
+            self._release(job)
             job.done(header.get("timings", {}))
             self._attempt_over.set()
         elif kind == "error":
@@ -371,6 +385,7 @@ class WorkerHandle:
                     return
                 if not self._retry_on_oom:
                     message = f"{message} (also after unloading every other idle model)"
+            self._release(job)
             job.fail(error_kind, message)
             self._attempt_over.set()
 
