@@ -1,4 +1,4 @@
-"""The bridge ⇄ worker wire protocol (version 1).
+"""The bridge ⇄ worker wire protocol (version 2).
 
 A worker is a child process; it reads messages on stdin and writes them on stdout (its own prints and library chatter
 are moved to stderr, so stdout carries nothing else). Each message is a frame::
@@ -10,17 +10,20 @@ The payload, when present, is a little-endian float32 array of shape ``header["s
 Worker → bridge:
   ``hello``     {protocol, runner, pid, python}                      first message, once the runner module imported
   ``progress``  {job, phase, step, total}                            phase: loading | generating | decoding
+  ``loaded``    {job, model, bytes, device, free_bytes, total_bytes}  a model loaded; bytes: what loading used
   ``chunk``     {job, take, start, sample_rate} + payload            streamed audio (stream jobs only)
   ``clip``      {job, take, metadata} + payload                      one finished take
   ``done``      {job, timings}                                       the job finished; all clips were sent
   ``error``     {job, kind, message}                                 the job failed (kind: see runners.contract)
   ``unloaded``  {model, reason}                                      a model was dropped (asked, or idle)
   ``fatal``     {kind, message}                                      the worker cannot serve at all (then exits)
+  ``memory``    {device, free_bytes, total_bytes}                    the answer to ``probe``
 
 Bridge → worker:
   ``generate``  {job, spec, request, stream}                         spec: ModelSpec.to_dict(); request: validated
   ``cancel``    {job}
   ``unload``    {model | null}                                       null: every model
+  ``probe``     {spec}                                               which device would serve spec; its memory now
   ``shutdown``  {}
 """
 
@@ -28,11 +31,11 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 _LENGTH = struct.Struct(">I")
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 
@@ -41,7 +44,7 @@ class ProtocolError(Exception):
     """The other side sent something that is not a valid frame."""
 
 
-def write_message(stream: BinaryIO, header: dict[str, Any], audio: np.ndarray | None = None) -> None:
+def write_message(stream: IO[bytes], header: dict[str, Any], audio: np.ndarray | None = None) -> None:
     """Write one frame. Not thread-safe: callers hold a lock when several threads write."""
     payload = b""
     if audio is not None:
@@ -55,7 +58,7 @@ def write_message(stream: BinaryIO, header: dict[str, Any], audio: np.ndarray | 
     stream.flush()
 
 
-def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
+def _read_exactly(stream: IO[bytes], n: int) -> bytes | None:
     chunks = []
     remaining = n
     while remaining:
@@ -69,7 +72,7 @@ def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def read_message(stream: BinaryIO) -> tuple[dict[str, Any], np.ndarray | None] | None:
+def read_message(stream: IO[bytes]) -> tuple[dict[str, Any], np.ndarray | None] | None:
     """Read one frame; ``None`` at a clean end of stream."""
     prefix = _read_exactly(stream, _LENGTH.size)
     if prefix is None:

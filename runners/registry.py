@@ -169,6 +169,19 @@ def human_size(size: float) -> str:
     return f"{size:.1f} GB" if round(size, 1) < 1000 else f"{size / 1000:.1f} TB"
 
 
+# Bytes per weight of each dtype a runner loads in (config ``dtype``).
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def estimated_footprint(spec: ModelSpec, device: str, dtype: str = "auto") -> int:
+    """The bytes ``spec`` is expected to take once loaded, before a load has measured it: its weights' size on disk
+    (``size_bytes``), rescaled from the dtype they are stored in (``extra["weights_dtype"]``, float32 unless the spec
+    says otherwise) to the one they load in (``auto``: float16 on CUDA, else float32, as the torch runners pick)."""
+    stored = DTYPE_BYTES.get(spec.extra.get("weights_dtype", "float32"), 4)
+    loaded = dtype if dtype in DTYPE_BYTES else ("float16" if device == "cuda" else "float32")
+    return spec.size_bytes * DTYPE_BYTES[loaded] // stored
+
+
 def hub_cache_dir(cache_dir: str | None = None) -> Path:
     """Where huggingface_hub keeps downloads, honouring ttag's cache setting, HF_HUB_CACHE and HF_HOME."""
     if cache_dir:

@@ -1,12 +1,15 @@
 """A runner worker process: ``python -m runners.worker --runner package.module:Class``.
 
 It keeps its model loaded between jobs, serves one job at a time, listens for ``cancel`` while a job runs, and drops
-its model after ``idle_unload_s`` without work. See ``runners.protocol`` for the messages.
+its model after ``idle_unload_s`` without work. It measures memory where it is used: which device a model would load
+on and how much is free there (``probe``), and what each load took (``loaded``), for the bridge's memory budget. See
+``runners.protocol`` for the messages.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -17,11 +20,12 @@ import time
 import traceback
 from typing import Any, BinaryIO
 
+from runners import memory
 from runners.contract import BaseRunner, Cancelled, JobContext, RunnerError, RunnerSettings
 from runners.protocol import PROTOCOL_VERSION, read_message, write_message
 from runners.registry import ModelSpec
 from runners.request import GenerationRequest
-from runners.torch_support import free_memory, is_out_of_memory
+from runners.torch_support import device_and_dtype, free_memory, is_out_of_memory
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -61,6 +65,7 @@ class Worker:
         self.current_ctx: JobContext | None = None
         self.cancelled_early: set[str] = set()
         self.state_lock = threading.Lock()
+        self.devices: dict[str, str] = {}  # model id → the device it loads on
 
     def send(self, header: dict[str, Any], audio: Any = None) -> None:
         with self.write_lock:
@@ -76,7 +81,7 @@ class Worker:
                         if header.get("job") == self.current_job and self.current_ctx is not None:
                             self.current_ctx.cancel()
                         else:
-                            self.cancelled_early.add(header.get("job"))
+                            self.cancelled_early.add(str(header.get("job")))
                 else:
                     self.inbox.put(header)
         except Exception as exc:  # a broken pipe from the bridge: nothing to answer to
@@ -100,6 +105,9 @@ class Worker:
                 return
             if message["type"] == "unload":
                 self.unload(message.get("model"), reason="asked")
+            elif message["type"] == "probe":
+                device = self.device_for(ModelSpec.from_dict(message["spec"]))
+                self.send({"type": "memory", **memory.reading(device)})
             elif message["type"] == "generate":
                 self.serve(message)
 
@@ -125,7 +133,7 @@ class Worker:
         try:
             spec = ModelSpec.from_dict(message["spec"])
             request = GenerationRequest.from_dict(message["request"])
-            runner = self.runner_for(spec, ctx, timings)
+            runner = self.runner_for(spec, ctx, timings, job)
             started = time.monotonic()
             clips = self.stream(runner, request, ctx, job) if message.get("stream") else runner.generate(request, ctx)
             timings["generate_s"] = time.monotonic() - started
@@ -139,6 +147,8 @@ class Worker:
         except BaseException as exc:  # every failure becomes a typed error on this job; the worker lives on
             if not isinstance(exc, Cancelled) and _error_kind(exc) == "internal":
                 traceback.print_exc(file=sys.stderr)
+            if _error_kind(exc) == "out_of_memory":
+                free_memory()  # what the failed step held, before the bridge makes room and asks again
             self.send({"type": "error", "job": job, "kind": _error_kind(exc), "message": _error_message(exc)})
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
@@ -146,19 +156,36 @@ class Worker:
             with self.state_lock:
                 self.current_job, self.current_ctx = None, None
 
-    def runner_for(self, spec: ModelSpec, ctx: JobContext, timings: dict[str, float]) -> BaseRunner:
-        """The loaded runner for ``spec``; loads it (dropping any other model first) when needed."""
+    def device_for(self, spec: ModelSpec) -> str:
+        """The device ``spec`` loads on: the torch runners' choice (config ``device``) once its modules are imported
+        and one of them brought torch, else the CPU. An import that fails is left for the load to report."""
+        if spec.id not in self.devices:
+            for module in spec.requires:
+                with contextlib.suppress(Exception):  # the load raises it again, as a typed error with a fix
+                    importlib.import_module(module)
+            torch = sys.modules.get("torch")
+            self.devices[spec.id] = device_and_dtype(self.settings, torch)[0] if torch is not None else "cpu"
+        return self.devices[spec.id]
+
+    def runner_for(self, spec: ModelSpec, ctx: JobContext, timings: dict[str, float], job: str) -> BaseRunner:
+        """The loaded runner for ``spec``; loads it (dropping any other model first) when needed, and tells the
+        bridge what the load used: the device's allocated bytes (resident memory on CPU) after it, less before it.
+        The spec's modules are imported before the first reading, so a library's own import is not counted."""
         if spec.id in self.loaded:
             timings["load_s"] = 0.0
             return self.loaded[spec.id]
         self.unload(None, reason="another model was asked for")
         started = time.monotonic()
         ctx.progress("loading", 0, 1)
+        device = self.device_for(spec)
+        before = memory.allocated(device)
         runner = self.runner_class(spec, self.settings)
         runner.load_model(ctx)
+        used = max(memory.allocated(device) - before, 0)
         ctx.progress("loading", 1, 1)
         timings["load_s"] = time.monotonic() - started
         self.loaded[spec.id] = runner
+        self.send({"type": "loaded", "job": job, "model": spec.id, "bytes": used, **memory.reading(device)})
         return runner
 
     def stream(self, runner: BaseRunner, request: GenerationRequest, ctx: JobContext, job: str) -> list:

@@ -1,4 +1,5 @@
-"""Test doubles for the bridge: runners that behave (a tone), stall, hang, crash or fail on purpose.
+"""Test doubles for the bridge: runners that behave (a tone), stall, hang, crash, fail on purpose, hold a declared
+amount of memory or run out of it.
 
 Workers import them as ``tests.fake_runners:Name`` (``tests/conftest.py`` puts the project root on PYTHONPATH). The
 real path — the ``synth`` runner through the same bridge — is tested beside them.
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from runners.contract import AudioChunk, BaseRunner, Clip, JobContext, MissingWeights
+from runners.contract import AudioChunk, BaseRunner, Clip, JobContext, MissingWeights, OutOfMemory
 from runners.registry import ModelSpec, ParamSpec, Registry
 from runners.request import GenerationRequest
 
@@ -123,6 +124,51 @@ class NoisyRunner(ToneRunner):
         return super().generate(request, ctx)
 
 
+class ReserveRunner(ToneRunner):
+    """Holds real memory while loaded: a buffer of ``extra["reserve_bytes"]`` (default: the spec's ``size_bytes``),
+    every page written so the process's resident memory grows by that much. ``extra["step_pause_s"]``: slower steps."""
+
+    def load_model(self, ctx: JobContext) -> None:
+        super().load_model(ctx)
+        self.step_pause_s = float(self.spec.extra.get("step_pause_s", 0.0))
+        self.buffer = np.ones(int(self.spec.extra.get("reserve_bytes", self.spec.size_bytes)), np.uint8)
+
+    def unload(self) -> None:
+        del self.buffer
+
+
+# One worker serves one runner entry point and keeps one model warm: models that must be warm side by side (for the
+# bridge's memory budget to choose between) each get their own entry point.
+class ReserveRunnerA(ReserveRunner):
+    pass
+
+
+class ReserveRunnerB(ReserveRunner):
+    pass
+
+
+class ReserveRunnerC(ReserveRunner):
+    pass
+
+
+class ReserveRunnerD(ReserveRunner):
+    pass
+
+
+class OutOfMemoryRunner(ToneRunner):
+    """Raises OutOfMemory on its first ``extra["ooms"]`` generates in this worker (counted per model), then renders."""
+
+    ooms: dict[str, int] = {}
+
+    def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
+        ctx.progress("generating", 0, 1)
+        failed = self.ooms.get(self.spec.id, 0)
+        if failed < int(self.spec.extra.get("ooms", 1)):
+            self.ooms[self.spec.id] = failed + 1
+            raise OutOfMemory(f"out of memory rendering {self.spec.id} (attempt {failed + 1})")
+        return super().generate(request, ctx)
+
+
 def spec(model_id: str, runner_class: str, **overrides) -> ModelSpec:
     fields = dict(
         id=model_id,
@@ -153,5 +199,25 @@ def fake_registry() -> Registry:
             spec("fake-missing", "FailingRunner"),
             spec("noisy", "NoisyRunner"),
             spec("no-such-runner", "NoSuchRunner", runner="tests.no_such_module:Runner"),
+            *memory_specs(),
         ]
     )
+
+
+MB = 1_000_000
+
+
+def memory_specs(size: int = 100 * MB) -> list[ModelSpec]:
+    """Models that hold ``size`` bytes each while loaded (A to D, each in its own worker; a slow one in A's), one that
+    never fits a small budget, and two that run out of memory: once (then succeed), or twice (then fail, then
+    succeed)."""
+    return [
+        spec("reserve-a", "ReserveRunnerA", size_bytes=size),
+        spec("reserve-b", "ReserveRunnerB", size_bytes=size),
+        spec("reserve-c", "ReserveRunnerC", size_bytes=size),
+        spec("reserve-d", "ReserveRunnerD", size_bytes=size // 10, extra={"reserve_bytes": size}),  # disk says less
+        spec("reserve-huge", "ReserveRunnerD", size_bytes=1000 * size),
+        spec("reserve-slow", "ReserveRunnerA", size_bytes=size, extra={"step_pause_s": 0.1}),
+        spec("oom-once", "OutOfMemoryRunner", extra={"ooms": 1}),
+        spec("oom-twice", "OutOfMemoryRunner", extra={"ooms": 2}),
+    ]

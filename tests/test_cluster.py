@@ -280,6 +280,9 @@ def test_cluster_status_lists_nodes_and_warm_models(cluster, backend):
     state = json.loads(result.stdout)
     assert state["state"] == "up" and len(state["nodes"]) == 3
     assert any("tone" in r["warm"] for n in state["nodes"] for r in n["replicas"])
+    memory = next(r["memory"] for n in state["nodes"] for r in n["replicas"] if "tone" in r["warm"])
+    assert any(m["model"] == "tone" and m["measured"] for m in memory["models"]), memory
+    assert all(d["budget_bytes"] > 0 for d in memory["devices"])
     table = subprocess.run(
         [sys.executable, "-m", "ttag_tui", "cluster", "status", "--cluster", cluster[0].address],
         capture_output=True,
@@ -290,3 +293,4 @@ def test_cluster_status_lists_nodes_and_warm_models(cluster, backend):
     )
     assert table.returncode == 0, table.stderr
     assert all(n["node_id"][:12] in table.stdout for n in state["nodes"]) and "tone" in table.stdout
+    assert "memory (used / budget, free)" in table.stdout and "cpu: " in table.stdout

@@ -402,8 +402,8 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 # -- cluster -------------------------------------------------------------------------------------------------------
 def cmd_cluster(args: argparse.Namespace) -> int:
-    """``ttag cluster status``: the Ray cluster's nodes, their GPUs and free memory, and which models each has warm
-    (Ray is imported here only)."""
+    """``ttag cluster status``: the Ray cluster's nodes, their GPUs and free memory, which models each has warm and
+    what they take, and each node's memory budget (Ray is imported here only)."""
     from ttag_tui import config as config_module
 
     address = args.cluster or config_module.load().cluster
@@ -421,16 +421,30 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("node", "address", "resources", "GPUs (free / total)", "warm models", "loads")
+    table = Table(
+        "node", "address", "resources", "GPUs (free / total)", "memory (used / budget, free)", "warm models", "loads"
+    )
     for node in state["nodes"]:
         resources = ", ".join(f"{k} {v:g}" for k, v in sorted(node["resources"].items()) if k != "object_store_memory")
         replicas = node["replicas"]
         gpus = [f"{g['name']} {g['free_mib']}/{g['total_mib']} MiB" for r in replicas for g in r["gpus"]]
-        warm = sorted({m for r in replicas for m in r["warm"]})
+        reports = [r["memory"] for r in replicas if r.get("memory")]
+        memory = [
+            f"{d['device']}: {human_size(d['used_bytes'])} / {human_size(d['budget_bytes'])}"
+            + (f", {human_size(d['free_bytes'])} free" if d.get("free_bytes") is not None else "")
+            for report in reports
+            for d in report["devices"]
+        ]
+        sizes = {m["model"]: m["bytes"] for report in reports for m in report["models"]}
+        warm = [
+            f"{m} ({human_size(sizes[m])})" if m in sizes else m
+            for m in sorted({m for r in replicas for m in r["warm"]})
+        ]
         loads = sum(sum(r["loads"].values()) for r in replicas)
         name = node["node_id"][:12] + (" (head)" if node["head"] else "") + ("" if node["alive"] else " (dead)")
         gpu_text = "\n".join(gpus) or ("-" if replicas else "no ttag replica")
-        table.add_row(name, node["address"], resources, gpu_text, ", ".join(warm) or "-", str(loads))
+        memory_text = "\n".join(memory) or "-"
+        table.add_row(name, node["address"], resources, gpu_text, memory_text, ", ".join(warm) or "-", str(loads))
     Console().print(table)
     return EXIT_OK
 

@@ -49,6 +49,9 @@ class Config:
     threads: int = field(default=0, metadata={"range": (0, 1024)})  # 0: the library decides
     idle_unload_s: float = field(default=600.0, metadata={"range": (0, 7 * 24 * 3600)})  # 0: never unload
     cancel_grace_s: float = field(default=5.0, metadata={"range": (0, 3600)})
+    # GB (10⁹ bytes) that warm models may hold on each device; the least recently used are unloaded to stay within it.
+    # None (empty): on CUDA the GPU's free memory, on CPU and MPS 75% of the machine's RAM.
+    memory_budget_gb: float | None = field(default=None, metadata={"range": (0.01, 100_000)})
     cache_dir: str = ""  # empty: the Hugging Face default (HF_HOME / HF_HUB_CACHE)
     theme: str = "textual-dark"
     backend: str = ""  # a ttag server's URL to send jobs to; empty: local workers
@@ -79,12 +82,18 @@ class Config:
 _FIELDS = {f.name: f for f in fields(Config)}
 
 
-def _number(key: str, value: Any) -> float | int:
-    """A number inside the key's range; text (command line, environment) is converted first."""
+def _number(key: str, value: Any) -> float | int | None:
+    """A number inside the key's range; text (command line, environment) is converted first. A key whose default is
+    None (automatic) takes empty text for it."""
     whole = _FIELDS[key].type == "int"
+    optional = _FIELDS[key].default is None
     low, high = _FIELDS[key].metadata["range"]
     shown = value if isinstance(value, str) else repr(value)
     allowed = f"a whole number from {low:g} to {high:g}" if whole else f"a number from {low:g} to {high:g}"
+    if optional:
+        if isinstance(value, str) and not value.strip():
+            return None
+        allowed = f"empty (automatic) or {allowed}"
     if isinstance(value, str):
         try:
             value = int(value) if whole else float(value)

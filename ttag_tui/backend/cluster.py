@@ -6,6 +6,8 @@ interpreters, warm models, cancel and crash recovery work on every node as they 
 
 - routing: Serve's model multiplexing sends a job to a replica that has its model warm; a replica keeps at most
   ``models_per_replica`` warm, evicting (and unloading) the least recently used;
+- memory: each replica's bridge keeps its own memory budget (its GPU's free memory, or ``memory_budget_gb``), unloading
+  its least recently used models to fit a load; every replica reports its budget, use and warm models' bytes;
 - streaming: a job's events come back as a Serve streaming response of plain dicts and binary audio frames, with the
   event names and :mod:`~ttag_tui.backend.wire` frames of the server's WebSocket job stream (:func:`to_wire`);
 - cancel: Serve's request cancellation, which the replica turns into the bridge's cancel (then kill);
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -141,7 +144,7 @@ def connect(address: str) -> None:
         return
     _check_reachable(address)
     try:
-        ray.init(address=address, namespace=NAMESPACE, logging_level="WARNING", log_to_driver=False)
+        ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ClusterUnavailable(f"cannot join the Ray cluster at {address}: {first}") from None
@@ -196,7 +199,7 @@ class ClusterBackend(Backend):
         import ray
         from ray import serve
 
-        from ttag_tui.backend.cluster_node import Directory, TtagNode
+        from ttag_tui.backend.cluster_node import DirectoryActor, TtagNode
 
         resources = ray.cluster_resources()
         resource = settings.resource or ("GPU" if resources.get("GPU") else CPU_RESOURCE)
@@ -208,9 +211,12 @@ class ClusterBackend(Backend):
             )
         self.resource, self.replicas = resource, replicas
         stale_s = 3 * settings.health_check_period_s + 5
-        self._directory = Directory.options(name=DIRECTORY, namespace=NAMESPACE, get_if_exists=True).remote(stale_s)
+        directory = DirectoryActor.options(name=DIRECTORY, namespace=NAMESPACE, get_if_exists=True, num_cpus=0)
+        handle = directory.remote(stale_s)
+        assert isinstance(handle, ray.actor.ActorHandle)  # what an actor class's remote() gives
+        self._directory = handle
         placement = {"num_gpus": 1} if resource == "GPU" else {"resources": {resource: 1}}
-        deployment = serve.deployment(TtagNode).options(
+        deployment = serve.deployment(
             name="TtagNode",
             num_replicas=replicas,
             ray_actor_options={"num_cpus": 0, **placement},
@@ -218,7 +224,7 @@ class ClusterBackend(Backend):
             max_queued_requests=settings.max_queued_requests,
             health_check_period_s=settings.health_check_period_s,
             graceful_shutdown_timeout_s=config.cancel_grace_s + 5,
-        )
+        )(TtagNode)
         specs = [spec.to_dict() for spec in registry]
         serve.start(proxy_location="Disabled")  # jobs come through ttag's own server, not Serve's HTTP proxies
         self._handle = serve.run(
@@ -253,6 +259,7 @@ class ClusterBackend(Backend):
     async def _run(self, job: Job, admitted: concurrent.futures.Future[None]) -> None:
         from ray.exceptions import RayActorError, RayError, TaskCancelledError
         from ray.serve.exceptions import BackPressureError, RequestCancelledError
+        from ray.serve.handle import DeploymentResponseGenerator
 
         reader = WireReader(job)
         for attempt in (1, 2):
@@ -260,7 +267,12 @@ class ClusterBackend(Backend):
             response = self._handle.options(multiplexed_model_id=model_id, stream=True).run.remote(
                 job.request.to_dict(), job.stream
             )
-            job.attach(lambda _job, r=response: r.cancel())
+            assert isinstance(response, DeploymentResponseGenerator)  # what stream=True gives
+
+            def cancel(_job: Job, response: DeploymentResponseGenerator[Any] = response) -> None:
+                response.cancel()
+
+            job.attach(cancel)
             if job.cancel_requested:
                 response.cancel()
             try:

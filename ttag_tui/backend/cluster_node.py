@@ -27,7 +27,6 @@ from ttag_tui.bridge import Bridge, BridgeSettings
 from ttag_tui.config import Config
 
 
-@ray.remote(num_cpus=0)
 class Directory:
     """Each replica's latest report (node, GPUs, warm models, loads), for ``/api/health`` and ``ttag cluster status``.
 
@@ -46,6 +45,9 @@ class Directory:
         now = time.time()
         self.reports = {k: v for k, v in self.reports.items() if now - v["reported"] <= self.stale_s}
         return list(self.reports.values())
+
+
+DirectoryActor = ray.remote(Directory)  # started (with no CPU of its own) by ClusterBackend
 
 
 class WarmModel:
@@ -137,6 +139,7 @@ class TtagNode:
             "resource": self.resource,
             "gpus": gpu_memory(),
             "warm": self.bridge.loaded_models(),
+            "memory": self.bridge.memory_status(),
             "loads": dict(self.loads),
             "running": self.running,
         }

@@ -386,7 +386,9 @@ def create_app(
 
     @app.get("/api/health", tags=["server"], responses={401: ERRORS[401]})
     async def health(request: Request, detail: bool = False) -> dict[str, Any]:
-        """Liveness; with ``detail=true`` (an API key needed when keys are set): models loaded, queue, device."""
+        """Liveness; with ``detail=true`` (an API key needed when keys are set): models loaded, queue, device, and
+        memory: per device the budget, what ttag's models use and what is free, and each warm model's bytes (a cluster
+        reports that per replica, under its nodes)."""
         result: dict[str, Any] = {"status": "ok", "version": __version__}
         if detail and keys:
             guard.authenticate(request)
@@ -398,6 +400,8 @@ def create_app(
                 device=config.device,
                 models=len(registry),
             )
+            if hasattr(bridge, "memory_status"):  # local workers
+                result["memory"] = await asyncio.to_thread(bridge.memory_status)
             if hasattr(bridge, "nodes"):  # a cluster: its nodes, or that it is down
                 result["cluster"] = await asyncio.to_thread(bridge.nodes)
         return result
