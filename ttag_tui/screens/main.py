@@ -8,10 +8,6 @@ This module is composition and wiring only. The work lives beside it, one concer
 - ``main_takes.py`` does what the takes table's keys ask (typed messages from ``ttag_tui.messages``) and the trash;
 - ``main_transport.py`` plays takes and live jobs and keeps the transport bar current;
 - ``main_sessions.py`` switches sessions and shows a session's state in the panes.
-
-Start-up: the first frame is the layout, the prompt and the keys. The other panes are mounted right after it, and their
-modules (Textual's DataTable, ListView, Select, ...) are imported then, not before the first paint; the screen reaches
-them through the typed properties below.
 """
 
 from __future__ import annotations
@@ -31,7 +27,7 @@ from ttag_tui.screens.main_models import ModelProbe
 from ttag_tui.screens.main_sessions import SessionSwitcher
 from ttag_tui.screens.main_state import StateKeeper
 from ttag_tui.screens.main_takes import TakeActions
-from ttag_tui.screens.main_transport import TransportControl
+from ttag_tui.screens.main_transport import TICK_S, TransportControl
 from ttag_tui.sessions import Session
 from ttag_tui.widgets.footer import KeyFooter
 from ttag_tui.widgets.prompt import PromptArea, PromptPane
@@ -44,8 +40,6 @@ if TYPE_CHECKING:
     from ttag_tui.widgets.settings_pane import SettingsPane
     from ttag_tui.widgets.takes import TakesTable
     from ttag_tui.widgets.transport import Transport
-
-TICK_S = 0.1
 
 
 class MainScreen(Screen[None]):
@@ -100,11 +94,6 @@ class MainScreen(Screen[None]):
     def transport(self) -> Transport:
         return cast("Transport", self.query_one("#transport"))
 
-    @property
-    def audio_problem(self) -> str:
-        """Why playback is impossible here, once that turned out; empty until then."""
-        return self.transport_control.audio_problem
-
     def compose(self) -> ComposeResult:
         """The first frame: the layout, the prompt (focused, with the session's text) and the keys.
 
@@ -126,6 +115,7 @@ class MainScreen(Screen[None]):
         self.call_after_refresh(self._mount_panes)
 
     async def _mount_panes(self) -> None:
+        """After the first frame: the other panes, their modules (DataTable, ListView, Select, ...) imported now."""
         from ttag_tui.widgets.jobs import JobsList
         from ttag_tui.widgets.models import ModelPane
         from ttag_tui.widgets.settings_pane import SettingsPane

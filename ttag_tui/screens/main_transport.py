@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from ttag_tui.screens.main import MainScreen
     from ttag_tui.sessions import Take
 
+TICK_S = 0.1  # how often the transport looks at the player
+
 
 class TransportControl:
     def __init__(self, screen: MainScreen) -> None:
