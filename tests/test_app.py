@@ -114,7 +114,7 @@ async def test_no_audio_device_is_said_once_and_shows_where_the_files_are(tmp_pa
         await generate(pilot, "silent machine", 1)
         path = takes(app).selected_take.path
         await pilot.press("ctrl+t", "space")
-        await wait_for(pilot, lambda: app.screen.audio_problem, "the audio problem")
+        await wait_for(pilot, lambda: app.screen.transport_control.audio_problem, "the audio problem")
         await pilot.press("space", "enter")  # again: no second warning
         await pilot.pause()
         warnings = [m for m, _, severity in notes if severity == "warning" and "Cannot play" in m]

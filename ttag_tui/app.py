@@ -170,17 +170,19 @@ class TtagApp(App[int]):
             node = screen.query_one(target) if target else screen
             key = keymap.effective_key(spec, self.config.keys)
             yield SystemCommand(spec.description, f"{spec.help} ({key})", partial(node.run_action, spec.id))
-        yield SystemCommand("Empty the trash", "delete trashed takes for good (no undo after this)", screen.empty_trash)
+        yield SystemCommand(
+            "Empty the trash", "delete trashed takes for good (no undo after this)", screen.take_actions.empty_trash
+        )
         yield SystemCommand(
             "Open a local model folder",
             "a fine-tune or a copied checkpoint: MusicGen (transformers), diffusers or AudioCraft",
-            screen.open_local_model,
+            screen.models.open_local_model,
         )
         for model in self.registry:
             yield SystemCommand(f"Model: {model.id}", model.description, partial(screen.choose_model, model.id))
         for session in self.store.sessions():
             yield SystemCommand(
-                f"Session: {session.name}", "switch to this session", partial(screen.switch_session, session.id)
+                f"Session: {session.name}", "switch to this session", partial(screen.sessions.switch, session.id)
             )
         for name in sorted(self.available_themes):
             yield SystemCommand(f"Theme: {name}", "use this theme (remembered)", partial(setattr, self, "theme", name))
@@ -204,7 +206,7 @@ class TtagApp(App[int]):
         self.player.close()
         if self.store_failure is None:
             if self.main_screen is not None:
-                self.main_screen.flush_state()
+                self.main_screen.state.flush()
             self.store.interrupt_active_jobs("ttag was closed before this job finished")
         if self._bridge is not None:
             self._bridge.close()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.widgets import Label, ListItem, ListView, ProgressBar
 
 from ttag_tui import keymap
+from ttag_tui.messages import CancelJob, ListenToJob
 
 if TYPE_CHECKING:
     from ttag_tui.backend.events import Job
@@ -83,7 +84,7 @@ class JobItem(ListItem):
 
 
 class JobsList(ListView):
-    """Hidden while empty. Keys: cancel (or dismiss a finished row), listen while generating."""
+    """Hidden while empty. Keys post ``CancelJob`` (or dismiss a finished row) and ``ListenToJob`` (listen early)."""
 
     DEFAULT_CSS = """
     JobsList {
@@ -102,17 +103,7 @@ class JobsList(ListView):
     }
     """
 
-    BINDINGS = keymap.bindings("jobs")
-
-    class CancelRequested(Message):
-        def __init__(self, item: JobItem) -> None:
-            super().__init__()
-            self.item = item
-
-    class ListenRequested(Message):
-        def __init__(self, item: JobItem) -> None:
-            super().__init__()
-            self.item = item
+    BINDINGS: ClassVar[list[BindingType]] = [*keymap.bindings("jobs")]
 
     def on_mount(self) -> None:
         self.display = False
@@ -139,8 +130,8 @@ class JobsList(ListView):
 
     def action_cancel_job(self) -> None:
         if self.focused_item is not None:
-            self.post_message(self.CancelRequested(self.focused_item))
+            self.post_message(CancelJob(self.focused_item))
 
     def action_play_live(self) -> None:
         if self.focused_item is not None:
-            self.post_message(self.ListenRequested(self.focused_item))
+            self.post_message(ListenToJob(self.focused_item))

@@ -1,7 +1,8 @@
 """The takes table: every clip of the session as a row, with the actions people use while auditioning.
 
-The table only shows takes and turns keys into :class:`TakesTable.ActionRequested` messages; the main screen does the
-work (files, store, player), so every action is in one place whether it came from a key or the command palette.
+The table only shows takes and turns keys into the typed messages of ``ttag_tui.messages`` (``StarTake``,
+``DeleteTake``, ...); the main screen hands them to ``screens/main_takes.py``, which does the work (files, store,
+player), so every action is in one place whether it came from a key or the command palette.
 """
 
 from __future__ import annotations
@@ -10,10 +11,22 @@ from pathlib import Path
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.message import Message
 from textual.widgets import DataTable
 
 from ttag_tui import keymap
+from ttag_tui.messages import (
+    ContinueTake,
+    CopyTakePath,
+    DeleteTake,
+    PlayTake,
+    RegenerateNewSeed,
+    RegenerateSameSeed,
+    RenameTake,
+    StarTake,
+    TakeAction,
+    UndoDelete,
+    UseTakeSettings,
+)
 from ttag_tui.sessions import Take
 from ttag_tui.widgets.waveform import bars
 
@@ -47,12 +60,6 @@ class TakesTable(DataTable[Text | str]):
         Binding("end", "scroll_bottom", "Last", show=False),
         *keymap.bindings("takes"),
     ]
-
-    class ActionRequested(Message):
-        def __init__(self, action: str, take_id: int | None) -> None:
-            super().__init__()
-            self.action = action
-            self.take_id = take_id
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=0, **kwargs)  # type: ignore[arg-type]
@@ -149,35 +156,36 @@ class TakesTable(DataTable[Text | str]):
         take_id = self.selected_take_id
         return self.takes.get(take_id) if take_id is not None else None
 
-    def _request(self, action: str) -> None:
-        self.post_message(self.ActionRequested(action, self.selected_take_id))
+    def _request(self, action: type[TakeAction]) -> None:
+        self.post_message(action(self.selected_take_id))
 
+    # One action per binding of the "takes" scope (its keymap id), each posting its message.
     def action_play_take(self) -> None:
-        self._request("play_take")
+        self._request(PlayTake)
 
     def action_star(self) -> None:
-        self._request("star")
+        self._request(StarTake)
 
     def action_rename(self) -> None:
-        self._request("rename")
+        self._request(RenameTake)
 
     def action_delete(self) -> None:
-        self._request("delete")
+        self._request(DeleteTake)
 
     def action_undo_delete(self) -> None:
-        self._request("undo_delete")
+        self.post_message(UndoDelete())
 
     def action_copy_path(self) -> None:
-        self._request("copy_path")
+        self._request(CopyTakePath)
 
     def action_use_settings(self) -> None:
-        self._request("use_settings")
+        self._request(UseTakeSettings)
 
     def action_regen_new_seed(self) -> None:
-        self._request("regen_new_seed")
+        self._request(RegenerateNewSeed)
 
     def action_regen_same_seed(self) -> None:
-        self._request("regen_same_seed")
+        self._request(RegenerateSameSeed)
 
     def action_continue_take(self) -> None:
-        self._request("continue_take")
+        self._request(ContinueTake)
