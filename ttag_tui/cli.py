@@ -378,9 +378,11 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.action == "path":
         print(paths.config_file())
     elif args.action == "show":
-        config = config_module.load()
+        settings = dataclasses.asdict(config_module.load())
         print(f"# {paths.config_file()} (with TTAG_* overrides)")
-        print(tomli_w.dumps(dataclasses.asdict(config)), end="")
+        print(tomli_w.dumps({k: v for k, v in settings.items() if v is not None}), end="")
+        for key in (k for k, v in settings.items() if v is None):  # TOML has no "unset": say it in a comment
+            print(f"# {key}: not set (automatic)")
     else:
         if args.key is None or args.value is None:
             raise UsageError("config set needs KEY and VALUE, e.g. ttag config set device cpu")
