@@ -337,7 +337,7 @@ async def test_keys_pressed_before_the_panes_are_mounted_wait_for_them(tmp_path,
     generates from the restored prompt, a key typed after it lands in the prompt; nothing fails, nothing is lost."""
     import asyncio
 
-    from ttag_tui.screens.main import MainScreen
+    from ttag_tui.screens.main.screen import MainScreen
 
     store = SessionStore(tmp_path / "data" / "sessions.sqlite3")
     store.save_state(store.latest_session().id, {"prompt": "calm tone"})

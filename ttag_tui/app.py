@@ -27,7 +27,7 @@ from ttag_tui import config as config_module
 from ttag_tui import keymap
 from ttag_tui.config import Config, ConfigError
 from ttag_tui.playback import Player
-from ttag_tui.screens.main import MainScreen
+from ttag_tui.screens.main.screen import MainScreen
 from ttag_tui.sessions import SessionStore, StoreError
 from ttag_tui.themes import load_themes
 

@@ -1,7 +1,7 @@
 """The requests the main screen's widgets post, one message class per request.
 
 A widget only turns a key into one of these; the main screen receives them (they bubble up the DOM) and hands each to
-the module that does the work: take actions to ``screens/main_takes.py``, job requests to ``screens/main_jobs.py``.
+the module that does the work: take actions to ``screens/main/takes.py``, job requests to ``screens/main/jobs.py``.
 Each take message names the keymap id (``ttag_tui.keymap``) whose binding posts it, so the keys, the command palette
 and the handlers meet in one table, :data:`TAKES_KEY_MESSAGES`.
 """

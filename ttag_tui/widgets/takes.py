@@ -1,7 +1,7 @@
 """The takes table: every clip of the session as a row, with the actions people use while auditioning.
 
 The table only shows takes and turns keys into the typed messages of ``ttag_tui.messages`` (``StarTake``,
-``DeleteTake``, ...); the main screen hands them to ``screens/main_takes.py``, which does the work (files, store,
+``DeleteTake``, ...); the main screen hands them to ``screens/main/takes.py``, which does the work (files, store,
 player), so every action is in one place whether it came from a key or the command palette.
 """
 

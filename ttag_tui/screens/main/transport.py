@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ttag_tui.playback import SEEK_STEP_S, VOLUME_STEP, AudioSource, PlaybackUnavailable, PlayerStatus
-from ttag_tui.screens.main_jobs import short
+from ttag_tui.screens.main.jobs import short
 
 if TYPE_CHECKING:
-    from ttag_tui.screens.main import MainScreen
+    from ttag_tui.screens.main.screen import MainScreen
     from ttag_tui.sessions import Take
 
 TICK_S = 0.1  # how often the transport looks at the player

@@ -2,12 +2,12 @@
 
 This module is composition and wiring only. The work lives beside it, one concern per module:
 
-- ``main_state.py`` saves the session's state (prompt, model, settings) soon after each change;
-- ``main_models.py`` probes which models can run (in a thread) and opens local checkpoint folders;
-- ``main_generate.py`` turns the panes into a validated request; ``main_jobs.py`` follows each job's events;
-- ``main_takes.py`` does what the takes table's keys ask (typed messages from ``ttag_tui.messages``) and the trash;
-- ``main_transport.py`` plays takes and live jobs and keeps the transport bar current;
-- ``main_sessions.py`` switches sessions and shows a session's state in the panes.
+- ``state.py`` saves the session's state (prompt, model, settings) soon after each change;
+- ``models.py`` probes which models can run (in a thread) and opens local checkpoint folders;
+- ``generate.py`` turns the panes into a validated request; ``jobs.py`` follows each job's events;
+- ``takes.py`` does what the takes table's keys ask (typed messages from ``ttag_tui.messages``) and the trash;
+- ``transport.py`` plays takes and live jobs and keeps the transport bar current;
+- ``sessions.py`` switches sessions and shows a session's state in the panes.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from textual.screen import Screen
 
 from ttag_tui import keymap
 from ttag_tui.messages import CancelJob, ListenToJob, TakeAction, UndoDelete
-from ttag_tui.screens.main_generate import Generator
-from ttag_tui.screens.main_jobs import JobFollower
-from ttag_tui.screens.main_models import ModelProbe
-from ttag_tui.screens.main_sessions import SessionSwitcher
-from ttag_tui.screens.main_state import StateKeeper
-from ttag_tui.screens.main_takes import TakeActions
-from ttag_tui.screens.main_transport import TICK_S, TransportControl
+from ttag_tui.screens.main.generate import Generator
+from ttag_tui.screens.main.jobs import JobFollower
+from ttag_tui.screens.main.models import ModelProbe
+from ttag_tui.screens.main.sessions import SessionSwitcher
+from ttag_tui.screens.main.state import StateKeeper
+from ttag_tui.screens.main.takes import TakeActions
+from ttag_tui.screens.main.transport import TICK_S, TransportControl
 from ttag_tui.sessions import Session
 from ttag_tui.widgets.footer import KeyFooter
 from ttag_tui.widgets.prompt import PromptArea, PromptPane

@@ -17,7 +17,7 @@ from ttag_tui.widgets.prompt import PromptArea
 if TYPE_CHECKING:
     from runners.contract import Clip
     from runners.request import GenerationRequest
-    from ttag_tui.screens.main import MainScreen
+    from ttag_tui.screens.main.screen import MainScreen
     from ttag_tui.widgets.jobs import JobItem
 
 TITLE_CHARS = 40

@@ -1,7 +1,7 @@
 """Generating from the main screen: the request the panes describe, checked by the CLI's own rules, then submitted.
 
 Generation never runs here: a request is validated with ``runners.request.validate_request`` and handed to the job
-follower (``main_jobs.py``), which submits it to the bridge and follows its events in a background worker.
+follower (``jobs.py``), which submits it to the bridge and follows its events in a background worker.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runners.request import GenerationRequest
-    from ttag_tui.screens.main import MainScreen
+    from ttag_tui.screens.main.screen import MainScreen
 
 
 class Generator:

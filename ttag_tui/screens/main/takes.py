@@ -28,7 +28,7 @@ from ttag_tui.messages import (
 from ttag_tui.sessions import Take
 
 if TYPE_CHECKING:
-    from ttag_tui.screens.main import MainScreen
+    from ttag_tui.screens.main.screen import MainScreen
 
 
 def take_request_fields(take: Take) -> dict[str, Any]:

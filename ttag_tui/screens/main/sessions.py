@@ -13,7 +13,7 @@ from textual.content import Content
 from ttag_tui.widgets.prompt import PromptArea
 
 if TYPE_CHECKING:
-    from ttag_tui.screens.main import MainScreen
+    from ttag_tui.screens.main.screen import MainScreen
 
 
 class SessionSwitcher:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from runners.registry import Availability
-    from ttag_tui.screens.main import MainScreen
+    from ttag_tui.screens.main.screen import MainScreen
 
 
 class ModelProbe:
