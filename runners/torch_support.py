@@ -85,8 +85,8 @@ def device_and_dtype(settings: RunnerSettings, torch: Any) -> tuple[str, Any]:
     device = choose_device(settings.device, cuda=torch.cuda.is_available(), mps=bool(mps and mps.is_available()))
     name = choose_dtype(device, settings.dtype)
     dtype = getattr(torch, name, None)
-    if not isinstance(dtype, torch.dtype):
-        raise RunnerError(f"the dtype is set to {name!r}, which is not a torch dtype: use auto, float32 or float16")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise RunnerError(f"the dtype is set to {name!r}, which is not a floating-point type: use auto or float32")
     return device, dtype
 
 
