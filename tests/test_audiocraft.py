@@ -26,7 +26,7 @@ from runners.registry import ModelSpec, Registry, probe_availability
 from runners.request import GenerationRequest, validate_request
 from tests.worker_probe import PROBE_RUNNER
 from ttag_tui import runner_envs
-from ttag_tui.backend.events import Chunk, Failed, JobFailed, Progress
+from ttag_tui.backend.events import Chunk, Done, Failed, JobFailed, Progress
 from ttag_tui.bridge import Bridge, BridgeSettings
 from ttag_tui.config import Config
 
@@ -39,7 +39,7 @@ PROMPT = "lofi hip hop with piano, 85 bpm"
 PARAMS = dict(temperature=0.9, top_k=50, top_p=0.0, guidance=2.5)
 
 
-def _debug(model_id: str, family: str, *, sample_rate: int, window_s: float, context_s: float, **extra) -> object:
+def _debug(model_id: str, family: str, *, sample_rate: int, window_s: float, context_s: float, **extra) -> ModelSpec:
     template = {"musicgen": MODELS[7], "audiogen": MODELS[0], "magnet": MODELS[1]}[family]
     spec = audiocraft_spec(
         model_id,
@@ -106,9 +106,11 @@ def request(registry: Registry, **fields) -> GenerationRequest:
 def run(bridge: Bridge, req: GenerationRequest, *, stream: bool = False) -> tuple[list, list]:
     job = bridge.submit(req, stream=stream)
     events = list(job.events(timeout=TIMEOUT))
-    if isinstance(events[-1], Failed):
-        raise JobFailed(events[-1].kind, events[-1].message)
-    return events, [clip.audio for clip in events[-1].clips]
+    last = events[-1]
+    if isinstance(last, Failed):
+        raise JobFailed(last.kind, last.message)
+    assert isinstance(last, Done), last
+    return events, [clip.audio for clip in last.clips]
 
 
 DIRECT = r"""
@@ -461,6 +463,63 @@ def test_cancel_stops_generation_and_the_worker_goes_on(bridge, registry):
     _, clips = run(bridge, request(registry, duration=0.5))
     assert clips[0].shape == (1, 12 * 1280)  # int(0.5 s * 25 Hz) frames
     assert bridge.handle_for(registry.get("debug-musicgen")).pid == pid  # the same worker served it
+
+
+PRECISION = r"""
+import json, sys
+import numpy as np
+from runners.audiocraft.runner import AudioCraftRunner
+from runners.contract import JobContext, RunnerSettings
+from runners.registry import ModelSpec, Registry
+from runners.request import validate_request
+
+spec = ModelSpec.from_dict(json.loads(sys.argv[1]))
+registry = Registry([spec])
+out = {}
+for dtype in ("auto", "bfloat16"):
+    runner = AudioCraftRunner(spec, RunnerSettings(device="cpu", dtype=dtype, threads=1))
+    runner.load_model(JobContext())
+    seen = set()  # the dtype the LM's transformer computes in
+    runner.model.lm.transformer.register_forward_hook(lambda module, args, output: seen.add(str(output.dtype)))
+    request = validate_request({"prompt": "rain", "model": spec.id, "duration": 0.5, "seed": 3}, registry)
+    [clip] = runner.generate(request, JobContext())
+    autocast = runner.model.autocast.autocast
+    out[dtype] = {
+        "device": runner.device,
+        "weights": sorted({str(p.dtype) for p in runner.model.lm.parameters()}),
+        "autocast": None if autocast is None else str(autocast.fast_dtype),
+        "computed": sorted(seen),
+        "shape": list(clip.audio.shape),
+        "finite": bool(np.isfinite(clip.audio).all()),
+    }
+print(json.dumps(out))
+"""
+
+
+def test_the_dtype_setting_reaches_audiocrafts_language_model(env_python):
+    """``auto`` on the CPU leaves the model as audiocraft builds it (float32, no autocast: the takes above equal a
+    direct call); an explicit dtype casts the LM and runs it under autocast in that dtype, as audiocraft does on a
+    GPU."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [env_python, "-c", PRECISION, json.dumps(DEBUG_SPECS[0].to_dict())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["auto"] == {
+        "device": "cpu",
+        "weights": ["torch.float32"],
+        "autocast": None,
+        "computed": ["torch.float32"],
+        "shape": [1, 12 * 1280],
+        "finite": True,
+    }
+    half = {"weights": ["torch.bfloat16"], "autocast": "torch.bfloat16", "computed": ["torch.bfloat16"]}
+    assert seen["bfloat16"] == {**seen["auto"], **half}
 
 
 def test_missing_weights_name_the_download_command(env_python, tmp_path):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,19 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from runners.audiocraft import SETUP, offline
-from runners.contract import (
-    AudioChunk,
-    BaseRunner,
-    Clip,
-    JobContext,
-    MissingDependency,
-    MissingWeights,
-    OutOfMemory,
-    RunnerError,
-)
-from runners.registry import human_size
-from runners.torch_support import free_memory, is_out_of_memory
+from runners.audiocraft import offline
+from runners.contract import AudioChunk, Clip, JobContext, RunnerError
+from runners.torch_support import Emit, TorchRunner
 
 if TYPE_CHECKING:
     from runners.request import GenerationRequest
@@ -62,48 +51,39 @@ class _Inputs:
     sample_rates: tuple[int, int]  # of prompt, of melody
 
 
-class AudioCraftRunner(BaseRunner):
+@dataclass
+class _Windows:
+    """A take's progress through its windows: how many are done, their tokens, and the steps they took."""
+
+    window: int = 0
+    tokens: Any = None  # torch tensor [1, K, frames] of the windows so far
+    before: int = 0  # steps of the finished windows
+    last_total: int = 0  # steps of the current window, as audiocraft last reported them
+
+
+class AudioCraftRunner(TorchRunner):
     name = "audiocraft"
     version = "1"
+    needs = "audiocraft"
 
     model: Any = None
     mbd: Any = None
 
     # -- loading -------------------------------------------------------------------------------------------------
-    def load_model(self, ctx: JobContext) -> None:
-        try:
-            import torch
+    def load(self, ctx: JobContext) -> None:
+        models = importlib.import_module("audiocraft.models")  # ~5-10 s: torch, xformers, spaCy, librosa
+        from audiocraft.modules.transformer import set_efficient_attention_backend
 
-            models = importlib.import_module("audiocraft.models")  # ~5-10 s: torch, xformers, spaCy, librosa
-            from audiocraft.modules.transformer import set_efficient_attention_backend
-        except ImportError as exc:
-            raise MissingDependency(
-                f"{self.spec.id} runs in ttag's audiocraft environment, and this worker's Python "
-                f"({sys.executable}) cannot import audiocraft ({exc}): run `{SETUP}`"
-            ) from None
         offline.apply()
-        if self.settings.threads > 0:
-            torch.set_num_threads(self.settings.threads)
-        self.torch = torch
-        self.device = self._device(torch)
         extra = self.spec.extra
         self.family = extra.get("family", "musicgen")
         ctx.check_cancelled()
         self._check_weights()
         set_efficient_attention_backend("torch")  # the MAGNeT loader switches it to xformers for the whole process
-        try:
-            self.model = self._build(models)
-            if extra.get("decoder") == "mbd":
-                self.mbd = models.MultiBandDiffusion.get_mbd_musicgen(device=self.device)
-        except Exception as exc:
-            self.unload()
-            if is_out_of_memory(exc):
-                raise OutOfMemory(f"not enough memory to load {self.spec.id}: try a smaller model") from None
-            if _is_missing_file(exc):
-                raise MissingWeights(
-                    f"{self.spec.id}: a file is not downloaded ({_first_line(exc)}); " + self._download_hint()
-                ) from None
-            raise
+        self.model = self._build(models)
+        self._set_precision(self.model)
+        if extra.get("decoder") == "mbd":
+            self.mbd = models.MultiBandDiffusion.get_mbd_musicgen(device=self.device)
         model = self.model
         self.window = min(float(model.max_duration), float(extra.get("window_s") or model.max_duration))
         model.max_duration = self.window
@@ -111,11 +91,6 @@ class AudioCraftRunner(BaseRunner):
         self.sample_rate = int(model.sample_rate)
         self.frame_rate = float(model.frame_rate)
         self.hop = round(self.sample_rate / self.frame_rate)
-
-    def _device(self, torch: Any) -> str:
-        if self.settings.device != "auto":
-            return self.settings.device
-        return "cuda" if torch.cuda.is_available() else "cpu"
 
     def _build(self, models: Any) -> Any:
         factory = self.spec.extra.get("factory")  # "module:function(device)": a model built in code (tests)
@@ -126,9 +101,20 @@ class AudioCraftRunner(BaseRunner):
         classes = {"musicgen": models.MusicGen, "audiogen": models.AudioGen, "magnet": models.MAGNeT}
         if self.family not in classes:
             raise RunnerError(f"{self.spec.id}: unknown audiocraft family {self.family!r}")
-        return classes[self.family].get_pretrained(
-            self.spec.extra.get("name") or self.spec.hub_repo, device=self.device
-        )
+        return classes[self.family].get_pretrained(self.spec.extra.get("name") or self.checkpoint(), device=self.device)
+
+    def _set_precision(self, model: Any) -> None:
+        """The language model in ``self.dtype``. audiocraft chooses by itself: float16 weights under float16 autocast
+        on any GPU, float32 on the CPU; when the settings (or ttag's rule, float32 on MPS) differ, the LM's weights
+        are cast and its autocast replaced. The codec and MultiBand Diffusion stay float32, as audiocraft keeps them."""
+        from audiocraft.utils.autocast import TorchAutocast
+
+        torch = self.torch
+        device_type = torch.device(self.device).type
+        if self.dtype == (torch.float32 if device_type == "cpu" else torch.float16):
+            return  # audiocraft's own choice: leave the model exactly as a script calling audiocraft gets it
+        model.lm.to(self.dtype)
+        model.autocast = TorchAutocast(enabled=self.dtype != torch.float32, device_type=device_type, dtype=self.dtype)
 
     # -- weights -------------------------------------------------------------------------------------------------
     def _needed_files(self) -> list[tuple[str, tuple[str, ...]]]:
@@ -147,22 +133,17 @@ class AudioCraftRunner(BaseRunner):
             if not all(isinstance(try_to_load_from_cache(repo, f, cache_dir=cache), str) for f in files)
         ]
         if missing:
-            raise MissingWeights(
-                f"{self.spec.id} is not downloaded ({', '.join(missing)} missing): " + self._download_hint()
-            )
+            raise self.missing_weights(detail=f"{', '.join(missing)} missing")
 
     def _cache_dir(self) -> str | None:
         import os
 
         return self.settings.cache_dir or os.environ.get("AUDIOCRAFT_CACHE_DIR") or None
 
-    def _download_hint(self) -> str:
-        return f"run `ttag models pull {self.spec.id}` (about {human_size(self.spec.size_bytes)})"
-
     def unload(self) -> None:
         self.model = None
         self.mbd = None
-        free_memory()
+        super().unload()
 
     # -- the contract --------------------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
@@ -173,43 +154,27 @@ class AudioCraftRunner(BaseRunner):
         ]
 
     def stream(self, request: GenerationRequest, ctx: JobContext) -> Iterator[AudioChunk]:
+        """Each window's audio while the next one is being generated (generation on the base's streaming thread)."""
         inputs = self._inputs(request)
-        for take in range(request.takes):
-            yield from self._stream_take(request, take, inputs, ctx)
 
-    def _stream_take(
-        self, request: GenerationRequest, take: int, inputs: _Inputs, ctx: JobContext
-    ) -> Iterator[AudioChunk]:
-        """Generate on a thread; yield each window's audio while the next one is being generated."""
-        import queue
-        import threading
+        def produce(thread_ctx: JobContext, emit: Emit) -> None:
+            for take in range(request.takes):
+                self._take(request, take, inputs, thread_ctx, self._chunk_sink(take, emit))
 
-        out: queue.Queue[Any] = queue.Queue()
+        return self.stream_from_thread(produce, ctx)
+
+    def _chunk_sink(self, take: int, emit: Emit) -> Sink:
+        """Hands out a take's new audio as chunks; all but the last window's keep back what the next may change."""
         emitted = 0
 
         def sink(audio: np.ndarray, final: bool) -> None:
             nonlocal emitted
             end = audio.shape[1] if final else audio.shape[1] - STREAM_MARGIN_FRAMES * self.hop
             if end > emitted:
-                out.put(AudioChunk(take, emitted, np.ascontiguousarray(audio[:, emitted:end]), self.sample_rate))
+                emit(AudioChunk(take, emitted, np.ascontiguousarray(audio[:, emitted:end]), self.sample_rate))
                 emitted = end
 
-        def run() -> None:
-            try:
-                self._take(request, take, inputs, ctx, sink)
-                out.put(None)
-            except BaseException as exc:  # raised again on the consuming side
-                out.put(exc)
-
-        thread = threading.Thread(target=run, name="ttag-audiocraft-take", daemon=True)
-        thread.start()
-        try:
-            while (item := out.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            thread.join()
+        return sink
 
     # -- one take ------------------------------------------------------------------------------------------------
     def _inputs(self, request: GenerationRequest) -> _Inputs:
@@ -217,7 +182,7 @@ class AudioCraftRunner(BaseRunner):
         melody, melody_sr = self._read_audio(request.melody, "melody")
         if prompt is not None:
             prompt_s = prompt.shape[-1] / prompt_sr
-            duration = float(request.duration or self.window)
+            duration = self.seconds(request)
             if prompt_s >= duration:
                 raise BadAudioInput(
                     f"audio_prompt: it lasts {prompt_s:.1f} s, so there is nothing to add within "
@@ -247,7 +212,7 @@ class AudioCraftRunner(BaseRunner):
 
     def _generation_length(self, request: GenerationRequest) -> float:
         """Seconds audiocraft is asked for in one call: the request's; MAGNeT always makes whole windows."""
-        duration = float(request.duration or self.window)
+        duration = self.seconds(request)
         return self.window if self.family == "magnet" else duration
 
     def _configure(self, request: GenerationRequest) -> float:
@@ -282,8 +247,8 @@ class AudioCraftRunner(BaseRunner):
         """How many windows a take needs: audiocraft's extension loop (its ``_generate_tokens`` arithmetic), or
         for MAGNeT :meth:`_magnet_long`'s (an estimate: MAGNeT makes a frame less than asked)."""
         window_f, stride = int(self.window * self.frame_rate), self.window - self.context
-        if self.family == "magnet" and float(request.duration or self.window) > self.window:
-            need = math.ceil(float(request.duration or self.window) * self.frame_rate)
+        if self.family == "magnet" and self.seconds(request) > self.window:
+            need = math.ceil(self.seconds(request) * self.frame_rate)
             new_per_window = window_f - 1 - int(self.context * self.frame_rate)
             return 1 + max(0, math.ceil((need - (window_f - 1)) / new_per_window))
         if length <= self.window:
@@ -306,41 +271,32 @@ class AudioCraftRunner(BaseRunner):
         windows = self._windows(request, length, prompt_frames)
         # audiocraft's own loop adds window * stride to the steps it reports; MAGNeT's windows each start at 0
         stride_frames = 0 if self.family == "magnet" else int(self.frame_rate * model.extend_stride)
-        state = {"window": 0, "tokens": None, "before": 0, "last_total": 0}
+        state = _Windows()
 
         def on_progress(done: int, total: int) -> None:
             # `total` is the current window's steps (later windows start after their prompt, so they have fewer);
             # audiocraft's own loop adds window * stride to `done`. Takes run one after the other.
-            local = done - state["window"] * stride_frames
-            state["last_total"] = total
-            per_take = state["before"] + total * (windows - state["window"])
-            step = min(state["before"] + local, per_take)
+            local = done - state.window * stride_frames
+            state.last_total = total
+            per_take = state.before + total * (windows - state.window)
+            step = min(state.before + local, per_take)
             ctx.progress("generating", take * per_take + step, request.takes * per_take)
 
         def on_window(tokens: Any, prompt_length: int) -> None:
-            previous = state["tokens"]
-            state["tokens"] = tokens if previous is None else torch.cat([previous, tokens[..., prompt_length:]], -1)
-            state["window"] += 1
-            state["before"] += state["last_total"]
-            if sink is not None and self.mbd is None and state["window"] < windows:
-                sink(self._to_numpy(model.generate_audio(state["tokens"]), request), False)
+            previous = state.tokens
+            state.tokens = tokens if previous is None else torch.cat([previous, tokens[..., prompt_length:]], -1)
+            state.window += 1
+            state.before += state.last_total
+            if sink is not None and self.mbd is None and state.window < windows:
+                sink(self._to_numpy(model.generate_audio(state.tokens), request), False)
 
         torch.manual_seed(request.take_seed(take))
         model.set_custom_progress_callback(on_progress)
         try:
-            with _watch_windows(model, on_window, ctx):
+            with self.generating(request), _watch_windows(model, on_window, ctx):
                 audio, tokens = self._call(request, inputs)
                 if self.family == "magnet" and windows > 1:
                     audio, tokens = self._magnet_long(request, tokens)
-        except RunnerError:
-            raise
-        except Exception as exc:
-            if is_out_of_memory(exc):
-                raise OutOfMemory(
-                    f"out of memory generating with {self.spec.id}: try a shorter duration, fewer "
-                    "takes or a smaller model"
-                ) from None
-            raise
         finally:
             model.set_custom_progress_callback(None)
         if self.mbd is not None:
@@ -378,7 +334,7 @@ class AudioCraftRunner(BaseRunner):
         API makes (``_prepare_tokens_and_attributes``, then ``_generate_tokens`` for one window).
         """
         model = self.model
-        need = math.ceil(float(request.duration) * self.frame_rate)
+        need = math.ceil(self.seconds(request) * self.frame_rate)
         context = int(self.context * self.frame_rate)
         attributes, _ = model._prepare_tokens_and_attributes([request.prompt], None)
         while tokens.shape[-1] < need:
@@ -397,7 +353,7 @@ class AudioCraftRunner(BaseRunner):
 
     def _to_numpy(self, audio: Any, request: GenerationRequest) -> np.ndarray:
         """[1, C, S] tensor → float32 [C, S], trimmed to the requested duration."""
-        samples = round(float(request.duration or self.window) * self.sample_rate)
+        samples = round(self.seconds(request) * self.sample_rate)
         return audio[0, :, :samples].detach().float().cpu().numpy()
 
 
@@ -417,14 +373,3 @@ def _watch_windows(model: Any, on_window: Callable[[Any, int], None], ctx: JobCo
         yield
     finally:
         del model.lm.generate
-
-
-def _is_missing_file(exc: BaseException) -> bool:
-    names = {type(e).__name__ for e in (exc, exc.__cause__, exc.__context__) if e is not None}
-    return bool(
-        names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "EntryNotFoundError", "FileNotFoundError"}
-    ) or (isinstance(exc, OSError) and "offline" in str(exc).lower())
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

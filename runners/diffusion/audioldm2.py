@@ -30,16 +30,16 @@ class AudioLDM2Runner(DiffusersRunner):
     pipeline_class = "AudioLDM2Pipeline"
 
     def _load(self, pipeline_class: Any, source: dict[str, Any]) -> Any:
-        index = pipeline_class.load_config(self.spec.hub_repo, **source)
+        index = pipeline_class.load_config(self.checkpoint(), **source)
         overrides: dict[str, Any] = {}
         if list(index.get("language_model", ())) == ["transformers", "GPT2Model"]:
             from transformers import GPT2LMHeadModel
 
             overrides["language_model"] = GPT2LMHeadModel.from_pretrained(
-                self.spec.hub_repo, subfolder="language_model", dtype=self.dtype, **source
+                self.checkpoint(), subfolder="language_model", dtype=self.dtype, **source
             )
         return pipeline_class.from_pretrained(
-            self.spec.hub_repo, torch_dtype=self.dtype, use_safetensors=None, **overrides, **source
+            self.checkpoint(), torch_dtype=self.dtype, use_safetensors=None, **overrides, **source
         )
 
     def _loaded(self) -> None:
@@ -47,7 +47,7 @@ class AudioLDM2Runner(DiffusersRunner):
 
     def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
         pipe = self._require_loaded()
-        seconds = float(request.duration)
+        seconds = self.seconds(request)
         samples = round(seconds * self.sample_rate)
         steps = int(request.steps or 200)
         total = request.takes * steps
@@ -63,9 +63,10 @@ class AudioLDM2Runner(DiffusersRunner):
                 output_type="np",
                 **legacy_step_hook(ctx, take * steps, total),
             )
-            with warnings.catch_warnings():  # diffusers' GPT-2 call uses past_key_values, deprecated in transformers 5
+            with self.generating(request), warnings.catch_warnings():
+                # diffusers' GPT-2 call uses past_key_values, deprecated in transformers 5
                 warnings.filterwarnings("ignore", "`past_key_values` is deprecated", FutureWarning)
-                audio = self.guarded(request, pipe, request.prompt, **kwargs).audios[0]
+                audio = pipe(request.prompt, **kwargs).audios[0]
             ctx.progress("decoding", 1, 1)
             clips.append(self.make_clip(request, take, fit(np.asarray(audio, np.float32), samples), self.sample_rate))
         return clips

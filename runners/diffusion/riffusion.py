@@ -122,7 +122,8 @@ def load_mono(path: str, sample_rate: int) -> np.ndarray:
 @lru_cache(maxsize=1)
 def _img2img_class() -> type:
     """diffusers' img2img pipeline whose starting noise can be given (the slerp of two seeds' noise)."""
-    from diffusers import StableDiffusionImg2ImgPipeline
+    # from its own module: the package's lazy top-level name is typed as the dummy stand-in class
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import StableDiffusionImg2ImgPipeline
 
     class RiffusionImg2Img(StableDiffusionImg2ImgPipeline):
         noise: Any = None  # when set: the noise to add to ``image`` (already-encoded latents), instead of drawing it
@@ -166,7 +167,7 @@ class RiffusionRunner(DiffusersRunner):
     def _load(self, pipeline_class: Any, source: dict[str, Any]) -> Any:
         # Spectrograms need no NSFW filter; skipping it also skips downloading and loading its 1.2 GB.
         return pipeline_class.from_pretrained(
-            self.spec.hub_repo,
+            self.checkpoint(),
             torch_dtype=self.dtype,
             use_safetensors=None,
             safety_checker=None,
@@ -193,7 +194,7 @@ class RiffusionRunner(DiffusersRunner):
     # -- the contract --------------------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
         self._require_loaded()
-        total = round(float(request.duration) * self.sample_rate)
+        total = round(self.seconds(request) * self.sample_rate)
         plans = plan_piece(total, self.clip_samples, self.overlap, float(request.alpha or 0.0))
         steps = int(request.steps or 50)
         strength = float(request.strength if request.strength is not None else 0.75)
@@ -206,7 +207,8 @@ class RiffusionRunner(DiffusersRunner):
                 raise BadInput(f"{steps} steps at strength {strength:g} leave no denoising step: raise either")
         else:
             steps_per_clip = steps
-        ends = self.guarded(request, self._embeddings, request)
+        with self.generating(request):
+            ends = self._embeddings(request)
         total_steps = request.takes * len(plans) * steps_per_clip
         clips = []
         for take in range(request.takes):
@@ -215,10 +217,8 @@ class RiffusionRunner(DiffusersRunner):
             for plan in plans:
                 done = (take * len(plans) + plan.index) * steps_per_clip
                 window = None if init is None else init[plan.start : plan.start + self.clip_samples]
-                images.append(
-                    self.guarded(
-                        request,
-                        self.paint,
+                with self.generating(request):
+                    image = self.paint(
                         request,
                         ends,
                         seeds,
@@ -231,7 +231,7 @@ class RiffusionRunner(DiffusersRunner):
                         steps_per_clip,
                         total_steps,
                     )
-                )
+                images.append(image)
             pieces = [self._decode(image, i, len(images), ctx) for i, image in enumerate(images)]
             audio = normalise(join(pieces, plans, self.overlap, total))
             clips.append(self.make_clip(request, take, audio, self.sample_rate))

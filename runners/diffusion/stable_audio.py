@@ -35,7 +35,7 @@ class StableAudioRunner(DiffusersRunner):
 
     def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
         pipe = self._require_loaded()
-        seconds = float(request.duration)
+        seconds = self.seconds(request)
         if seconds > self.max_seconds + 1e-9:
             raise BadInput(f"{self.spec.id} makes at most {self.max_seconds:.2f} s (asked for {seconds:g} s)")
         samples = round(seconds * self.sample_rate)
@@ -53,13 +53,9 @@ class StableAudioRunner(DiffusersRunner):
                 output_type="np",
                 **legacy_step_hook(ctx, take * steps, total),
             )
-
-            def run(kwargs: dict[str, Any] = kwargs) -> np.ndarray:
-                with warnings.catch_warnings():  # torchsde warns about float round-off at the interval's ends
-                    warnings.filterwarnings("ignore", module="torchsde")
-                    return pipe(request.prompt, **kwargs).audios[0]
-
-            audio = self.guarded(request, run)
+            with self.generating(request), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", module="torchsde")  # float round-off at the interval's ends
+                audio = pipe(request.prompt, **kwargs).audios[0]
             ctx.progress("decoding", 1, 1)
             clips.append(self.make_clip(request, take, fit(np.asarray(audio, np.float32), samples), self.sample_rate))
         return clips

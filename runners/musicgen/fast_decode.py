@@ -87,10 +87,23 @@ class _Take:
     values: list[torch.Tensor] = field(default_factory=list)
     cross: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     cross_mask: torch.Tensor | None = None
-    graph: Any = None
-    graph_tokens: torch.Tensor | None = None
-    graph_position: torch.Tensor | None = None
-    graph_logits: torch.Tensor | None = None
+    graph: _Graph | None = None
+
+
+@dataclass
+class _Graph:
+    """A recorded step: ``replay`` runs it again on whatever ``tokens`` and ``position`` hold, into ``logits``."""
+
+    graph: Any  # torch.cuda.CUDAGraph
+    tokens: torch.Tensor
+    position: torch.Tensor
+    logits: torch.Tensor
+
+    def replay(self, tokens: torch.Tensor, position: int) -> torch.Tensor:
+        self.tokens.copy_(tokens)
+        self.position.fill_(position)
+        self.graph.replay()
+        return self.logits
 
 
 class FastDecoder:
@@ -225,20 +238,15 @@ class FastDecoder:
         if not self.cuda_graph:
             return self._forward(take, tokens, torch.tensor([position], device=tokens.device), None)
         if take.graph is None:
-            take.graph_tokens = tokens.clone()
-            take.graph_position = torch.tensor([position], device=tokens.device)
             try:
-                self._capture(take)
+                take.graph = self._capture(take, tokens.clone(), torch.tensor([position], device=tokens.device))
             except RuntimeError as exc:  # an op this torch/driver cannot capture: same maths, launched eagerly
                 warnings.warn(f"MusicGen fast decode: CUDA graph capture failed, running without ({exc})", stacklevel=2)
                 self.cuda_graph = False
                 return self._step(take, tokens, position)
-        take.graph_tokens.copy_(tokens)
-        take.graph_position.fill_(position)
-        take.graph.replay()
-        return take.graph_logits
+        return take.graph.replay(tokens, position)
 
-    def _capture(self, take: _Take) -> None:
+    def _capture(self, take: _Take, tokens: torch.Tensor, position: torch.Tensor) -> _Graph:
         """Record the fixed-shape step (once per take: the buffers are the take's) for replay on its later steps.
 
         The warm-up run on a side stream (allocator, cuBLAS handles) computes this very step, so the K/V it writes
@@ -247,12 +255,12 @@ class FastDecoder:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            self._forward(take, take.graph_tokens, take.graph_position, None)
+            self._forward(take, tokens, position, None)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            take.graph_logits = self._forward(take, take.graph_tokens, take.graph_position, None)
-        take.graph = graph
+            logits = self._forward(take, tokens, position, None)
+        return _Graph(graph, tokens, position, logits)
 
     def _forward(self, take: _Take, tokens: torch.Tensor, position: torch.Tensor, length: int | None) -> torch.Tensor:
         """The decoder's forward for one step, with the decoder's own modules. ``length`` None: attend over the whole

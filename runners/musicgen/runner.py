@@ -20,33 +20,20 @@ single-take request with seed+k makes. (A batched call would draw every take's t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from runners.contract import (
-    AudioChunk,
-    BaseRunner,
-    Clip,
-    JobContext,
-    MissingDependency,
-    MissingWeights,
-    OutOfMemory,
-    RunnerError,
-)
+from runners.contract import AudioChunk, Clip, JobContext, RunnerError
 from runners.musicgen import CONTEXT_S, DECODERS, WINDOW_S
 from runners.musicgen.conditioning import BadAudioInput, ChromaSettings, load_audio, melody_chroma, melody_window
 from runners.musicgen.streaming import StreamingCodecDecoder, codebook_delays, complete_frames, delay_pattern
-from runners.registry import human_size, install_hint
-from runners.torch_support import device_and_dtype, free_memory, is_out_of_memory
+from runners.torch_support import Emit, TorchRunner
 
 if TYPE_CHECKING:
     from runners.musicgen.fast_decode import FastDecoder
@@ -116,57 +103,33 @@ class _StepHook:
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
-class MusicGenRunner(BaseRunner):
+class MusicGenRunner(TorchRunner):
     name = "musicgen"
     version = "1"
+    needs = "torch and transformers"
 
     model: Any = None
     tokenizer: Any = None
     fast: FastDecoder | None = None
 
     # -- loading -------------------------------------------------------------------------------------------------
-    def load_model(self, ctx: JobContext) -> None:
-        try:
-            import torch
-            import transformers
-        except ImportError as exc:
-            raise MissingDependency(
-                f"{self.spec.id} needs torch and transformers ({exc}): {install_hint('musicgen')}"
-            ) from None
-        if self.settings.threads > 0:
-            torch.set_num_threads(self.settings.threads)
-        self.device, self.dtype = device_and_dtype(self.settings, torch)
-        source = dict(
-            revision=self.spec.revision, cache_dir=self.settings.cache_dir, local_files_only=True
-        )  # only `ttag models pull` downloads: never a surprise multi-GB fetch
-        try:
-            config = transformers.AutoConfig.from_pretrained(self.spec.hub_repo, **source)
-            self.melody = config.model_type == "musicgen_melody"
-            model_class = (
-                transformers.MusicgenMelodyForConditionalGeneration
-                if self.melody
-                else transformers.MusicgenForConditionalGeneration
-            )
-            ctx.check_cancelled()
-            self.model = model_class.from_pretrained(
-                self.spec.hub_repo, dtype=self.dtype, use_safetensors=None, **source
-            )
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.spec.hub_repo, **source)
-            self.chroma = ChromaSettings()
-            if self.melody:
-                self.chroma = self._chroma_settings(transformers, source)
-        except OSError as exc:
-            if "local_folder" in self.spec.extra:  # a local checkpoint: nothing to download, say what is missing
-                raise MissingWeights(f"{self.spec.id} cannot be loaded: {str(exc).splitlines()[0]}") from None
-            raise MissingWeights(
-                f"{self.spec.id} is not downloaded: run `ttag models pull {self.spec.id}` "
-                f"(a {human_size(self.spec.size_bytes)} download)"
-            ) from None
-        except Exception as exc:
-            if is_out_of_memory(exc):
-                self.unload()
-                raise OutOfMemory(f"not enough memory to load {self.spec.id}: try a smaller model") from None
-            raise
+    def load(self, ctx: JobContext) -> None:
+        import transformers
+
+        repo, source = self.checkpoint(), self.local_files()
+        config = transformers.AutoConfig.from_pretrained(repo, **source)
+        self.melody = config.model_type == "musicgen_melody"
+        model_class = (
+            transformers.MusicgenMelodyForConditionalGeneration
+            if self.melody
+            else transformers.MusicgenForConditionalGeneration
+        )
+        ctx.check_cancelled()
+        self.model = model_class.from_pretrained(repo, dtype=self.dtype, use_safetensors=None, **source)
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(repo, **source)
+        self.chroma = ChromaSettings()
+        if self.melody:
+            self.chroma = self._chroma_settings(transformers, repo, source)
         self.model.to(self.device).eval()
         codec = self.model.config.audio_encoder
         self.sample_rate = int(codec.sampling_rate)
@@ -186,10 +149,10 @@ class MusicGenRunner(BaseRunner):
             except ValueError as exc:  # a checkpoint it cannot run: say so, and how to use generate() instead
                 raise RunnerError(f"{self.spec.id}: {exc}") from None
 
-    def _chroma_settings(self, transformers: Any, source: dict[str, Any]) -> ChromaSettings:
+    def _chroma_settings(self, transformers: Any, repo: str, source: dict[str, Any]) -> ChromaSettings:
         """The melody extractor's settings from the checkpoint's preprocessor_config.json (defaults when absent)."""
         path = transformers.utils.cached_file(
-            self.spec.hub_repo, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False, **source
+            repo, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False, **source
         )
         return ChromaSettings.from_dict(json.loads(open(path).read())) if path else ChromaSettings()
 
@@ -197,7 +160,7 @@ class MusicGenRunner(BaseRunner):
         self.model = None
         self.tokenizer = None
         self.fast = None
-        free_memory()
+        super().unload()
 
     def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
         return [
@@ -206,45 +169,23 @@ class MusicGenRunner(BaseRunner):
         ]
 
     def stream(self, request: GenerationRequest, ctx: JobContext) -> Iterator[AudioChunk]:
-        """Chunks while tokens are still being generated: generation runs in a thread, chunks come through a queue.
+        """Chunks while tokens are still being generated (generation on the base's streaming thread)."""
 
-        The thread reports progress through ``inner``, which also stops it at the next step when the job is
-        cancelled or the consumer stops reading (the generator is closed).
-        """
-        chunks: queue.Queue[AudioChunk | BaseException | None] = queue.Queue(maxsize=64)
-        inner = JobContext(on_progress=ctx.progress)
+        def produce(thread_ctx: JobContext, emit: Emit) -> None:
+            def sink_for(take: int) -> Sink:
+                position = 0
 
-        def sink_for(take: int) -> Sink:
-            position = [0]
+                def sink(audio: np.ndarray) -> None:
+                    nonlocal position
+                    emit(AudioChunk(take, position, audio, self.sample_rate))
+                    position += audio.shape[1]
 
-            def sink(audio: np.ndarray) -> None:
-                chunks.put(AudioChunk(take, position[0], audio, self.sample_rate))
-                position[0] += audio.shape[1]
+                return sink
 
-            return sink
+            for _ in self._takes(request, thread_ctx, sink_for=sink_for):
+                pass
 
-        def produce() -> None:
-            try:
-                if self.settings.threads > 0:
-                    __import__("torch").set_num_threads(self.settings.threads)  # OpenMP keeps it per thread
-                for _ in self._takes(request, inner, sink_for=sink_for):
-                    pass
-                chunks.put(None)
-            except BaseException as exc:  # handed to the consumer, which raises it in the worker's thread
-                chunks.put(exc)
-
-        thread = threading.Thread(target=produce, name="ttag-musicgen-stream", daemon=True)
-        thread.start()
-        try:
-            while (item := chunks.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            inner.cancel()
-            while thread.is_alive():  # keep draining so a producer blocked on a full queue can reach its next step
-                with contextlib.suppress(queue.Empty):
-                    chunks.get(timeout=0.05)
+        return self.stream_from_thread(produce, ctx)
 
     # -- generation ----------------------------------------------------------------------------------------------
     def _takes(
@@ -255,7 +196,7 @@ class MusicGenRunner(BaseRunner):
             raise RunnerError(f"{self.spec.id} is not loaded")
         conditioning = self._conditioning(request)
         prompt_codes = self._prompt_codes(request)
-        total_samples = round(float(request.duration) * self.sample_rate)
+        total_samples = round(self.seconds(request) * self.sample_rate)
         window = int(float(self.spec.extra.get("max_window_s", WINDOW_S)) * self.frame_rate)
         context = int(float(self.spec.extra.get("context_s", CONTEXT_S)) * self.frame_rate)
         plan = plan_take(total_samples, self.hop, prompt_codes.shape[-1], window, min(context, window - 1))
@@ -265,7 +206,7 @@ class MusicGenRunner(BaseRunner):
         steps = plan.steps(self.delay_tail)
         for take in range(request.takes):
             sink = sink_for(take) if sink_for is not None else None
-            try:
+            with self.generating(request):
                 audio = self._render(
                     request,
                     take,
@@ -277,14 +218,6 @@ class MusicGenRunner(BaseRunner):
                     total=request.takes * steps,
                     sink=sink,
                 )
-            except Exception as exc:
-                if is_out_of_memory(exc):
-                    free_memory()
-                    raise OutOfMemory(
-                        f"out of memory generating {request.duration:g} s with {self.spec.id}: "
-                        "try a smaller model, a shorter duration or fewer takes"
-                    ) from None
-                raise
             yield take, audio
 
     def _render(
