@@ -24,6 +24,7 @@ const LS_LAST = "ttag.lastRequest";
 const LS_THEME = "ttag.theme";
 const LS_TRASH = "ttag.trash";
 const LS_NEXT = "ttag.nextNumber";
+const LS_UPLOADS = "ttag.uploads";
 
 const UNDO_MS = 10 * 60 * 1000; // deleted takes can be brought back for 10 minutes, across reloads
 const HEALTH_EVERY_MS = 10_000; // the header's probe while the server answers…
@@ -172,17 +173,19 @@ function apiKey() {
   return localStorage.getItem(LS_KEY) || "";
 }
 
+// A Blob (a File) goes as the body itself (api/uploads); anything else as JSON.
 async function api(path, { method = "GET", body, raw = false, signal } = {}) {
   const headers = { Accept: raw ? "*/*" : "application/json" };
   const key = apiKey();
   if (key) headers.Authorization = `Bearer ${key}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const file = body instanceof Blob;
+  if (body !== undefined) headers["Content-Type"] = file ? body.type || "application/octet-stream" : "application/json";
   let response;
   try {
     response = await fetch(path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined || file ? body : JSON.stringify(body),
       cache: "no-store",
       signal,
     });
@@ -500,7 +503,7 @@ function renderSettings(spec) {
   $$(".param-field").forEach((node) => node.remove());
   const grid = $("#settings-grid");
   for (const param of modelParams(spec)) {
-    if (param.name === "negative_prompt") continue; // its own text area, below the model
+    if (param.name === "negative_prompt" || param.type === "audio") continue; // their own controls, below the model
     const id = param.name;
     const numeric = param.type === "int" || param.type === "float";
     const range =
@@ -535,8 +538,105 @@ function renderSettings(spec) {
     );
   }
   $("#negative-field").hidden = !modelParams(spec).some((p) => p.name === "negative_prompt");
+  renderAudioInputs(spec);
   // What was typed stays when the model changes; its message follows the new model's limits.
   for (const input of $$("#settings-grid input")) if (input.value) validateField(input);
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Audio files a model takes (a melody to follow, audio to continue): the file goes to api/uploads, which keeps it and
+// answers with an id, its duration and format; the job names it by that id (the server never opens a client's path).
+// What is chosen stays in the draft, per parameter, across model changes and reloads (the server forgets it after a
+// while, and then says so next to the control).
+
+function audioParams(spec) {
+  return modelParams(spec).filter((p) => p.type === "audio");
+}
+
+function renderAudioInputs(spec) {
+  $("#audio-inputs").replaceChildren(...audioParams(spec).map(audioField));
+}
+
+function audioField(param) {
+  const name = param.name;
+  const label = paramLabel(name);
+  const input = el("input", { type: "file", id: `${name}-file`, accept: "audio/*", class: "sr-only", tabindex: "-1", "aria-hidden": "true" });
+  const choose = el("button", { type: "button", class: "choose", id: name, name, "aria-describedby": `${name}-error ${name}-hint` }, "Choose a file…");
+  const remove = el("button", { type: "button", class: "icon-btn remove", "aria-label": `Remove the ${label.toLowerCase()} file`, title: "Remove" }, icon("x"));
+  const zone = el(
+    "div",
+    { class: "drop", "data-state": "empty" },
+    el("span", { class: "drop-empty" }, choose, el("span", { class: "hint", text: "or drop an audio file here" })),
+    el("span", { class: "drop-busy hint", role: "status" }),
+    el("span", { class: "drop-chosen" }, el("span", { class: "upload-name" }), el("span", { class: "upload-length hint range" }), remove),
+    input,
+  );
+  const field = el(
+    "div",
+    { class: "field audio-field", "data-field": name },
+    el("label", { for: name, text: label }),
+    zone,
+    el("p", { class: "hint", id: `${name}-hint`, text: param.help || "" }),
+    el("p", { class: "error", id: `${name}-error`, role: "alert" }),
+  );
+  choose.addEventListener("click", () => input.click());
+  input.addEventListener("change", () => {
+    if (input.files[0]) uploadAudio(field, input.files[0]);
+    input.value = "";
+  });
+  remove.addEventListener("click", () => {
+    delete state.draft.uploads[name];
+    saveDraft();
+    showUpload(field);
+    choose.focus();
+  });
+  zone.addEventListener("dragover", (event) => {
+    if (![...event.dataTransfer.types].includes("Files")) return;
+    event.preventDefault();
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    const file = event.dataTransfer.files[0];
+    if (file) uploadAudio(field, file);
+  });
+  showUpload(field);
+  return field;
+}
+
+// The control's three states share one box of one height: choosing, uploading or showing a file moves nothing.
+function showUpload(field, busy = "") {
+  const chosen = state.draft.uploads?.[field.dataset.field];
+  const zone = $(".drop", field);
+  zone.dataset.state = busy ? "busy" : chosen ? "chosen" : "empty";
+  $(".drop-busy", zone).textContent = busy;
+  $(".upload-name", zone).textContent = chosen?.name || "";
+  $(".upload-name", zone).title = chosen?.name || "";
+  const known = chosen?.duration !== undefined;
+  const channels = chosen?.channels === 1 ? "mono" : `${chosen?.channels} ch`;
+  $(".upload-length", zone).textContent = known ? `${formatTime(chosen.duration)} · ${channels} · ${chosen.sample_rate / 1000} kHz` : "";
+}
+
+async function uploadAudio(field, file) {
+  const name = field.dataset.field;
+  const choose = $(`#${CSS.escape(name)}`);
+  setFieldError(choose, "");
+  showUpload(field, `uploading ${file.name}…`);
+  try {
+    const kept = await api("api/uploads", { method: "POST", body: file });
+    state.draft.uploads ??= {};
+    state.draft.uploads[name] = { id: kept.id, name: file.name, duration: kept.duration, channels: kept.channels, sample_rate: kept.sample_rate };
+    saveDraft();
+    // Remembered by id, so a take's "Use these settings" shows the file it was made with.
+    writeJSON(LS_UPLOADS, [state.draft.uploads[name], ...readJSON(LS_UPLOADS, []).filter((u) => u.id !== kept.id)].slice(0, 32));
+    announce(`${file.name} uploaded`);
+  } catch (error) {
+    const message = error instanceof ApiError ? error.message : `cannot reach the server: ${error.message}`;
+    setFieldError(choose, `${file.name}: ${message}`);
+  }
+  if (field.isConnected) showUpload(field);
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -653,6 +753,10 @@ function collectBody() {
   }
   const negative = $("#negative_prompt");
   if (!$("#negative-field").hidden && negative.value.trim()) body.negative_prompt = negative.value;
+  for (const param of audioParams(state.spec)) {
+    const chosen = state.draft.uploads?.[param.name];
+    if (chosen) body[param.name] = chosen.id;
+  }
   return body;
 }
 
@@ -669,6 +773,12 @@ function loadIntoForm(request) {
   $("#takes").value = "";
   $("#format").value = request.format || $("#format").options[0]?.value;
   for (const input of $$(".param-field input")) input.value = request[input.name] ?? "";
+  state.draft.uploads = {};
+  for (const param of audioParams(state.spec)) {
+    const id = request[param.name];
+    if (id) state.draft.uploads[param.name] = readJSON(LS_UPLOADS, []).find((u) => u.id === id) || { id, name: "the file this take was made with" };
+  }
+  renderAudioInputs(state.spec);
   clearErrors();
   captureDraft();
 }
@@ -1401,9 +1511,15 @@ function takeParams(take) {
   return [...names].filter((n) => take.request[n] !== undefined);
 }
 
+// A parameter's value as a take shows it: an uploaded file by its name (the id means nothing to a person).
+function shownValue(name, value) {
+  const audio = state.models.some((m) => m.params.some((p) => p.name === name && p.type === "audio"));
+  return audio ? readJSON(LS_UPLOADS, []).find((u) => u.id === value)?.name || "a file" : value;
+}
+
 function takeMeta(take) {
   const parts = [take.model, `${formatNumber(take.duration)} s`, `seed ${take.seed}`];
-  for (const name of takeParams(take)) parts.push(`${paramLabel(name)} ${take.request[name]}`);
+  for (const name of takeParams(take)) parts.push(`${paramLabel(name)} ${shownValue(name, take.request[name])}`);
   parts.push(take.format);
   return parts.join(" · ");
 }
@@ -2063,6 +2179,8 @@ function wire() {
     }
   });
   document.addEventListener("keydown", onKeyDown);
+  // A file dropped beside an audio control is ignored, instead of the browser leaving the page to open it.
+  for (const kind of ["dragover", "drop"]) document.addEventListener(kind, (event) => event.preventDefault());
   window.addEventListener("resize", () => state.elements.forEach((node) => drawWave(node)));
   window.addEventListener("online", wakeProbe);
 }
