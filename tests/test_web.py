@@ -1072,3 +1072,46 @@ def test_upload_a_melody_generate_and_the_runner_hears_it(browser):
         finally:
             web.close()
         web.check_stayed_local()
+
+
+def test_every_take_of_a_job_is_heard_live_one_after_the_other(browser, server):
+    """A job of several takes plays them all while they are generated, on one timeline: take 1 starts exactly where
+    take 0 ends; the take being heard shows it (Pause), the one before goes back to Play."""
+    web = open_at(browser, server, DESKTOP, "live-takes")
+    try:
+        page = web.page
+        generate(page, "house, 124 bpm, in A minor", duration="5", takes="3", seed="21")
+        job_id = job_id_of_newest(page)
+        expect(page.locator(f".job[data-job='{job_id}']")).to_have_class(re.compile("playing"), timeout=30_000)
+        second = page.locator(f".take[data-id='{job_id}-1'] .play")
+        expect(second).to_have_attribute("aria-label", "Pause", timeout=60_000)  # heard live, from the stream
+        expect(page.locator(f".take[data-id='{job_id}-0'] .play")).to_have_attribute("aria-label", "Play")
+        web.shot("second-take-heard")
+        expect(page.locator(f".take[data-id='{job_id}-2'] .play")).to_have_attribute(
+            "aria-label", "Pause", timeout=60_000
+        )
+        record = page.evaluate(
+            """id => { const r = window.__ttagPlayed[id];
+                return { rate: r.sampleRate, rebuffers: r.rebuffers,
+                         chunks: r.chunks.map((c) => ({ take: c.take, start: c.start, frames: c.frames, when: c.when }))
+                }; }""",
+            job_id,
+        )
+        chunks = sorted(record["chunks"], key=lambda c: (c["take"], c["start"]))
+        assert {c["take"] for c in chunks} == {0, 1, 2}
+        total = round(5 * record["rate"])
+        assert sum(c["frames"] for c in chunks) == 3 * total  # every frame of every take scheduled, once
+        for before, after in itertools.pairwise(chunks):
+            end = before["take"] * total + before["start"] + before["frames"]
+            assert end == after["take"] * total + after["start"]  # one gapless timeline
+            if record["rebuffers"] == 0:
+                assert abs(before["when"] + before["frames"] / record["rate"] - after["when"]) < 1e-6
+        # Pausing the take being heard stops the stream there; its own player carries on from that point.
+        second_take = page.locator(f".take[data-id='{job_id}-2']")
+        second_take.locator(".play").click()
+        expect(second_take.locator(".play")).to_have_attribute("aria-label", "Play")
+        assert page.eval_on_selector(f".take[data-id='{job_id}-2'] audio", "a => a.currentTime") > 0
+        assert not web.errors
+    finally:
+        web.close()
+    web.check_stayed_local()
