@@ -358,3 +358,28 @@ def test_cli_generate_with_a_melody_through_the_server(tmp_path):
         )
         assert result.returncode == 0, result.stderr
     assert soundfile.info(str(out)).duration == pytest.approx(0.5)
+
+
+def test_a_client_that_leaves_mid_upload_leaves_nothing_behind():
+    import socket
+    import time
+
+    app = make_app()
+    with serve_in_thread(app) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(
+                b"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/wav\r\n"
+                b"Content-Length: 1000000\r\n\r\n" + audio_bytes("wav")[:50_000]
+            )
+            folder = app.state.board.store.root / "uploads"
+            deadline = time.monotonic() + 60
+            while not any(folder.glob(".*.part")) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert any(folder.glob(".*.part"))  # the upload was under way
+        deadline = time.monotonic() + 60
+        while any(folder.glob(".*.part")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert list(folder.iterdir()) == [] and len(app.state.uploads) == 0
+        # The server carries on.
+        assert httpx.post(f"{base}/api/uploads", content=audio_bytes("ogg"), timeout=60).status_code == 201

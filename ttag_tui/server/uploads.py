@@ -30,7 +30,7 @@ import numpy as np
 
 UPLOAD_ID_PATTERN = r"^[0-9a-f]{32}$"
 _UPLOAD_ID = re.compile(UPLOAD_ID_PATTERN)
-MAX_UPLOAD_BYTES = 100 << 20  # 10 minutes of 44.1 kHz stereo 16-bit WAV fit; compressed formats hold far more
+MAX_UPLOAD_BYTES = 128 << 20  # 10 minutes of 48 kHz stereo 16-bit WAV (115 MB) fit; compressed formats far more
 MAX_UPLOAD_SECONDS = 600.0
 KEEP_UPLOADS = 32
 KEEP_UPLOAD_BYTES = 1 << 30
@@ -38,6 +38,7 @@ KEEP_UPLOAD_S = 1800.0  # as long as the job board keeps a finished job
 # libsndfile's format names → the suffix the stored file gets (every runner's reader then sees a familiar name).
 SUFFIXES = {"WAV": "wav", "WAVEX": "wav", "FLAC": "flac", "OGG": "ogg", "MP3": "mp3", "MPEG": "mp3", "AIFF": "aiff"}
 READ_BLOCK_FRAMES = 1 << 16
+WRITE_BATCH_BYTES = 1 << 20
 
 
 class UploadRejected(Exception):
@@ -113,7 +114,7 @@ class UploadStore:
         self,
         folder: Callable[[], Path],
         *,
-        executor: Executor | None = None,
+        executor: Executor | None = None,  # where uploads are decoded (CPU-bound); None: asyncio's default
         max_bytes: int = MAX_UPLOAD_BYTES,
         max_seconds: float = MAX_UPLOAD_SECONDS,
         keep: int = KEEP_UPLOADS,
@@ -142,7 +143,7 @@ class UploadStore:
             raise UploadRejected(413, f"the upload is over {self.max_bytes} bytes")
         loop = asyncio.get_running_loop()
         upload_id = secrets.token_hex(16)
-        partial = await loop.run_in_executor(self._executor, self._start, upload_id)
+        partial = await asyncio.to_thread(self._start, upload_id)
         try:
             size = await self._write(body, partial)
             if size == 0:
@@ -151,7 +152,7 @@ class UploadStore:
                 self._executor, probe, partial, self.max_seconds
             )
             path = partial.with_name(f"{upload_id}.{suffix}")
-            await loop.run_in_executor(self._executor, partial.rename, path)
+            await asyncio.to_thread(partial.rename, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 partial.unlink(missing_ok=True)
@@ -167,16 +168,20 @@ class UploadStore:
         return partial
 
     async def _write(self, body: AsyncIterator[bytes], path: Path) -> int:
-        """The body into ``path`` as it arrives (each write in the executor); its size, or 413 past the limit."""
-        loop = asyncio.get_running_loop()
+        """The body into ``path`` as it arrives, each write in a thread (not the decoders': a long encode there must not
+        stall an upload); its size, or 413 past the limit."""
         size = 0
+        pending = bytearray()  # the server's chunks are small: written a batch at a time, few thread hops
         with open(path, "wb") as file:  # opening an existing file is a metadata call: no data moves on the loop
             async for chunk in body:
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise UploadRejected(413, f"the upload is over {self.max_bytes} bytes")
-                if chunk:
-                    await loop.run_in_executor(self._executor, file.write, chunk)
+                pending += chunk
+                if len(pending) >= WRITE_BATCH_BYTES:
+                    await asyncio.to_thread(file.write, pending)
+                    pending = bytearray()
+            await asyncio.to_thread(file.write, pending)
         return size
 
     def get(self, upload_id: str) -> Upload | None:
