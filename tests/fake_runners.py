@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,12 @@ from runners.registry import ModelSpec, ParamSpec, Registry
 from runners.request import GenerationRequest
 
 SAMPLE_RATE = 8000
+
+
+def take_frames(request: GenerationRequest) -> int:
+    """A take's length in samples (a validated request always has its duration)."""
+    assert request.duration is not None
+    return round(request.duration * SAMPLE_RATE)
 
 
 class ToneRunner(BaseRunner):
@@ -33,7 +40,7 @@ class ToneRunner(BaseRunner):
 
     def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
         clips = []
-        n = round(request.duration * SAMPLE_RATE)
+        n = take_frames(request)
         steps = request.steps or 4
         for take in range(request.takes):
             for step in range(1, steps + 1):
@@ -71,7 +78,7 @@ class StreamThenCrashRunner(ToneRunner):
     """Streams the first half of its take, then dies: a stream that can never be finished."""
 
     def stream(self, request: GenerationRequest, ctx: JobContext) -> Iterator[AudioChunk]:
-        half = round(request.duration * SAMPLE_RATE) // 2
+        half = take_frames(request) // 2
         yield AudioChunk(take=0, start=0, audio=np.zeros((1, half), np.float32), sample_rate=SAMPLE_RATE)
         time.sleep(0.2)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -101,7 +108,7 @@ class ClockRunner(ToneRunner):
 
     def stream(self, request: GenerationRequest, ctx: JobContext) -> Iterator[AudioChunk]:
         steps = request.steps or 4
-        frames = round(request.duration * SAMPLE_RATE) // steps
+        frames = take_frames(request) // steps
         for step in range(steps):
             time.sleep(self.step_pause_s)
             audio = np.zeros((1, frames), np.float32)
@@ -169,8 +176,8 @@ class OutOfMemoryRunner(ToneRunner):
         return super().generate(request, ctx)
 
 
-def spec(model_id: str, runner_class: str, **overrides) -> ModelSpec:
-    fields = dict(
+def spec(model_id: str, runner_class: str, **overrides: Any) -> ModelSpec:
+    fields: dict[str, Any] = dict(
         id=model_id,
         runner=f"tests.fake_runners:{runner_class}",
         kind="music",
@@ -220,4 +227,40 @@ def memory_specs(size: int = 100 * MB) -> list[ModelSpec]:
         spec("reserve-slow", "ReserveRunnerA", size_bytes=size, extra={"step_pause_s": 0.1}),
         spec("oom-once", "OutOfMemoryRunner", extra={"ooms": 1}),
         spec("oom-twice", "OutOfMemoryRunner", extra={"ooms": 2}),
+    ]
+
+
+class AudioInputRunner(ToneRunner):
+    """Reads the audio files it is given (``melody``, ``audio_prompt``) as a real runner would, and reports what it
+    read in each clip's metadata (``inputs``: name → duration, sample rate, channels, peak): proof that a file reached
+    the runner, e.g. through an upload to the server."""
+
+    def make_clip(self, request: GenerationRequest, take: int, audio: np.ndarray, sample_rate: int) -> Clip:
+        import soundfile  # every take is made through here, streamed or not
+
+        clip = super().make_clip(request, take, audio, sample_rate)
+        inputs = {}
+        for name in ("melody", "audio_prompt"):
+            path = getattr(request, name)
+            if path:
+                data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+                inputs[name] = {
+                    "duration": len(data) / rate,
+                    "sample_rate": rate,
+                    "channels": data.shape[1],
+                    "peak": round(float(np.max(np.abs(data))), 4),
+                }
+        clip.metadata["inputs"] = inputs
+        return clip
+
+
+def audio_input_specs() -> list[ModelSpec]:
+    """A model that follows a melody, one that continues audio, and one that takes no file (``steps`` for each)."""
+    steps = ParamSpec("steps", "int", 4, 1, 1000)
+    melody = ParamSpec("melody", "audio", None, help="An audio file whose melody the music follows.")
+    audio_prompt = ParamSpec("audio_prompt", "audio", None, help="An audio file to continue.")
+    return [
+        spec("fake-melody", "AudioInputRunner", params=(steps, melody)),
+        spec("fake-continue", "AudioInputRunner", params=(steps, audio_prompt)),
+        spec("fake-plain", "AudioInputRunner", params=(steps,)),
     ]

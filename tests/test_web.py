@@ -49,12 +49,13 @@ try:
     from playwright.sync_api import Page, expect, sync_playwright
 
     expect.set_options(timeout=20_000)  # assertions wait for states; a busy 2-core CI box needs more than 5 s
+    HAVE_PLAYWRIGHT = True
 except ImportError:  # pragma: no cover - depends on the environment
-    sync_playwright = None
+    HAVE_PLAYWRIGHT = False
 
 
 def _missing() -> str | None:
-    if sync_playwright is None:
+    if not HAVE_PLAYWRIGHT:
         return "the Python package 'playwright' is not installed (pip install playwright; no 'playwright install')"
     if not os.path.isfile(CHROMIUM) or not os.access(CHROMIUM, os.X_OK):
         return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
@@ -544,7 +545,9 @@ def open_at(browser, server: str, viewport: dict[str, int], name: str, scheme: s
 
 
 def job_id_of_newest(page: Page) -> str:
-    return page.locator(".job").first.get_attribute("data-job")
+    job_id = page.locator(".job").first.get_attribute("data-job")
+    assert job_id, "no job card"
+    return job_id
 
 
 @pytest.mark.parametrize("height", [720, 800])
@@ -780,6 +783,7 @@ def assert_toast_covers_no_take_button(page: Page) -> None:
     toast = page.locator(".toast").bounding_box()
     assert toast, "no toast"
     header = page.locator(".topbar").bounding_box()
+    assert header, "no top bar"
     assert header["y"] <= toast["y"] and toast["y"] + toast["height"] <= header["y"] + header["height"]
     for box in page.eval_on_selector_all(
         ".take button, .take a, .job button", "ns => ns.map((n) => n.getBoundingClientRect().toJSON())"
@@ -972,3 +976,142 @@ def test_a_parameter_declared_in_the_registry_gets_a_control(browser, tmp_path):
             expect(page.locator("[data-field=warmth]")).to_have_count(0)
         finally:
             page.close()
+
+
+def _audio_file(fmt: str, seconds: float) -> bytes:
+    import io
+
+    import numpy as np
+    import soundfile
+
+    t = np.arange(round(seconds * 16000)) / 16000
+    buffer = io.BytesIO()
+    soundfile.write(buffer, (0.4 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 16000, format=fmt)
+    return buffer.getvalue()
+
+
+DROP_JS = """([selector, name, data]) => {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([bytes], name, { type: "audio/flac" }));
+    const zone = document.querySelector(selector);
+    zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+}"""
+
+
+def test_upload_a_melody_generate_and_the_runner_hears_it(browser):
+    """A model that follows a melody gets a file control (choose or drop); the upload shows its name and length
+    without moving anything; Generate sends its id, and the runner reads that very file."""
+    import base64
+    import json
+
+    import httpx
+
+    from runners.registry import Registry
+    from tests.fake_runners import audio_input_specs, fake_registry
+    from tests.live_server import serve_in_thread
+    from ttag_tui.config import Config
+
+    registry = Registry([*fake_registry(), *audio_input_specs()])
+    app = create_app(Config(rate_limit="1000/minute", default_model="fake-melody"), registry=registry)
+    with serve_in_thread(app) as base:
+        web = Browsing(browser, base, DESKTOP, "upload-melody")
+        try:
+            page = web.open()
+            page.select_option("#model", "fake-melody")
+            field = page.locator("[data-field=melody]")
+            expect(field.locator(".drop")).to_be_visible()
+            expect(page.locator("[data-field=audio_prompt]")).to_have_count(0)
+            expect(page.locator("#settings-grid [data-field=melody]")).to_have_count(0)  # no text box for a path
+            model_box = page.locator("#model").bounding_box()
+            drop_box = field.locator(".drop").bounding_box()
+            label_box = field.locator("label").bounding_box()
+
+            page.set_input_files(
+                "#melody-file", files=[{"name": "tune.wav", "mimeType": "audio/wav", "buffer": _audio_file("WAV", 2.5)}]
+            )
+            expect(field.locator(".upload-name")).to_have_text("tune.wav")
+            expect(field.locator(".upload-length")).to_have_text("0:02 · mono · 16 kHz")
+            assert page.locator("#model").bounding_box() == model_box
+            assert field.locator(".drop").bounding_box() == drop_box  # the same box, the same size
+            assert field.locator("label").bounding_box() == label_box
+            web.shot("chosen")
+
+            generate(page, "follow the tune", duration="0.5", seed="3")
+            expect(page.locator(".take")).to_have_count(1, timeout=60_000)
+            expect(page.locator(".take-meta")).to_contain_text("Melody tune.wav")  # its name, not its id
+            job_id = page.locator(".take").first.get_attribute("data-id").rsplit("-", 1)[0]
+            take = httpx.get(f"{base}/api/jobs/{job_id}/takes/0", timeout=30)
+            melody = json.loads(take.headers["x-ttag-metadata"])["inputs"]["melody"]
+            assert melody["duration"] == 2.5 and melody["channels"] == 1
+
+            # Not audio: one line under the control, the file chosen before stays.
+            page.set_input_files(
+                "#melody-file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not audio" * 50}]
+            )
+            expect(page.locator("#melody-error")).to_have_text(re.compile(r"^notes\.txt: not an audio file"))
+            expect(field.locator(".upload-name")).to_have_text("tune.wav")
+            # Dropped onto the control: uploaded the same way; then removed.
+            flac = base64.b64encode(_audio_file("FLAC", 1.2)).decode()
+            page.evaluate(DROP_JS, ["[data-field=melody] .drop", "dropped.flac", flac])
+            expect(field.locator(".upload-name")).to_have_text("dropped.flac")
+            assert field.locator(".drop").bounding_box() == drop_box
+            field.locator(".remove").click()
+            expect(field.locator(".drop")).to_have_attribute("data-state", "empty")
+            expect(page.locator("#melody")).to_be_focused()
+
+            # A continuation model gets its own control; a model that takes no file gets none.
+            page.select_option("#model", "fake-continue")
+            expect(page.locator("[data-field=audio_prompt] .drop")).to_be_visible()
+            expect(page.locator("[data-field=melody]")).to_have_count(0)
+            page.select_option("#model", "fake-plain")
+            expect(page.locator(".audio-field")).to_have_count(0)
+            # The one console line is the browser's own note of the refused upload's 422; no script error.
+            assert all("status of 422" in e for e in web.errors), web.errors
+        finally:
+            web.close()
+        web.check_stayed_local()
+
+
+def test_every_take_of_a_job_is_heard_live_one_after_the_other(browser, server):
+    """A job of several takes plays them all while they are generated, on one timeline: take 1 starts exactly where
+    take 0 ends; the take being heard shows it (Pause), the one before goes back to Play."""
+    web = open_at(browser, server, DESKTOP, "live-takes")
+    try:
+        page = web.page
+        generate(page, "house, 124 bpm, in A minor", duration="5", takes="3", seed="21")
+        job_id = job_id_of_newest(page)
+        expect(page.locator(f".job[data-job='{job_id}']")).to_have_class(re.compile("playing"), timeout=30_000)
+        second = page.locator(f".take[data-id='{job_id}-1'] .play")
+        expect(second).to_have_attribute("aria-label", "Pause", timeout=60_000)  # heard live, from the stream
+        expect(page.locator(f".take[data-id='{job_id}-0'] .play")).to_have_attribute("aria-label", "Play")
+        web.shot("second-take-heard")
+        expect(page.locator(f".take[data-id='{job_id}-2'] .play")).to_have_attribute(
+            "aria-label", "Pause", timeout=60_000
+        )
+        record = page.evaluate(
+            """id => { const r = window.__ttagPlayed[id];
+                return { rate: r.sampleRate, rebuffers: r.rebuffers,
+                         chunks: r.chunks.map((c) => ({ take: c.take, start: c.start, frames: c.frames, when: c.when }))
+                }; }""",
+            job_id,
+        )
+        chunks = sorted(record["chunks"], key=lambda c: (c["take"], c["start"]))
+        assert {c["take"] for c in chunks} == {0, 1, 2}
+        total = round(5 * record["rate"])
+        assert sum(c["frames"] for c in chunks) == 3 * total  # every frame of every take scheduled, once
+        for before, after in itertools.pairwise(chunks):
+            end = before["take"] * total + before["start"] + before["frames"]
+            assert end == after["take"] * total + after["start"]  # one gapless timeline
+            if record["rebuffers"] == 0:
+                assert abs(before["when"] + before["frames"] / record["rate"] - after["when"]) < 1e-6
+        # Pausing the take being heard stops the stream there; its own player carries on from that point.
+        second_take = page.locator(f".take[data-id='{job_id}-2']")
+        second_take.locator(".play").click()
+        expect(second_take.locator(".play")).to_have_attribute("aria-label", "Play")
+        assert page.eval_on_selector(f".take[data-id='{job_id}-2'] audio", "a => a.currentTime") > 0
+        assert not web.errors
+    finally:
+        web.close()
+    web.check_stayed_local()

@@ -2,7 +2,8 @@
 
 This is the GPU-box workflow: ``ttag server`` runs there, ``ssh -L 8000:localhost:8000 gpu-box``, and the CLI or TUI
 here runs with ``--backend http://localhost:8000``. Jobs give the same events as local ones (progress, clips, typed
-errors); a server that goes away mid-job becomes a failed job, never a hang.
+errors); a server that goes away mid-job becomes a failed job, never a hang. A request's audio files (a melody, audio
+to continue) are uploaded first (``POST /api/uploads``) and the job names them by the ids the server gave.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import io
 import json
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +27,8 @@ from ttag_tui.backend import Backend, wire
 from ttag_tui.backend.events import Job
 
 POLL_S = 0.2  # the polling fallback, when the job stream's WebSocket cannot be opened
+UPLOAD_TIMEOUT_S = 600.0  # a long file over a slow tunnel
+UPLOAD_BLOCK_BYTES = 1 << 16
 
 
 class RemoteError(ConnectionError):
@@ -111,10 +116,37 @@ class RemoteBridge(Backend):
     def close(self) -> None:
         self._client.close()
 
-    def _follow(self, job: Job) -> None:
-        body = {k: v for k, v in job.request.to_dict().items() if k not in ("audio_prompt", "melody")}
-        body["stream"] = job.stream
+    def _upload(self, path: Path) -> str:
+        """Send a local audio file to the server; the id it keeps it under."""
+
+        def blocks() -> Iterator[bytes]:
+            with path.open("rb") as file:
+                while block := file.read(UPLOAD_BLOCK_BYTES):
+                    yield block
+
         try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise RemoteError(f"cannot read {path.name}: {exc}") from None
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        try:
+            response = self._call("POST", "/api/uploads", content=blocks(), headers=headers, timeout=UPLOAD_TIMEOUT_S)
+        except RemoteError as exc:
+            raise RemoteError(f"{path.name}: {exc}") from None
+        return str(response.json()["id"])
+
+    def _body(self, job: Job) -> dict[str, Any]:
+        """The job's JSON body: its request, with each audio file uploaded and named by its upload id."""
+        body = job.request.to_dict()
+        for param in job.spec.params:
+            if param.type == "audio" and body.get(param.name):
+                body[param.name] = self._upload(Path(body[param.name]))
+        body["stream"] = job.stream
+        return body
+
+    def _follow(self, job: Job) -> None:
+        try:
+            body = self._body(job)
             created = self._call("POST", "/api/jobs", json=body).json()
             remote_id = self._remote_ids[job.id] = created["id"]
             if job.cancel_requested:
@@ -133,11 +165,14 @@ class RemoteBridge(Backend):
         upgrade), and the caller polls instead."""
         from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
         from websockets.sync.client import connect
+        from websockets.typing import Subprotocol
 
         url = self._socket_base + wire.EVENTS_PATH.format(job=remote_id)
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         try:
-            socket = connect(url, additional_headers=headers, subprotocols=[wire.SUBPROTOCOL], max_size=None)
+            socket = connect(
+                url, additional_headers=headers, subprotocols=[Subprotocol(wire.SUBPROTOCOL)], max_size=None
+            )
         except (InvalidHandshake, InvalidURI, OSError, TimeoutError):
             return False
         except ConnectionClosed as exc:  # the server went away during the handshake

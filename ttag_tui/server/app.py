@@ -3,7 +3,8 @@
 Security defaults (details in ``ttag_tui.server.security``): Bearer API keys from config (``api_keys``); no key → the
 server refuses a non-loopback address (see ``ttag_tui.server.serve``) and answers loopback ``Host`` names only; rate
 limits per key or client address; a request-body size limit; no CORS; clients never name a file on the server
-(``audio_prompt``/``melody`` are not accepted here). Takes live on disk, encoding runs in worker threads.
+(``audio_prompt``/``melody`` take the id of an upload, see ``ttag_tui.server.uploads``). Takes live on disk, encoding
+and decoding run in worker threads.
 """
 
 import asyncio
@@ -52,10 +53,12 @@ from ttag_tui.runner_envs import availability
 from ttag_tui.server.jobs import MAX_AUDIO_FRAMES, JobBoard, JobRecord, QueueFull, TakeStore
 from ttag_tui.server.security import Guard
 from ttag_tui.server.stream import serve_events
+from ttag_tui.server.uploads import UPLOAD_ID_PATTERN, UnknownUpload, UploadRejected, UploadStore
 
 MAX_BODY_BYTES = 64 * 1024
 ENCODER_THREADS = 2  # downloads encoded at once; more wait their turn (each is CPU-bound: more would not be faster)
 JOB_ID = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="job id")]
+UPLOADS_PATH = "/api/uploads"  # its body is streamed to disk under its own limit, not read whole by BodyLimitMiddleware
 
 
 # Limits that hold for every model, shown in the schema; runners.request enforces them (and the per-model ones).
@@ -85,7 +88,7 @@ PARAM_TYPES = {"float": "number", "int": "integer", "str": "string"}  # ParamSpe
 
 def _build_body_model(registry: Registry) -> type[BaseModel]:
     """The JSON body: GenerationRequest's common fields and every parameter a model in ``registry`` declares (so the
-    API cannot drift from either), plus ``stream``. Audio-file parameters are left out: a client never names a path.
+    API cannot drift from either), plus ``stream``. Audio-file parameters take the id of an upload, never a path.
 
     The schema states each field's JSON type and limits; the body model itself accepts any JSON value, so that every
     rule and its message is ``validate_request``'s (``_check_json_types`` adds the JSON-only ones).
@@ -105,12 +108,17 @@ def _build_body_model(registry: Registry) -> type[BaseModel]:
         )
     for name in registry.param_names():
         declared = min(registry.params_named(name), key=lambda p: len(p.help))
-        if declared.type not in PARAM_TYPES:
+        if declared.type == "audio":
+            schema = {"type": "string", "pattern": UPLOAD_ID_PATTERN}
+            what = f"{declared.help} The id POST /api/uploads answered with (the server never opens a path)."
+        elif declared.type in PARAM_TYPES:
+            schema = {"type": PARAM_TYPES[declared.type]}
+            what = declared.help
+        else:
             continue
-        schema = {"type": PARAM_TYPES[declared.type]}
         body_fields[name] = (
             Annotated[Any, WithJsonSchema({"anyOf": [schema, {"type": "null"}]})],
-            Field(None, description=f"{declared.help} Models that take it: see /api/models; default: the model's."),
+            Field(None, description=f"{what} Models that take it: see /api/models; default: the model's."),
         )
     body_fields["stream"] = (
         Annotated[Any, WithJsonSchema({"type": "boolean"})],
@@ -121,7 +129,11 @@ def _build_body_model(registry: Registry) -> type[BaseModel]:
 
 def _text_fields(registry: Registry) -> set[str]:
     core = {n for n in CORE_FIELDS if str in _types(typing.get_type_hints(GenerationRequest)[n])}
-    return core | {n for n in registry.param_names() if registry.params_named(n)[0].type == "str"}
+    return core | {n for n in registry.param_names() if registry.params_named(n)[0].type in ("str", "audio")}
+
+
+def _audio_fields(registry: Registry) -> set[str]:
+    return {n for n in registry.param_names() if registry.params_named(n)[0].type == "audio"}
 
 
 def _check_json_types(data: dict[str, Any], text_fields: set[str]) -> list[FieldError]:
@@ -166,14 +178,15 @@ class BodyLimitMiddleware:
     """Refuse request bodies over ``max_bytes`` with 413, whether announced by Content-Length or sent chunked.
 
     The body is read whole (it is small) before the app sees it, so the answer never depends on where the app was
-    when the limit was crossed.
+    when the limit was crossed. ``streamed`` paths (uploads) pass through: their route writes the body to disk as it
+    comes, after the caller is authenticated, and holds it to its own limit.
     """
 
-    def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES, streamed: tuple[str, ...] = ()) -> None:
+        self.app, self.max_bytes, self.streamed = app, max_bytes, streamed
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.streamed:
             await self.app(scope, receive, send)
             return
         length = dict(scope["headers"]).get(b"content-length")
@@ -289,10 +302,12 @@ def create_app(
     bridge = bridge or Bridge(registry, BridgeSettings.from_config(config))
     board = JobBoard(bridge, TakeStore(), max_queue=config.max_queue)
     encoders = ThreadPoolExecutor(ENCODER_THREADS, "ttag-encode", initializer=_lower_priority)
+    uploads = UploadStore(lambda: board.store.root / "uploads", executor=encoders, keep_s=board.keep_s)
     guard = Guard(config.api_key_list, parse_rate_limit(config.rate_limit), config.allowed_host_list)
     keys = guard.keys
     GenerateBody = _build_body_model(registry)
     text_fields = _text_fields(registry)
+    audio_fields = _audio_fields(registry)
     bearer = HTTPBearer(auto_error=False, description="an API key from the server's config (api_keys)")
 
     @asynccontextmanager
@@ -309,7 +324,8 @@ def create_app(
         description="Turn text prompts into audio. The same requests as `ttag generate`.",
     )
     app.state.board = board
-    app.add_middleware(BodyLimitMiddleware)
+    app.state.uploads = uploads
+    app.add_middleware(BodyLimitMiddleware, streamed=(UPLOADS_PATH,))
     if check_host:
         app.add_middleware(HostGuardMiddleware, guard=guard)
     app.add_middleware(AbortStreamsMiddleware)
@@ -334,28 +350,58 @@ def create_app(
     async def throttle_generation(identity: Annotated[str, Depends(caller)]) -> None:
         guard.throttle(identity, "generation")
 
+    async def throttle_uploads(identity: Annotated[str, Depends(caller)]) -> None:
+        guard.throttle(identity, "uploads")
+
     authorized = [Depends(authenticate)] if keys else []
     generation = [Depends(throttle_generation)]
 
-    def to_request(body: BaseModel) -> GenerationRequest:
+    async def to_request(body: BaseModel) -> tuple[GenerationRequest, dict[str, str]]:
+        """The validated request, and the uploads it names (parameter → upload id). An upload id is swapped for the
+        upload's file before validation; anything else in an audio field is refused without being opened."""
         data = {k: v for k, v in body.model_dump(exclude={"stream"}).items() if v is not None}
         type_errors = _check_json_types({**data, "stream": body.stream}, text_fields)  # type: ignore[attr-defined]
         if type_errors:
             raise _invalid(type_errors)
         data.setdefault("model", config.default_model)
+        model = registry.get(data["model"]) if isinstance(data["model"], str) else None
+        named: dict[str, str] = {}
+        upload_errors: list[FieldError] = []
+        for name in audio_fields & data.keys():
+            if model is None or model.param(name) is None:
+                continue  # validate_request says the model takes no such file, without opening anything
+            try:
+                path = uploads.path_of(data[name])
+            except UnknownUpload as exc:
+                upload_errors.append(FieldError(name, str(exc)))
+                del data[name]
+            else:
+                named[name], data[name] = data[name], str(path)
         try:
-            request = validate_request(data, registry)
+            # A named upload's header is read (validate_request checks audio files): off the event loop.
+            request = (
+                await asyncio.to_thread(validate_request, data, registry) if named else validate_request(data, registry)
+            )
         except RequestInvalid as exc:
-            raise _invalid(exc.errors) from None
+            raise _invalid(upload_errors + exc.errors) from None
+        if upload_errors:
+            raise _invalid(upload_errors)
         spec = registry.get(request.model)
+        assert spec is not None
         status = availability(spec, config)
         if not status.runnable or status.weights_cached is False:
             raise _invalid([FieldError("model", f"{spec.id} cannot run on this server: {status.reason}")])
-        return request
+        return request, named
 
-    def queue(request: GenerationRequest, *, stream: bool = False) -> JobRecord:
+    def queue(request: GenerationRequest, named: dict[str, str], *, stream: bool = False) -> JobRecord:
+        inputs = {}
+        for name, upload_id in named.items():  # again, with no await since: an upload that expired meanwhile is named
+            try:
+                inputs[name] = uploads.path_of(upload_id)
+            except UnknownUpload as exc:
+                raise _invalid([FieldError(name, str(exc))]) from None
         try:
-            return board.submit(request, stream=stream)
+            return board.submit(request, stream=stream, inputs=inputs)
         except (QueueFull, BackendBusy) as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
 
@@ -440,12 +486,12 @@ def create_app(
     async def generate(body: GenerateBody) -> Response:  # type: ignore[valid-type]
         """Generate one take and answer with its audio; ``stream: true`` sends WAV audio as it is made (a job that
         fails mid-stream cuts the connection: the transfer is incomplete, never a short file that looks whole)."""
-        gen = to_request(body)
+        gen, named = await to_request(body)
         if gen.takes != 1:
             raise _invalid([FieldError("takes", "POST /api/generate returns one take; use POST /api/jobs for more")])
         if body.stream and gen.format != "wav":  # type: ignore[attr-defined]
             raise _invalid([FieldError("format", "streaming sends WAV; leave format out or set it to wav")])
-        record = queue(gen, stream=body.stream)  # type: ignore[attr-defined]
+        record = queue(gen, named, stream=body.stream)  # type: ignore[attr-defined]
         if body.stream and record.job is not None:  # type: ignore[attr-defined]
             return StreamingResponse(
                 _stream_wav(record.job, record.spec, gen),
@@ -470,8 +516,41 @@ def create_app(
     )
     async def create_job(body: GenerateBody) -> JSONResponse:  # type: ignore[valid-type]
         """Queue a job (any number of takes); poll ``GET /api/jobs/{id}``, then download each take."""
-        record = queue(to_request(body), stream=body.stream)  # type: ignore[attr-defined]
+        record = queue(*await to_request(body), stream=body.stream)  # type: ignore[attr-defined]
         return JSONResponse(record.to_dict(), status_code=202, headers={"Location": f"/api/jobs/{record.id}"})
+
+    @app.post(
+        UPLOADS_PATH,
+        tags=["uploads"],
+        status_code=201,
+        dependencies=[Depends(throttle_uploads)],
+        responses={
+            201: {"description": "kept: its id (for a job's melody or audio_prompt), duration, sample rate, channels"},
+            413: {"model": ErrorResponse, "description": "the file is over the upload limit"},
+            415: {"model": ErrorResponse, "description": "a form was sent: send the file itself as the body"},
+            422: {"model": ErrorResponse, "description": "not audio, empty, too long, or NaN/infinite samples"},
+            **ERRORS,
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": f"the audio file itself (WAV, FLAC, OGG or MP3), at most {uploads.max_bytes} bytes "
+                f"and {uploads.max_seconds:g} seconds",
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+    )
+    async def upload_audio(request: Request) -> JSONResponse:
+        """Upload an audio file for a job to follow (``melody``) or continue (``audio_prompt``); kept for a while."""
+        if request.headers.get("content-type", "").startswith(("multipart/", "application/x-www-form-urlencoded")):
+            raise HTTPException(415, "send the audio file itself as the request body, not a form")
+        length = request.headers.get("content-length")
+        declared = int(length) if length is not None and length.isdigit() else None
+        try:
+            upload = await uploads.receive(request.stream(), declared)
+        except UploadRejected as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        return JSONResponse(upload.to_dict(), status_code=201)
 
     def find(job_id: str) -> JobRecord:
         record = board.get(job_id)

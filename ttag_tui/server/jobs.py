@@ -15,7 +15,8 @@ import secrets
 import shutil
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from ttag_tui.backend import Backend
 from ttag_tui.backend.events import Chunk, ClipReady, Failed, Job, JobState, JobStatus, Progress, Started, fold
 from ttag_tui.output import write_atomically, write_audio
 from ttag_tui.paths import data_dir
+from ttag_tui.server.uploads import link_into
 
 # Disk for finished takes (float32): 4 GiB holds 8 takes of 10 minutes of 44.1 kHz stereo, 2.5 times over.
 KEEP_BYTES = 4 << 30
@@ -92,9 +94,13 @@ class TakeStore:
             self._root.mkdir()
         return self._root
 
-    def save(self, job_id: str, clip: Clip) -> StoredTake:
+    def folder(self, job_id: str) -> Path:
         folder = self.root / job_id
         folder.mkdir(exist_ok=True)
+        return folder
+
+    def save(self, job_id: str, clip: Clip) -> StoredTake:
+        folder = self.folder(job_id)
         take = int(clip.metadata.get("take", 0))
         path = write_atomically(
             folder / f"take{take}.wav",
@@ -249,13 +255,25 @@ class JobBoard:
     def active(self) -> int:
         return sum(not r.finished for r in self._records.values())
 
-    def submit(self, request: GenerationRequest, *, stream: bool = False) -> JobRecord:
-        """Queue a validated request; must be called on the event loop."""
+    def submit(
+        self, request: GenerationRequest, *, stream: bool = False, inputs: Mapping[str, Path] | None = None
+    ) -> JobRecord:
+        """Queue a validated request; must be called on the event loop. ``inputs`` (parameter → an upload's file) are
+        linked into the job's own folder and the request points there: the job keeps them as long as its takes."""
         self._evict()
         if self.active() >= self.max_queue:
             raise QueueFull(retry_after=max(1, min(60, 2 * self.active())))
-        job = self.bridge.submit(request, stream=stream)
-        record = JobRecord(id=secrets.token_hex(8), request=job.request, spec=job.spec, job=job)
+        job_id = secrets.token_hex(8)
+        if inputs:
+            folder = self.store.folder(job_id)
+            own = {name: str(link_into(path, folder / f"{name}{path.suffix}")) for name, path in inputs.items()}
+            request = replace(request, params={**request.params, **own})
+        try:
+            job = self.bridge.submit(request, stream=stream)
+        except BaseException:
+            self.store.drop(job_id)
+            raise
+        record = JobRecord(id=job_id, request=job.request, spec=job.spec, job=job)
         self._records[record.id] = record
         task = asyncio.get_running_loop().create_task(self._follow(record, job))
         self._tasks.add(task)

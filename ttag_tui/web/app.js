@@ -24,6 +24,7 @@ const LS_LAST = "ttag.lastRequest";
 const LS_THEME = "ttag.theme";
 const LS_TRASH = "ttag.trash";
 const LS_NEXT = "ttag.nextNumber";
+const LS_UPLOADS = "ttag.uploads";
 
 const UNDO_MS = 10 * 60 * 1000; // deleted takes can be brought back for 10 minutes, across reloads
 const HEALTH_EVERY_MS = 10_000; // the header's probe while the server answers…
@@ -172,17 +173,19 @@ function apiKey() {
   return localStorage.getItem(LS_KEY) || "";
 }
 
+// A Blob (a File) goes as the body itself (api/uploads); anything else as JSON.
 async function api(path, { method = "GET", body, raw = false, signal } = {}) {
   const headers = { Accept: raw ? "*/*" : "application/json" };
   const key = apiKey();
   if (key) headers.Authorization = `Bearer ${key}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const file = body instanceof Blob;
+  if (body !== undefined) headers["Content-Type"] = file ? body.type || "application/octet-stream" : "application/json";
   let response;
   try {
     response = await fetch(path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined || file ? body : JSON.stringify(body),
       cache: "no-store",
       signal,
     });
@@ -500,7 +503,7 @@ function renderSettings(spec) {
   $$(".param-field").forEach((node) => node.remove());
   const grid = $("#settings-grid");
   for (const param of modelParams(spec)) {
-    if (param.name === "negative_prompt") continue; // its own text area, below the model
+    if (param.name === "negative_prompt" || param.type === "audio") continue; // their own controls, below the model
     const id = param.name;
     const numeric = param.type === "int" || param.type === "float";
     const range =
@@ -535,8 +538,105 @@ function renderSettings(spec) {
     );
   }
   $("#negative-field").hidden = !modelParams(spec).some((p) => p.name === "negative_prompt");
+  renderAudioInputs(spec);
   // What was typed stays when the model changes; its message follows the new model's limits.
   for (const input of $$("#settings-grid input")) if (input.value) validateField(input);
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Audio files a model takes (a melody to follow, audio to continue): the file goes to api/uploads, which keeps it and
+// answers with an id, its duration and format; the job names it by that id (the server never opens a client's path).
+// What is chosen stays in the draft, per parameter, across model changes and reloads (the server forgets it after a
+// while, and then says so next to the control).
+
+function audioParams(spec) {
+  return modelParams(spec).filter((p) => p.type === "audio");
+}
+
+function renderAudioInputs(spec) {
+  $("#audio-inputs").replaceChildren(...audioParams(spec).map(audioField));
+}
+
+function audioField(param) {
+  const name = param.name;
+  const label = paramLabel(name);
+  const input = el("input", { type: "file", id: `${name}-file`, accept: "audio/*", class: "sr-only", tabindex: "-1", "aria-hidden": "true" });
+  const choose = el("button", { type: "button", class: "choose", id: name, name, "aria-describedby": `${name}-error ${name}-hint` }, "Choose a file…");
+  const remove = el("button", { type: "button", class: "icon-btn remove", "aria-label": `Remove the ${label.toLowerCase()} file`, title: "Remove" }, icon("x"));
+  const zone = el(
+    "div",
+    { class: "drop", "data-state": "empty" },
+    el("span", { class: "drop-empty" }, choose, el("span", { class: "hint", text: "or drop an audio file here" })),
+    el("span", { class: "drop-busy hint", role: "status" }),
+    el("span", { class: "drop-chosen" }, el("span", { class: "upload-name" }), el("span", { class: "upload-length hint range" }), remove),
+    input,
+  );
+  const field = el(
+    "div",
+    { class: "field audio-field", "data-field": name },
+    el("label", { for: name, text: label }),
+    zone,
+    el("p", { class: "hint", id: `${name}-hint`, text: param.help || "" }),
+    el("p", { class: "error", id: `${name}-error`, role: "alert" }),
+  );
+  choose.addEventListener("click", () => input.click());
+  input.addEventListener("change", () => {
+    if (input.files[0]) uploadAudio(field, input.files[0]);
+    input.value = "";
+  });
+  remove.addEventListener("click", () => {
+    delete state.draft.uploads[name];
+    saveDraft();
+    showUpload(field);
+    choose.focus();
+  });
+  zone.addEventListener("dragover", (event) => {
+    if (![...event.dataTransfer.types].includes("Files")) return;
+    event.preventDefault();
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    const file = event.dataTransfer.files[0];
+    if (file) uploadAudio(field, file);
+  });
+  showUpload(field);
+  return field;
+}
+
+// The control's three states share one box of one height: choosing, uploading or showing a file moves nothing.
+function showUpload(field, busy = "") {
+  const chosen = state.draft.uploads?.[field.dataset.field];
+  const zone = $(".drop", field);
+  zone.dataset.state = busy ? "busy" : chosen ? "chosen" : "empty";
+  $(".drop-busy", zone).textContent = busy;
+  $(".upload-name", zone).textContent = chosen?.name || "";
+  $(".upload-name", zone).title = chosen?.name || "";
+  const known = chosen?.duration !== undefined;
+  const channels = chosen?.channels === 1 ? "mono" : `${chosen?.channels} ch`;
+  $(".upload-length", zone).textContent = known ? `${formatTime(chosen.duration)} · ${channels} · ${chosen.sample_rate / 1000} kHz` : "";
+}
+
+async function uploadAudio(field, file) {
+  const name = field.dataset.field;
+  const choose = $(`#${CSS.escape(name)}`);
+  setFieldError(choose, "");
+  showUpload(field, `uploading ${file.name}…`);
+  try {
+    const kept = await api("api/uploads", { method: "POST", body: file });
+    state.draft.uploads ??= {};
+    state.draft.uploads[name] = { id: kept.id, name: file.name, duration: kept.duration, channels: kept.channels, sample_rate: kept.sample_rate };
+    saveDraft();
+    // Remembered by id, so a take's "Use these settings" shows the file it was made with.
+    writeJSON(LS_UPLOADS, [state.draft.uploads[name], ...readJSON(LS_UPLOADS, []).filter((u) => u.id !== kept.id)].slice(0, 32));
+    announce(`${file.name} uploaded`);
+  } catch (error) {
+    const message = error instanceof ApiError ? error.message : `cannot reach the server: ${error.message}`;
+    setFieldError(choose, `${file.name}: ${message}`);
+  }
+  if (field.isConnected) showUpload(field);
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -653,6 +753,10 @@ function collectBody() {
   }
   const negative = $("#negative_prompt");
   if (!$("#negative-field").hidden && negative.value.trim()) body.negative_prompt = negative.value;
+  for (const param of audioParams(state.spec)) {
+    const chosen = state.draft.uploads?.[param.name];
+    if (chosen) body[param.name] = chosen.id;
+  }
   return body;
 }
 
@@ -669,6 +773,12 @@ function loadIntoForm(request) {
   $("#takes").value = "";
   $("#format").value = request.format || $("#format").options[0]?.value;
   for (const input of $$(".param-field input")) input.value = request[input.name] ?? "";
+  state.draft.uploads = {};
+  for (const param of audioParams(state.spec)) {
+    const id = request[param.name];
+    if (id) state.draft.uploads[param.name] = readJSON(LS_UPLOADS, []).find((u) => u.id === id) || { id, name: "the file this take was made with" };
+  }
+  renderAudioInputs(state.spec);
   clearErrors();
   captureDraft();
 }
@@ -765,6 +875,7 @@ function trackJob(job, body, { listen = false } = {}) {
     listenButton: $(".listen", node),
     canvas: $(".wave", node),
     duration,
+    takes: job.takes || body.takes || 1,
     rate: spec?.sample_rate || 44100,
     channels: spec?.channels || 2,
     live: null,
@@ -950,10 +1061,7 @@ async function poll(id, entry) {
   let delay = 150;
   let failures = 0;
   const received = new Map(); // take → frames received (over the stream before it was lost, then api/jobs/{id}/audio)
-  if (entry.live) {
-    for (let take = 0; take < entry.live.drawTake; take++) received.set(take, Infinity);
-    received.set(entry.live.drawTake, entry.live.drawnFrames || 0);
-  }
+  if (entry.live) entry.live.receivedByTake.forEach((frames, take) => received.set(take, frames || 0));
   for (;;) {
     if (entry.ended) return;
     let job;
@@ -1111,14 +1219,14 @@ async function collectTakes(job, body, entry = null) {
       format,
       starred: false,
       loop: false,
-      peaks: entry?.live && result.take === entry.live.take ? entry.live.peakList() : null,
+      peaks: entry?.live ? entry.live.peakList(result.take) : null,
       blob,
     };
     await db.put(take);
     fresh.push(take);
   }
-  // The live stream keeps playing; the take that it plays takes it over (its play button can stop it).
-  if (entry?.live) state.live.set(`${job.id}-${entry.live.take}`, entry.live);
+  // The live stream keeps playing, through every take; the take it plays shows it (its play button can stop it).
+  if (entry?.live) for (const take of fresh) state.live.set(take.id, entry.live);
   state.takes.push(...fresh);
   renderTakes();
   for (const take of fresh) {
@@ -1140,7 +1248,8 @@ async function resumePending() {
 // ---------------------------------------------------------------------------------------------------------------------
 // Live audio: chunks scheduled on the Web Audio clock as they arrive, each AudioBufferSourceNode started at exactly
 // t0 + start_frame / sample_rate, so the seams are sample-exact (no gaps, no clicks). One context per sample rate, so
-// nothing is resampled chunk by chunk.
+// nothing is resampled chunk by chunk. Every take of a job is heard, one after the other on one timeline: take k
+// starts at k × the take's length (the runner contract makes each take exactly the duration asked for).
 
 const contexts = new Map();
 
@@ -1172,12 +1281,12 @@ class LiveStream {
     this.jobId = entry.id;
     this.rate = rate;
     this.channels = channels;
-    this.take = 0; // the first take is the one heard; later takes of the job only draw
-    this.total = Math.max(1, Math.round(entry.duration * rate));
-    this.chunks = []; // of this.take: {start, frames, samples}
-    this.received = 0;
-    this.drawTake = 0;
-    this.peaks = new Float32Array(WAVE_BUCKETS);
+    this.takes = entry.takes || 1;
+    this.total = Math.max(1, Math.round(entry.duration * rate)); // frames of one take
+    this.chunks = []; // of every take: {take, start, frames, buffer}
+    this.receivedByTake = []; // take → frames received
+    this.drawTake = 0; // the take the card draws: the newest one being generated
+    this.peaksByTake = [];
     this.listening = false;
     this.stoppedByUser = false;
     this.sources = new Set();
@@ -1188,40 +1297,66 @@ class LiveStream {
 
   add({ take, channels, sampleRate, start, samples }) {
     const frames = Math.floor(samples.length / channels);
-    if (take < this.drawTake || (take === this.drawTake && start < (this.drawnFrames || 0))) return; // had it already
-    if (take !== this.drawTake) {
-      this.drawTake = take; // a new take: the waveform starts over
-      this.peaks.fill(0);
-    }
+    if (take >= this.takes || start < (this.receivedByTake[take] || 0)) return; // had it already (socket, then polling)
+    this.drawTake = Math.max(this.drawTake, take); // a new take: the card's waveform starts over
+    const peaks = this.peaksOf(take);
     const per = this.total / WAVE_BUCKETS;
     for (let i = 0; i < frames; i++) {
       const bucket = Math.min(WAVE_BUCKETS - 1, Math.floor((start + i) / per));
-      let peak = this.peaks[bucket];
+      let peak = peaks[bucket];
       for (let c = 0; c < channels; c++) peak = Math.max(peak, Math.abs(samples[i * channels + c]));
-      this.peaks[bucket] = peak;
+      peaks[bucket] = peak;
     }
-    this.drawnFrames = start + frames;
-    this.drawnTo = Math.min(1, (start + frames) / this.total);
-    if (take !== this.take) return;
+    this.receivedByTake[take] = start + frames;
     // Kept once, deinterleaved, as an AudioBuffer (no context needed): listening again later reuses it.
     const buffer = new AudioBuffer({ length: frames, numberOfChannels: channels, sampleRate });
     for (let c = 0; c < channels; c++) {
       const data = buffer.getChannelData(c);
       for (let i = 0; i < frames; i++) data[i] = samples[i * channels + c];
     }
-    const chunk = { start, frames, buffer, rate: sampleRate, channels };
+    const chunk = { take, start, frames, buffer, rate: sampleRate, channels };
     if (window.__ttagRecord) chunk.samples = new Float32Array(samples);
     this.chunks.push(chunk);
-    this.received = Math.max(this.received, start + frames);
-    if (this.listening) this.schedule(chunk, true);
+    if (this.listening) {
+      this.schedule(chunk, true);
+      // Takes already heard to their end are never scheduled again (their own players have them): memory holds about
+      // the take being heard and those still to come, not the whole job.
+      const heard = this.heardTake();
+      if (this.chunks[0].take < heard) this.chunks = this.chunks.filter((c) => c.take >= heard);
+    }
   }
 
-  peakList() {
-    return [...this.peaks].map((p) => Math.round(Math.min(1, p) * 1000) / 1000);
+  peaksOf(take) {
+    return (this.peaksByTake[take] ??= new Float32Array(WAVE_BUCKETS));
+  }
+
+  // The card's waveform: the take being generated, and how far it has come.
+  get peaks() {
+    return this.peaksOf(this.drawTake);
+  }
+
+  get drawnTo() {
+    return Math.min(1, (this.receivedByTake[this.drawTake] || 0) / this.total);
+  }
+
+  peakList(take) {
+    return [...this.peaksOf(take)].map((p) => Math.round(Math.min(1, p) * 1000) / 1000);
   }
 
   get complete() {
-    return this.received >= this.total;
+    for (let take = 0; take < this.takes; take++) if ((this.receivedByTake[take] || 0) < this.total) return false;
+    return true;
+  }
+
+  // Frames of the timeline (every take, in order) that can play without a gap from its start.
+  get heard() {
+    let frames = 0;
+    for (let take = 0; take < this.takes; take++) {
+      const received = Math.min(this.total, this.receivedByTake[take] || 0);
+      frames += received;
+      if (received < this.total) break;
+    }
+    return frames;
   }
 
   listen() {
@@ -1240,13 +1375,14 @@ class LiveStream {
   schedule(chunk, arriving) {
     const ctx = this.ctx;
     const now = ctx.currentTime;
-    let when = this.t0 + chunk.start / this.rate;
+    const at = chunk.take * this.total + chunk.start; // on the timeline of every take
+    let when = this.t0 + at / this.rate;
     const end = when + chunk.frames / this.rate;
     if (end <= this.t0 + this.resumeAt) return; // before where listening (re)started
     if (arriving && when < now + 0.02) {
       // Generated slower than it plays: wait a little (silence) rather than play out of place.
       this.t0 += now + LIVE_LEAD_S - when;
-      when = this.t0 + chunk.start / this.rate;
+      when = this.t0 + at / this.rate;
       const record = recording(this.jobId);
       if (record) record.rebuffers += 1;
     }
@@ -1265,13 +1401,23 @@ class LiveStream {
       record.firstScheduledAt ??= performance.now();
       record.sampleRate = chunk.rate;
       record.channels = chunk.channels;
-      record.chunks.push({ start: chunk.start, frames: chunk.frames, when, offset, samples: chunk.samples });
+      record.chunks.push({ take: chunk.take, start: chunk.start, frames: chunk.frames, when, offset, samples: chunk.samples });
     }
   }
 
+  // Seconds into the timeline of every take.
   position() {
     if (!this.listening || !this.ctx) return this.resumeAt;
-    return Math.max(0, Math.min(this.received / this.rate, this.ctx.currentTime - this.t0));
+    return Math.max(0, Math.min(this.heard / this.rate, this.ctx.currentTime - this.t0));
+  }
+
+  // The take being heard (or where listening would resume), and the position within a take.
+  heardTake() {
+    return Math.min(this.takes - 1, Math.floor((this.position() * this.rate) / this.total));
+  }
+
+  positionIn(take) {
+    return Math.max(0, Math.min(this.total / this.rate, this.position() - (take * this.total) / this.rate));
   }
 
   stop({ byUser = false } = {}) {
@@ -1306,8 +1452,10 @@ class LiveStream {
       const node = state.elements.get(takeId);
       if (node) {
         if (!this.listening) {
+          // The take where it stopped carries on from there in its own player; the others start from their start.
           const audio = $("audio", node);
-          if (this.resumeAt > 0 && Number.isFinite(audio.duration)) audio.currentTime = Math.min(this.resumeAt, audio.duration);
+          const at = this.resumeAt - ((findTake(takeId)?.take || 0) * this.total) / this.rate;
+          if (at > 0 && Number.isFinite(audio.duration) && at < audio.duration) audio.currentTime = at;
           state.live.delete(takeId);
           showPaused(node);
         }
@@ -1368,9 +1516,10 @@ function animateJob(entry) {
 
 function drawJobWave(entry) {
   const live = entry.live;
-  const played = live && live.drawTake === live.take ? live.position() / entry.duration : 0;
-  paintWave(entry.canvas, live ? [...live.peaks] : null, played, live ? live.drawnTo || 0 : 0);
-  $(".pos", entry.node).textContent = formatTime(live ? live.position() : 0);
+  const heard = live ? live.heardTake() : 0;
+  const played = live && live.drawTake === heard ? live.positionIn(heard) / entry.duration : 0;
+  paintWave(entry.canvas, live ? [...live.peaks] : null, played, live ? live.drawnTo : 0);
+  $(".pos", entry.node).textContent = formatTime(live ? live.positionIn(heard) : 0);
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -1401,9 +1550,15 @@ function takeParams(take) {
   return [...names].filter((n) => take.request[n] !== undefined);
 }
 
+// A parameter's value as a take shows it: an uploaded file by its name (the id means nothing to a person).
+function shownValue(name, value) {
+  const audio = state.models.some((m) => m.params.some((p) => p.name === name && p.type === "audio"));
+  return audio ? readJSON(LS_UPLOADS, []).find((u) => u.id === value)?.name || "a file" : value;
+}
+
 function takeMeta(take) {
   const parts = [take.model, `${formatNumber(take.duration)} s`, `seed ${take.seed}`];
-  for (const name of takeParams(take)) parts.push(`${paramLabel(name)} ${take.request[name]}`);
+  for (const name of takeParams(take)) parts.push(`${paramLabel(name)} ${shownValue(name, take.request[name])}`);
   parts.push(take.format);
   return parts.join(" · ");
 }
@@ -1528,8 +1683,14 @@ function showPaused(node) {
 function showLivePlaying(takeId) {
   const node = state.elements.get(takeId);
   if (!node) return;
-  showPlaying(node);
+  showLiveTake(node, state.live.get(takeId));
   animate(node);
+}
+
+// A take of a job whose live stream plays: "playing" while the stream is in this take, "paused" before and after.
+function showLiveTake(node, live) {
+  const playing = live.heardTake() === (findTake(node.dataset.id)?.take || 0);
+  if (playing !== node.classList.contains("playing")) (playing ? showPlaying : showPaused)(node);
 }
 
 function updateTake(take, node) {
@@ -1582,7 +1743,7 @@ function togglePlay(id) {
   if (!audio) return;
   select(id, { focus: false });
   const live = state.live.get(id);
-  if (live?.listening) {
+  if (live?.listening && live.heardTake() === (findTake(id)?.take || 0)) {
     live.stop({ byUser: true }); // the take was still playing from the stream: pause it there
     return;
   }
@@ -1806,7 +1967,7 @@ function paintWave(canvas, peaks, played, filled = 1) {
 
 function positionOf(node) {
   const live = state.live.get(node.dataset.id);
-  return live?.listening ? live.position() : $("audio", node).currentTime || 0;
+  return live?.listening ? live.positionIn(findTake(node.dataset.id)?.take || 0) : $("audio", node).currentTime || 0;
 }
 
 function drawWave(node) {
@@ -1832,6 +1993,7 @@ function animate(node) {
   const frame = () => {
     const live = state.live.get(node.dataset.id);
     if ((audio.paused && !live?.listening) || !node.isConnected) return;
+    if (live?.listening) showLiveTake(node, live);
     drawPosition(node);
     requestAnimationFrame(frame);
   };
@@ -2063,6 +2225,8 @@ function wire() {
     }
   });
   document.addEventListener("keydown", onKeyDown);
+  // A file dropped beside an audio control is ignored, instead of the browser leaving the page to open it.
+  for (const kind of ["dragover", "drop"]) document.addEventListener(kind, (event) => event.preventDefault());
   window.addEventListener("resize", () => state.elements.forEach((node) => drawWave(node)));
   window.addEventListener("online", wakeProbe);
 }
