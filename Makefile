@@ -19,10 +19,11 @@ test: lint
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
-	$(call step,'lint: ruff check; ruff format --check and the import contracts of pyproject.toml')
+	$(call step,'lint: ruff check; ruff format --check; the import contracts of pyproject.toml; mypy (0 errors)')
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed-test
 	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
