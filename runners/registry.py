@@ -37,11 +37,14 @@ class ParamSpec:
     help: str = ""
 
 
+ModelKind = Literal["music", "sound effects", "music and sound"]
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     id: str
     runner: str  # "package.module:Class", imported in the worker only
-    kind: Literal["music", "sound effects", "music and sound"]
+    kind: ModelKind
     description: str
     sample_rate: int
     channels: int

@@ -12,7 +12,7 @@ T5 checkpoint the conditioner loads) and ``decoder`` (``mbd``: MultiBand Diffusi
 
 from __future__ import annotations
 
-from runners.registry import ModelSpec, ParamSpec
+from runners.registry import ModelKind, ModelSpec, ParamSpec
 
 RUNNER = "runners.audiocraft.runner:AudioCraftRunner"
 SETUP = "ttag runners setup audiocraft"
@@ -99,7 +99,7 @@ def audiocraft_spec(
     name: str,
     family: str,
     *,
-    kind: str,
+    kind: ModelKind,
     description: str,
     sample_rate: int,
     window_s: float,
@@ -116,7 +116,7 @@ def audiocraft_spec(
     return ModelSpec(
         id=model_id,
         runner=RUNNER,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         description=description,
         sample_rate=sample_rate,
         channels=channels,

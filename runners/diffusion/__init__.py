@@ -7,7 +7,7 @@ worker process only.
 
 from __future__ import annotations
 
-from runners.registry import ModelSpec, ParamSpec
+from runners.registry import ModelKind, ModelSpec, ParamSpec
 
 REQUIRES = ("torch", "transformers", "diffusers")
 # What a diffusers checkpoint is made of, for `ttag models pull`: the pipeline index, each component's config and
@@ -109,11 +109,11 @@ STABLE_AUDIO = ModelSpec(
 
 
 # -- AudioLDM 2 ------------------------------------------------------------------------------------------------------
-def _audioldm2(name: str, size_gb: float, description: str, kind: str) -> ModelSpec:
+def _audioldm2(name: str, size_gb: float, description: str, kind: ModelKind) -> ModelSpec:
     return ModelSpec(
         id=name,
         runner="runners.diffusion.audioldm2:AudioLDM2Runner",
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         description=description,
         sample_rate=16000,
         channels=1,

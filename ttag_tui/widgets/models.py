@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -114,8 +115,8 @@ class ModelPane(Vertical):
             super().__init__()
             self.model_id = model_id
 
-    def __init__(self, registry: Registry, selected: str, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, registry: Registry, selected: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.registry = registry
         self.selected = selected if selected in registry else next(iter(registry.ids()), "")
         self.statuses: dict[str, ModelStatus] = {spec.id: ModelStatus("checking") for spec in registry}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.lazy import Lazy
@@ -14,8 +16,8 @@ NEGATIVE_PLACEHOLDER = "negative prompt (what to avoid)"
 class PromptArea(TextArea):
     """A TextArea that recalls earlier prompts: up on the first line goes back, down on the last line forward."""
 
-    def __init__(self, text: str = "", **kwargs: object) -> None:
-        super().__init__(text, soft_wrap=True, show_line_numbers=False, compact=True, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, text: str = "", **kwargs: Any) -> None:
+        super().__init__(text, soft_wrap=True, show_line_numbers=False, compact=True, **kwargs)
         self.cursor_blink = False  # a blinking cursor redraws twice a second: noise over SSH, churn in snapshots
         self.recalled_prompts: list[str] = []  # newest first
         self._history_index = -1  # -1: the user's own draft
@@ -53,8 +55,8 @@ class PromptPane(Vertical):
     prompt alone; until then the field exists unmounted and keeps its value.
     """
 
-    def __init__(self, prompt: str = "", negative: str = "", **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, prompt: str = "", negative: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.prompt_area = PromptArea(prompt, id="prompt", placeholder=PLACEHOLDER)
         self.negative_input = Input(negative, id="negative", placeholder=NEGATIVE_PLACEHOLDER, compact=True)
         self.negative_input.cursor_blink = False

@@ -94,8 +94,8 @@ class SettingsPane(VerticalScroll):
     class Changed(Message):
         """A value changed (the app saves the session state)."""
 
-    def __init__(self, spec: ModelSpec, values: dict[str, str] | None = None, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, spec: ModelSpec, values: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.spec = spec
         self.values: dict[str, str] = dict(values or {})
         self.last_seed: int | None = None

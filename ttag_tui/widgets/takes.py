@@ -8,6 +8,7 @@ player), so every action is in one place whether it came from a key or the comma
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
@@ -61,8 +62,8 @@ class TakesTable(DataTable[Text | str]):
         *keymap.bindings("takes"),
     ]
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=0, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, cell_padding=0, **kwargs)
         self.takes: dict[int, Take] = {}
         self._layout_width = 0
 
