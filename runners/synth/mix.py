@@ -192,8 +192,8 @@ class Master:
             bounds[0] = g[0] if edge is None else min(edge, g[0])
             bounds[1:blocks] = np.minimum(g[: blocks - 1], g[1:blocks])
             bounds[blocks] = min(g[blocks - 1], g[blocks]) if nxt is not None else g[blocks - 1]
-            frac = np.tile(np.arange(B) / B, blocks)
-            gains = np.repeat(bounds[:-1], B) + np.repeat(np.diff(bounds), B) * frac
+            ramp = np.arange(B) / B  # linear from each block's starting gain to the next's, broadcast (no repeats)
+            gains = (bounds[:-1, None] + np.diff(bounds)[:, None] * ramp).reshape(-1)
             out = pending * gains[:n]
             np.clip(out, -self.ceiling, self.ceiling, out=out)
             yield out.astype(np.float32)

@@ -7,6 +7,7 @@ notes. Beds draw their noise from one generator in chunk order, so a take render
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np
@@ -22,9 +23,7 @@ def _band(kind: str, lo: float, hi: float, order: int = 2) -> dsp.IIR:
     """A filter normalised so white noise in gives unit-RMS noise out (beds are mixed by ear, not by math)."""
     cutoff = {"bandpass": (lo, hi), "lowpass": hi}.get(kind, lo)
     iir = dsp.butter(order, cutoff, kind)
-    impulse = np.zeros(16384)
-    impulse[0] = 1.0
-    return iir.scaled(1.0 / np.sqrt(np.sum(dsp.lfilter(iir, impulse) ** 2)))
+    return iir.scaled(1.0 / np.sqrt(iir.energy()))
 
 
 def _swell(t: np.ndarray, rates: tuple[float, ...], phases: np.ndarray) -> np.ndarray:
@@ -33,6 +32,39 @@ def _swell(t: np.ndarray, rates: tuple[float, ...], phases: np.ndarray) -> np.nd
     for i, rate in enumerate(rates):
         out += np.sin(2 * np.pi * rate * t[None, :] + phases[i][:, None])
     return out / len(rates)
+
+
+BANDS = {  # the beds' noise filters: kind, low and high edge in Hz
+    "rain": ("bandpass", 350.0, 11000.0),
+    "drops": ("highpass", 1500.0, 0.0),
+    "wind_lo": ("bandpass", 120.0, 600.0),
+    "wind_hi": ("bandpass", 500.0, 1800.0),
+    "ocean": ("bandpass", 80.0, 1200.0),
+    "foam": ("bandpass", 1800.0, 9000.0),
+    "fire": ("lowpass", 0.0, 250.0),
+    "fire_hiss": ("bandpass", 2000.0, 7000.0),
+    "city": ("lowpass", 0.0, 300.0),
+    "city_mid": ("bandpass", 300.0, 2000.0),
+    "stream": ("bandpass", 400.0, 3500.0),
+    "stream_hi": ("bandpass", 3000.0, 9000.0),
+    "leaves": ("bandpass", 1500.0, 6000.0),
+    "hiss": ("bandpass", 3000.0, 12000.0),
+    "bubbles": ("lowpass", 0.0, 14.0),
+    "rumble": ("lowpass", 0.0, 120.0),
+}
+DECAYS = {"drops": 0.003, "crackle": 0.0006, "pops": 0.004, "vinyl": 0.0004}  # impulse ring times in seconds
+
+
+class _Filters(dict[str, dsp.Filter]):
+    """A take's stateful filters by name, each made on first use: a take builds only its own scenes' filters."""
+
+    def __init__(self, make: Callable[[str], dsp.Filter]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, name: str) -> dsp.Filter:
+        made = self[name] = self.make(name)
+        return made
 
 
 class SceneBed:
@@ -44,30 +76,8 @@ class SceneBed:
         self.level = level
         self.rng = np.random.default_rng([seed, 0x5CE4E])
         self.phases = self.rng.uniform(0, 2 * np.pi, (8, 2))
-        self.f: dict[str, dsp.Filter] = {}
-        self.d: dict[str, dsp.Filter] = {}
-        filters = {
-            "rain": ("bandpass", 350.0, 11000.0),
-            "drops": ("highpass", 1500.0, 0.0),
-            "wind_lo": ("bandpass", 120.0, 600.0),
-            "wind_hi": ("bandpass", 500.0, 1800.0),
-            "ocean": ("bandpass", 80.0, 1200.0),
-            "foam": ("bandpass", 1800.0, 9000.0),
-            "fire": ("lowpass", 0.0, 250.0),
-            "fire_hiss": ("bandpass", 2000.0, 7000.0),
-            "city": ("lowpass", 0.0, 300.0),
-            "city_mid": ("bandpass", 300.0, 2000.0),
-            "stream": ("bandpass", 400.0, 3500.0),
-            "stream_hi": ("bandpass", 3000.0, 9000.0),
-            "leaves": ("bandpass", 1500.0, 6000.0),
-            "hiss": ("bandpass", 3000.0, 12000.0),
-            "bubbles": ("lowpass", 0.0, 14.0),
-            "rumble": ("lowpass", 0.0, 120.0),
-        }
-        for name, (kind, lo, hi) in filters.items():
-            self.f[name] = dsp.Filter(_band(kind, lo, hi))
-        for name, tau in (("drops", 0.003), ("crackle", 0.0006), ("pops", 0.004), ("vinyl", 0.0004)):
-            self.d[name] = dsp.Filter(dsp.one_pole(tau))
+        self.f = _Filters(lambda name: dsp.Filter(_band(*BANDS[name])))  # each made when its scene first sounds
+        self.d = _Filters(lambda name: dsp.Filter(dsp.one_pole(DECAYS[name])))
 
     def _noise(self, n: int) -> np.ndarray:
         """Stereo noise, partly correlated (0.4) so a bed is wide but still solid in mono."""
@@ -133,7 +143,8 @@ def scene_events(scenes: tuple[str, ...], intensity: float, seed: int, n_samples
     seconds = n_samples / SR
 
     def poisson(rate: float, first: float = 0.0) -> list[int]:
-        times, t = [], first
+        times: list[int] = []
+        t = first
         while True:
             t += rng.exponential(1.0 / rate)
             if t >= seconds:
