@@ -518,3 +518,15 @@ def test_whole_word_lookup_agrees_with_the_phrase_pattern(text):
     tables = [*prompt.SCENE_WORDS.values(), *prompt.INSTRUMENT_WORDS.values(), prompt.FAST_WORDS, prompt.MINOR_WORDS]
     for words in tables:
         assert prompt._has(text, words) == (prompt._phrase_pattern(words).search(text) is not None), words
+
+
+@pytest.mark.parametrize("room", [0.2, 0.9])
+def test_reverb_chunk_by_chunk_is_the_whole_convolution(room):
+    """Partitioned convolution, chunk by chunk (the last one short), gives the IR's convolution with the whole input."""
+    from runners.synth import mix
+
+    x = np.random.default_rng(2).standard_normal((2, 5 * SR + 1234))
+    reverb = mix.Reverb(room, SR)
+    ours = np.concatenate([reverb(x[:, a : a + SR]) for a in range(0, x.shape[1], SR)], axis=1)
+    reference = signal.fftconvolve(x, mix.impulse_response(room), axes=-1)[:, : x.shape[1]]
+    assert np.max(np.abs(ours - reference)) < 1e-9 * np.max(np.abs(reference))
