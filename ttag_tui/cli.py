@@ -189,6 +189,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         bridge.close()
         raise UsageError("\n  ".join(["invalid request:", *map(str, exc.errors)])) from None
     spec = registry.get(request.model)
+    if spec is None:  # validate_request accepts only the registry's models: never met, but say so if it is
+        bridge.close()
+        raise UsageError(f"unknown model {request.model!r} (see ttag list-models)")
     status = bridge.availability(spec)  # refused here, in milliseconds, before a worker imports torch
     if not status.available:
         bridge.close()
