@@ -20,7 +20,7 @@ from runners.synth import dsp
 SR = 44100
 TABLE_BITS = 12
 TABLE = 1 << TABLE_BITS  # wavetable length (power of two: index wrap is a bitwise and)
-NOISE_LEN = SR * 6
+NOISE_LEN = 1 << 18  # about 6 s: a power of two, so filtering a bank as a spectrum is two quick FFTs
 
 
 @dataclass(slots=True)

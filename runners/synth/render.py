@@ -84,7 +84,11 @@ class TakeRenderer:
                     buffer = grown
                 used = max(used, need)
                 row = 4 if self.plan.duck and note.voice in DUCKED else 0
-                buffer[row : row + 4, offset:need] += weights * (audio if audio.ndim == 1 else np.tile(audio, (2, 1)))
+                if audio.ndim == 1:
+                    buffer[row : row + 4, offset:need] += weights * audio
+                else:  # dry and send of a stereo note as two adds: a tiled (4, n) copy cost seven times as much
+                    buffer[row : row + 2, offset:need] += weights[:2] * audio
+                    buffer[row + 2 : row + 4, offset:need] += weights[2:] * audio
             bus = buffer[0:4, :n]
             if self.plan.duck:
                 bus = bus + buffer[4:8, :n] * self._duck(start, n)
