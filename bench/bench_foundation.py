@@ -1,9 +1,10 @@
 """Foundation benchmark: synth's real-time factor, CLI start-up, and the bridge's per-request overhead.
 
 Everything is measured side by side in one run on this machine, so the ratios hold even on a busy box:
-- synth: seconds of audio per second of compute, in-process, one thread: a new seed each run (the sounds a take
-  shares with the last one are rendered again; the tables and filters built once per process are not), and the same
-  request again (every note's sound is reused from the last run);
+- synth: seconds of audio per second of compute, in-process, one thread (the render calls numpy's ufuncs and FFTs,
+  no BLAS routine, so it needs no thread settings; nor do the ttag processes below get any): a new seed each run
+  (the sounds a take shares with the last one are rendered again; the tables and filters built once per process are
+  not), and the same request again (every note's sound is reused from the last run);
 - CLI start-up: ``ttag --help`` / ``ttag list-models`` against a bare ``python -c pass``;
 - bridge overhead: one synth request through a warm worker against calling the runner in-process;
 - synth end to end: its load (imports, in a fresh process) and ``ttag generate PROMPT -m synth -d 10`` as a whole
@@ -16,13 +17,9 @@ Run: ``.venv/bin/python bench/bench_foundation.py``
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 import compileall
 import json
+import os
 import statistics
 import subprocess
 import sys
