@@ -68,10 +68,15 @@ class IIR:
     def response(self, n_fft: int) -> np.ndarray:
         """H at the ``n_fft // 2 + 1`` frequencies of an ``rfft`` of length ``n_fft``: filtering a periodic signal
         (a loopable noise bank) is a multiplication of its spectrum by this."""
-        delay = _unit_delay(n_fft)
-        # A kept pole stands for itself and, when doubled, its conjugate: its real part, half from each.
-        halves = self.residues / (1 - self.poles * delay) + np.conj(self.residues) / (1 - np.conj(self.poles) * delay)
-        return self.direct + np.sum(halves * (self.weight / 2), axis=1)  # no BLAS (its threads spin on after)
+        q = _unit_delay(n_fft)
+        h = np.full(q.shape, self.direct, dtype=np.complex128)
+        for pole, residue, weight in zip(self.poles, self.residues, self.weight, strict=True):
+            if weight > 1:  # the pair r / (1 - p q) + conj: one real biquad, one complex division
+                numerator = 2 * residue.real - 2 * (residue * np.conj(pole)).real * q
+                h += numerator / (1 - 2 * pole.real * q + abs(pole) ** 2 * (q * q))
+            else:
+                h += residue.real / (1 - pole.real * q)
+        return h
 
     def energy(self) -> float:
         """Sum of the squared impulse response (Parseval on a dense grid): white noise in, this power out."""
@@ -100,8 +105,8 @@ class IIR:
 
 @cache
 def _unit_delay(n_fft: int) -> np.ndarray:
-    """The unit delay q = exp(-i w) at the frequencies of an ``rfft`` of length ``n_fft``, as a column."""
-    return np.exp(-2j * np.pi * np.arange(n_fft // 2 + 1) / n_fft)[:, None]
+    """The unit delay q = exp(-i w) at the frequencies of an ``rfft`` of length ``n_fft``."""
+    return np.exp(-2j * np.pi * np.arange(n_fft // 2 + 1) / n_fft)
 
 
 @cache
