@@ -20,7 +20,8 @@ from runners.synth import dsp
 SR = 44100
 TABLE_BITS = 12
 TABLE = 1 << TABLE_BITS  # wavetable length (power of two: index wrap is a bitwise and)
-NOISE_LEN = 1 << 18  # about 6 s: a power of two, so filtering a bank as a spectrum is two quick FFTs
+NOISE_LEN = 1 << 18  # about 6 s
+WARM_UP = 1 << 15  # samples a drum family's filter runs before its bank begins: its transient is long gone by then
 
 
 @dataclass(slots=True)
@@ -149,15 +150,10 @@ def seconds(n: int) -> np.ndarray:
 
 
 @cache
-def _white_spectrum() -> np.ndarray:
-    return np.fft.rfft(noise_bank("white").astype(np.float64))
-
-
-@cache
 def noise_bank(kind: str) -> np.ndarray:
     """Fixed noise (the same on every machine), optionally pre-filtered for one drum family. Built on first use: a
-    take only pays for the families it plays, and every family filters the one white bank — circularly, as a product
-    of spectra (one FFT each), so a filtered bank loops without a seam just like the white one."""
+    take only pays for the families it plays, and every family filters the one white bank as a loop — run in from the
+    bank's own last :data:`WARM_UP` samples, so it starts where it ends and a slice that wraps has no seam."""
     if kind == "white":
         return np.random.default_rng(0x7A6).standard_normal(NOISE_LEN).astype(np.float32)
     band = {
@@ -167,7 +163,8 @@ def noise_bank(kind: str) -> np.ndarray:
         "low": ("lowpass", 400.0),
         "mid": ("bandpass", (300.0, 3000.0)),
     }[kind]
-    out = np.fft.irfft(_white_spectrum() * dsp.butter(2, band[1], band[0]).response(NOISE_LEN), NOISE_LEN)
+    white = noise_bank("white")
+    out = dsp.lfilter(dsp.butter(2, band[1], band[0]), np.concatenate([white[-WARM_UP:], white]))[WARM_UP:]
     return (out / np.sqrt(np.mean(out**2))).astype(np.float32)
 
 
