@@ -1,22 +1,25 @@
 """Foundation benchmark: synth's real-time factor, CLI start-up, and the bridge's per-request overhead.
 
 Everything is measured side by side in one run on this machine, so the ratios hold even on a busy box:
-- synth: seconds of audio per second of compute, in-process, one thread;
+- synth: seconds of audio per second of compute, in-process, one thread (the render calls numpy's ufuncs and FFTs,
+  no BLAS routine, so it needs no thread settings; nor do the ttag processes below get any): a new seed each run
+  (the sounds a take shares with the last one are rendered again; the tables and filters built once per process are
+  not), and the same request again (every note's sound is reused from the last run);
 - CLI start-up: ``ttag --help`` / ``ttag list-models`` against a bare ``python -c pass``;
 - bridge overhead: one synth request through a warm worker against calling the runner in-process;
 - synth end to end: its load (imports, in a fresh process) and ``ttag generate PROMPT -m synth -d 10`` as a whole
-  process, against a bare ``python -c pass``.
+  process (CLI, worker start, the take written with its sidecar, exit), against a bare ``python -c pass``, with the
+  sidecar's own timings (load, generate) as the breakdown.
 
+ttag's modules are byte-compiled first, as ``pip install`` does (this machine sets PYTHONDONTWRITEBYTECODE).
 Run: ``.venv/bin/python bench/bench_foundation.py``
 """
 
 from __future__ import annotations
 
+import compileall
+import json
 import os
-
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 import statistics
 import subprocess
 import sys
@@ -51,18 +54,34 @@ def main() -> None:
 
     registry = default_registry()
     spec = registry.get("synth")
+    assert spec is not None
     runner = SynthRunner(spec)
     runner.load_model(JobContext())
 
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    print("\n== synth real-time factor (in-process, one thread; wall clock, and CPU time for a shared box) ==")
+    compileall.compile_dir(ROOT / "ttag_tui", quiet=1)
+    compileall.compile_dir(ROOT / "runners", quiet=1)
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}")
+    print("\n== synth real-time factor (in-process, one thread, 10 s stereo 44.1 kHz; medians of 5; CPU time too) ==")
+    print(f"{'prompt':40} {'new seed each run':>34}   {'the same request again':>34}")
+    seeds = iter(range(100, 10_000))
     for prompt in ("lofi hip hop with piano, 85 bpm", "techno 128 bpm with pads", "gentle rain and wind"):
-        request = validate_request({"prompt": prompt, "duration": 10, "seed": 1}, registry)
-        seconds = median_time(lambda r=request: runner.generate(r, JobContext()), 5)
-        cpu = median_time(lambda r=request: runner.generate(r, JobContext()), 5, clock=time.process_time)
+        runner.generate(validate_request({"prompt": prompt, "duration": 10, "seed": 1}, registry), JobContext())
+        figures = []
+        for fresh in (True, False):
+            for clock in (time.perf_counter, time.process_time):
+
+                def take(fresh: bool = fresh, prompt: str = prompt) -> None:
+                    seed = next(seeds) if fresh else 1
+                    request = validate_request({"prompt": prompt, "duration": 10, "seed": seed}, registry)
+                    runner.generate(request, JobContext())
+
+                figures.append(median_time(take, 5, clock=clock))
         print(
-            f"{prompt!r:40} 10 s of audio in {seconds * 1000:6.0f} ms  →  {10 / seconds:6.1f}× real time"
-            f"  (CPU {cpu * 1000:4.0f} ms → {10 / cpu:5.1f}×)"
+            f"{prompt!r:40}"
+            + "".join(
+                f" {wall * 1000:5.0f} ms {10 / wall:5.1f}× (CPU {cpu * 1000:4.0f} ms {10 / cpu:5.1f}×)"
+                for wall, cpu in (figures[0:2], figures[2:4])
+            )
         )
 
     print("\n== CLI start-up (median of 7) ==")
@@ -87,20 +106,30 @@ def main() -> None:
     print(f"in-process runner         {d * 1000:6.1f} ms")
     print(f"through the warm worker   {w * 1000:6.1f} ms  (overhead {(w - d) * 1000:+.1f} ms, {w / d:.2f}×)")
 
-    print("\n== synth end to end (median of 5, interleaved with python -c pass) ==")
+    print("\n== synth end to end (median of 7, interleaved with python -c pass) ==")
     load = [
         float(subprocess.run([sys.executable, "-c", LOAD], check=True, capture_output=True, text=True, cwd=ROOT).stdout)
         for _ in range(5)
     ]
     print(f"synth load_model (fresh process)  {statistics.median(load) * 1000:6.0f} ms")
     with tempfile.TemporaryDirectory() as out:
-        bare, whole = [], []
-        for _ in range(5):
-            bare.append(median_time(lambda: run([sys.executable, "-c", "pass"]), 1))
-            whole.append(median_time(lambda: run([*TTAG, "generate", "house 124 bpm", *GENERATE, out]), 1))
-    b, g = statistics.median(bare), statistics.median(whole)
+        bares: list[float] = []
+        whole: list[float] = []
+        sidecars: list[dict[str, float]] = []
+        for i in range(7):
+            bares.append(median_time(lambda: run([sys.executable, "-c", "pass"]), 1))
+            target = str(Path(out) / f"take{i}.wav")
+            whole.append(median_time(lambda t=target: run([*TTAG, "generate", "house 124 bpm", *GENERATE, t]), 1))
+            sidecars.append(json.loads(Path(target).with_suffix(".json").read_text())["timings"])
+    b, g = statistics.median(bares), statistics.median(whole)
+    load_s = statistics.median(t["load_s"] for t in sidecars)
+    generate_s = statistics.median(t["generate_s"] for t in sidecars)
     print(f"python -c pass                    {b * 1000:6.0f} ms")
-    print(f"ttag generate -m synth -d 10      {g * 1000:6.0f} ms  (+{(g - b) * 1000:.0f} ms over bare python)")
+    print(
+        f"ttag generate -m synth -d 10      {g * 1000:6.0f} ms  (+{(g - b) * 1000:.0f} ms over bare python; in the"
+        f" worker: load {load_s * 1000:.0f} ms, generate {generate_s * 1000:.0f} ms)"
+    )
+    print(f"load average after the run: {os.getloadavg()[0]:.2f}")
 
 
 GENERATE = ["-m", "synth", "-d", "10", "-q", "--seed", "1", "-o"]

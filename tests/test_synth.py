@@ -411,7 +411,7 @@ def test_a_take_is_its_seed_and_says_which_synth_made_it(render, runner, registr
         JobContext(),
     )[0]
     assert np.array_equal(take.audio, alone.audio)
-    assert take.metadata["runner_version"] == SynthRunner.version == "2"
+    assert take.metadata["runner_version"] == SynthRunner.version == "3"
 
 
 # ---------------------------------------------------------------- numpy-only filters
@@ -462,3 +462,72 @@ def test_the_synth_imports_no_scipy():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=root)
     assert out.stdout.strip() == "[]"
+
+
+FILTER_DESIGNS = [(2, 28.0, "highpass"), (2, (350.0, 11000.0), "bandpass"), (4, 180.0, "lowpass"), (2, 14.0, "lowpass")]
+
+
+@pytest.mark.parametrize(("order", "cutoff", "kind"), FILTER_DESIGNS)
+def test_filter_response_and_energy_match_scipy(order, cutoff, kind):
+    """The frequency response shapes the noise banks; the energy normalises the scene beds."""
+    from runners.synth import dsp
+
+    iir = dsp.butter(order, cutoff, kind)
+    sos = signal.butter(order, cutoff, btype=kind, fs=SR, output="sos")
+    n_fft = 1 << 14
+    _, reference = signal.sosfreqz(sos, worN=np.arange(n_fft // 2 + 1) * SR / n_fft, fs=SR)
+    assert np.max(np.abs(iir.response(n_fft) - reference)) < 1e-9 * np.max(np.abs(reference))
+    impulse = np.zeros(1 << 17)
+    impulse[0] = 1.0
+    assert iir.energy() == pytest.approx(np.sum(signal.sosfilt(sos, impulse) ** 2), rel=1e-9)
+
+
+def test_a_filtered_noise_bank_is_the_filter_run_on_over_the_looping_white_bank():
+    """A drum family's bank is the filter's steady state over the white bank played in a loop: no seam where a slice
+    wraps around."""
+    from runners.synth import dsp, instruments
+
+    white = instruments.noise_bank("white").astype(np.float64)
+    for kind, band in (("hat", (2, 7000.0, "highpass")), ("low", (2, 400.0, "lowpass"))):
+        steady = dsp.lfilter(dsp.butter(*band), np.tile(white, 3))[2 * white.size :]  # two loops in: settled
+        steady /= np.sqrt(np.mean(steady**2))
+        assert np.max(np.abs(instruments.noise_bank(kind) - steady)) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        " rain ",
+        " raindrops ",
+        " heavy_rain ",
+        " rain, thunder ",
+        "rain",
+        " drum and bass ",
+        " drums2 ",
+        " pianoé ",
+        " élan piano ",
+        " dark-techno ",
+        " ",
+        "",
+        " very fast very slow ",
+        " birdsong birds ",
+    ],
+)
+def test_whole_word_lookup_agrees_with_the_phrase_pattern(text):
+    from runners.synth import prompt
+
+    tables = [*prompt.SCENE_WORDS.values(), *prompt.INSTRUMENT_WORDS.values(), prompt.FAST_WORDS, prompt.MINOR_WORDS]
+    for words in tables:
+        assert prompt._has(text, words) == (prompt._phrase_pattern(words).search(text) is not None), words
+
+
+@pytest.mark.parametrize("room", [0.2, 0.9])
+def test_reverb_chunk_by_chunk_is_the_whole_convolution(room):
+    """Partitioned convolution, chunk by chunk (the last one short), gives the IR's convolution with the whole input."""
+    from runners.synth import mix
+
+    x = np.random.default_rng(2).standard_normal((2, 5 * SR + 1234))
+    reverb = mix.Reverb(room, SR)
+    ours = np.concatenate([reverb(x[:, a : a + SR]) for a in range(0, x.shape[1], SR)], axis=1)
+    reference = signal.fftconvolve(x, mix.impulse_response(room), axes=-1)[:, : x.shape[1]]
+    assert np.max(np.abs(ours - reference)) < 1e-9 * np.max(np.abs(reference))

@@ -199,6 +199,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     written: list[tuple[Path, dict[str, Any]]] = []
     with bridge:
         job = bridge.submit(request)
+        import soundfile  # noqa: F401  (write_clip's library: loaded while the worker starts, not after the take)
+
         try:
             for event in job.events():
                 if isinstance(event, Progress):

@@ -44,9 +44,10 @@ class IIR:
         self.residues = residues.astype(np.complex128)
         self.direct = float(direct)
         self.weight = np.where(doubled, 2.0, 1.0)
-        # Blocks short enough that |p|**-block stays far from overflow for every pole: within one, a cumsum.
-        fastest = np.clip(np.abs(self.poles), 1e-9, 1 - 1e-12).min(initial=1 - 1e-12)
-        self.block = int(min(4096, max(16, 200.0 / -np.log(fastest))))
+        # Each pole runs in blocks short enough that |p|**-block stays far from overflow: within one, a cumsum. A
+        # block of its own, not one for all: a slow pole in a fast pole's short blocks needs a step per block.
+        magnitude = np.clip(np.abs(self.poles), 1e-9, 1 - 1e-12)
+        self.blocks = [int(min(4096, max(16, 200.0 / -np.log(m)))) for m in magnitude]
 
     @classmethod
     def from_zpk(cls, zeros: np.ndarray, poles: np.ndarray, gain: float) -> IIR:
@@ -64,6 +65,25 @@ class IIR:
             doubled.append(p.imag > 1e-12)
         return cls(np.array(keep), np.array(residues), (b[-1] / a[-1]).real, np.array(doubled))
 
+    def response(self, n_fft: int) -> np.ndarray:
+        """H at the ``n_fft // 2 + 1`` frequencies of an ``rfft`` of length ``n_fft``: filtering a periodic signal
+        (a loopable noise bank) is a multiplication of its spectrum by this."""
+        q = _unit_delay(n_fft)
+        h = np.full(q.shape, self.direct, dtype=np.complex128)
+        for pole, residue, weight in zip(self.poles, self.residues, self.weight, strict=True):
+            if weight > 1:  # the pair r / (1 - p q) + conj: one real biquad, one complex division
+                numerator = 2 * residue.real - 2 * (residue * np.conj(pole)).real * q
+                h += numerator / (1 - 2 * pole.real * q + abs(pole) ** 2 * (q * q))
+            else:
+                h += residue.real / (1 - pole.real * q)
+        return h
+
+    def energy(self) -> float:
+        """Sum of the squared impulse response (Parseval on a dense grid): white noise in, this power out."""
+        n_fft = 1 << 14  # the filters' impulse responses die out well within it
+        power = np.abs(self.response(n_fft)) ** 2
+        return float((2 * power.sum() - power[0] - power[-1]) / n_fft)
+
     def scaled(self, factor: float) -> IIR:
         """The same filter with its gain times ``factor``."""
         return IIR(self.poles, self.residues * factor, self.direct * factor, self.weight > 1)
@@ -72,45 +92,60 @@ class IIR:
         """Filter along the last axis from ``state`` (None: at rest); returns (output, state for the next call)."""
         if state is None:
             state = np.zeros((len(self.poles), *x.shape[:-1]), dtype=np.complex128)
-        shape = (-1, *[1] * x.ndim)
-        out, state = _recursion(self.residues.reshape(shape) * x, self.poles, state, self.block)
-        return self.direct * x + np.tensordot(self.weight, out.real, axes=1), state
+        y = np.multiply(x, self.direct, dtype=np.float64)
+        after = np.empty_like(state)
+        for k, (pole, residue, weight, block) in enumerate(
+            zip(self.poles, self.residues, self.weight, self.blocks, strict=True)
+        ):  # a few poles, summed one by one: not np.tensordot, whose BLAS threads spin on after the call and
+            # starve the rest of the render on a small machine
+            out, after[k] = _recursion(x, residue, pole, state[k], block)
+            y += weight * out.real
+        return y, after
 
 
 @cache
-def _powers(poles: tuple[complex, ...], block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """p**i, p**-i and p**(i+1) for i < block, and p**block, for each pole (rows)."""
-    p = np.array(poles)[:, None]
+def _unit_delay(n_fft: int) -> np.ndarray:
+    """The unit delay q = exp(-i w) at the frequencies of an ``rfft`` of length ``n_fft``."""
+    return np.exp(-2j * np.pi * np.arange(n_fft // 2 + 1) / n_fft)
+
+
+@cache
+def _powers(pole: complex, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, complex]:
+    """p**i, p**-i and p**(i+1) for i < block, and p**block: as exp(i log p), ten times faster than complex powers."""
+    log_p = np.log(pole)
     i = np.arange(block, dtype=np.float64)
-    return p**i, p**-i, p ** (i + 1), p[:, 0] ** block
+    rise = np.exp(i * log_p)
+    return rise, np.exp(-i * log_p), rise * pole, pole**block
 
 
-def _recursion(u: np.ndarray, poles: np.ndarray, s: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """y[i] = p * y[i-1] + u[i] from y[-1] = s for each pole p (axis 0 of ``u`` and ``s``), a block at a time:
-    within a block y[i] = p**i * cumsum(u[j] * p**-j)."""
-    n = u.shape[-1]
+def _recursion(
+    x: np.ndarray, residue: complex, pole: complex, s: np.ndarray, block: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """y[i] = p * y[i-1] + r * x[i] along the last axis from y[-1] = s, a block at a time: within a block
+    y[i] = p**i * cumsum(r * x[j] * p**-j), plus p**(i+1) times the state the block starts from. In place, in one
+    buffer: each pass over the audio counts."""
+    n = x.shape[-1]
     if n == 0:
-        return u.astype(np.complex128), s
+        return np.zeros(x.shape, dtype=np.complex128), s
     count = -(-n // block)
-    padded = np.zeros((*u.shape[:-1], count * block), dtype=np.complex128)
-    padded[..., :n] = u
-    parts = padded.reshape(*u.shape[:-1], count, block)
-    rise, fall, carry, stepped = _powers(tuple(poles.tolist()), block)
-    shape = (len(poles), *[1] * (u.ndim - 1), block)  # broadcast a pole's powers over channels and blocks
-    rise, fall, carry = rise.reshape(shape), fall.reshape(shape), carry.reshape(shape)
-    local = np.cumsum(parts * fall, axis=-1)
+    y = np.zeros((*x.shape[:-1], count * block), dtype=np.complex128)
+    np.multiply(x, residue, out=y[..., :n])
+    local = y.reshape(*x.shape[:-1], count, block)
+    rise, fall, carry, stepped = _powers(pole, block)
+    local *= fall
+    np.cumsum(local, axis=-1, out=local)
     local *= rise  # each block from rest
-    ends = local[..., -1].copy()
-    if np.all(np.abs(stepped) < 1e-30):  # a block outlasts every pole's memory: a block starts from the last's end
-        entering = np.concatenate([s[..., None], ends[..., :-1]], axis=-1)
-        local += carry * entering[..., None]
-    else:  # a slow pole next to a fast one, or capped blocks: one step per block, tens per second of audio
-        step = stepped.reshape(-1, *[1] * (s.ndim - 1))
+    ends = local[..., -1]
+    entering = np.empty((*x.shape[:-1], count), dtype=np.complex128)
+    if abs(stepped) < 1e-30:  # a block outlasts the pole's memory: a block starts from the last one's end
+        entering[..., 0] = s
+        entering[..., 1:] = ends[..., :-1]
+    else:  # a slow pole in capped blocks: a step per block, about ten per second of audio
         for k in range(count):
-            local[..., k, :] += carry[..., 0, :] * s[..., None]
-            s = step * s + ends[..., k]
-    y = local.reshape(*u.shape[:-1], count * block)[..., :n]
-    return y, y[..., -1].copy()
+            entering[..., k] = s
+            s = stepped * s + ends[..., k]
+    local += carry * entering[..., None]
+    return y[..., :n], y[..., n - 1].copy()
 
 
 def _prototype(order: int) -> np.ndarray:
@@ -125,6 +160,7 @@ def butter(order: int, cutoff: float | tuple[float, float], kind: str = "lowpass
     fs2 = 2.0 * SR
     warp = fs2 * np.tan(np.pi * np.asarray(cutoff, dtype=float) / SR)
     proto = _prototype(order)
+    gain: float | np.ndarray
     if kind == "lowpass":
         zeros_s, poles_s, gain = np.array([]), warp * proto, warp**order
     elif kind == "highpass":

@@ -18,8 +18,10 @@ import numpy as np
 from runners.synth import dsp
 
 SR = 44100
-TABLE = 4096  # wavetable length (power of two: index wrap is a bitwise and)
-NOISE_LEN = SR * 6
+TABLE_BITS = 12
+TABLE = 1 << TABLE_BITS  # wavetable length (power of two: index wrap is a bitwise and)
+NOISE_LEN = 1 << 18  # about 6 s
+WARM_UP = 1 << 15  # samples a drum family's filter runs before its bank begins: its transient is long gone by then
 
 
 @dataclass(slots=True)
@@ -121,6 +123,17 @@ def ramp(n: int) -> np.ndarray:
 
 
 @cache
+def _uramp() -> np.ndarray:
+    return np.arange(SR * 30, dtype=np.uint64)
+
+
+def uramp(n: int) -> np.ndarray:
+    """0, 1, ..., n-1 as uint64: sample counts for fixed-point phases."""
+    r = _uramp()
+    return r[:n] if n <= len(r) else np.arange(n, dtype=np.uint64)
+
+
+@cache
 def _ramp32() -> np.ndarray:
     return np.arange(SR * 30, dtype=np.float32)
 
@@ -139,10 +152,10 @@ def seconds(n: int) -> np.ndarray:
 @cache
 def noise_bank(kind: str) -> np.ndarray:
     """Fixed noise (the same on every machine), optionally pre-filtered for one drum family. Built on first use: a
-    take only pays for the families it plays, and every family filters the one white bank."""
+    take only pays for the families it plays, and every family filters the one white bank as a loop — run in from the
+    bank's own last :data:`WARM_UP` samples, so it starts where it ends and a slice that wraps has no seam."""
     if kind == "white":
         return np.random.default_rng(0x7A6).standard_normal(NOISE_LEN).astype(np.float32)
-    white = noise_bank("white")
     band = {
         "hat": ("highpass", 7000.0),
         "snare": ("bandpass", (900.0, 9000.0)),
@@ -150,7 +163,8 @@ def noise_bank(kind: str) -> np.ndarray:
         "low": ("lowpass", 400.0),
         "mid": ("bandpass", (300.0, 3000.0)),
     }[kind]
-    out = dsp.lfilter(dsp.butter(2, band[1], band[0]), white)
+    white = noise_bank("white")
+    out = dsp.lfilter(dsp.butter(2, band[1], band[0]), np.concatenate([white[-WARM_UP:], white]))[WARM_UP:]
     return (out / np.sqrt(np.mean(out**2))).astype(np.float32)
 
 
@@ -178,12 +192,24 @@ def osc(
     phase: float = 0.0,
     vibrato: np.ndarray | None = None,
     cutoff: float | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Wavetable oscillator; ``vibrato`` is a per-sample frequency ratio (1 = no bend), ``cutoff`` a low-pass in Hz."""
+    """Wavetable oscillator; ``vibrato`` is a per-sample frequency ratio (1 = no bend), ``cutoff`` a low-pass in Hz;
+    written into ``out`` (float32, ``n`` long) when given."""
+    table = wavetable(wave, _band(freq), _tone(freq, cutoff))
     inc = freq / SR
-    ph = phase + inc * ramp(n) if vibrato is None else phase + np.cumsum(inc * vibrato)
-    idx = (ph * TABLE).astype(np.int64) & (TABLE - 1)
-    return wavetable(wave, _band(freq), _tone(freq, cutoff))[idx]
+    if vibrato is not None:
+        idx = (((phase + np.cumsum(inc * vibrato)) * TABLE).astype(np.int64)) & (TABLE - 1)
+        return np.take(table, idx, out=out, mode="clip")  # "raise" would buffer `out`
+    # A steady tone counts its phase in 64-bit fixed point (one cycle = 2**64, wrapping as the integers do): the
+    # table index is the top 12 bits, four integer passes where floats needed six.
+    step = np.uint64(round(inc * 2.0**64) % (1 << 64))
+    start = np.uint64(round((phase % 1.0) * 2.0**64) % (1 << 64))
+    acc = uramp(n) * step
+    acc += start
+    acc >>= np.uint64(64 - TABLE_BITS)
+    index = acc.view(np.int64)  # 0..TABLE-1 now: the same bits as signed, so take() need not convert them
+    return np.take(table, index, out=out, mode="clip")
 
 
 def sweep(freqs: np.ndarray, wave: str = "sine") -> np.ndarray:
@@ -226,9 +252,10 @@ def _detuned(
     f = midi_hz(note.pitch)
     up, down = 2 ** (cents / 1200), 2 ** (-cents / 1200)
     ph = (note.var * 0.618) % 1.0
-    left = osc(wave, f * up, n, phase=ph, vibrato=vib, cutoff=cutoff)
-    right = osc(wave, f * down, n, phase=(ph + 0.37) % 1.0, vibrato=vib, cutoff=cutoff)
-    return np.stack([left, right])
+    out = np.empty((2, n), dtype=np.float32)
+    osc(wave, f * up, n, phase=ph, vibrato=vib, cutoff=cutoff, out=out[0])
+    osc(wave, f * down, n, phase=(ph + 0.37) % 1.0, vibrato=vib, cutoff=cutoff, out=out[1])
+    return out
 
 
 # ---------------------------------------------------------------- drums
@@ -382,8 +409,10 @@ def pad(note: Note) -> np.ndarray:
     f = midi_hz(note.pitch)
     n = ring(note.length, 0.6)
     cutoff = min(1400.0 + 800.0 * note.mod, f * 12)
-    out = _detuned(note, "saw", n, 9.0, cutoff=cutoff) * 0.5 + _detuned(note, "soft", n, 4.0) * 0.5
-    return out * envelope(n, note.length, 0.5, 0.6) * 0.9
+    out = _detuned(note, "saw", n, 9.0, cutoff=cutoff)
+    out += _detuned(note, "soft", n, 4.0)
+    out *= envelope(n, note.length, 0.5, 0.6) * np.float32(0.45)  # in place: pads are the longest notes
+    return out
 
 
 def strings(note: Note) -> np.ndarray:
@@ -392,7 +421,8 @@ def strings(note: Note) -> np.ndarray:
     t = seconds(n)
     vib = 1.0 + 0.004 * np.sin(2 * np.pi * 5.3 * t + note.var) * np.minimum(t / 0.4, 1.0)
     out = _detuned(note, "saw", n, 7.0, vib=vib, cutoff=min(3800.0, f * 10))
-    return out * envelope(n, note.length, 0.18, 0.4) * 0.8
+    out *= envelope(n, note.length, 0.18, 0.4) * np.float32(0.8)
+    return out
 
 
 def brass(note: Note) -> np.ndarray:
@@ -412,7 +442,7 @@ def bells(note: Note) -> np.ndarray:
     f = midi_hz(note.pitch)
     gate = max(note.length, int(1.2 * SR))
     n = ring(gate, 0.4)
-    out = np.zeros(n)
+    out = np.zeros(n, dtype=np.float32)
     for ratio, amp, tau in BELL_PARTIALS:
         if f * ratio < 18000:
             out += amp * osc("sine", f * ratio, n) * decay(n, tau * 1.6)
@@ -555,7 +585,7 @@ def _sound(voice: str, kind: str, pitch: float, length: int, mod: float, var: in
     if audio is not None:
         _sounds.move_to_end(key)
         return audio
-    audio = _voice(Note(0, voice, pitch, length, 1.0, var=var, kind=kind, mod=mod)).astype(np.float32)
+    audio = _voice(Note(0, voice, pitch, length, 1.0, var=var, kind=kind, mod=mod)).astype(np.float32, copy=False)
     audio.flags.writeable = False
     _sounds[key] = audio
     _sound_bytes += audio.nbytes

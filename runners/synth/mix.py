@@ -51,32 +51,46 @@ def impulse_response(room: float, seed: int = 0x12EB) -> np.ndarray:
 
 
 @cache
-def _room(room: float, chunk: int) -> tuple[int, int, np.ndarray]:
-    """(IR length, FFT size, IR spectrum): the same for every take in a room, so built once."""
+def _room(room: float, block: int) -> tuple[int, np.ndarray]:
+    """(FFT size, spectra of the IR cut into ``block``-long partitions): the same for every take in a room, so built
+    once."""
     ir = impulse_response(room)
-    nfft = dsp.next_fast_len(chunk + ir.shape[1] - 1)
-    spectrum = np.fft.rfft(ir, nfft, axis=-1)
-    spectrum.flags.writeable = False
-    return ir.shape[1], nfft, spectrum
+    count = -(-ir.shape[1] // block)
+    parts = np.zeros((count, 2, block))
+    for k in range(count):
+        piece = ir[:, k * block : (k + 1) * block]
+        parts[k, :, : piece.shape[1]] = piece
+    nfft = dsp.next_fast_len(2 * block)
+    spectra = np.fft.rfft(parts, nfft, axis=-1)
+    spectra.flags.writeable = False
+    return nfft, spectra
 
 
 class Reverb:
-    """Overlap-add FFT convolution: each chunk costs two FFTs; the tail is carried into the next chunk."""
+    """Uniformly partitioned convolution: the IR in chunk-long pieces, each chunk's spectrum kept for as many chunks
+    as there are pieces, so a chunk costs one FFT of twice its length each way (not of the chunk plus the whole IR)
+    and a few spectral products; the second half of each block's result rings into the next chunk."""
 
     def __init__(self, room: float, chunk: int) -> None:
-        self.length, self.nfft, self.spectrum = _room(room, chunk)
-        self.tail = np.zeros((2, self.length - 1))
+        self.block = chunk
+        self.nfft, self.spectra = _room(room, chunk)
+        self.history = np.zeros((self.spectra.shape[0], 2, self.nfft // 2 + 1), dtype=np.complex128)  # a ring
+        self.newest = 0
+        self.tail = np.zeros((2, chunk))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        """One chunk (``chunk`` samples; only the last of a take may be shorter) in, as many out."""
         n = x.shape[1]
-        y = np.fft.irfft(np.fft.rfft(x, self.nfft, axis=-1) * self.spectrum, self.nfft, axis=-1)[
-            :, : n + self.length - 1
-        ]
-        y[:, : self.length - 1] += self.tail
-        self.tail = y[:, n:].copy()
-        if self.tail.shape[1] < self.length - 1:  # short final chunk: keep the tail's length constant
-            self.tail = np.pad(self.tail, ((0, 0), (0, self.length - 1 - self.tail.shape[1])))
-        return y[:, :n]
+        count = self.spectra.shape[0]
+        self.newest = (self.newest + 1) % count
+        self.history[self.newest] = np.fft.rfft(x, self.nfft, axis=-1)
+        spectrum = self.history[self.newest] * self.spectra[0]
+        for age in range(1, count):  # the chunk ``age`` chunks ago meets the IR's piece ``age``
+            spectrum += self.history[(self.newest - age) % count] * self.spectra[age]
+        y = np.fft.irfft(spectrum, self.nfft, axis=-1)
+        out = y[:, :n] + self.tail[:, :n]
+        self.tail = y[:, n : n + self.block]
+        return out
 
 
 class Master:
@@ -192,8 +206,8 @@ class Master:
             bounds[0] = g[0] if edge is None else min(edge, g[0])
             bounds[1:blocks] = np.minimum(g[: blocks - 1], g[1:blocks])
             bounds[blocks] = min(g[blocks - 1], g[blocks]) if nxt is not None else g[blocks - 1]
-            frac = np.tile(np.arange(B) / B, blocks)
-            gains = np.repeat(bounds[:-1], B) + np.repeat(np.diff(bounds), B) * frac
+            ramp = np.arange(B) / B  # linear from each block's starting gain to the next's, broadcast (no repeats)
+            gains = (bounds[:-1, None] + np.diff(bounds)[:, None] * ramp).reshape(-1)
             out = pending * gains[:n]
             np.clip(out, -self.ceiling, self.ceiling, out=out)
             yield out.astype(np.float32)

@@ -408,8 +408,8 @@ class Arranger:
                 rate = self.brief.bpm / 60.0 * (2 if self.rng.random() < 0.6 else 3 if self.t > 0.8 else 1)
                 hits.append((0, 7.8, root))
                 hits.append((8, 7.8, root if not self.chance(0.3) else nxt))
-                for s, length, p in hits:
-                    start, n = g.span(bar, s, length)
+                for step, length, p in hits:
+                    start, n = g.span(bar, step, length)
                     self.add(start, "bass", p, n, level, send=0.03, kind=sound, mod=rate)
                 continue
             elif style == "eighths":
@@ -430,16 +430,16 @@ class Arranger:
                     if s in (7, 14) and self.chance(0.2 * self.t):  # a ghosted sixteenth pickup
                         hits.append((s + 1, 0.6, root + 12))
             elif style == "melodic":
-                for i, (s, length, degree) in enumerate(self.bass_cell):
+                for i, (cell_step, length, degree) in enumerate(self.bass_cell):
                     if i and self.chance(0.12 * self.t):
                         degree = int(self.rng.choice([0, 2, 4]))
                     pitch = h.bass_pitch(bar, degree % 7) + 12 * (degree // 7)
                     if degree == -1:  # a step up into the next chord, in the key
                         pitch = h.bass_pitch(min(bar + 1, self.bars), -1)
-                    hits.append((s, length, pitch))
-            for s, length, p in hits:
-                start, n = g.span(bar, s, length)
-                self.add(start, "bass", p, n, level * (1.0 if s % 4 == 0 else 0.85), send=0.03, kind=sound)
+                    hits.append((cell_step, length, pitch))
+            for step, length, p in hits:
+                start, n = g.span(bar, step, length)
+                self.add(start, "bass", p, n, level * (1.0 if step % 4 == 0 else 0.85), send=0.03, kind=sound)
 
     def _bass_cell(self) -> list[tuple[float, float, int]]:
         """The take's one-bar bass rhythm as (step, length, scale degree above the chord root; -1: lead-in)."""

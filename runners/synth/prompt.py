@@ -306,7 +306,21 @@ def _mode(word: str | None) -> str | None:
 
 
 def _has(text: str, words: tuple[str, ...]) -> bool:
-    return _phrase_pattern(words).search(text) is not None
+    """Whether one of ``words`` stands in ``text`` as whole words (what ``_phrase_pattern`` finds), without
+    compiling a regular expression per word list: compiling them was most of a fresh process's first parse."""
+    for word in words:
+        at = text.find(word)
+        while at >= 0:
+            before, after = text[at - 1 : at], text[at + len(word) : at + len(word) + 1]
+            if not _is_word_char(before) and not _is_word_char(after):
+                return True
+            at = text.find(word, at + 1)
+    return False
+
+
+def _is_word_char(char: str) -> bool:
+    """``\\w`` of a one-character string (False for the empty string at either end)."""
+    return char.isalnum() or char == "_"
 
 
 def parse_prompt(prompt: str) -> Brief:

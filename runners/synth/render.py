@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from runners.synth import dsp
-from runners.synth.instruments import SR, Note, render
+from runners.synth.instruments import SR, Note, ramp, render
 from runners.synth.mix import Master, Reverb, pan
 from runners.synth.patterns import DUCKED, Plan, arrange
 from runners.synth.prompt import Brief
@@ -55,8 +55,12 @@ class TakeRenderer:
     def _duck(self, start: int, n: int) -> np.ndarray:
         """Side-chain pumping: dip right after each beat and recover, as a function of absolute time."""
         beat = self.plan.bar / 4
-        phase = np.mod(start + np.arange(n), beat) / SR
-        return 1.0 - self.plan.duck * np.exp(-phase / 0.11) * np.minimum(phase / 0.004, 1.0)
+        phase = (np.mod(start + ramp(n), beat) * (1.0 / SR)).astype(np.float32)  # float32 from here: a gain curve
+        curve = np.exp(phase * np.float32(-1.0 / 0.11))
+        curve *= np.minimum(phase * np.float32(1.0 / 0.004), np.float32(1.0))
+        curve *= np.float32(-self.plan.duck)
+        curve += np.float32(1.0)
+        return curve
 
     def _raw(self, on_chunk: Callable[[int], None] | None) -> Iterator[np.ndarray]:
         # Rows: dry L/R and reverb send L/R, then the same for the ducked bus (pads, bass... that pump with the kick).
@@ -84,7 +88,11 @@ class TakeRenderer:
                     buffer = grown
                 used = max(used, need)
                 row = 4 if self.plan.duck and note.voice in DUCKED else 0
-                buffer[row : row + 4, offset:need] += weights * (audio if audio.ndim == 1 else np.tile(audio, (2, 1)))
+                if audio.ndim == 1:
+                    buffer[row : row + 4, offset:need] += weights * audio
+                else:  # dry and send of a stereo note as two adds: a tiled (4, n) copy cost seven times as much
+                    buffer[row : row + 2, offset:need] += weights[:2] * audio
+                    buffer[row + 2 : row + 4, offset:need] += weights[2:] * audio
             bus = buffer[0:4, :n]
             if self.plan.duck:
                 bus = bus + buffer[4:8, :n] * self._duck(start, n)

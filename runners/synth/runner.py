@@ -21,7 +21,8 @@ SAMPLE_RATE = 44100
 
 class SynthRunner(BaseRunner):
     name = "synth"
-    version = "2"  # 2: seeds choose progression, groove, bass line, voicings, sounds and arrangement
+    version = "3"  # 2: seeds choose progression, groove, bass line, voicings, sounds and arrangement; 3: the same
+    # music rendered faster (filters, noise banks and scene beds, reverb, oscillators), not the same samples
 
     def load_model(self, ctx: JobContext) -> None:
         """Nothing to download or precompute: import the renderer. Wavetables and noise banks are built on first use

@@ -1,12 +1,15 @@
 """Sound scenes: rain, wind, ocean, fire, city, streams... as filtered noise, rendered chunk by chunk.
 
-A scene is a continuous bed (noise through filters whose state is carried from chunk to chunk, gains that are
-functions of absolute time) plus occasional events (bird calls, thunder, passing cars, crickets) planned up front like
-notes. Beds draw their noise from one generator in chunk order, so a take renders the same however it is consumed.
+A scene is a continuous bed (layers of shaped noise, gains that are functions of absolute time) plus occasional events
+(bird calls, thunder, passing cars, crickets) planned up front like notes. A layer's noise is read, at the take's own
+offsets, from two looping banks per filter, of coprime lengths (6 and 4 s): filtered once per process as a product of
+spectra, and summed so the pattern never repeats within hours. Clicks and crackle draw from one generator in chunk
+order. Either way a take renders the same however it is consumed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np
@@ -22,9 +25,7 @@ def _band(kind: str, lo: float, hi: float, order: int = 2) -> dsp.IIR:
     """A filter normalised so white noise in gives unit-RMS noise out (beds are mixed by ear, not by math)."""
     cutoff = {"bandpass": (lo, hi), "lowpass": hi}.get(kind, lo)
     iir = dsp.butter(order, cutoff, kind)
-    impulse = np.zeros(16384)
-    impulse[0] = 1.0
-    return iir.scaled(1.0 / np.sqrt(np.sum(dsp.lfilter(iir, impulse) ** 2)))
+    return iir.scaled(1.0 / np.sqrt(iir.energy()))
 
 
 def _swell(t: np.ndarray, rates: tuple[float, ...], phases: np.ndarray) -> np.ndarray:
@@ -33,6 +34,62 @@ def _swell(t: np.ndarray, rates: tuple[float, ...], phases: np.ndarray) -> np.nd
     for i, rate in enumerate(rates):
         out += np.sin(2 * np.pi * rate * t[None, :] + phases[i][:, None])
     return out / len(rates)
+
+
+BANDS = {  # the beds' noise filters: kind, low and high edge in Hz
+    "rain": ("bandpass", 350.0, 11000.0),
+    "drops": ("highpass", 1500.0, 0.0),
+    "wind_lo": ("bandpass", 120.0, 600.0),
+    "wind_hi": ("bandpass", 500.0, 1800.0),
+    "ocean": ("bandpass", 80.0, 1200.0),
+    "foam": ("bandpass", 1800.0, 9000.0),
+    "fire": ("lowpass", 0.0, 250.0),
+    "fire_hiss": ("bandpass", 2000.0, 7000.0),
+    "city": ("lowpass", 0.0, 300.0),
+    "city_mid": ("bandpass", 300.0, 2000.0),
+    "stream": ("bandpass", 400.0, 3500.0),
+    "stream_hi": ("bandpass", 3000.0, 9000.0),
+    "leaves": ("bandpass", 1500.0, 6000.0),
+    "hiss": ("bandpass", 3000.0, 12000.0),
+    "bubbles": ("lowpass", 0.0, 14.0),
+    "rumble": ("lowpass", 0.0, 120.0),
+}
+DECAYS = {"drops": 0.003, "crackle": 0.0006, "pops": 0.004, "vinyl": 0.0004}  # impulse ring times in seconds
+
+
+LAYERS = {name: i for i, name in enumerate(BANDS)}
+BANK_LENGTHS = (1 << 18, 3**11)  # coprime, about 6 and 4 s: their sum repeats after some 2 hours
+
+
+@cache
+def _bank(name: str, length: int) -> np.ndarray:
+    """``length`` samples of unit-RMS noise through the bed filter ``name``, looping without a seam: white noise's
+    spectrum (complex Gaussian: drawn as such, one FFT saved) times the filter's response."""
+    rng = np.random.default_rng([0xBED, LAYERS[name], length])
+    real, imaginary = rng.standard_normal((2, length // 2 + 1))
+    white = real + 1j * imaginary
+    out = np.fft.irfft(white * _band(*BANDS[name]).response(length), length)
+    return (out / np.sqrt(np.mean(out**2))).astype(np.float32)
+
+
+def _loop(bank: np.ndarray, at: int, n: int) -> np.ndarray:
+    """``n`` samples of a looping bank from sample ``at`` on."""
+    at %= bank.size
+    if at + n <= bank.size:
+        return bank[at : at + n]
+    return np.concatenate([bank[at:], bank[: at + n - bank.size]])
+
+
+class _Filters(dict[str, dsp.Filter]):
+    """A take's stateful filters by name, each made on first use: a take builds only its own scenes' filters."""
+
+    def __init__(self, make: Callable[[str], dsp.Filter]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, name: str) -> dsp.Filter:
+        made = self[name] = self.make(name)
+        return made
 
 
 class SceneBed:
@@ -44,30 +101,21 @@ class SceneBed:
         self.level = level
         self.rng = np.random.default_rng([seed, 0x5CE4E])
         self.phases = self.rng.uniform(0, 2 * np.pi, (8, 2))
-        self.f: dict[str, dsp.Filter] = {}
-        self.d: dict[str, dsp.Filter] = {}
-        filters = {
-            "rain": ("bandpass", 350.0, 11000.0),
-            "drops": ("highpass", 1500.0, 0.0),
-            "wind_lo": ("bandpass", 120.0, 600.0),
-            "wind_hi": ("bandpass", 500.0, 1800.0),
-            "ocean": ("bandpass", 80.0, 1200.0),
-            "foam": ("bandpass", 1800.0, 9000.0),
-            "fire": ("lowpass", 0.0, 250.0),
-            "fire_hiss": ("bandpass", 2000.0, 7000.0),
-            "city": ("lowpass", 0.0, 300.0),
-            "city_mid": ("bandpass", 300.0, 2000.0),
-            "stream": ("bandpass", 400.0, 3500.0),
-            "stream_hi": ("bandpass", 3000.0, 9000.0),
-            "leaves": ("bandpass", 1500.0, 6000.0),
-            "hiss": ("bandpass", 3000.0, 12000.0),
-            "bubbles": ("lowpass", 0.0, 14.0),
-            "rumble": ("lowpass", 0.0, 120.0),
-        }
-        for name, (kind, lo, hi) in filters.items():
-            self.f[name] = dsp.Filter(_band(kind, lo, hi))
-        for name, tau in (("drops", 0.003), ("crackle", 0.0006), ("pops", 0.004), ("vinyl", 0.0004)):
-            self.d[name] = dsp.Filter(dsp.one_pole(tau))
+        self.offsets = self.rng.integers(0, BANK_LENGTHS[1], (len(BANDS), 2, 2))  # layer, channel, bank
+        self.d = _Filters(lambda name: dsp.Filter(dsp.one_pole(DECAYS[name])))  # made when its scene first sounds
+
+    def _layer(self, name: str, start: int, n: int) -> np.ndarray:
+        """Stereo noise through the filter ``name`` for samples ``start`` .. ``start + n``, partly correlated (0.4)
+        so a bed is wide but still solid in mono: a function of absolute time."""
+        offsets = self.offsets[LAYERS[name]]
+        out = np.empty((2, n), dtype=np.float32)
+        for channel in range(2):
+            a, b = (_loop(_bank(name, length), start + offsets[channel, i], n) for i, length in enumerate(BANK_LENGTHS))
+            np.add(a, b, out=out[channel])
+        out[1] *= np.float32(0.9165)
+        out[1] += np.float32(0.4) * out[0]
+        out *= np.float32(np.sqrt(0.5))
+        return out
 
     def _noise(self, n: int) -> np.ndarray:
         """Stereo noise, partly correlated (0.4) so a bed is wide but still solid in mono."""
@@ -76,9 +124,13 @@ class SceneBed:
         return x
 
     def _impulses(self, n: int, rate: float) -> np.ndarray:
-        """Sparse random clicks (``rate`` per second per channel) with random strengths."""
-        hits = self.rng.random((2, n)) < rate / SR
-        return hits * self.rng.exponential(1.0, (2, n))
+        """Sparse random clicks (``rate`` per second per channel) with random strengths: a draw per click, not per
+        sample."""
+        out = np.zeros((2, n), dtype=np.float32)
+        for channel in range(2):
+            count = int(self.rng.binomial(n, min(1.0, rate / SR)))
+            out[channel, self.rng.integers(0, n, count)] = self.rng.exponential(1.0, count)
+        return out
 
     def render(self, start: int, n: int) -> np.ndarray:
         out = np.zeros((2, n))
@@ -88,41 +140,41 @@ class SceneBed:
         k = self.k
         for scene in self.scenes:
             if scene == "rain":
-                out += (0.35 + 0.25 * k) * self.f["rain"](self._noise(n))
+                out += (0.35 + 0.25 * k) * self._layer("rain", start, n)
                 drops = self.d["drops"](self._impulses(n, 300 + 900 * k))
-                out += 1.6 * k * self.f["drops"](drops * self._noise(n)) * 4.0
+                out += 1.6 * k * drops * self._layer("drops", start, n) * 4.0
             elif scene == "wind":
                 gust = 0.55 + 0.45 * _swell(t, (0.05, 0.13, 0.31), self.phases)
-                lo = self.f["wind_lo"](self._noise(n))
-                hi = self.f["wind_hi"](self._noise(n))
+                lo = self._layer("wind_lo", start, n)
+                hi = self._layer("wind_hi", start, n)
                 out += (0.3 + 0.3 * k) * gust * (lo + 0.6 * gust * hi)
             elif scene == "ocean":
                 phase = np.mod(t / 9.0 + self.phases[3][:, None] / (2 * np.pi), 1.0)
                 wave = np.where(phase < 0.25, phase / 0.25, np.exp(-(phase - 0.25) * 4.0))
-                out += (0.35 + 0.35 * k) * (0.25 + 0.75 * wave) * self.f["ocean"](self._noise(n))
-                out += (0.2 + 0.2 * k) * wave**2 * self.f["foam"](self._noise(n))
+                out += (0.35 + 0.35 * k) * (0.25 + 0.75 * wave) * self._layer("ocean", start, n)
+                out += (0.2 + 0.2 * k) * wave**2 * self._layer("foam", start, n)
             elif scene == "fire":
-                out += 0.35 * self.f["fire"](self._noise(n))
-                out += 0.05 * (0.7 + 0.3 * _swell(t, (0.4, 1.1), self.phases[2:])) * self.f["fire_hiss"](self._noise(n))
+                out += 0.35 * self._layer("fire", start, n)
+                out += 0.05 * (0.7 + 0.3 * _swell(t, (0.4, 1.1), self.phases[2:])) * self._layer("fire_hiss", start, n)
                 crackle = self.d["crackle"](self._impulses(n, 20 + 40 * k)) * self._noise(n)
                 pops = self.d["pops"](self._impulses(n, 2 + 3 * k)) * self._noise(n)
                 out += 12.0 * crackle + 4.0 * pops
             elif scene == "city":
                 hum = 0.8 + 0.2 * _swell(t, (0.03, 0.07), self.phases[4:])
-                out += 0.35 * hum * self.f["city"](self._noise(n)) + 0.12 * hum * self.f["city_mid"](self._noise(n))
+                out += 0.35 * hum * self._layer("city", start, n) + 0.12 * hum * self._layer("city_mid", start, n)
             elif scene == "stream":
-                bubbling = np.abs(self.f["bubbles"](self._noise(n))) * 9.0
-                out += (0.25 + 0.2 * k) * (0.4 + bubbling) * self.f["stream"](self._noise(n))
-                out += 0.08 * self.f["stream_hi"](self._noise(n))
+                bubbling = np.abs(self._layer("bubbles", start, n)) * 9.0
+                out += (0.25 + 0.2 * k) * (0.4 + bubbling) * self._layer("stream", start, n)
+                out += 0.08 * self._layer("stream_hi", start, n)
             elif scene == "birds":
                 leaves = 0.6 + 0.4 * _swell(t, (0.09, 0.21), self.phases[6:])
-                out += 0.03 * leaves * self.f["leaves"](self._noise(n))
+                out += 0.03 * leaves * self._layer("leaves", start, n)
             elif scene == "thunder":  # the storm's distant rumble between the claps
                 roll = 0.5 + 0.5 * _swell(t, (0.04, 0.11, 0.23), self.phases[5:])
-                out += 0.25 * roll**2 * self.f["rumble"](self._noise(n))
+                out += 0.25 * roll**2 * self._layer("rumble", start, n)
             elif scene == "vinyl":
                 clicks = self.d["vinyl"](self._impulses(n, 6.0)) * self._noise(n)
-                out += 0.012 * self.f["hiss"](self._noise(n)) + 2.5 * clicks
+                out += 0.012 * self._layer("hiss", start, n) + 2.5 * clicks
         return out * self.level
 
 
@@ -133,7 +185,8 @@ def scene_events(scenes: tuple[str, ...], intensity: float, seed: int, n_samples
     seconds = n_samples / SR
 
     def poisson(rate: float, first: float = 0.0) -> list[int]:
-        times, t = [], first
+        times: list[int] = []
+        t = first
         while True:
             t += rng.exponential(1.0 / rate)
             if t >= seconds:
