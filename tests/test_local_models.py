@@ -150,7 +150,7 @@ async def test_the_tui_opens_a_local_folder_from_the_palette_and_lists_it(tmp_pa
         assert app.screen.query("#negative"), "stable audio's negative prompt shows, as for the hub model"
 
         (tmp_path / "junk").mkdir()
-        await app.screen.open_local_model()
+        await app.screen.models.open_local_model()
         await wait_for(pilot, lambda: app.screen.query("AskScreen Input"), "the folder question again")
         app.screen.query_one("AskScreen Input").value = str(tmp_path / "junk")
         await pilot.press("enter")
