@@ -89,8 +89,9 @@ class ClusterLink(Backend):
         """Hand the job to the cluster; raises :class:`BackendBusy` when the cluster is full or down."""
         job = self.new_job(request, stream)
         with self._lock:
-            if self._child is None:
-                raise BackendBusy(self._down_message(), retry_after=int(self.link.retry_s) + 2)
+            last_seen = self._nodes[1] if self._nodes is not None else {}
+            if self._child is None or last_seen.get("state") == "down":  # cut, or its head went silent
+                raise BackendBusy(self._down_message(last_seen.get("reason")), retry_after=int(self.link.retry_s) + 2)
             self._jobs[job.id] = WireReader(job)
         job.attach(self._cancel)
         try:
@@ -111,10 +112,11 @@ class ClusterLink(Backend):
     def unload(self, model: str | None = None) -> None:
         """Replicas unload on their own (Serve's LRU, the bridge's idle timer)."""
 
-    def nodes(self) -> dict[str, Any]:
-        """The cluster's nodes as the child sees them (``/api/health?detail=true``), or that it is down and why."""
+    def nodes(self, fresh: bool = False) -> dict[str, Any]:
+        """The cluster's nodes as the child sees them (``/api/health?detail=true``), or that it is down and why.
+        The last answer serves for a second (and tells ``submit`` whether the head is silent) unless ``fresh``."""
         with self._lock:
-            if self._nodes is not None and time.monotonic() - self._nodes[0] <= NODES_FRESH_S:
+            if not fresh and self._nodes is not None and time.monotonic() - self._nodes[0] <= NODES_FRESH_S:
                 return self._nodes[1]
         base = {"address": self.settings.address, "joins": self.joins}
         try:
@@ -245,9 +247,9 @@ class ClusterLink(Backend):
             value.append(ClusterUnavailable(self._down_message()))
             answered.set()
 
-    def _down_message(self) -> str:
+    def _down_message(self, reason: str | None = None) -> str:
         return (
-            f"the Ray cluster at {self.settings.address} is down ({self._down_reason}); "
+            f"the Ray cluster at {self.settings.address} is down ({reason or self._down_reason}); "
             "ttag reconnects when its head is back"
         )
 
@@ -258,9 +260,7 @@ class ClusterLink(Backend):
             with self._lock:
                 linked = self._child is not None
             if linked:
-                with self._lock:
-                    self._nodes = None  # ask afresh
-                state = self.nodes()
+                state = self.nodes(fresh=True)
                 if state["state"] == "up":
                     silent_since = None
                     continue
