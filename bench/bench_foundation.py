@@ -61,12 +61,12 @@ def main() -> None:
         " unpacked there), interleaved with this one",
     )
     parser.add_argument("--end-to-end", action="store_true", help="only the whole-process figures")
-    args = parser.parse_args()
-    if args.end_to_end:
+    options = parser.parse_args()
+    if options.end_to_end:
         print(
             f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}"
         )
-        end_to_end(args.against)
+        end_to_end(options.against)
         return
     from runners.synth.runner import SynthRunner
     from ttag_tui.bridge import Bridge
@@ -125,7 +125,7 @@ def main() -> None:
     print(f"in-process runner         {d * 1000:6.1f} ms")
     print(f"through the warm worker   {w * 1000:6.1f} ms  (overhead {(w - d) * 1000:+.1f} ms, {w / d:.2f}×)")
 
-    end_to_end(args.against)
+    end_to_end(options.against)
 
 
 def end_to_end(against: Path | None) -> None:

@@ -37,7 +37,7 @@ from runners.request import GenerationRequest
 from ttag_tui.backend import Backend
 from ttag_tui.backend.events import Job
 from ttag_tui.config import Config
-from ttag_tui.runner_envs import managed_interpreters, worker_path_dir
+from ttag_tui.runner_envs import managed_interpreters, worker_path_dir, worker_variables
 
 if TYPE_CHECKING:  # the worker starts before this process imports numpy (`ttag generate` loads it meanwhile)
     import numpy as np
@@ -689,7 +689,7 @@ class Bridge(Backend):
                     self.interpreter_for(spec),
                     settings,
                     self.settings.cancel_grace_s,
-                    self.settings.worker_environment,
+                    {**worker_variables(spec.runner_name), **self.settings.worker_environment},
                     self.memory,
                 )
                 self._handles[spec.runner] = handle

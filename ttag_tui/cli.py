@@ -170,6 +170,21 @@ class _ProgressView:
             self.progress.stop()
 
 
+def _load_audio_libraries() -> None:
+    """Import soundfile and numpy, which write_clip needs, while the worker starts rather than after the take; with
+    numpy's BLAS on one thread (this process calls no BLAS routine), unless the user chose a thread count. The variable
+    is read as OpenBLAS loads and removed right after, so later worker processes do not inherit it."""
+    from ttag_tui.runner_envs import SINGLE_THREAD_BLAS
+
+    added = {name: value for name, value in SINGLE_THREAD_BLAS.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        import soundfile  # noqa: F401
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from runners.request import RequestInvalid, validate_request
     from ttag_tui import config as config_module
@@ -201,7 +216,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     written: list[tuple[Path, dict[str, Any]]] = []
     with bridge:
         job = bridge.submit(request)
-        import soundfile  # noqa: F401  (write_clip's library: loaded while the worker starts, not after the take)
+        _load_audio_libraries()
 
         try:
             for event in job.events():
