@@ -165,13 +165,14 @@ def end_to_end(against: Path | None) -> None:
     b_wall, b_cpu = (statistics.median(x) for x in zip(*bare, strict=True))
     load_s = statistics.median(t["load_s"] for t in sidecars)
     generate_s = statistics.median(t["generate_s"] for t in sidecars)
-    print(f"python -c pass                    {b_wall * 1000:6.0f} ms (CPU {b_cpu * 1000:4.0f} ms)")
+    width = max(33, *(len(f"{name} generate -m synth -d 10") for name in whole))
+    print(f"{'python -c pass':{width}} {b_wall * 1000:6.0f} ms (CPU {b_cpu * 1000:4.0f} ms)")
     for name, runs in whole.items():
         wall, cpu = (statistics.median(x) for x in zip(*runs, strict=True))
         label = f"{name} generate -m synth -d 10"
         print(
-            f"{label:33} {wall * 1000:6.0f} ms (CPU {cpu * 1000:4.0f} ms; +{(wall - b_wall) * 1000:.0f} ms over bare"
-            " python)"
+            f"{label:{width}} {wall * 1000:6.0f} ms (CPU {cpu * 1000:4.0f} ms; +{(wall - b_wall) * 1000:.0f} ms over"
+            " bare python)"
         )
     print(
         f"  this ttag: worker spawned {statistics.median(spawned) * 1000:.0f} ms into the CLI (after the interpreter's"
