@@ -145,39 +145,36 @@ def end_to_end(against: Path | None) -> None:
     with tempfile.TemporaryDirectory() as out:
         bare: list[tuple[float, float]] = []
         whole: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
-        spawned: list[float] = []
-        sidecars: list[dict[str, float]] = []
+        spawned: dict[str, list[float]] = {name: [] for name in trees}
+        sidecars: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         for i in range(7):
             bare.append(timed([sys.executable, "-c", "pass"], ROOT))
             for name, tree in trees.items() if i % 2 else reversed(trees.items()):  # neither always goes first
-                target = str(Path(out) / f"{len(sidecars)}.wav")
-                whole[name].append(timed([*TTAG, "generate", "house 124 bpm", *GENERATE, target], tree))
-                if tree == ROOT:
-                    sidecars.append(json.loads(Path(target).with_suffix(".json").read_text())["timings"])
-            spawn = subprocess.run(
-                [sys.executable, "-c", SPAWN_AT, str(Path(out) / "spawn.wav")],
-                check=True,
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-            )
-            spawned.append(float(spawn.stderr.splitlines()[-1]))
+                target = Path(out) / f"{i}-{len(whole[name])}-{tree.name}.wav"
+                whole[name].append(timed([*TTAG, "generate", "house 124 bpm", *GENERATE, str(target)], tree))
+                sidecars[name].append(json.loads(target.with_suffix(".json").read_text())["timings"])
+                spawn = subprocess.run(
+                    [sys.executable, "-c", SPAWN_AT, str(target.with_name(f"spawn-{target.name}"))],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    cwd=tree,
+                )
+                spawned[name].append(float(spawn.stderr.splitlines()[-1]))
     b_wall, b_cpu = (statistics.median(x) for x in zip(*bare, strict=True))
-    load_s = statistics.median(t["load_s"] for t in sidecars)
-    generate_s = statistics.median(t["generate_s"] for t in sidecars)
     width = max(33, *(len(f"{name} generate -m synth -d 10") for name in whole))
     print(f"{'python -c pass':{width}} {b_wall * 1000:6.0f} ms (CPU {b_cpu * 1000:4.0f} ms)")
     for name, runs in whole.items():
         wall, cpu = (statistics.median(x) for x in zip(*runs, strict=True))
+        load_s = statistics.median(t["load_s"] for t in sidecars[name])
+        generate_s = statistics.median(t["generate_s"] for t in sidecars[name])
         label = f"{name} generate -m synth -d 10"
         print(
             f"{label:{width}} {wall * 1000:6.0f} ms (CPU {cpu * 1000:4.0f} ms; +{(wall - b_wall) * 1000:.0f} ms over"
-            " bare python)"
+            f" bare python)\n{'':{width}}   worker spawned {statistics.median(spawned[name]) * 1000:.0f} ms into the"
+            f" CLI (after the interpreter's own start); in the worker: load {load_s * 1000:.0f} ms, generate"
+            f" {generate_s * 1000:.0f} ms"
         )
-    print(
-        f"  this ttag: worker spawned {statistics.median(spawned) * 1000:.0f} ms into the CLI (after the interpreter's"
-        f" own start); in the worker: load {load_s * 1000:.0f} ms, generate {generate_s * 1000:.0f} ms"
-    )
     print(f"load average after the run: {os.getloadavg()[0]:.2f}")
 
 
