@@ -97,8 +97,9 @@ class WorkerHandle:
         self._delivered = False  # audio of the current attempt reached the job: a retry would send it twice
         self._admitted: Job | None = None  # the job whose model the memory book counts as in use, until released
         self._admitted_lock = threading.Lock()
+        # Started by the first submit, after it spawned the worker: starting a thread waits until the thread runs,
+        # which on a busy machine can take a scheduler slice or more that the worker's start need not wait for.
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name=f"ttag-dispatch-{runner}", daemon=True)
-        self._dispatcher.start()
 
     @property
     def pid(self) -> int | None:
@@ -111,7 +112,7 @@ class WorkerHandle:
 
     def submit(self, job: Job) -> None:
         job.attach(self.cancel)
-        self._start_first_worker()
+        self._start_serving()
         with self._wake:
             self._queue.append(job)
             self._wake.notify()
@@ -222,15 +223,18 @@ class WorkerHandle:
         self._reader.start()
         threading.Thread(target=self._drain_stderr, args=(self.process,), daemon=True).start()
 
-    def _start_first_worker(self) -> None:
-        """Start this runner's first worker in the submitting thread, not the dispatcher's: its interpreter and
-        imports run while the caller carries on (``ttag generate`` loads numpy and soundfile meanwhile), and a caller
-        busy in an import, which holds the GIL, cannot hold the start back. A later worker (after a crash or an idle
-        exit) is started by the dispatcher when its job's turn comes, as a crash is reported there."""
+    def _start_serving(self) -> None:
+        """Start this runner's first worker in the submitting thread, not the dispatcher's, then the dispatcher: the
+        worker's interpreter and imports run while the caller carries on (``ttag generate`` loads numpy and soundfile
+        meanwhile), and a caller busy in an import, which holds the GIL, cannot hold the start back. A later worker
+        (after a crash or an idle exit) is started by the dispatcher when its job's turn comes, as a crash is reported
+        there."""
         with self._start_lock:
             if self.process is None and not self._closed:
                 with contextlib.suppress(OSError):  # the dispatcher tries again and reports it on the job
                     self._start()
+            if self._dispatcher.ident is None:
+                self._dispatcher.start()
 
     def _ensure_started(self) -> tuple[str, str] | None:
         """Start the worker if it is not running; a (kind, message) when it cannot serve."""
