@@ -8,18 +8,21 @@ Everything is measured side by side in one run on this machine, so the ratios ho
 - CLI start-up: ``ttag --help`` / ``ttag list-models`` against a bare ``python -c pass``;
 - bridge overhead: one synth request through a warm worker against calling the runner in-process;
 - synth end to end: its load (imports, in a fresh process) and ``ttag generate PROMPT -m synth -d 10`` as a whole
-  process (CLI, worker start, the take written with its sidecar, exit), against a bare ``python -c pass``, with the
-  sidecar's own timings (load, generate) as the breakdown.
+  process (CLI, worker start, the take written with its sidecar, exit), against a bare ``python -c pass``: wall and
+  CPU time (the CLI and the worker it waits for), when the CLI spawns its worker, and the sidecar's own timings (load,
+  generate); with ``--against DIR``, also another ttag's tree (say the last release's) interleaved with this one.
 
 ttag's modules are byte-compiled first, as ``pip install`` does (this machine sets PYTHONDONTWRITEBYTECODE).
-Run: ``.venv/bin/python bench/bench_foundation.py``
+Run: ``.venv/bin/python bench/bench_foundation.py [--end-to-end] [--against DIR]``
 """
 
 from __future__ import annotations
 
+import argparse
 import compileall
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -49,6 +52,22 @@ def run(cmd: list[str]) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="DIR",
+        help="also time the whole process with the ttag_tui and runners in DIR (e.g. `git archive REV ttag_tui runners`"
+        " unpacked there), interleaved with this one",
+    )
+    parser.add_argument("--end-to-end", action="store_true", help="only the whole-process figures")
+    options = parser.parse_args()
+    if options.end_to_end:
+        print(
+            f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}"
+        )
+        end_to_end(options.against)
+        return
     from runners.synth.runner import SynthRunner
     from ttag_tui.bridge import Bridge
 
@@ -106,30 +125,68 @@ def main() -> None:
     print(f"in-process runner         {d * 1000:6.1f} ms")
     print(f"through the warm worker   {w * 1000:6.1f} ms  (overhead {(w - d) * 1000:+.1f} ms, {w / d:.2f}×)")
 
-    print("\n== synth end to end (median of 7, interleaved with python -c pass) ==")
+    end_to_end(options.against)
+
+
+def end_to_end(against: Path | None) -> None:
+    """The whole ``ttag generate`` process against ``python -c pass``, interleaved (and against another tree's ttag when
+    ``against`` names one), wall and CPU time (the process and its worker, which it waits for), and when its worker
+    was spawned."""
+    print("\n== synth end to end (median of 7, interleaved with python -c pass; CPU: the CLI and its worker) ==")
     load = [
         float(subprocess.run([sys.executable, "-c", LOAD], check=True, capture_output=True, text=True, cwd=ROOT).stdout)
         for _ in range(5)
     ]
     print(f"synth load_model (fresh process)  {statistics.median(load) * 1000:6.0f} ms")
+    trees = {"ttag": ROOT, **({f"ttag in {against}": against} if against else {})}
+    for tree in trees.values():
+        compileall.compile_dir(tree / "ttag_tui", quiet=1)
+        compileall.compile_dir(tree / "runners", quiet=1)
     with tempfile.TemporaryDirectory() as out:
-        bares: list[float] = []
-        whole: list[float] = []
-        sidecars: list[dict[str, float]] = []
+        bare: list[tuple[float, float]] = []
+        whole: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+        spawned: dict[str, list[float]] = {name: [] for name in trees}
+        sidecars: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         for i in range(7):
-            bares.append(median_time(lambda: run([sys.executable, "-c", "pass"]), 1))
-            target = str(Path(out) / f"take{i}.wav")
-            whole.append(median_time(lambda t=target: run([*TTAG, "generate", "house 124 bpm", *GENERATE, t]), 1))
-            sidecars.append(json.loads(Path(target).with_suffix(".json").read_text())["timings"])
-    b, g = statistics.median(bares), statistics.median(whole)
-    load_s = statistics.median(t["load_s"] for t in sidecars)
-    generate_s = statistics.median(t["generate_s"] for t in sidecars)
-    print(f"python -c pass                    {b * 1000:6.0f} ms")
-    print(
-        f"ttag generate -m synth -d 10      {g * 1000:6.0f} ms  (+{(g - b) * 1000:.0f} ms over bare python; in the"
-        f" worker: load {load_s * 1000:.0f} ms, generate {generate_s * 1000:.0f} ms)"
-    )
+            bare.append(timed([sys.executable, "-c", "pass"], ROOT))
+            for name, tree in trees.items() if i % 2 else reversed(trees.items()):  # neither always goes first
+                target = Path(out) / f"{i}-{len(whole[name])}-{tree.name}.wav"
+                whole[name].append(timed([*TTAG, "generate", "house 124 bpm", *GENERATE, str(target)], tree))
+                sidecars[name].append(json.loads(target.with_suffix(".json").read_text())["timings"])
+                spawn = subprocess.run(
+                    [sys.executable, "-c", SPAWN_AT, str(target.with_name(f"spawn-{target.name}"))],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    cwd=tree,
+                )
+                spawned[name].append(float(spawn.stderr.splitlines()[-1]))
+    b_wall, b_cpu = (statistics.median(x) for x in zip(*bare, strict=True))
+    width = max(33, *(len(f"{name} generate -m synth -d 10") for name in whole))
+    print(f"{'python -c pass':{width}} {b_wall * 1000:6.0f} ms (CPU {b_cpu * 1000:4.0f} ms)")
+    for name, runs in whole.items():
+        wall, cpu = (statistics.median(x) for x in zip(*runs, strict=True))
+        load_s = statistics.median(t["load_s"] for t in sidecars[name])
+        generate_s = statistics.median(t["generate_s"] for t in sidecars[name])
+        label = f"{name} generate -m synth -d 10"
+        print(
+            f"{label:{width}} {wall * 1000:6.0f} ms (CPU {cpu * 1000:4.0f} ms; +{(wall - b_wall) * 1000:.0f} ms over"
+            f" bare python)\n{'':{width}}   worker spawned {statistics.median(spawned[name]) * 1000:.0f} ms into the"
+            f" CLI (after the interpreter's own start); in the worker: load {load_s * 1000:.0f} ms, generate"
+            f" {generate_s * 1000:.0f} ms"
+        )
     print(f"load average after the run: {os.getloadavg()[0]:.2f}")
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of ``cmd`` and the children it waited for (the worker), run from ``cwd`` (so ``-m`` finds
+    that tree's ttag first, and so does the worker it starts)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, cwd=cwd)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 GENERATE = ["-m", "synth", "-d", "10", "-q", "--seed", "1", "-o"]
@@ -138,6 +195,20 @@ LOAD = (
     "from runners.synth.runner import SynthRunner; r = SynthRunner(default_registry().get('synth')); "
     "t = time.perf_counter(); r.load_model(JobContext()); print(time.perf_counter() - t)"
 )
+# `ttag generate` in-process, printing how long after its start it spawned the worker (the first Popen).
+SPAWN_AT = f"""
+import subprocess, sys, time
+started = time.perf_counter()
+popen = subprocess.Popen.__init__
+def spawn(self, *args, **kwargs):
+    subprocess.Popen.__init__ = popen
+    spawned = time.perf_counter() - started
+    popen(self, *args, **kwargs)
+    print(spawned, file=sys.stderr)
+subprocess.Popen.__init__ = spawn
+from ttag_tui.cli import main
+main(["generate", "house 124 bpm", *{GENERATE!r}, sys.argv[1]])
+"""
 
 
 if __name__ == "__main__":

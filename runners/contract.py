@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where audio is made: the CLI starts its worker before it pays for it
+    import numpy as np
 
-if TYPE_CHECKING:
     from runners.registry import ModelSpec
     from runners.request import GenerationRequest
 
@@ -151,6 +151,8 @@ class BaseRunner(ABC):
 
     def make_clip(self, request: GenerationRequest, take: int, audio: np.ndarray, sample_rate: int) -> Clip:
         """Wrap finished audio with the metadata needed to re-create it exactly."""
+        import numpy as np
+
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         if audio.ndim == 1:
             audio = audio[None, :]

@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # imported where audio is framed: the CLI starts its worker before it pays for numpy
+    import numpy as np
 
 PROTOCOL_VERSION = 2
 _LENGTH = struct.Struct(">I")
@@ -48,6 +49,8 @@ def write_message(stream: IO[bytes], header: dict[str, Any], audio: np.ndarray |
     """Write one frame. Not thread-safe: callers hold a lock when several threads write."""
     payload = b""
     if audio is not None:
+        import numpy as np
+
         array = np.ascontiguousarray(audio, dtype="<f4")
         header = {**header, "shape": list(array.shape), "nbytes": array.nbytes}
         payload = array.tobytes()
@@ -95,5 +98,7 @@ def read_message(stream: IO[bytes]) -> tuple[dict[str, Any], np.ndarray | None] 
     payload = _read_exactly(stream, nbytes)
     if payload is None:
         raise ProtocolError("stream ended before the payload")
+    import numpy as np
+
     audio = np.frombuffer(payload, dtype="<f4").reshape(header["shape"]).astype(np.float32, copy=False)
     return header, audio

@@ -256,8 +256,8 @@ def probe_availability(
     else:
         runner_module = spec.runner.split(":", 1)[0]
         missing = [m for m in (*spec.requires, runner_module) if not _importable(m)]
-        fix = f"run `{spec.extra['setup']}`" if spec.extra.get("setup") else install_hint(spec.runner_name)
-        if missing:
+        if missing:  # the fix only now: install_hint reads the package metadata, a cost a runnable model never pays
+            fix = f"run `{spec.extra['setup']}`" if spec.extra.get("setup") else install_hint(spec.runner_name)
             return Availability(False, cached, f"missing Python packages: {', '.join(missing)} ({fix})")
     if cached is False:
         return Availability(True, False, f"weights not downloaded: ttag models pull {spec.id}")

@@ -17,7 +17,6 @@ import queue
 import sys
 import threading
 import time
-import traceback
 from typing import Any, BinaryIO
 
 from runners import memory
@@ -112,10 +111,12 @@ class Worker:
                 self.serve(message)
 
     def unload(self, model: str | None, *, reason: str) -> None:
-        for model_id in [m for m in self.loaded if model in (None, m)]:
+        dropped = [m for m in self.loaded if model in (None, m)]
+        for model_id in dropped:
             self.loaded.pop(model_id).unload()
             self.send({"type": "unloaded", "model": model_id, "reason": reason})
-        free_memory()
+        if dropped:  # a full collection costs ~5 ms with numpy loaded: not before a first load, when nothing went
+            free_memory()
 
     def serve(self, message: dict[str, Any]) -> None:
         job = message["job"]
@@ -146,6 +147,8 @@ class Worker:
             self.send({"type": "done", "job": job, "timings": timings})
         except BaseException as exc:  # every failure becomes a typed error on this job; the worker lives on
             if not isinstance(exc, Cancelled) and _error_kind(exc) == "internal":
+                import traceback  # here: a worker that never fails never loads it
+
                 traceback.print_exc(file=sys.stderr)
             if _error_kind(exc) == "out_of_memory":
                 free_memory()  # what the failed step held, before the bridge makes room and asks again

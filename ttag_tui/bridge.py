@@ -18,6 +18,7 @@ is run once more after every other idle model on its device was unloaded.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -26,9 +27,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from runners.contract import Clip, RunnerSettings
 from runners.memory import ram_available, ram_total
@@ -38,7 +37,10 @@ from runners.request import GenerationRequest
 from ttag_tui.backend import Backend
 from ttag_tui.backend.events import Job
 from ttag_tui.config import Config
-from ttag_tui.runner_envs import managed_interpreters, worker_path_dir
+from ttag_tui.runner_envs import managed_interpreters, worker_path_dir, worker_variables
+
+if TYPE_CHECKING:  # the worker starts before this process imports numpy (`ttag generate` loads it meanwhile)
+    import numpy as np
 
 HELLO_TIMEOUT_S = 180.0  # also how long a worker may take to answer a memory probe (which may import torch)
 DEFAULT_RAM_SHARE = 0.75  # the budget on CPU and MPS when memory_budget_gb is not set: this share of the machine's RAM
@@ -82,6 +84,7 @@ class WorkerHandle:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._write_lock = threading.Lock()
+        self._start_lock = threading.Lock()  # one thread at a time checks whether a worker runs and starts one
         self._hello = threading.Event()
         self._reader: threading.Thread | None = None
         self._fatal: tuple[str, str] | None = None
@@ -94,8 +97,9 @@ class WorkerHandle:
         self._delivered = False  # audio of the current attempt reached the job: a retry would send it twice
         self._admitted: Job | None = None  # the job whose model the memory book counts as in use, until released
         self._admitted_lock = threading.Lock()
+        # Started by the first submit, after it spawned the worker: starting a thread waits until the thread runs,
+        # which on a busy machine can take a scheduler slice or more that the worker's start need not wait for.
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name=f"ttag-dispatch-{runner}", daemon=True)
-        self._dispatcher.start()
 
     @property
     def pid(self) -> int | None:
@@ -108,6 +112,7 @@ class WorkerHandle:
 
     def submit(self, job: Job) -> None:
         job.attach(self.cancel)
+        self._start_serving()
         with self._wake:
             self._queue.append(job)
             self._wake.notify()
@@ -218,13 +223,27 @@ class WorkerHandle:
         self._reader.start()
         threading.Thread(target=self._drain_stderr, args=(self.process,), daemon=True).start()
 
+    def _start_serving(self) -> None:
+        """Start this runner's first worker in the submitting thread, not the dispatcher's, then the dispatcher: the
+        worker's interpreter and imports run while the caller carries on (``ttag generate`` loads numpy and soundfile
+        meanwhile), and a caller busy in an import, which holds the GIL, cannot hold the start back. A later worker
+        (after a crash or an idle exit) is started by the dispatcher when its job's turn comes, as a crash is reported
+        there."""
+        with self._start_lock:
+            if self.process is None and not self._closed:
+                with contextlib.suppress(OSError):  # the dispatcher tries again and reports it on the job
+                    self._start()
+            if self._dispatcher.ident is None:
+                self._dispatcher.start()
+
     def _ensure_started(self) -> tuple[str, str] | None:
         """Start the worker if it is not running; a (kind, message) when it cannot serve."""
-        if self.process is None or self.process.poll() is not None:
-            try:
-                self._start()
-            except OSError as exc:
-                return "missing_dependency", f"cannot start the runner's Python {self.interpreter}: {exc}"
+        with self._start_lock:
+            if self.process is None or self.process.poll() is not None:
+                try:
+                    self._start()
+                except OSError as exc:
+                    return "missing_dependency", f"cannot start the runner's Python {self.interpreter}: {exc}"
         process = self.process
         assert process is not None
         deadline = time.monotonic() + HELLO_TIMEOUT_S
@@ -674,7 +693,7 @@ class Bridge(Backend):
                     self.interpreter_for(spec),
                     settings,
                     self.settings.cancel_grace_s,
-                    self.settings.worker_environment,
+                    {**worker_variables(spec.runner_name), **self.settings.worker_environment},
                     self.memory,
                 )
                 self._handles[spec.runner] = handle

@@ -217,6 +217,20 @@ def managed_interpreters() -> dict[str, str]:
     return {name: python for name in RECIPES if (python := managed_interpreter(name))}
 
 
+# numpy loads OpenBLAS, which starts a thread pool as it is imported (a thread for each further core): ~65 ms of CPU on
+# a 2-core machine, and threads that spin beside the work. A process that calls no BLAS routine gets one thread: the
+# `ttag generate` CLI (it only converts and writes audio) and the workers of these runners (numpy's ufuncs and FFTs
+# only). Torch runners are left alone: their BLAS may be an OpenBLAS that this variable would pin to one thread.
+SINGLE_THREAD_BLAS = {"OPENBLAS_NUM_THREADS": "1"}
+NO_BLAS_RUNNERS = frozenset({"synth"})
+
+
+def worker_variables(runner: str) -> dict[str, str]:
+    """The environment variables ttag sets for ``runner``'s worker process, except any the user has set."""
+    wanted = SINGLE_THREAD_BLAS if runner in NO_BLAS_RUNNERS else {}
+    return {name: value for name, value in wanted.items() if name not in os.environ}
+
+
 def availability(spec: ModelSpec, config: Config) -> Availability:
     """Can this model run here, with this config's interpreters and cache? (imports nothing heavy)"""
     return probe_availability(

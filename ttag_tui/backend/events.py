@@ -16,13 +16,15 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from runners.contract import Clip
 from runners.registry import ModelSpec
 from runners.request import GenerationRequest
 from ttag_tui import __version__
+
+if TYPE_CHECKING:  # audio arrives as arrays, but nothing here makes one: numpy stays off the CLI's way to its worker
+    import numpy as np
 
 
 @dataclass(frozen=True)
