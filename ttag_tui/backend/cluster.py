@@ -188,7 +188,33 @@ def nodes(directory: Any | None = None, timeout_s: float = 5.0) -> dict[str, Any
     }
 
 
-class ClusterBackend(Backend):
+class ClusterBase(Backend):
+    """What every way of reaching a Ray cluster shares: the server's registry and availability, warm models read off
+    :meth:`nodes`."""
+
+    _registry: Registry
+    config: Config
+
+    def registry(self) -> Registry:
+        return self._registry
+
+    def availability(self, spec: ModelSpec) -> Availability:
+        """What this machine says about the model: every node is expected to be set up like the server's."""
+        from ttag_tui.runner_envs import availability
+
+        return availability(spec, self.config)
+
+    def loaded_models(self) -> list[str]:
+        return sorted({m for n in self.nodes()["nodes"] for r in n["replicas"] for m in r["warm"]})
+
+    def unload(self, model: str | None = None) -> None:
+        """Replicas unload on their own (Serve's LRU, the bridge's idle timer)."""
+
+    def nodes(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class ClusterBackend(ClusterBase):
     """Run jobs on a Ray cluster (see the module's docstring). Opening it deploys ttag's Serve application there."""
 
     def __init__(self, registry: Registry, config: Config, settings: ClusterSettings | None = None) -> None:
@@ -237,15 +263,6 @@ class ClusterBackend(Backend):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="ttag-cluster", daemon=True)
         self._thread.start()
-
-    def registry(self) -> Registry:
-        return self._registry
-
-    def availability(self, spec: ModelSpec) -> Availability:
-        """What this machine says about the model: every node is expected to be set up like the server's."""
-        from ttag_tui.runner_envs import availability
-
-        return availability(spec, self.config)
 
     def submit(self, request: GenerationRequest, *, stream: bool = False) -> Job:
         """Send the job to the cluster; returns once Serve has queued it, or raises :class:`BackendBusy`."""
@@ -315,12 +332,6 @@ class ClusterBackend(Backend):
                 state = {"address": self.settings.address, "resource": self.resource, **nodes(self._directory)}
                 self._nodes = (time.monotonic(), state)
             return self._nodes[1]
-
-    def loaded_models(self) -> list[str]:
-        return sorted({m for n in self.nodes()["nodes"] for r in n["replicas"] for m in r["warm"]})
-
-    def unload(self, model: str | None = None) -> None:
-        """Replicas unload on their own (Serve's LRU, the bridge's idle timer)."""
 
     def close(self) -> None:
         """Take ttag's application off the cluster (its replicas stop their workers); the cluster itself stays."""

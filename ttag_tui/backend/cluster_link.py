@@ -22,10 +22,16 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from runners.registry import Availability, ModelSpec, Registry
+from runners.registry import Registry
 from runners.request import GenerationRequest
-from ttag_tui.backend import Backend
-from ttag_tui.backend.cluster import NODES_FRESH_S, ClusterSettings, ClusterUnavailable, WireReader, to_wire
+from ttag_tui.backend.cluster import (
+    NODES_FRESH_S,
+    ClusterBase,
+    ClusterSettings,
+    ClusterUnavailable,
+    WireReader,
+    to_wire,
+)
 from ttag_tui.backend.errors import BackendBusy
 from ttag_tui.backend.events import Job
 
@@ -45,7 +51,7 @@ class LinkSettings:
     watch_s: float = 2.0  # how often the link asks after the head
 
 
-class ClusterLink(Backend):
+class ClusterLink(ClusterBase):
     """A :class:`Backend` that runs jobs on a Ray cluster through a child process it restarts when the cluster is
     lost (see the module's docstring). Opening it waits for the first join: an unreachable head is one line."""
 
@@ -76,15 +82,6 @@ class ClusterLink(Backend):
         self._watcher.start()
 
     # -- Backend ------------------------------------------------------------------------------------------------------
-    def registry(self) -> Registry:
-        return self._registry
-
-    def availability(self, spec: ModelSpec) -> Availability:
-        """What this machine says about the model: every node is expected to be set up like the server's."""
-        from ttag_tui.runner_envs import availability
-
-        return availability(spec, self.config)
-
     def submit(self, request: GenerationRequest, *, stream: bool = False) -> Job:
         """Hand the job to the cluster; raises :class:`BackendBusy` when the cluster is full or down."""
         job = self.new_job(request, stream)
@@ -105,12 +102,6 @@ class ClusterLink(Backend):
             job.fail("busy", message)
             raise BackendBusy(message, retry_after=retry_after)
         return job
-
-    def loaded_models(self) -> list[str]:
-        return sorted({m for n in self.nodes()["nodes"] for r in n["replicas"] for m in r["warm"]})
-
-    def unload(self, model: str | None = None) -> None:
-        """Replicas unload on their own (Serve's LRU, the bridge's idle timer)."""
 
     def nodes(self, fresh: bool = False) -> dict[str, Any]:
         """The cluster's nodes as the child sees them (``/api/health?detail=true``), or that it is down and why.
