@@ -437,7 +437,7 @@ GENRES: dict[str, Genre] = {
                 {"kick": "X.......X.......", "snare": BACKBEAT, "hat": "x.x.x.x.x.x.x.x."},
                 {"kick": FOUR, "clap": BACKBEAT, "hat": OFFBEAT, "openhat": "..............x."},
             ),
-            basses=("eighths", "rolling"),
+            basses=("melodic", "eighths", "long", "rolling"),  # any three neighbours hold one not in eighths
             comps=("sustain", "half"),
             leads=("square",),
             extras=("bells", "strings"),

@@ -8,7 +8,8 @@ groove: 0 repeats the take's pattern and a simple tune verbatim, 2 adds ghost no
 What the prompt fixes (tempo, key, genre, the band it names) every seed keeps; everything else is the seed's to choose,
 so takes are different pieces rather than copies: the chord progression, the genre's groove variant and drum kit, the
 bass line and comping style, chord voicings and sounds, an extra part when the prompt names no instrument, the melody,
-and (above temperature 0) the arrangement — an intro, breakdowns, a late entry for the tune.
+a power-chord guitar's and an arpeggio's rhythm, and (above temperature 0) the arrangement — an intro, breaks closing
+four-bar phrases (drop-outs, kick-less or half-time bars), a late entry for the tune.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ PROGRESSIONS = {
     "drone": ((0, 0), (0, 5), (0, 3), (0, 6), (0, 5, 3, 0)),
     "ambient": ((0, 3), (0, 5, 3, 4), (0, 2, 3, 0), (0, 4, 5, 3), (0, 1, 0, 5)),
     "cinematic": ((0, 5, 2, 6), (0, 5, 3, 4), (0, 3, 5, 4), (0, 6, 5, 4)),
-    "funk": ((0, 3), (0, 0, 3, 0), (0, 0, 0, 4), (0, 3, 0, 4), (0, 6, 0, 4), (0, 0, 3, 3)),  # vamps on the tonic
+    "funk": ((0, 3), (0, 0, 3, 0), (0, 0, 0, 4), (0, 3, 0, 4), (0, 0, 6, 0), (0, 0, 3, 3)),  # vamps on the tonic
 }
 
 # What the chord instrument plays in one bar: (step, length in steps).
@@ -60,11 +61,22 @@ COMP_RHYTHMS: dict[str, tuple[tuple[float, float], ...]] = {
     "double": tuple((s, 0.7) for s in (2, 3, 6, 7, 10, 11, 14, 15)),
     "bubble": tuple((s, 0.8) for s in (1, 3, 4, 5, 7, 9, 11, 12, 13, 15)),  # reggae organ shuffle
 }
+# Rhythms of a distorted guitar's power chords, one per take: driving eighths, 3-3-2 pushes, chords left to ring,
+# a gallop.
+POWER_RHYTHMS: tuple[tuple[tuple[float, float], ...], ...] = (
+    COMP_RHYTHMS["power"],
+    ((0, 2.8), (3, 2.8), (6, 1.8), (8, 2.8), (11, 2.8), (14, 1.8)),
+    ((0, 7.5), (8, 3.5), (12, 3.5)),
+    tuple((s + d, 0.9 if d < 2 else 1.8) for s in range(0, 16, 4) for d in (0, 1, 2)),
+)
 ORGANS = ("organ", "organ_mellow", "organ_bright")  # drawbar registrations (see instruments.ORGAN_DRAWBARS)
 
 # Arrangement layers: which parts a section of a take leaves out.
 LAYERS = ("drums", "bass", "chords", "pads", "melody")
 INTROS = (("chords",), ("drums",), ("drums", "bass"), ("chords", "pads"), ("pads", "melody"), ("bass", "chords"))
+# What a break closing a phrase leaves out ("kick": the kit without its kick; "half": the drums in half-time).
+BREAKS = (("drums",), ("kick",), ("half",), ("drums", "bass"), ("kick", "bass"))
+HALF_TIME = {"kick": "X.........X.....", "snare": "........X.......", "clap": "........X......."}
 
 DRUM_VOICE = {
     "kick": ("kick", ""),
@@ -198,31 +210,39 @@ class Harmony:
 
 
 class Sections:
-    """Which layers rest in which bars: an intro that starts with a few parts, breakdowns that drop the beat, a tune
-    that comes in late. Temperature 0 (or a take too short for it) plays everything throughout."""
+    """Which layers rest in which bars: an intro that starts with a few parts, breaks that close some four-bar
+    phrases (the beat drops out, the kick alone drops out, or the drums go half-time), a tune that comes in late.
+    The intro's length and the first break's place turn with the seed, so neighbouring takes are shaped differently.
+    Temperature 0 (or a take too short for it) plays everything throughout."""
 
-    def __init__(self, rng: np.random.Generator, bars: int, present: set[str], temperature: float) -> None:
-        self.rest: dict[str, set[int]] = {layer: set() for layer in LAYERS}
+    def __init__(self, rng: np.random.Generator, seed: int, bars: int, present: set[str], temperature: float) -> None:
+        # "kick": bars without the kick (the rest of the kit plays); "half": bars the drums play half-time
+        self.rest: dict[str, set[int]] = {layer: set() for layer in (*LAYERS, "kick", "half")}
         self.intro = 0
         intros = [i for i in INTROS if present & set(i) and present - set(i)]
         if temperature <= 0.05 or not intros:
             return
         longest = min(4, (bars - 1) // 4)  # the last bar is only ringing out
-        self.intro = int(rng.integers(0, longest + 1)) if longest else 0
+        self.intro = (seed + int(rng.integers(0, 2))) % (longest + 1) if longest else 0
         first = intros[int(rng.integers(len(intros)))]
         for layer in LAYERS:
             if layer not in first:
                 self.rest[layer].update(range(self.intro))
         if "melody" in present and rng.random() < 0.5:  # the tune waits for the second phrase
             self.rest["melody"].update(range(self.intro + 2 * int(rng.integers(1, 3))))
-        for top in range(self.intro + 8, bars - 2, 8):  # a breakdown closing some eight-bar phrases
-            if rng.random() < 0.6:
-                length = int(rng.integers(1, 3))
-                dropped = ("drums", "bass") if rng.random() < 0.5 else ("drums",)
-                for layer in dropped:
-                    self.rest[layer].update(range(top - length, top))
+        tops = list(range(self.intro + 4, bars - 1, 4))  # bars that open a new four-bar phrase
+        skip = seed % 2  # odd seeds keep their first phrase whole: their first break comes a phrase later
+        for i, top in enumerate(tops):
+            if i < skip or (i > skip and rng.random() < 0.5):
+                continue
+            length = int(rng.integers(1, 3))
+            kind = BREAKS[(seed + i + int(rng.integers(0, 2))) % len(BREAKS)]
+            for layer in kind:
+                self.rest[layer].update(range(top - length, top))
 
     def plays(self, layer: str, bar: int) -> bool:
+        if layer == "kick":
+            return bar not in self.rest["kick"] and bar not in self.rest["drums"]
         return bar not in self.rest[layer]
 
 
@@ -257,6 +277,8 @@ class Arranger:
         self.bass_style = self.rotate(genre.options("bass"), 1)
         self.bass_sound = self.pick(genre.options("bass_sound"))
         self.comp_style = self.rotate(genre.options("comp"), 2)
+        self.power_rhythm = self.rotate(POWER_RHYTHMS, 3)
+        self.arp_rate = self.rotate((1, 3, 2), 4)  # an arpeggio genre's pluck in sixteenths, dotted eighths, eighths
         self.kit = self.pick(genre.options("kit"))
         self.lead_wave = self.pick(genre.options("lead_wave"))
         self.organ = self.pick(ORGANS)
@@ -269,7 +291,7 @@ class Arranger:
             if extras:
                 self.band.add(self.pick(tuple(extras)))
         self.layer = "drums"  # the part being written, for :meth:`add`
-        self.sections = Sections(rng, self.bars, self._layers(), self.t)
+        self.sections = Sections(rng, seed, self.bars, self._layers(), self.t)
 
     # ------------------------------------------------------------ helpers
 
@@ -319,10 +341,14 @@ class Arranger:
                 "snare": self.tune(185.0, (0, 4)),
                 "tom": self.tune(90.0, (0, 4)),
             }.get(name, 0.0)
+            self.layer = "kick" if name == "kick" else "drums"
             for bar in range(self.bars):
                 fill = name in ("snare", "tom") and bar % 4 == 3 and self.chance(0.25 + 0.3 * self.t)
                 b_bar = name in self.b_groove and bar % self.b_every == self.b_every - 1
-                for step, ch in enumerate(self.b_groove[name] if b_bar else grid):
+                pattern = self.b_groove[name] if b_bar else grid
+                if name in HALF_TIME and not self.sections.plays("half", bar):
+                    pattern = HALF_TIME[name]
+                for step, ch in enumerate(pattern):
                     vel = VELOCITY.get(ch, 0.0)
                     if name == "hat" and vel == 0 and self.chance(0.06 * self.t):
                         vel = 0.25
@@ -474,7 +500,9 @@ class Arranger:
                 chord = [r, r + 7, r + 12]
             else:
                 chord = h.voicing(bar, low)
-            rhythm = COMP_RHYTHMS[style]
+                if h.sevenths and h.root % 12 in h.chord_classes(bar):  # the tonic on top where the chord has it:
+                    chord = [*chord, chord[-1] + ((h.root - chord[-1]) % 12 or 12)]  # a common tone that sings home
+            rhythm = self.power_rhythm if style == "power" else COMP_RHYTHMS[style]
             if bar % per:
                 continue
             extra = []
@@ -517,6 +545,8 @@ class Arranger:
         bright = float(self.rng.random())
         for bar in range(0, self.bars, per):
             notes = h.voicing(bar, low)
+            if h.root % 12 in h.chord_classes(bar):  # the tonic held on top where the chord has it (see comp)
+                notes = [*notes, notes[-1] + ((h.root - notes[-1]) % 12 or 12)]
             if voice == "strings":
                 notes = [*notes, notes[0] + 12, h.bass_pitch(bar) + 12]
             start, n = g.span(bar, 0, 16 * per)
@@ -640,7 +670,7 @@ class Arranger:
         melodic = [v for v in ("lead", "bells", "pluck") if v in inst]
         arp_genre = self.genre.name in ("trance", "techno", "synthwave", "chiptune")
         if "pluck" in melodic and (arp_genre or len(melodic) > 1):
-            self.arp("pluck", rate=1 if arp_genre else 2)
+            self.arp("pluck", rate=self.arp_rate if arp_genre else 2)
             melodic.remove("pluck")
         if "bells" in melodic and len(melodic) > 1:
             self.arp("bells", level=0.16, rate=4 if self.genre.name != "chiptune" else 2)
@@ -670,6 +700,7 @@ class Arranger:
                 "comp": self.comp_style,
                 "band": sorted(self.band),
                 "intro_bars": self.sections.intro,
+                "breaks": {kind: sorted(self.sections.rest[kind]) for kind in ("drums", "kick", "half")},
             },
         )
 

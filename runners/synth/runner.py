@@ -21,8 +21,10 @@ SAMPLE_RATE = 44100
 
 class SynthRunner(BaseRunner):
     name = "synth"
-    version = "3"  # 2: seeds choose progression, groove, bass line, voicings, sounds and arrangement; 3: the same
-    # music rendered faster (filters, noise banks and scene beds, reverb, oscillators), not the same samples
+    version = "4"  # 2: seeds choose progression, groove, bass line, voicings, sounds and arrangement; 3: the same
+    # music rendered faster (filters, noise banks and scene beds, reverb, oscillators), not the same samples; 4: breaks
+    # (drop-outs, kick-less and half-time bars) and intro length by seed, guitar and arpeggio rhythms by seed, the
+    # tonic held on top of chords that contain it
 
     def load_model(self, ctx: JobContext) -> None:
         """Nothing to download or precompute: import the renderer. Wavetables and noise banks are built on first use
