@@ -340,3 +340,18 @@ def test_a_whole_stream_still_ends_cleanly(uvicorn_server):
     response = httpx.post(f"{uvicorn_server}/api/generate", json=body, timeout=60)
     assert response.status_code == 200
     assert soundfile.info(io.BytesIO(response.content)).frames == 4000
+
+
+def test_retention_lets_go_of_the_expired_then_the_oldest_beyond_count_and_bytes():
+    from ttag_tui.server.retention import to_drop
+
+    items = [("a", 50.0, 10), ("b", 5.0, 10), ("c", 4.0, 30), ("d", 3.0, 10), ("e", 0.0, 10)]  # oldest first
+
+    def drop(**limits):
+        return [name for name, _, _ in to_drop(items, age_s=lambda i: i[1], size_bytes=lambda i: i[2], **limits)]
+
+    assert drop(keep=10, keep_bytes=1000, keep_s=60) == []
+    assert drop(keep=10, keep_bytes=1000, keep_s=30) == ["a"]  # too old
+    assert drop(keep=2, keep_bytes=1000, keep_s=30) == ["a", "b", "c"]  # then the oldest beyond the count
+    assert drop(keep=10, keep_bytes=20, keep_s=30) == ["a", "b", "c"]  # or beyond the bytes (d + e = 20)
+    assert drop(keep=0, keep_bytes=0, keep_s=0) == ["a", "b", "c", "d", "e"]

@@ -29,6 +29,7 @@ from ttag_tui.backend import Backend
 from ttag_tui.backend.events import Chunk, ClipReady, Failed, Job, JobState, JobStatus, Progress, Started, fold
 from ttag_tui.output import write_atomically, write_audio
 from ttag_tui.paths import data_dir
+from ttag_tui.server import retention
 from ttag_tui.server.uploads import link_into
 
 # Disk for finished takes (float32): 4 GiB holds 8 takes of 10 minutes of 44.1 kHz stereo, 2.5 times over.
@@ -317,14 +318,14 @@ class JobBoard:
             (r for r in self._records.values() if r.finished and r.finished_at is not None),
             key=lambda r: r.finished_at or now,
         )
-        kept = [r for r in finished if now - (r.finished_at or now) <= self.keep_s]
-        expired = [r for r in finished if r not in kept]
-        stored = sum(t.size_bytes for r in kept for t in r.takes)
-        while kept and (len(kept) > self.keep_finished or stored > self.keep_bytes):
-            oldest = kept.pop(0)
-            stored -= sum(t.size_bytes for t in oldest.takes)
-            expired.append(oldest)
-        for record in expired:
+        for record in retention.to_drop(
+            finished,
+            age_s=lambda r: now - (r.finished_at or now),
+            size_bytes=lambda r: sum(t.size_bytes for t in r.takes),
+            keep=self.keep_finished,
+            keep_bytes=self.keep_bytes,
+            keep_s=self.keep_s,
+        ):
             del self._records[record.id]
             self.store.drop(record.id)
 

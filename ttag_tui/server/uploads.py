@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ttag_tui.server import retention
+
 UPLOAD_ID_PATTERN = r"^[0-9a-f]{32}$"
 _UPLOAD_ID = re.compile(UPLOAD_ID_PATTERN)
 MAX_UPLOAD_BYTES = 128 << 20  # 10 minutes of 48 kHz stereo 16-bit WAV (115 MB) fit; compressed formats far more
@@ -202,14 +204,15 @@ class UploadStore:
     def _evict(self) -> None:
         """Drop uploads past ``keep_s``, then the oldest beyond ``keep`` or ``keep_bytes``."""
         now = self.clock()
-        expired = [u for u in self._uploads.values() if now - u.created > self.keep_s]
-        for upload in expired:
+        for upload in retention.to_drop(
+            list(self._uploads.values()),
+            age_s=lambda u: now - u.created,
+            size_bytes=lambda u: u.size_bytes,
+            keep=self.keep,
+            keep_bytes=self.keep_bytes,
+            keep_s=self.keep_s,
+        ):
             self._drop(upload)
-        stored = sum(u.size_bytes for u in self._uploads.values())
-        while self._uploads and (len(self._uploads) > self.keep or stored > self.keep_bytes):
-            oldest = next(iter(self._uploads.values()))
-            stored -= oldest.size_bytes
-            self._drop(oldest)
 
     def _drop(self, upload: Upload) -> None:
         del self._uploads[upload.id]
