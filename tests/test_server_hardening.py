@@ -12,6 +12,8 @@ import os
 import stat
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -355,3 +357,21 @@ def test_retention_lets_go_of_the_expired_then_the_oldest_beyond_count_and_bytes
     assert drop(keep=2, keep_bytes=1000, keep_s=30) == ["a", "b", "c"]  # then the oldest beyond the count
     assert drop(keep=10, keep_bytes=20, keep_s=30) == ["a", "b", "c"]  # or beyond the bytes (d + e = 20)
     assert drop(keep=0, keep_bytes=0, keep_s=0) == ["a", "b", "c", "d", "e"]
+
+
+def test_the_take_store_makes_one_folder_when_first_used_from_many_threads_at_once(tmp_path):
+    """The loop's thread and worker threads can reach the store first together: one folder, every caller sees it."""
+    from ttag_tui.server.jobs import TakeStore
+
+    store = TakeStore(tmp_path)
+    start = threading.Barrier(8)
+
+    def first_use() -> Path:
+        start.wait()
+        return store.root
+
+    with ThreadPoolExecutor(8) as pool:
+        roots = set(pool.map(lambda _: first_use(), range(8)))
+    assert len(roots) == 1 and list(tmp_path.iterdir()) == [roots.pop()]
+    store.close()
+    assert list(tmp_path.iterdir()) == []

@@ -13,6 +13,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -81,19 +82,25 @@ class TakeStore:
     def __init__(self, parent: Path | None = None) -> None:
         self._parent = parent
         self._root: Path | None = None
+        self._making_root = threading.Lock()  # first use can come from two threads (the loop's and a worker's)
 
     @property
     def root(self) -> Path:
-        if self._root is None:
-            parent = self._parent or data_dir() / "server"
-            parent.mkdir(parents=True, exist_ok=True)
-            for stale in parent.iterdir():
-                pid = stale.name.partition("-")[0]
-                if pid.isdigit() and not _alive(int(pid)):
-                    shutil.rmtree(stale, ignore_errors=True)
-            self._root = parent / f"{os.getpid()}-{secrets.token_hex(4)}"
-            self._root.mkdir()
-        return self._root
+        with self._making_root:
+            return self._root or self._make_root()
+
+    def _make_root(self) -> Path:
+        """This process's folder, made on first use; folders of servers that are gone are removed then."""
+        parent = self._parent or data_dir() / "server"
+        parent.mkdir(parents=True, exist_ok=True)
+        for stale in parent.iterdir():
+            pid = stale.name.partition("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+        root = parent / f"{os.getpid()}-{secrets.token_hex(4)}"
+        root.mkdir()
+        self._root = root
+        return root
 
     def folder(self, job_id: str) -> Path:
         folder = self.root / job_id
@@ -121,9 +128,10 @@ class TakeStore:
             shutil.rmtree(self._root / job_id, ignore_errors=True)
 
     def close(self) -> None:
-        if self._root is not None:
-            shutil.rmtree(self._root, ignore_errors=True)
-            self._root = None
+        with self._making_root:
+            if self._root is not None:
+                shutil.rmtree(self._root, ignore_errors=True)
+                self._root = None
 
 
 def _alive(pid: int) -> bool:
