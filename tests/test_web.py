@@ -950,8 +950,9 @@ def test_takes_of_one_request_side_by_side(web):
     assert seeds == ["9", "20", "21", "22"]  # newest request first; its takes in take order
     single, first, second, third = boxes
     assert single["width"] > first["width"] * 1.8  # a lone take spans the row
-    assert first["y"] == second["y"] and first["x"] < second["x"]  # takes 1 and 2 side by side
-    assert third["y"] > first["y"]
+    same_row = first["height"] / 2  # side by side: tops within half a card (a finishing layout moves them by < 1 px)
+    assert abs(first["y"] - second["y"]) < same_row and first["x"] < second["x"]  # takes 1 and 2 side by side
+    assert third["y"] > first["y"] + same_row
     web.shot("grouped")
 
 
