@@ -131,17 +131,10 @@ def test_a_job_keeps_its_own_copy_when_the_upload_expires(client):
 # -- what is refused, in one line, leaving nothing behind ----------------------------------------------------------
 
 
-def nan_wav() -> bytes:
-    audio = np.zeros((8000, 1), np.float32)
-    audio[4000, 0] = np.nan
-    buffer = io.BytesIO()
-    soundfile.write(buffer, audio, 8000, format="WAV", subtype="FLOAT")
-    return buffer.getvalue()
-
-
-def inf_flac_free_float_wav() -> bytes:
-    audio = np.zeros((8000, 2), np.float32)
-    audio[100, 1] = np.inf
+def float_wav_with(value: float, channels: int) -> bytes:
+    """A float WAV whose samples are silent except one ``value`` (NaN, infinity) in its last channel."""
+    audio = np.zeros((8000, channels), np.float32)
+    audio[4000, -1] = value
     buffer = io.BytesIO()
     soundfile.write(buffer, audio, 8000, format="WAV", subtype="FLOAT")
     return buffer.getvalue()
@@ -158,8 +151,8 @@ REFUSED = {
     "garbage": (b"this is not audio\n" * 500, "not an audio file"),
     "random bytes": (np.random.default_rng(7).bytes(50_000), "not an audio file"),
     "json": (b'{"melody": "/etc/passwd"}', "not an audio file"),
-    "nan": (nan_wav(), "NaN"),
-    "infinity": (inf_flac_free_float_wav(), "NaN or infinity"),
+    "nan": (float_wav_with(np.nan, channels=1), "NaN"),
+    "infinity": (float_wav_with(np.inf, channels=2), "NaN or infinity"),
     "no frames": (header_only_wav(), "no audio"),
     "truncated flac": (audio_bytes("flac")[:200], ""),
 }
