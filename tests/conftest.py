@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -34,3 +35,40 @@ def isolated_home(tmp_path, monkeypatch):
         ):
             monkeypatch.delenv(name)
     return tmp_path
+
+
+# Tests that start a Ray cluster share one xdist worker: two local clusters at once would fight over two cores.
+SHARED_WORKER = {"test_cluster.py": "ray", "test_cluster_recovery.py": "ray"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N --dist loadgroup`` (make test), a module's tests run on one worker, so its module-scoped
+    fixtures (a live server, a model, a browser) are made once."""
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group(SHARED_WORKER.get(name, name)))
+
+
+@pytest.fixture(scope="session")
+def tiny_musicgen_folders(tmp_path_factory) -> dict[str, Path]:
+    """The tiny random-weight MusicGen checkpoints (mono, stereo, melody), built once per test run: under xdist the
+    first worker to ask builds them in the run's shared temp folder while the others wait on a file lock. Read-only
+    for tests: one that changes a folder copies it first."""
+    from tests import tiny_musicgen
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "tiny-musicgen"
+    root.mkdir(exist_ok=True)
+    builders = {
+        "mono": tiny_musicgen.build_musicgen,
+        "stereo": lambda folder: tiny_musicgen.build_musicgen(folder, channels=2),
+        "melody": tiny_musicgen.build_musicgen_melody,
+    }
+    with (root / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / ".built").exists():
+            for name, build in builders.items():
+                build(root / name)
+            (root / ".built").touch()
+    return {name: root / name for name in builders}

@@ -7,13 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,17 +47,21 @@ def start_server(home: Path, **env: str) -> tuple[str, subprocess.Popen]:
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         if process.poll() is not None:
             raise AssertionError(log.read_text())
         try:
-            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                return base, process
+            return httpx.get(f"{base}/api/health", timeout=1).status_code == 200
         except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError(log.read_text())
+            return False
+
+    try:
+        wait_until(answers, 60, "the server answering")
+    except AssertionError:
+        process.kill()
+        raise AssertionError(log.read_text()) from None
+    return base, process
 
 
 def stop_server(process: subprocess.Popen) -> None:
@@ -79,9 +84,7 @@ def serve_in_thread(app: Any) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: server.started or not thread.is_alive(), 30, "uvicorn started")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -14,6 +14,7 @@ import pytest
 from runners.protocol import ProtocolError, read_message, write_message
 from runners.request import validate_request
 from tests.fake_runners import SAMPLE_RATE, fake_registry
+from tests.waiting import wait_until
 from ttag_tui.backend.events import Chunk, ClipReady, Done, Failed, JobFailed, Progress, Started
 from ttag_tui.bridge import Bridge, BridgeSettings
 
@@ -84,16 +85,11 @@ def test_explicit_and_idle_unload():
     with Bridge(REGISTRY, BridgeSettings(idle_unload_s=0.5)) as bridge:
         bridge.submit(request()).result(60)
         assert bridge.loaded_models() == ["tone"]
-        deadline = time.monotonic() + 10
-        while bridge.loaded_models() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert bridge.loaded_models() == [], "idle model was not unloaded"
+        wait_until(lambda: not bridge.loaded_models(), 10, "the idle model unloaded")
         again = bridge.submit(request()).result(60)
         assert again[0].metadata["timings"]["load_s"] > 0, "reloaded after the idle unload"
         bridge.unload("tone")
-        deadline = time.monotonic() + 10
-        while bridge.loaded_models() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: not bridge.loaded_models(), 10, "the model unloaded")
         assert bridge.loaded_models() == []
 
 

@@ -24,6 +24,7 @@ import soundfile
 from runners.request import validate_request
 from tests.fake_runners import fake_registry
 from tests.live_server import free_port, serve_in_thread
+from tests.waiting import wait_until
 from ttag_tui.backend.events import Chunk, Done, Failed, JobFailed, Progress
 from ttag_tui.config import Config
 from ttag_tui.remote import RemoteBridge
@@ -94,14 +95,6 @@ def replicas(backend) -> list[dict]:
     return [r for n in backend.nodes()["nodes"] for r in n["replicas"]]
 
 
-def wait_until(condition, timeout: float = 60, step: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {condition}")
-        time.sleep(step)
-
-
 def test_ttag_server_cluster_runs_synth_on_the_nodes(cluster, tmp_path):
     """As a user runs it: ``ttag server --cluster HEAD:PORT`` deploys, serves a real synth job, and takes its
     application off the cluster when stopped (first in the module: the other tests deploy their own)."""
@@ -117,7 +110,7 @@ def test_ttag_server_cluster_runs_synth_on_the_nodes(cluster, tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: process.poll() is not None or _answers(base), timeout=180, step=0.5)
+        wait_until(lambda: process.poll() is not None or _answers(base), timeout=180, longest=0.5)
         assert process.poll() is None, log.read_text()
         response = httpx.post(
             f"{base}/api/generate", json={"prompt": "lofi piano", "duration": 2.0, "seed": 5}, timeout=120

@@ -21,6 +21,7 @@ import pytest
 from runners.request import validate_request
 from tests.fake_runners import fake_registry
 from tests.live_server import free_port, serve_in_thread
+from tests.waiting import wait_until
 from ttag_tui.backend.cluster import ClusterSettings
 from ttag_tui.backend.cluster_link import ClusterLink, LinkSettings
 from ttag_tui.backend.errors import BackendBusy
@@ -79,14 +80,6 @@ def stop(head: subprocess.Popen) -> None:
         head.wait(30)
 
 
-def wait_until(condition, timeout: float, step: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {condition}")
-        time.sleep(step)
-
-
 def request(model: str, **fields):
     return validate_request({"model": model, "prompt": "a test tone", **fields}, REGISTRY)
 
@@ -131,7 +124,7 @@ def test_the_server_survives_losing_the_head_and_joins_it_again_when_it_is_back(
             assert "reconnects when its head is back" in refused.json()["detail"]
 
             head = start_head(port, tmp_path)  # the operator brings the head back on the same address
-            wait_until(lambda: link.joins == 2 and link.nodes()["state"] == "up", timeout=240, step=1)
+            wait_until(lambda: link.joins == 2 and link.nodes()["state"] == "up", timeout=240, longest=1)
             clips = link.submit(request("tone", seed=4)).result(timeout=120)
             assert clips and clips[0].audio.size > 0
             assert cluster_state() == "up"

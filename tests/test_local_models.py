@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-import tests.tiny_musicgen as tiny_musicgen
 from runners.local_models import NotAModel, looks_like_path, spec_for_folder
 from runners.registry import default_registry
 from tests.test_cli import ttag as cli
@@ -23,8 +23,9 @@ def ttag(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def musicgen_folder(tmp_path_factory) -> Path:
-    return tiny_musicgen.build_musicgen(tmp_path_factory.mktemp("local") / "my-musicgen")
+def musicgen_folder(tiny_musicgen_folders, tmp_path_factory) -> Path:
+    """A copy of the shared tiny checkpoint: a test here changes its files."""
+    return Path(shutil.copytree(tiny_musicgen_folders["mono"], tmp_path_factory.mktemp("local") / "my-musicgen"))
 
 
 @pytest.mark.slow

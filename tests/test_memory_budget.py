@@ -6,10 +6,7 @@ MusicGen checkpoint measured as it loads; and the ``memory_budget_gb`` setting's
 from __future__ import annotations
 
 import re
-import sys
-import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,13 +15,11 @@ from runners.contract import RunnerSettings
 from runners.registry import Registry
 from runners.request import validate_request
 from tests.fake_runners import MB, fake_registry
+from tests.waiting import wait_until
 from ttag_tui import config
 from ttag_tui.backend.events import Done, Failed, JobFailed, Progress
 from ttag_tui.bridge import Bridge, BridgeSettings
 from ttag_tui.server.app import create_app
-
-sys.path.insert(0, str(Path(__file__).parent))
-import tiny_musicgen
 
 REGISTRY = fake_registry()
 BUDGET_GB = 0.25  # room for two of the 100 MB models, not three
@@ -83,9 +78,7 @@ def test_what_a_load_measured_replaces_the_estimate_from_the_weights(bridge):
     assert bridge.loaded_models() == ["reserve-a", "reserve-b", "reserve-d"]
     assert held(bridge)["reserve-d"]["measured"] and held(bridge)["reserve-d"]["bytes"] >= 90 * MB
     bridge.unload("reserve-d")
-    deadline = time.monotonic() + TIMEOUT
-    while "reserve-d" in bridge.loaded_models() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: "reserve-d" not in bridge.loaded_models(), TIMEOUT, "reserve-d unloaded")
     assert "reserve-d" not in held(bridge)
     run(bridge, "reserve-d")  # now known to take 100 MB: the least recently used model makes room
     assert bridge.loaded_models() == ["reserve-b", "reserve-d"]
@@ -166,10 +159,10 @@ def test_default_budget_is_a_share_of_the_ram():
         assert device["budget_source"].startswith("75% of this machine's")
 
 
-def test_a_tiny_musicgen_checkpoint_reports_what_its_load_measured(tmp_path):
+def test_a_tiny_musicgen_checkpoint_reports_what_its_load_measured(tiny_musicgen_folders):
     from runners.musicgen import MODELS
 
-    folder = tiny_musicgen.build_musicgen(tmp_path / "tiny")
+    folder = tiny_musicgen_folders["mono"]
     weights = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
     template = next(m for m in MODELS if m.id == "musicgen-small")
     spec = replace(

@@ -39,14 +39,8 @@ PARAMS = dict(temperature=0.9, top_k=50, top_p=0.95, guidance=2.5)  # every samp
 
 # -- fixtures --------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("musicgen")
-    folders = {
-        "mono": tiny_musicgen.build_musicgen(root / "mono"),
-        "stereo": tiny_musicgen.build_musicgen(root / "stereo", channels=2),
-        "melody": tiny_musicgen.build_musicgen_melody(root / "melody"),
-    }
-    folders["cache"] = root / "hub"
+def checkpoints(tiny_musicgen_folders, tmp_path_factory) -> dict[str, Path]:
+    folders = {**tiny_musicgen_folders, "cache": tmp_path_factory.mktemp("musicgen") / "hub"}
     tiny_musicgen.install_in_hub_cache(folders["mono"], folders["cache"], "facebook/musicgen-tiny")
     return folders
 

@@ -42,17 +42,11 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, tuple]:
+def models(tiny_musicgen_folders) -> dict[str, tuple]:
     """(model, tokenized prompt, folder) for mono, stereo and melody tiny checkpoints."""
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("musicgen-fast")
-    folders = {
-        "mono": tiny_musicgen.build_musicgen(root / "mono"),
-        "stereo": tiny_musicgen.build_musicgen(root / "stereo", channels=2),
-        "melody": tiny_musicgen.build_musicgen_melody(root / "melody"),
-    }
     loaded = {}
-    for name, folder in folders.items():
+    for name, folder in tiny_musicgen_folders.items():
         cls = (
             transformers.MusicgenMelodyForConditionalGeneration
             if name == "melody"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from runners.registry import ParamSpec
 from tests.fake_runners import SAMPLE_RATE, fake_registry, spec
+from tests.waiting import wait_until
 from ttag_tui.config import Config
 from ttag_tui.server import UnsafeBind, check_bind, is_loopback
 from ttag_tui.server.app import create_app
@@ -38,13 +38,11 @@ def decode(response) -> tuple[np.ndarray, int]:
 
 
 def wait_state(client, job_id: str, states=("done", "failed", "cancelled"), timeout=30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def finished() -> dict | None:
         status = client.get(f"/api/jobs/{job_id}").json()
-        if status["state"] in states:
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} stuck in {status['state']}")
+        return status if status["state"] in states else None
+
+    return wait_until(finished, timeout, f"job {job_id} in one of {states}")
 
 
 def test_health_and_detail(client):

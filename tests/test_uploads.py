@@ -27,6 +27,7 @@ from runners.request import AUDIO_FORMATS, FORMATS, validate_request
 from tests.fake_runners import audio_input_specs, fake_registry
 from tests.live_server import ROOT, serve_in_thread
 from tests.test_server import wait_state
+from tests.waiting import wait_until
 from ttag_tui.config import Config
 from ttag_tui.server.app import MAX_BODY_BYTES, create_app
 
@@ -355,7 +356,6 @@ def test_cli_generate_with_a_melody_through_the_server(tmp_path):
 
 def test_a_client_that_leaves_mid_upload_leaves_nothing_behind():
     import socket
-    import time
 
     app = make_app()
     with serve_in_thread(app) as base:
@@ -366,13 +366,8 @@ def test_a_client_that_leaves_mid_upload_leaves_nothing_behind():
                 b"Content-Length: 1000000\r\n\r\n" + audio_bytes("wav")[:50_000]
             )
             folder = app.state.board.store.root / "uploads"
-            deadline = time.monotonic() + 60
-            while not any(folder.glob(".*.part")) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert any(folder.glob(".*.part"))  # the upload was under way
-        deadline = time.monotonic() + 60
-        while any(folder.glob(".*.part")) and time.monotonic() < deadline:
-            time.sleep(0.02)
+            wait_until(lambda: any(folder.glob(".*.part")), 60, "the upload under way")
+        wait_until(lambda: not any(folder.glob(".*.part")), 60, "the part file removed")
         assert list(folder.iterdir()) == [] and len(app.state.uploads) == 0
         # The server carries on.
         assert httpx.post(f"{base}/api/uploads", content=audio_bytes("ogg"), timeout=60).status_code == 201
