@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 
 from runners.synth import dsp
-from runners.synth.instruments import SR, Note, ramp, render
+from runners.synth.instruments import SR, Note, ramp32, render
 from runners.synth.mix import Master, Reverb, pan
 from runners.synth.patterns import DUCKED, Plan, arrange
 from runners.synth.prompt import Brief
@@ -52,9 +52,11 @@ class TakeRenderer:
             note.vel *= self.plan.scene_level
         self.notes: list[Note] = sorted([*self.plan.notes, *events], key=lambda note: note.start)
         self.bed = SceneBed(brief.scenes, brief.intensity, seed, self.plan.scene_level)
-        self.reverb = Reverb(self.plan.room, CHUNK)
-        self.highpass = dsp.Filter(dsp.butter(2, 28.0, "highpass"))
-        self.lowpass = dsp.Filter(dsp.butter(2, self.plan.lowpass)) if self.plan.lowpass and brief.musical else None
+        # The bus runs in float32 from here on, as the take is stored: half the memory traffic of float64.
+        self.reverb = Reverb(self.plan.room, CHUNK, single=True)
+        self.highpass = dsp.Filter(dsp.butter(2, 28.0, "highpass"), single=True)
+        lowpass = self.plan.lowpass if brief.musical else None
+        self.lowpass = dsp.Filter(dsp.butter(2, lowpass), single=True) if lowpass else None
         scene_only = not brief.musical
         self.master = Master(
             n_samples,
@@ -71,7 +73,9 @@ class TakeRenderer:
     def _duck(self, start: int, n: int) -> np.ndarray:
         """Side-chain pumping: dip right after each beat and recover, as a function of absolute time."""
         beat = self.plan.bar / 4
-        phase = (np.mod(start + ramp(n), beat) * (1.0 / SR)).astype(np.float32)  # float32 from here: a gain curve
+        phase = ramp32(n) + np.float32(start % beat)  # samples since the last beat, in float32: a gain curve
+        phase -= np.float32(beat) * np.floor(phase * np.float32(1 / beat))
+        phase *= np.float32(1.0 / SR)
         curve = np.exp(phase * np.float32(-1.0 / 0.11))
         curve *= np.minimum(phase * np.float32(1.0 / 0.004), np.float32(1.0))
         curve *= np.float32(-self.plan.duck)
@@ -123,9 +127,9 @@ class TakeRenderer:
             used = max(used, base)
             if self.bed.scenes:
                 bed = self.bed.render(start, n)
-                mix = bus[0:2] + bed + WET * self.reverb(bus[2:4] + 0.25 * bed)
-            else:  # no scene: the same sums without a bed of zeros (float64, as the bed made them)
-                mix = bus[0:2] + WET * self.reverb(bus[2:4].astype(np.float64))
+                mix = bus[0:2] + bed + WET * self.reverb(bus[2:4] + np.float32(0.25) * bed)
+            else:  # no scene: no bed of zeros
+                mix = bus[0:2] + WET * self.reverb(bus[2:4])
             mix = self.highpass(mix)
             if self.lowpass is not None:
                 mix = self.lowpass(mix)
