@@ -15,7 +15,7 @@ from functools import cache
 import numpy as np
 
 from runners.synth import dsp
-from runners.synth.instruments import SR, Note, seconds
+from runners.synth.instruments import NOISE_LEN, SR, Note, noise_bank, seconds
 
 BED_SCENES = ("rain", "wind", "ocean", "fire", "city", "stream", "birds", "vinyl", "thunder")
 
@@ -60,6 +60,15 @@ BANDS = {  # the beds' noise filters: kind, low and high edge in Hz
     "rumble": ("lowpass", 0.0, 120.0),
 }
 DECAYS = {"drops": 0.003, "crackle": 0.0006, "pops": 0.004, "vinyl": 0.0004}  # impulse ring times in seconds
+
+
+@cache
+def _ring(name: str) -> np.ndarray:
+    """A click's ring: the one-pole decay of ``DECAYS[name]`` as float32 taps, cut where it falls under 1e-7 (float32's
+    own resolution, so the cut is inaudible)."""
+    a = np.exp(-1.0 / (DECAYS[name] * SR))
+    length = int(np.ceil(np.log(1e-7) / np.log(a)))
+    return ((1.0 - a) * a ** np.arange(length)).astype(np.float32)
 
 
 LAYERS = {name: i for i, name in enumerate(BANDS)}
@@ -109,6 +118,7 @@ class SceneBed:
         self.offsets = self.rng.integers(0, BANK_LENGTHS[1], (len(BANDS), 2, 2))  # layer, channel, bank
         # made when its scene first sounds
         self.d = _Filters(lambda name: dsp.Filter(dsp.one_pole(DECAYS[name]), single=True))
+        self.spill: dict[str, np.ndarray] = {}  # rings of sparse clicks reaching into the next chunk
 
     def _layer(self, name: str, start: int, n: int) -> np.ndarray:
         """Stereo noise through the filter ``name`` for samples ``start`` .. ``start + n``, partly correlated (0.4)
@@ -123,11 +133,25 @@ class SceneBed:
         out *= np.float32(np.sqrt(0.5))
         return out
 
-    def _noise(self, n: int) -> np.ndarray:
-        """Stereo noise, partly correlated (0.4) so a bed is wide but still solid in mono."""
-        x = self.rng.standard_normal((2, n), dtype=np.float32)
-        x[1] = 0.4 * x[0] + 0.9165 * x[1]
-        return x
+    def _crackle(self, name: str, n: int, rate: float) -> np.ndarray:
+        """Sparse clicks (``rate`` per second per channel, random strengths), each ringing with the decay ``name``
+        through its own stretch of the white noise bank: the work is the clicks' rings, not a filter and a noise draw
+        over every sample (at a few clicks a second, most of a chunk is silence)."""
+        ring = _ring(name)
+        taps = np.arange(ring.size)
+        out = np.zeros((2, n + ring.size), dtype=np.float64)
+        if name in self.spill:
+            out[:, : ring.size] = self.spill[name]
+        white = noise_bank("white")
+        for channel in range(2):
+            count = int(self.rng.binomial(n, min(1.0, rate / SR)))
+            at = self.rng.integers(0, n, count)
+            strength = self.rng.exponential(1.0, count)
+            noise = white[self.rng.integers(0, NOISE_LEN - ring.size, count)[:, None] + taps]
+            rings = (strength[:, None] * ring) * noise  # (count, ring)
+            out[channel] += np.bincount((at[:, None] + taps).ravel(), rings.ravel(), minlength=out.shape[1])
+        self.spill[name] = out[:, n:]
+        return out[:, :n].astype(np.float32)
 
     def _impulses(self, n: int, rate: float) -> np.ndarray:
         """Sparse random clicks (``rate`` per second per channel) with random strengths: a draw per click, not per
@@ -166,8 +190,8 @@ class SceneBed:
                     * (0.7 + 0.3 * _swell(start, n, (0.4, 1.1), self.phases[2:]))
                     * self._layer("fire_hiss", start, n)
                 )
-                crackle = self.d["crackle"](self._impulses(n, 20 + 40 * k)) * self._noise(n)
-                pops = self.d["pops"](self._impulses(n, 2 + 3 * k)) * self._noise(n)
+                crackle = self._crackle("crackle", n, 20 + 40 * k)
+                pops = self._crackle("pops", n, 2 + 3 * k)
                 out += 12.0 * crackle + 4.0 * pops
             elif scene == "city":
                 hum = 0.8 + 0.2 * _swell(start, n, (0.03, 0.07), self.phases[4:])
@@ -183,7 +207,7 @@ class SceneBed:
                 roll = 0.5 + 0.5 * _swell(start, n, (0.04, 0.11, 0.23), self.phases[5:])
                 out += 0.25 * roll**2 * self._layer("rumble", start, n)
             elif scene == "vinyl":
-                clicks = self.d["vinyl"](self._impulses(n, 6.0)) * self._noise(n)
+                clicks = self._crackle("vinyl", n, 6.0)
                 out += 0.012 * self._layer("hiss", start, n) + 2.5 * clicks
         out *= np.float32(self.level)
         return out
