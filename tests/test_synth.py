@@ -440,6 +440,25 @@ def test_a_take_is_its_seed_and_says_which_synth_made_it(render, runner, registr
     assert take.metadata["runner_version"] == SynthRunner.version == "5"
 
 
+def test_voices_kept_as_one_take_ignore_their_variation():
+    """The sound cache keeps one take of a voice that ignores ``var`` (and four of one that reads it): it must really
+    sound the same whatever ``var`` is, or reuse would change the take (and one that does is worth listing)."""
+    from runners.synth import instruments
+
+    kinds = {
+        "bass": ("808", "reese", "wobble", "electric", "upright", "triangle", "cello", "synth", "sub"),
+        "guitar": ("", "distorted"),
+        "lead": ("saw", "square"),
+    }
+    for voice in instruments.VOICES.keys() - instruments.SCENE_VOICES:
+        for kind in kinds.get(voice, ("",)):
+            takes = [
+                instruments._voice(instruments.Note(0, voice, 55.0, SR // 4, 1.0, var=v, kind=kind)) for v in range(4)
+            ]
+            same = all(np.array_equal(takes[0], take) for take in takes[1:])
+            assert same == instruments.takes_alike(voice, kind), (voice, kind)
+
+
 # ---------------------------------------------------------------- numpy-only filters
 
 

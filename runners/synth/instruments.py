@@ -607,4 +607,15 @@ def render(note: Note) -> tuple[np.ndarray, float]:
     gain = note.vel * (0.55 + 0.45 * note.vel) if note.voice == "piano" else note.vel  # harder piano hits: louder
     if note.voice in SCENE_VOICES:
         return _voice(note), gain
-    return _sound(note.voice, note.kind, note.pitch, note.length, note.mod, note.var % ROUND_ROBIN), gain
+    var = 0 if takes_alike(note.voice, note.kind) else note.var % ROUND_ROBIN
+    return _sound(note.voice, note.kind, note.pitch, note.length, note.mod, var), gain
+
+
+ALIKE = frozenset({"piano", "brass", "bells", "pluck", "guitar"})  # voices that do not read ``var``
+VARIED_BASSES = frozenset({"reese", "cello"})  # the bass sounds that do (detune phases)
+
+
+def takes_alike(voice: str, kind: str) -> bool:
+    """Whether a voice's sound ignores ``var``: then one take serves (a round robin of identical takes rendered each
+    sound up to four times)."""
+    return voice in ALIKE or (voice == "bass" and kind not in VARIED_BASSES)
