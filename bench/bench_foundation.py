@@ -13,7 +13,7 @@ Everything is measured side by side in one run on this machine, so the ratios ho
   generate); with ``--against DIR``, also another ttag's tree (say the last release's) interleaved with this one.
 
 ttag's modules are byte-compiled first, as ``pip install`` does (this machine sets PYTHONDONTWRITEBYTECODE).
-Run: ``.venv/bin/python bench/bench_foundation.py [--end-to-end] [--against DIR]``
+Run: ``.venv/bin/python bench/bench_foundation.py [--end-to-end | --synth] [--against DIR]``
 """
 
 from __future__ import annotations
@@ -61,6 +61,12 @@ def main() -> None:
         " unpacked there), interleaved with this one",
     )
     parser.add_argument("--end-to-end", action="store_true", help="only the whole-process figures")
+    parser.add_argument(
+        "--synth",
+        action="store_true",
+        help="only the in-process synth figures (of the runners first on PYTHONPATH: run it with another tree's there,"
+        " interleaved, for before/after pairs)",
+    )
     options = parser.parse_args()
     if options.end_to_end:
         print(
@@ -68,6 +74,7 @@ def main() -> None:
         )
         end_to_end(options.against)
         return
+    import runners
     from runners.synth.runner import SynthRunner
     from ttag_tui.bridge import Bridge
 
@@ -81,6 +88,7 @@ def main() -> None:
     compileall.compile_dir(ROOT / "runners", quiet=1)
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}")
     print("\n== synth real-time factor (in-process, one thread, 10 s stereo 44.1 kHz; medians of 5; CPU time too) ==")
+    print(f"runners from {Path(runners.__file__ or '?').parent.parent}, synth version {SynthRunner.version}")
     print(f"{'prompt':40} {'new seed each run':>34}   {'the same request again':>34}")
     seeds = iter(range(100, 10_000))
     for prompt in ("lofi hip hop with piano, 85 bpm", "techno 128 bpm with pads", "gentle rain and wind"):
@@ -102,6 +110,9 @@ def main() -> None:
                 for wall, cpu in (figures[0:2], figures[2:4])
             )
         )
+
+    if options.synth:
+        return
 
     print("\n== CLI start-up (median of 7) ==")
     bare = median_time(lambda: run([sys.executable, "-c", "pass"]), 7)

@@ -437,7 +437,26 @@ def test_a_take_is_its_seed_and_says_which_synth_made_it(render, runner, registr
         JobContext(),
     )[0]
     assert np.array_equal(take.audio, alone.audio)
-    assert take.metadata["runner_version"] == SynthRunner.version == "4"
+    assert take.metadata["runner_version"] == SynthRunner.version == "5"
+
+
+def test_voices_kept_as_one_take_ignore_their_variation():
+    """The sound cache keeps one take of a voice that ignores ``var`` (and four of one that reads it): it must really
+    sound the same whatever ``var`` is, or reuse would change the take (and one that does is worth listing)."""
+    from runners.synth import instruments
+
+    kinds = {
+        "bass": ("808", "reese", "wobble", "electric", "upright", "triangle", "cello", "synth", "sub"),
+        "guitar": ("", "distorted"),
+        "lead": ("saw", "square"),
+    }
+    for voice in instruments.VOICES.keys() - instruments.SCENE_VOICES:
+        for kind in kinds.get(voice, ("",)):
+            takes = [
+                instruments._voice(instruments.Note(0, voice, 55.0, SR // 4, 1.0, var=v, kind=kind)) for v in range(4)
+            ]
+            same = all(np.array_equal(takes[0], take) for take in takes[1:])
+            assert same == instruments.takes_alike(voice, kind), (voice, kind)
 
 
 # ---------------------------------------------------------------- numpy-only filters
@@ -453,14 +472,33 @@ def test_a_take_is_its_seed_and_says_which_synth_made_it(render, runner, registr
         (2, 14.0, "lowpass"),
     ],
 )
-def test_filters_match_scipy_chunk_by_chunk(order, cutoff, kind):
+@pytest.mark.parametrize("single", [False, True])
+def test_filters_match_scipy_chunk_by_chunk(order, cutoff, kind, single):
+    """In double precision to 1e-9; in single precision (the take's bus) to float32's few 1e-7."""
     from runners.synth import dsp
 
     x = np.random.default_rng(0).standard_normal((2, 3 * SR))
     reference = signal.sosfilt(signal.butter(order, cutoff, btype=kind, fs=SR, output="sos"), x, axis=-1)
-    chunked = dsp.Filter(dsp.butter(order, cutoff, kind))
-    ours = np.concatenate([chunked(x[:, a:b]) for a, b in ((0, 50000), (50000, 50001), (50001, 3 * SR))], axis=1)
-    assert np.max(np.abs(ours - reference)) < 1e-9 * np.max(np.abs(reference))
+    chunked = dsp.Filter(dsp.butter(order, cutoff, kind), single=single)
+    source = x.astype(np.float32) if single else x
+    ours = np.concatenate([chunked(source[:, a:b]) for a, b in ((0, 50000), (50000, 50001), (50001, 3 * SR))], axis=1)
+    assert ours.dtype == (np.float32 if single else np.float64)
+    assert np.max(np.abs(ours - reference)) < (5e-6 if single else 1e-9) * np.max(np.abs(reference))
+
+
+@pytest.mark.parametrize("single", [False, True])
+def test_a_one_pole_on_sparse_clicks_matches_scipy(single):
+    """Scene beds ring their clicks through one-pole filters (real poles: run without complex numbers)."""
+    from runners.synth import dsp
+
+    clicks = np.zeros((2, 2 * SR))
+    clicks[:, np.random.default_rng(3).integers(0, 2 * SR, 300)] = 1.0
+    a = np.exp(-1.0 / (0.003 * SR))
+    reference = signal.lfilter([1 - a], [1, -a], clicks, axis=-1)
+    chunked = dsp.Filter(dsp.one_pole(0.003), single=single)
+    source = clicks.astype(np.float32) if single else clicks
+    ours = np.concatenate([chunked(source[:, s : s + 30000]) for s in range(0, 2 * SR, 30000)], axis=1)
+    assert np.max(np.abs(ours - reference)) < (5e-6 if single else 1e-9) * np.max(np.abs(reference))
 
 
 def test_true_peak_oversampler_matches_resample_poly():
@@ -470,6 +508,8 @@ def test_true_peak_oversampler_matches_resample_poly():
     reference = np.abs(signal.resample_poly(x, 4, 1, axis=-1))
     ours = dsp.oversampled_abs(np.pad(x, ((0, 0), (dsp.CONTEXT, dsp.CONTEXT))))
     assert np.allclose(ours, reference, atol=1e-12)
+    single = dsp.oversampled_abs(np.pad(x.astype(np.float32), ((0, 0), (dsp.CONTEXT, dsp.CONTEXT))))  # the limiter's
+    assert single.dtype == np.float32 and np.allclose(single, reference, atol=5e-6)
     assert np.max(reference) <= dsp.overshoot() * np.max(np.abs(x))  # the bound the limiter skips quiet blocks by
 
 
@@ -548,12 +588,16 @@ def test_whole_word_lookup_agrees_with_the_phrase_pattern(text):
 
 
 @pytest.mark.parametrize("room", [0.2, 0.9])
-def test_reverb_chunk_by_chunk_is_the_whole_convolution(room):
-    """Partitioned convolution, chunk by chunk (the last one short), gives the IR's convolution with the whole input."""
+@pytest.mark.parametrize("single", [False, True])
+def test_reverb_chunk_by_chunk_is_the_whole_convolution(room, single):
+    """Partitioned convolution, chunk by chunk (the last one short), gives the IR's convolution with the whole input:
+    to 1e-9 in double precision, to float32's few 1e-7 in single (the take's bus)."""
     from runners.synth import mix
 
     x = np.random.default_rng(2).standard_normal((2, 5 * SR + 1234))
-    reverb = mix.Reverb(room, SR)
-    ours = np.concatenate([reverb(x[:, a : a + SR]) for a in range(0, x.shape[1], SR)], axis=1)
+    reverb = mix.Reverb(room, SR, single=single)
+    source = x.astype(np.float32) if single else x
+    ours = np.concatenate([reverb(source[:, a : a + SR]) for a in range(0, x.shape[1], SR)], axis=1)
+    assert ours.dtype == (np.float32 if single else np.float64)
     reference = signal.fftconvolve(x, mix.impulse_response(room), axes=-1)[:, : x.shape[1]]
-    assert np.max(np.abs(ours - reference)) < 1e-9 * np.max(np.abs(reference))
+    assert np.max(np.abs(ours - reference)) < (5e-6 if single else 1e-9) * np.max(np.abs(reference))

@@ -219,12 +219,18 @@ def sweep(freqs: np.ndarray, wave: str = "sine") -> np.ndarray:
     return wavetable(wave, _band(float(np.max(freqs))))[idx]
 
 
+@lru_cache(maxsize=32)
 def decay(n: int, tau: float) -> np.ndarray:
-    return np.exp(ramp32(n) * np.float32(-1.0 / (tau * SR)))
+    """An exponential decay (read-only: kept, as a take's notes repeat their lengths)."""
+    out = np.exp(ramp32(n) * np.float32(-1.0 / (tau * SR)))
+    out.flags.writeable = False
+    return out
 
 
+@lru_cache(maxsize=32)
 def envelope(n: int, gate: int, attack: float, release: float, sustain_tau: float | None = None) -> np.ndarray:
-    """Attack ramp, optional exponential decay while held, exponential release after the gate closes."""
+    """Attack ramp, optional exponential decay while held, exponential release after the gate closes (read-only:
+    kept, as a take's notes repeat their lengths)."""
     t = ramp32(n)
     env = np.minimum(t * np.float32(1.0 / max(1.0, attack * SR)), np.float32(1.0))
     if sustain_tau is not None:
@@ -235,6 +241,7 @@ def envelope(n: int, gate: int, attack: float, release: float, sustain_tau: floa
         after = ramp32(n - gate)
         tail = np.exp(after * np.float32(-1.0 / r)) * np.clip(1.0 - after * np.float32(1.0 / (RELEASE_TAUS * r)), 0, 1)
         env[gate:] = level * tail
+    env.flags.writeable = False
     return env
 
 
@@ -600,4 +607,15 @@ def render(note: Note) -> tuple[np.ndarray, float]:
     gain = note.vel * (0.55 + 0.45 * note.vel) if note.voice == "piano" else note.vel  # harder piano hits: louder
     if note.voice in SCENE_VOICES:
         return _voice(note), gain
-    return _sound(note.voice, note.kind, note.pitch, note.length, note.mod, note.var % ROUND_ROBIN), gain
+    var = 0 if takes_alike(note.voice, note.kind) else note.var % ROUND_ROBIN
+    return _sound(note.voice, note.kind, note.pitch, note.length, note.mod, var), gain
+
+
+ALIKE = frozenset({"piano", "brass", "bells", "pluck", "guitar"})  # voices that do not read ``var``
+VARIED_BASSES = frozenset({"reese", "cello"})  # the bass sounds that do (detune phases)
+
+
+def takes_alike(voice: str, kind: str) -> bool:
+    """Whether a voice's sound ignores ``var``: then one take serves (a round robin of identical takes rendered each
+    sound up to four times)."""
+    return voice in ALIKE or (voice == "bass" and kind not in VARIED_BASSES)

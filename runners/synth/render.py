@@ -8,11 +8,12 @@ chunks to come; every filter keeps its state. So the chunks of a take, concatena
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 
 import numpy as np
 
 from runners.synth import dsp
-from runners.synth.instruments import SR, Note, ramp, render
+from runners.synth.instruments import SR, Note, ramp32, render
 from runners.synth.mix import Master, Reverb, pan
 from runners.synth.patterns import DUCKED, Plan, arrange
 from runners.synth.prompt import Brief
@@ -22,6 +23,21 @@ CHUNK = SR  # one second per streamed chunk
 WET = 0.35  # reverb return level
 MUSIC_RMS_DB = -15.0  # mix RMS before the limiter (it takes off a few tenths on peaky mixes)
 SCENE_RMS_DB = -17.0
+
+
+@lru_cache(maxsize=256)  # scene events' pans are random: bounded
+def _pan_gains(position: float, stereo: bool) -> tuple[float, float]:
+    """Left and right gains of a pan position: a take's parts sit at a few, and numpy's calls cost more per note
+    than the note's own samples do for a short hit."""
+    left, right = pan(position, stereo)
+    return float(left), float(right)
+
+
+def _weights(note: Note, stereo: bool, gain: float) -> np.ndarray:
+    """``(4, 1)`` float32 weights of a note's dry L/R and reverb send L/R, in Python floats (the same products)."""
+    left, right = _pan_gains(note.pan, stereo)
+    left, right = left * gain, right * gain
+    return np.array([[left], [right], [left * note.send], [right * note.send]], dtype=np.float32)
 
 
 class TakeRenderer:
@@ -36,9 +52,11 @@ class TakeRenderer:
             note.vel *= self.plan.scene_level
         self.notes: list[Note] = sorted([*self.plan.notes, *events], key=lambda note: note.start)
         self.bed = SceneBed(brief.scenes, brief.intensity, seed, self.plan.scene_level)
-        self.reverb = Reverb(self.plan.room, CHUNK)
-        self.highpass = dsp.Filter(dsp.butter(2, 28.0, "highpass"))
-        self.lowpass = dsp.Filter(dsp.butter(2, self.plan.lowpass)) if self.plan.lowpass and brief.musical else None
+        # The bus runs in float32 from here on, as the take is stored: half the memory traffic of float64.
+        self.reverb = Reverb(self.plan.room, CHUNK, single=True)
+        self.highpass = dsp.Filter(dsp.butter(2, 28.0, "highpass"), single=True)
+        lowpass = self.plan.lowpass if brief.musical else None
+        self.lowpass = dsp.Filter(dsp.butter(2, lowpass), single=True) if lowpass else None
         scene_only = not brief.musical
         self.master = Master(
             n_samples,
@@ -55,7 +73,9 @@ class TakeRenderer:
     def _duck(self, start: int, n: int) -> np.ndarray:
         """Side-chain pumping: dip right after each beat and recover, as a function of absolute time."""
         beat = self.plan.bar / 4
-        phase = (np.mod(start + ramp(n), beat) * (1.0 / SR)).astype(np.float32)  # float32 from here: a gain curve
+        phase = ramp32(n) + np.float32(start % beat)  # samples since the last beat, in float32: a gain curve
+        phase -= np.float32(beat) * np.floor(phase * np.float32(1 / beat))
+        phase *= np.float32(1.0 / SR)
         curve = np.exp(phase * np.float32(-1.0 / 0.11))
         curve *= np.minimum(phase * np.float32(1.0 / 0.004), np.float32(1.0))
         curve *= np.float32(-self.plan.duck)
@@ -63,27 +83,34 @@ class TakeRenderer:
         return curve
 
     def _raw(self, on_chunk: Callable[[int], None] | None) -> Iterator[np.ndarray]:
-        # Rows: dry L/R and reverb send L/R, then the same for the ducked bus (pads, bass... that pump with the kick).
-        # Each row runs from the current chunk's start onwards; ringing notes reach into later chunks.
-        buffer = np.zeros((8, 2 * CHUNK), dtype=np.float32)  # grows (doubling); ``used`` columns hold sound
-        used = 0
+        # Rows: dry L/R and reverb send L/R, then (when the kick pumps the mix) the same for the ducked bus (pads,
+        # bass... that pump with the kick). Column ``base`` is the current chunk's start; ringing notes reach into
+        # later chunks. What has been played is dropped only now and then (when it is over half the buffer): moving
+        # every chunk's ringing pad tails to the front cost a copy of seconds of audio per second.
+        rows = 8 if self.plan.duck else 4
+        buffer = np.zeros((rows, 4 * CHUNK), dtype=np.float32)  # grows (doubling); columns from ``used`` on are 0
+        base = used = 0
         index = 0
         for i, start in enumerate(range(0, self.n, CHUNK)):
             if on_chunk is not None:
                 on_chunk(i)
             n = min(CHUNK, self.n - start)
             end = start + n
+            if base + n > buffer.shape[1] // 2:  # the played part is over half the buffer: drop it
+                buffer[:, : used - base] = buffer[:, base:used]
+                buffer[:, max(used - base, 0) : used] = 0.0
+                used -= base
+                base = 0
             while index < len(self.notes) and self.notes[index].start < end:
                 note = self.notes[index]
                 index += 1
                 audio, gain = render(note)
                 audio = audio[..., : self.n - note.start]
-                gains = pan(note.pan, audio.ndim == 2) * gain
-                weights = np.concatenate([gains, gains * note.send]).astype(np.float32)[:, None]  # dry L/R, send L/R
-                offset = note.start - start
+                weights = _weights(note, audio.ndim == 2, gain)
+                offset = base + note.start - start
                 need = offset + audio.shape[-1]
                 if need > buffer.shape[1]:
-                    grown = np.zeros((8, max(need, 2 * buffer.shape[1])), dtype=np.float32)
+                    grown = np.zeros((rows, max(need, 2 * buffer.shape[1])), dtype=np.float32)
                     grown[:, :used] = buffer[:, :used]
                     buffer = grown
                 used = max(used, need)
@@ -93,15 +120,16 @@ class TakeRenderer:
                 else:  # dry and send of a stereo note as two adds: a tiled (4, n) copy cost seven times as much
                     buffer[row : row + 2, offset:need] += weights[:2] * audio
                     buffer[row + 2 : row + 4, offset:need] += weights[2:] * audio
-            bus = buffer[0:4, :n]
+            bus = buffer[0:4, base : base + n]
             if self.plan.duck:
-                bus = bus + buffer[4:8, :n] * self._duck(start, n)
-            bed = self.bed.render(start, n)
-            mix = bus[0:2] + bed + WET * self.reverb(bus[2:4] + 0.25 * bed)
-            keep = max(0, used - n)  # what rings on into the next chunks moves to the front
-            buffer[:, :keep] = buffer[:, n : n + keep]
-            buffer[:, keep:used] = 0.0
-            used = keep
+                bus = bus + buffer[4:8, base : base + n] * self._duck(start, n)
+            base += n
+            used = max(used, base)
+            if self.bed.scenes:
+                bed = self.bed.render(start, n)
+                mix = bus[0:2] + bed + WET * self.reverb(bus[2:4] + np.float32(0.25) * bed)
+            else:  # no scene: no bed of zeros
+                mix = bus[0:2] + WET * self.reverb(bus[2:4])
             mix = self.highpass(mix)
             if self.lowpass is not None:
                 mix = self.lowpass(mix)

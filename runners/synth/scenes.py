@@ -15,7 +15,7 @@ from functools import cache
 import numpy as np
 
 from runners.synth import dsp
-from runners.synth.instruments import SR, Note
+from runners.synth.instruments import NOISE_LEN, SR, Note, noise_bank, seconds
 
 BED_SCENES = ("rain", "wind", "ocean", "fire", "city", "stream", "birds", "vinyl", "thunder")
 
@@ -28,12 +28,17 @@ def _band(kind: str, lo: float, hi: float, order: int = 2) -> dsp.IIR:
     return iir.scaled(1.0 / np.sqrt(iir.energy()))
 
 
-def _swell(t: np.ndarray, rates: tuple[float, ...], phases: np.ndarray) -> np.ndarray:
-    """Slow movement (gusts, waves) as a sum of slow sines of absolute time: the same in any chunking."""
-    out = np.zeros((2, t.size))
+def _swell(start: int, n: int, rates: tuple[float, ...], phases: np.ndarray) -> np.ndarray:
+    """Slow movement (gusts, waves) as a sum of slow sines of absolute time: the same in any chunking. In float32, from
+    the cycles done before ``start`` (kept in double precision, so an hour in is as exact as the first second)."""
+    within = seconds(n)
+    out = np.zeros((2, n), dtype=np.float32)
     for i, rate in enumerate(rates):
-        out += np.sin(2 * np.pi * rate * t[None, :] + phases[i][:, None])
-    return out / len(rates)
+        done = (rate * start / SR) % 1.0  # cycles before this chunk, all but the fraction dropped
+        angle = np.float32(2 * np.pi * rate) * within + (2 * np.pi * done + phases[i]).astype(np.float32)[:, None]
+        out += np.sin(angle, out=angle)
+    out *= np.float32(1 / len(rates))
+    return out
 
 
 BANDS = {  # the beds' noise filters: kind, low and high edge in Hz
@@ -55,6 +60,15 @@ BANDS = {  # the beds' noise filters: kind, low and high edge in Hz
     "rumble": ("lowpass", 0.0, 120.0),
 }
 DECAYS = {"drops": 0.003, "crackle": 0.0006, "pops": 0.004, "vinyl": 0.0004}  # impulse ring times in seconds
+
+
+@cache
+def _ring(name: str) -> np.ndarray:
+    """A click's ring: the one-pole decay of ``DECAYS[name]`` as float32 taps, cut where it falls under 1e-7 (float32's
+    own resolution, so the cut is inaudible)."""
+    a = np.exp(-1.0 / (DECAYS[name] * SR))
+    length = int(np.ceil(np.log(1e-7) / np.log(a)))
+    return ((1.0 - a) * a ** np.arange(length)).astype(np.float32)
 
 
 LAYERS = {name: i for i, name in enumerate(BANDS)}
@@ -102,7 +116,9 @@ class SceneBed:
         self.rng = np.random.default_rng([seed, 0x5CE4E])
         self.phases = self.rng.uniform(0, 2 * np.pi, (8, 2))
         self.offsets = self.rng.integers(0, BANK_LENGTHS[1], (len(BANDS), 2, 2))  # layer, channel, bank
-        self.d = _Filters(lambda name: dsp.Filter(dsp.one_pole(DECAYS[name])))  # made when its scene first sounds
+        # made when its scene first sounds
+        self.d = _Filters(lambda name: dsp.Filter(dsp.one_pole(DECAYS[name]), single=True))
+        self.spill: dict[str, np.ndarray] = {}  # rings of sparse clicks reaching into the next chunk
 
     def _layer(self, name: str, start: int, n: int) -> np.ndarray:
         """Stereo noise through the filter ``name`` for samples ``start`` .. ``start + n``, partly correlated (0.4)
@@ -117,11 +133,25 @@ class SceneBed:
         out *= np.float32(np.sqrt(0.5))
         return out
 
-    def _noise(self, n: int) -> np.ndarray:
-        """Stereo noise, partly correlated (0.4) so a bed is wide but still solid in mono."""
-        x = self.rng.standard_normal((2, n), dtype=np.float32)
-        x[1] = 0.4 * x[0] + 0.9165 * x[1]
-        return x
+    def _crackle(self, name: str, n: int, rate: float) -> np.ndarray:
+        """Sparse clicks (``rate`` per second per channel, random strengths), each ringing with the decay ``name``
+        through its own stretch of the white noise bank: the work is the clicks' rings, not a filter and a noise draw
+        over every sample (at a few clicks a second, most of a chunk is silence)."""
+        ring = _ring(name)
+        taps = np.arange(ring.size)
+        out = np.zeros((2, n + ring.size), dtype=np.float64)
+        if name in self.spill:
+            out[:, : ring.size] = self.spill[name]
+        white = noise_bank("white")
+        for channel in range(2):
+            count = int(self.rng.binomial(n, min(1.0, rate / SR)))
+            at = self.rng.integers(0, n, count)
+            strength = self.rng.exponential(1.0, count)
+            noise = white[self.rng.integers(0, NOISE_LEN - ring.size, count)[:, None] + taps]
+            rings = (strength[:, None] * ring) * noise  # (count, ring)
+            out[channel] += np.bincount((at[:, None] + taps).ravel(), rings.ravel(), minlength=out.shape[1])
+        self.spill[name] = out[:, n:]
+        return out[:, :n].astype(np.float32)
 
     def _impulses(self, n: int, rate: float) -> np.ndarray:
         """Sparse random clicks (``rate`` per second per channel) with random strengths: a draw per click, not per
@@ -133,49 +163,54 @@ class SceneBed:
         return out
 
     def render(self, start: int, n: int) -> np.ndarray:
-        out = np.zeros((2, n))
+        out = np.zeros((2, n), dtype=np.float32)
         if not self.scenes:
             return out
-        t = (start + np.arange(n)) / SR
-        k = self.k
+        k = float(self.k)
         for scene in self.scenes:
             if scene == "rain":
                 out += (0.35 + 0.25 * k) * self._layer("rain", start, n)
                 drops = self.d["drops"](self._impulses(n, 300 + 900 * k))
                 out += 1.6 * k * drops * self._layer("drops", start, n) * 4.0
             elif scene == "wind":
-                gust = 0.55 + 0.45 * _swell(t, (0.05, 0.13, 0.31), self.phases)
+                gust = 0.55 + 0.45 * _swell(start, n, (0.05, 0.13, 0.31), self.phases)
                 lo = self._layer("wind_lo", start, n)
                 hi = self._layer("wind_hi", start, n)
                 out += (0.3 + 0.3 * k) * gust * (lo + 0.6 * gust * hi)
             elif scene == "ocean":
+                t = (start + np.arange(n)) / SR
                 phase = np.mod(t / 9.0 + self.phases[3][:, None] / (2 * np.pi), 1.0)
-                wave = np.where(phase < 0.25, phase / 0.25, np.exp(-(phase - 0.25) * 4.0))
+                wave = np.where(phase < 0.25, phase / 0.25, np.exp(-(phase - 0.25) * 4.0)).astype(np.float32)
                 out += (0.35 + 0.35 * k) * (0.25 + 0.75 * wave) * self._layer("ocean", start, n)
                 out += (0.2 + 0.2 * k) * wave**2 * self._layer("foam", start, n)
             elif scene == "fire":
                 out += 0.35 * self._layer("fire", start, n)
-                out += 0.05 * (0.7 + 0.3 * _swell(t, (0.4, 1.1), self.phases[2:])) * self._layer("fire_hiss", start, n)
-                crackle = self.d["crackle"](self._impulses(n, 20 + 40 * k)) * self._noise(n)
-                pops = self.d["pops"](self._impulses(n, 2 + 3 * k)) * self._noise(n)
+                out += (
+                    0.05
+                    * (0.7 + 0.3 * _swell(start, n, (0.4, 1.1), self.phases[2:]))
+                    * self._layer("fire_hiss", start, n)
+                )
+                crackle = self._crackle("crackle", n, 20 + 40 * k)
+                pops = self._crackle("pops", n, 2 + 3 * k)
                 out += 12.0 * crackle + 4.0 * pops
             elif scene == "city":
-                hum = 0.8 + 0.2 * _swell(t, (0.03, 0.07), self.phases[4:])
+                hum = 0.8 + 0.2 * _swell(start, n, (0.03, 0.07), self.phases[4:])
                 out += 0.35 * hum * self._layer("city", start, n) + 0.12 * hum * self._layer("city_mid", start, n)
             elif scene == "stream":
                 bubbling = np.abs(self._layer("bubbles", start, n)) * 9.0
                 out += (0.25 + 0.2 * k) * (0.4 + bubbling) * self._layer("stream", start, n)
                 out += 0.08 * self._layer("stream_hi", start, n)
             elif scene == "birds":
-                leaves = 0.6 + 0.4 * _swell(t, (0.09, 0.21), self.phases[6:])
+                leaves = 0.6 + 0.4 * _swell(start, n, (0.09, 0.21), self.phases[6:])
                 out += 0.03 * leaves * self._layer("leaves", start, n)
             elif scene == "thunder":  # the storm's distant rumble between the claps
-                roll = 0.5 + 0.5 * _swell(t, (0.04, 0.11, 0.23), self.phases[5:])
+                roll = 0.5 + 0.5 * _swell(start, n, (0.04, 0.11, 0.23), self.phases[5:])
                 out += 0.25 * roll**2 * self._layer("rumble", start, n)
             elif scene == "vinyl":
-                clicks = self.d["vinyl"](self._impulses(n, 6.0)) * self._noise(n)
+                clicks = self._crackle("vinyl", n, 6.0)
                 out += 0.012 * self._layer("hiss", start, n) + 2.5 * clicks
-        return out * self.level
+        out *= np.float32(self.level)
+        return out
 
 
 def scene_events(scenes: tuple[str, ...], intensity: float, seed: int, n_samples: int) -> list[Note]:
