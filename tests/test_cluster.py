@@ -43,7 +43,8 @@ except ImportError:
 from ray import serve
 from ray.cluster_utils import Cluster
 
-from ttag_tui.backend.cluster import ClusterBackend, ClusterSettings
+from ttag_tui.backend.cluster import NAMESPACE, ClusterBackend, ClusterSettings, _own_directory
+from ttag_tui.backend.cluster_node import DirectoryActor
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,6 +129,22 @@ def test_ttag_server_cluster_runs_synth_on_the_nodes(cluster, tmp_path):
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
     wait_until(lambda: "ttag" not in serve.status().applications, timeout=60)
+
+
+def test_a_server_replaces_a_directory_another_left_instead_of_adopting_it(cluster):
+    """A server restarted while the last one is still closing must not take over that one's directory of replica
+    reports: the closing server kills it moments later (this test's module did exactly that, now and then)."""
+    name = "ttag-directory-left"
+    left = DirectoryActor.options(name=name, namespace=NAMESPACE, num_cpus=0).remote(60)
+    ray.get(left.report.remote("old-replica", {"node_id": "gone"}))
+    mine = _own_directory(DirectoryActor, 60, name)
+    try:
+        assert ray.get(mine.replicas.remote()) == []  # its own, empty: not the other server's reports
+        assert ray.get_actor(name, namespace=NAMESPACE)._actor_id == mine._actor_id
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(left.replicas.remote(), timeout=30)
+    finally:
+        ray.kill(mine)
 
 
 def _answers(base: str) -> bool:

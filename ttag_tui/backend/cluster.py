@@ -237,10 +237,7 @@ class ClusterBackend(ClusterBase):
             )
         self.resource, self.replicas = resource, replicas
         stale_s = 3 * settings.health_check_period_s + 5
-        directory = DirectoryActor.options(name=DIRECTORY, namespace=NAMESPACE, get_if_exists=True, num_cpus=0)
-        handle = directory.remote(stale_s)
-        assert isinstance(handle, ray.actor.ActorHandle)  # what an actor class's remote() gives
-        self._directory = handle
+        self._directory = _own_directory(DirectoryActor, stale_s)
         placement = {"num_gpus": 1} if resource == "GPU" else {"resources": {resource: 1}}
         deployment = serve.deployment(
             name="TtagNode",
@@ -254,7 +251,7 @@ class ClusterBackend(ClusterBase):
         specs = [spec.to_dict() for spec in registry]
         serve.start(proxy_location="Disabled")  # jobs come through ttag's own server, not Serve's HTTP proxies
         self._handle = serve.run(
-            deployment.bind(specs, config, settings.models_per_replica, resource),
+            deployment.bind(specs, config, settings.models_per_replica, resource, self._directory),
             name=settings.app_name,
             route_prefix=None,
         )
@@ -344,6 +341,27 @@ class ClusterBackend(ClusterBase):
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
+
+
+def _own_directory(actor_class: Any, stale_s: float, name: str = DIRECTORY) -> Any:
+    """A directory of this server's own under the well-known name (``ttag cluster status`` finds it by name).
+
+    One left by another server is replaced, never adopted: a server still closing kills its directory moments after
+    it took its application off (and a killed server's goes with its process), which would take this server's replica
+    reports with it.
+    """
+    import ray
+
+    with contextlib.suppress(ValueError):  # none there
+        ray.kill(ray.get_actor(name, namespace=NAMESPACE))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return actor_class.options(name=name, namespace=NAMESPACE, num_cpus=0).remote(stale_s)
+        except ValueError:  # the name is freed once Ray has seen the old one die
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ from ray import serve
 
 from runners.registry import ModelSpec, Registry
 from runners.request import GenerationRequest
-from ttag_tui.backend.cluster import DIRECTORY, NAMESPACE, to_wire
+from ttag_tui.backend.cluster import to_wire
 from ttag_tui.backend.events import ClipReady
 from ttag_tui.bridge import Bridge, BridgeSettings
 from ttag_tui.config import Config
@@ -92,7 +92,9 @@ def gpu_memory() -> list[dict[str, Any]]:
 class TtagNode:
     """One Serve replica: one GPU (or one unit of the configured resource) and a bridge that runs jobs on it."""
 
-    def __init__(self, specs: list[dict[str, Any]], config: Config, models_per_replica: int, resource: str) -> None:
+    def __init__(
+        self, specs: list[dict[str, Any]], config: Config, models_per_replica: int, resource: str, directory: Any
+    ) -> None:
         self.bridge = Bridge(Registry(ModelSpec.from_dict(s) for s in specs), BridgeSettings.from_config(config))
         context = serve.get_replica_context()
         self.replica = context.replica_id.unique_id
@@ -100,7 +102,7 @@ class TtagNode:
         self.resource = resource
         self.loads: collections.Counter[str] = collections.Counter()
         self.running = 0
-        self.directory = ray.get_actor(DIRECTORY, namespace=NAMESPACE)
+        self.directory = directory  # the server's own (its handle, not a name lookup that could find another's)
 
         async def load(model_id: str) -> WarmModel:
             # The bridge's worker loads the weights with the job itself (and reports it as the "loading" phase):
