@@ -148,9 +148,8 @@ def test_fixed_shape_steps_equal_generate(models, kind):
     assert_same_tokens(fast_ids(model, text, params, seed=3, static_shapes=True), expected)
 
 
-def test_step_logits_match_generates(models, monkeypatch):
-    """Why the sampled tokens match: the fast steps' logits equal generate()'s but for the last bits, which only the
-    attention's summation order changes (matmul/softmax over the growing cache; SDPA under a mask for fixed shapes)."""
+def test_step_logits_are_generates_bit_for_bit(models, monkeypatch):
+    """Why the sampled tokens can match at all: the same logits, not just close ones (fixed-shape steps: close)."""
     import runners.musicgen.fast_decode as fast_decode
 
     model, text, _ = models["mono"]
@@ -164,11 +163,11 @@ def test_step_logits_match_generates(models, monkeypatch):
     monkeypatch.setattr(
         fast_decode, "next_tokens", lambda logits, s: seen.append(logits.clone()) or original(logits, s)
     )
-    for static_shapes in (False, True):
-        seen.clear()
-        fast_ids(model, text, CASES["greedy"], seed=0, static_shapes=static_shapes)
-        assert torch.equal(seen[0], expected[0])  # the prefill is generate()'s own forward call
-        torch.testing.assert_close(torch.stack(seen), expected, rtol=0, atol=1e-5)
+    fast_ids(model, text, CASES["greedy"], seed=0)
+    assert torch.equal(torch.stack(seen), expected)
+    seen.clear()
+    fast_ids(model, text, CASES["greedy"], seed=0, static_shapes=True)
+    torch.testing.assert_close(torch.stack(seen), expected, rtol=0, atol=1e-5)
 
 
 def test_checkpoints_with_an_end_token_are_refused(models):

@@ -10,19 +10,15 @@ stay transformers' own; only the loop is replaced:
    and the prompt (start token + context codes) goes through the model's own ``forward`` once — the same prefill call
    ``generate`` makes. Its cache is copied into preallocated buffers.
 2. Each further step runs the decoder layers' own modules (layer norms, projections, FFN, heads) on one token per
-   codebook, writing K/V in place at the step's position. The cross-attention K/V of the text never change. The
-   self-attention over the cache is two plain matmuls and a softmax over keys stored transposed, (batch, heads,
-   head_dim, positions): on a CPU that streams the cache faster than SDPA's flash kernel does for a single query.
+   codebook, writing K/V in place at the step's position. The cross-attention K/V of the text never change.
 3. Logits are processed exactly as ``generate`` does for MusicGen (CFG, then temperature, top-k, top-p, softmax and
    ``torch.multinomial`` on the same rows), so on CPU in float32 the random stream is consumed identically and the
    tokens equal ``generate``'s for the same seed.
 
-Exactness: the cache holds the same values generate() concatenates, but neither step sums them in generate()'s
-order: the default step's matmul/softmax attention differs from SDPA's flash kernel, and the fixed-shape step that CUDA
-graphs need runs SDPA over the whole buffer under a mask. Logits therefore differ from generate()'s in the last bits
-(~1e-6 relative), so a token could differ only if a sampling draw fell that close to a cumulative-probability boundary
-(or greedy logits tied that closely). The tests check that the tokens equal generate()'s for the same seed (greedy and
-sampled, every sampling knob, mono, stereo, melody, continuation windows) on CPU in float32.
+Exactness: the default step attends over a view of the cache holding the same values generate() concatenates, and
+its logits came out bitwise equal to generate()'s on CPU. The fixed-shape step that CUDA graphs need attends over the
+whole buffer under a mask, which reorders the softmax's sums: logits then differ in the last bits (~1e-6), so a token
+could differ only if a sampling draw fell that close to a cumulative-probability boundary (or greedy logits tied).
 """
 
 from __future__ import annotations
@@ -83,10 +79,7 @@ def next_tokens(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
 @dataclass
 class _Take:
     """One generation's buffers, dropped when it ends: self-attention K/V for every position of the take (and a
-    melody model's conditioning prefix), the text's cross-attention K/V, and the CUDA graph recorded on them.
-
-    Values are (batch, heads, positions, head_dim); keys too for fixed shapes (SDPA's layout), otherwise transposed,
-    (batch, heads, head_dim, positions), for ``FastDecoder._attend_cache``."""
+    melody model's conditioning prefix), the text's cross-attention K/V, and the CUDA graph recorded on them."""
 
     prefix: int
     positions: torch.Tensor  # the sinusoidal position embeddings of every position
@@ -223,8 +216,6 @@ class FastDecoder:
             keys, values = layer.keys.new_zeros(shape), layer.values.new_zeros(shape)
             keys[:, :, :filled] = layer.keys
             values[:, :, :filled] = layer.values
-            if not self.static_shapes:
-                keys = keys.transpose(2, 3).contiguous()
             take.keys.append(keys)
             take.values.append(values)
         cross = getattr(cache, "cross_attention_cache", None)
@@ -282,12 +273,12 @@ class FastDecoder:
             mask = (torch.arange(take.positions.shape[0], device=tokens.device) <= position)[None, None, None]
         for index, layer in enumerate(self.decoder.layers):
             keys, values = take.keys[index], take.values[index]
-            normed = layer.self_attn_layer_norm(hidden)
-            if length is None:
-                write = (keys, values, position)
-                hidden = hidden + self._attend(layer.self_attn, normed, keys, values, mask, write)
-            else:
-                hidden = hidden + self._attend_cache(layer.self_attn, normed, keys, values, position, length)
+            write = (keys, values, position)
+            if length is not None:
+                keys, values = keys[:, :, :length], values[:, :, :length]
+            hidden = hidden + self._attend(
+                layer.self_attn, layer.self_attn_layer_norm(hidden), keys, values, mask, write
+            )
             if take.cross:
                 cross_keys, cross_values = take.cross[index]
                 normed = layer.encoder_attn_layer_norm(hidden)
@@ -296,27 +287,6 @@ class FastDecoder:
         hidden = self.decoder.layer_norm(hidden)
         logits = torch.stack([head(hidden) for head in self.lm_heads], dim=1)  # (batch, codebooks, 1, vocab)
         return logits.reshape(-1, logits.shape[-1]).float()
-
-    @staticmethod
-    def _attend_cache(
-        attention: Any,
-        hidden: torch.Tensor,
-        keys_t: torch.Tensor,
-        values: torch.Tensor,
-        position: torch.Tensor,
-        length: int,
-    ) -> torch.Tensor:
-        """Self-attention of a single query over the first ``length`` cached positions, its own key/value written at
-        ``position`` first. ``keys_t`` is the key cache transposed, (batch, heads, head_dim, positions), so q·K is a
-        matmul over contiguous rows; the scale goes on the query (64 numbers, not one per position)."""
-        batch = hidden.shape[0]
-        heads, head_dim = attention.num_heads, attention.head_dim
-        query = attention.q_proj(hidden).view(batch, heads, 1, head_dim).mul_(attention.scaling)
-        keys_t.index_copy_(3, position, attention.k_proj(hidden).view(batch, heads, head_dim, 1))
-        values.index_copy_(2, position, attention.v_proj(hidden).view(batch, heads, 1, head_dim))
-        scores = torch.matmul(query, keys_t[..., :length])
-        out = torch.matmul(scores.softmax(dim=-1), values[:, :, :length])
-        return attention.out_proj(out.view(batch, 1, heads * head_dim))
 
     @staticmethod
     def _attend(
