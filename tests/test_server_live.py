@@ -37,12 +37,23 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-@pytest.fixture
-def live_server(tmp_path):
+def started(home):
     """``ttag server`` as a user starts it (a small queue, no rate limit to speak of); yields (base_url, process)."""
-    base, process = start_server(tmp_path, TTAG_MAX_QUEUE="4")
+    base, process = start_server(home, TTAG_MAX_QUEUE="4")
     yield base, process
     stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    """One server for the module's tests that leave it running."""
+    yield from started(tmp_path_factory.mktemp("live-server"))
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A server of the test's own, for a test that kills it."""
+    yield from started(tmp_path / "server")
 
 
 def ttag(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -113,8 +124,8 @@ def test_unreachable_server_is_a_clear_error():
     assert "Traceback" not in result.stderr
 
 
-def test_server_going_away_mid_job(live_server, tmp_path):
-    base, process = live_server
+def test_server_going_away_mid_job(own_server, tmp_path):
+    base, process = own_server
     cli = subprocess.Popen(
         [
             sys.executable,
@@ -224,14 +235,14 @@ def test_api_conforms_to_its_schema(case):
     case.call_and_validate(excluded_checks=[positive_data_acceptance])
 
 
-async def test_the_tui_against_a_real_server(live_server, tmp_path):
+async def test_the_tui_against_a_real_server(own_server, tmp_path):
     """The TUI with a remote backend: a take made on the server lands here; a server gone mid-job is an error."""
     from tests.tui_fakes import generate, job_items, no_audio_device, running, takes, type_prompt, wait_for
     from ttag_tui.app import TtagApp
     from ttag_tui.playback import Player
     from ttag_tui.sessions import SessionStore
 
-    base, process = live_server
+    base, process = own_server
     remote = RemoteBridge(base)
     app = TtagApp(
         Config(output_dir=str(tmp_path / "out"), theme="ttag-night"),
