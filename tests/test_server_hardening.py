@@ -40,32 +40,27 @@ def headers(value: str) -> dict[str, str]:
 
 
 # -- audio of any length, in any format ------------------------------------------------------------------------------
-ENCODE_ALL = """
+# The server's downloads (``transcode``) of the longest take in every format, by eight clients at once, are
+# tests/test_api_fuzz.py's; here the direct write the CLI makes for ``--format ogg``.
+WRITE_OGG = """
 import sys, numpy as np, soundfile
-from ttag_tui.output import write_audio, transcode
+from ttag_tui.output import write_audio
 rate, seconds = 44100, 600
 t = np.arange(rate * seconds, dtype=np.float32) / rate
 audio = np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.3 * np.sin(2 * np.pi * 330 * t)]).astype(np.float32)
-folder = sys.argv[1]
-write_audio(f"{folder}/source.wav", audio, rate, "wav", subtype="FLOAT")
-for fmt in ("wav", "flac", "ogg", "mp3"):
-    transcode(f"{folder}/source.wav", f"{folder}/take.{fmt}", fmt)
-    info = soundfile.info(f"{folder}/take.{fmt}")
-    print(fmt, info.channels, round(info.duration))
-write_audio(f"{folder}/direct.ogg", audio, rate, "ogg")
-print("direct", round(soundfile.info(f"{folder}/direct.ogg").duration))
+write_audio(f"{sys.argv[1]}/direct.ogg", audio, rate, "ogg")
+print(round(soundfile.info(f"{sys.argv[1]}/direct.ogg").duration))
 """
 
 
 @pytest.mark.slow
-def test_long_audio_encodes_in_every_format_without_crashing_the_process(tmp_path):
+def test_the_longest_take_writes_as_ogg_without_crashing_the_process(tmp_path):
     """One soundfile.write of ≥ 50 s of stereo Vorbis segfaulted: a child process, so a crash fails the test."""
     done = subprocess.run(
-        [sys.executable, "-c", ENCODE_ALL, str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=600
+        [sys.executable, "-c", WRITE_OGG, str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=600
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.split("\n")
-    assert lines[:5] == ["wav 2 600", "flac 2 600", "ogg 2 600", "mp3 2 600", "direct 600"]
+    assert done.stdout.split() == ["600"]
 
 
 def test_cli_writes_a_long_ogg_take_and_leaves_no_temp_file(tmp_path):
