@@ -14,13 +14,13 @@ demo: $(VENV)/.installed-base
 	$(call step,'generating "$(PROMPT)" with the synth model into out/')
 	$(BIN)/ttag generate "$(PROMPT)" --seed 1 -o out
 
-# Test worker processes (pytest-xdist): many tests wait on servers, browsers and subprocesses, so 3 keep 2 cores busy.
+# Test worker processes (pytest-xdist): many tests wait on servers, browsers and subprocesses, so 4 keep 2 cores busy.
 # A file's tests stay on one worker (tests/conftest.py), so its module fixtures are made once.
-WORKERS ?= 3
+WORKERS ?= 4
 
 test: lint
 	$(call step,'the test suite on $(WORKERS) workers (tests that need tmux / a sound device / Chromium / the audiocraft env / Ray skip without them)')
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
 
 lint: $(VENV)/.installed-test
 	$(call step,'lint: ruff check; ruff format --check; the import contracts of pyproject.toml; mypy (0 errors)')

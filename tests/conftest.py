@@ -39,15 +39,32 @@ def isolated_home(tmp_path, monkeypatch):
 
 # Tests that start a Ray cluster share one xdist worker: two local clusters at once would fight over two cores.
 SHARED_WORKER = {"test_cluster.py": "ray", "test_cluster_recovery.py": "ray"}
+# The groups that take longest (each run prints its slowest tests), started first so that none of them is left to run
+# alone at the end; `make test` passes --no-loadscope-reorder, or xdist would order groups by their number of tests.
+LONGEST_FIRST = (
+    "ray",
+    "test_synth.py",
+    "test_audiocraft.py",
+    "test_web.py",
+    "test_wheel.py",
+    "test_api_fuzz.py",
+    "test_app.py",
+    "test_diffusion.py",
+    "test_tmux.py",
+)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under ``pytest -n N --dist loadgroup`` (make test), a module's tests run on one worker, so its module-scoped
-    fixtures (a live server, a model, a browser) are made once."""
+    fixtures (a live server, a model, a browser) are made once; the longest groups come first."""
+    groups = {}
     for item in items:
         name = item.path.name
-        item.add_marker(pytest.mark.xdist_group(SHARED_WORKER.get(name, name)))
+        groups[item.nodeid] = SHARED_WORKER.get(name, name)
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(groups[item.nodeid], len(rank)))  # stable: a file keeps its order
 
 
 @pytest.fixture(scope="session")
