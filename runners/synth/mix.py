@@ -76,7 +76,6 @@ class Reverb:
     def __init__(self, room: float, chunk: int, single: bool = False) -> None:
         self.block = chunk
         self.nfft, spectra = _room(room, chunk)
-        self.single = single
         complex_type = np.complex64 if single else np.complex128
         self.spectra = _single(room, chunk) if single else spectra
         self.history = np.zeros((spectra.shape[0], 2, self.nfft // 2 + 1), dtype=complex_type)  # a ring
