@@ -97,6 +97,54 @@ def bridge(env_python, registry):
         yield bridge
 
 
+@pytest.fixture(scope="module")
+def audio_prompt(tmp_path_factory) -> Path:
+    """0.6 s of a 220 Hz tone to continue from."""
+    t = np.arange(int(0.6 * 32000)) / 32000
+    path = tmp_path_factory.mktemp("prompt") / "prompt.wav"
+    soundfile.write(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 32000)
+    return path
+
+
+@pytest.fixture(scope="module")
+def references(env_python, audio_prompt, tmp_path_factory) -> dict[str, list[np.ndarray]]:
+    """Every take the tests below compare with, made by audiocraft directly in one process (each case seeds itself):
+    a process pays for importing audiocraft and building its debug models, ~15 s of CPU each."""
+    magnet_temperature = next(p for p in DEBUG_SPECS[2].params if p.name == "temperature").default
+    return direct(
+        env_python,
+        tmp_path_factory.mktemp("direct"),
+        musicgen=dict(family="musicgen", window=2.0, context=0.8, duration=1.0, seeds=[11, 12], params=PARAMS),
+        audiogen=dict(family="audiogen", window=2.0, context=1.0, duration=1.0, seeds=[5], params=PARAMS),
+        magnet=dict(
+            family="magnet",
+            window=1.0,
+            context=0.4,
+            duration=1.0,
+            seeds=[7],
+            params=dict(temperature=2.0, top_k=0, top_p=0.8, guidance=5.0, steps=6),
+        ),
+        long=dict(family="musicgen", window=2.0, context=0.8, duration=5.0, seeds=[3], params=PARAMS),
+        long_magnet=dict(
+            family="magnet",
+            window=1.0,
+            context=0.4,
+            duration=2.5,
+            seeds=[4],
+            params=dict(temperature=magnet_temperature, top_k=0, top_p=0.9, guidance=10.0, steps=5),
+        ),
+        continuation=dict(
+            family="musicgen",
+            window=2.0,
+            context=0.8,
+            duration=1.5,
+            seeds=[9],
+            params=PARAMS,
+            audio_prompt=str(audio_prompt),
+        ),
+    )
+
+
 def request(registry: Registry, **fields) -> GenerationRequest:
     return validate_request(
         {"prompt": PROMPT, "model": "debug-musicgen", "duration": 1.0, "seed": 11, **fields}, registry
@@ -352,7 +400,7 @@ def test_the_environments_worker_imports_its_own_torch_and_only_ttags_runners(en
     assert [p.name for p in worker_path.iterdir()] == ["runners"]
 
 
-def test_takes_equal_audiocraft_called_directly(bridge, registry, env_python, tmp_path):
+def test_takes_equal_audiocraft_called_directly(bridge, registry, references):
     musicgen = request(registry, takes=2, **PARAMS)
     audiogen = request(registry, model="debug-audiogen", duration=1.0, seed=5, **PARAMS)
     magnet = request(
@@ -361,25 +409,11 @@ def test_takes_equal_audiocraft_called_directly(bridge, registry, env_python, tm
     events, mg = run(bridge, musicgen)
     _, ag = run(bridge, audiogen)
     _, mn = run(bridge, magnet)
-    ref = direct(
-        env_python,
-        tmp_path,
-        musicgen=dict(family="musicgen", window=2.0, context=0.8, duration=1.0, seeds=[11, 12], params=PARAMS),
-        audiogen=dict(family="audiogen", window=2.0, context=1.0, duration=1.0, seeds=[5], params=PARAMS),
-        magnet=dict(
-            family="magnet",
-            window=1.0,
-            context=0.4,
-            duration=1.0,
-            seeds=[7],
-            params=dict(temperature=2.0, top_k=0, top_p=0.8, guidance=5.0, steps=6),
-        ),
-    )
     assert [a.shape for a in mg] == [(1, 32000), (1, 32000)] and ag[0].shape == (1, 16000)
     for ours, theirs in [
-        *zip(mg, ref["musicgen"], strict=True),
-        (ag[0], ref["audiogen"][0]),
-        (mn[0], ref["magnet"][0]),
+        *zip(mg, references["musicgen"], strict=True),
+        (ag[0], references["audiogen"][0]),
+        (mn[0], references["magnet"][0]),
     ]:
         np.testing.assert_array_equal(ours, theirs)
     assert not np.array_equal(mg[0], mg[1])  # takes differ
@@ -389,28 +423,14 @@ def test_takes_equal_audiocraft_called_directly(bridge, registry, env_python, tm
     )  # both takes: 25 frames + 3 delays each
 
 
-def test_long_clip_past_the_window_equals_audiocraft_and_streams(bridge, registry, env_python, tmp_path):
+def test_long_clip_past_the_window_equals_audiocraft_and_streams(bridge, registry, references):
     req = request(registry, duration=5.0, seed=3, **PARAMS)  # window 2 s, stride 1.2 s: four windows
     events, clips = run(bridge, req)
     magnet_req = request(registry, model="debug-magnet", duration=2.5, seed=4, steps=5)  # three whole 1 s windows
     _, magnet = run(bridge, magnet_req)
-    mp = next(p for p in DEBUG_SPECS[2].params if p.name == "temperature")
-    ref = direct(
-        env_python,
-        tmp_path,
-        long=dict(family="musicgen", window=2.0, context=0.8, duration=5.0, seeds=[3], params=PARAMS),
-        magnet=dict(
-            family="magnet",
-            window=1.0,
-            context=0.4,
-            duration=2.5,
-            seeds=[4],
-            params=dict(temperature=mp.default, top_k=0, top_p=0.9, guidance=10.0, steps=5),
-        ),
-    )
     assert clips[0].shape == (1, 5 * 32000)
-    np.testing.assert_array_equal(clips[0], ref["long"][0])
-    np.testing.assert_array_equal(magnet[0], ref["magnet"][0])
+    np.testing.assert_array_equal(clips[0], references["long"][0])
+    np.testing.assert_array_equal(magnet[0], references["long_magnet"][0])
     steps = progress_steps(events)
     assert [s.step for s in steps] == sorted(s.step for s in steps) and steps[-1].step == steps[-1].total
 
@@ -426,23 +446,13 @@ def test_long_clip_past_the_window_equals_audiocraft_and_streams(bridge, registr
     assert events.index(chunks[0]) < last_step  # audio came out before generation finished
 
 
-def test_continuation_starts_with_the_prompt_and_equals_audiocraft(bridge, registry, env_python, tmp_path):
-    t = np.arange(int(0.6 * 32000)) / 32000
-    prompt = tmp_path / "prompt.wav"
-    soundfile.write(prompt, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 32000)
-    req = request(registry, duration=1.5, seed=9, audio_prompt=str(prompt), **PARAMS)
+def test_continuation_starts_with_the_prompt_and_equals_audiocraft(bridge, registry, references, audio_prompt):
+    req = request(registry, duration=1.5, seed=9, audio_prompt=str(audio_prompt), **PARAMS)
     _, clips = run(bridge, req)
-    ref = direct(
-        env_python,
-        tmp_path,
-        cont=dict(
-            family="musicgen", window=2.0, context=0.8, duration=1.5, seeds=[9], params=PARAMS, audio_prompt=str(prompt)
-        ),
-    )
-    np.testing.assert_array_equal(clips[0], ref["cont"][0])
+    np.testing.assert_array_equal(clips[0], references["continuation"][0])
     assert clips[0].shape == (1, 37 * 1280)  # whole frames, as audiocraft makes them: int(1.5 s * 25 Hz)
     with pytest.raises(JobFailed, match="nothing to add") as failure:
-        run(bridge, request(registry, duration=0.5, audio_prompt=str(prompt)))
+        run(bridge, request(registry, duration=0.5, audio_prompt=str(audio_prompt)))
     assert failure.value.kind == "invalid_request"
 
 
