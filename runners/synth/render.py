@@ -88,7 +88,9 @@ class TakeRenderer:
         # later chunks. What has been played is dropped only now and then (when it is over half the buffer): moving
         # every chunk's ringing pad tails to the front cost a copy of seconds of audio per second.
         rows = 8 if self.plan.duck else 4
-        buffer = np.zeros((rows, 4 * CHUNK), dtype=np.float32)  # grows (doubling); columns from ``used`` on are 0
+        # 16 s to start: np.zeros maps untouched pages for free, and a take's longest ringing notes (pads, 5-7 s)
+        # then fit without growing the buffer (a copy of everything so far) a few times per take.
+        buffer = np.zeros((rows, 16 * CHUNK), dtype=np.float32)  # grows (doubling); columns from ``used`` on are 0
         base = used = 0
         index = 0
         for i, start in enumerate(range(0, self.n, CHUNK)):
