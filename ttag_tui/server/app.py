@@ -11,9 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
-import pathlib
 import struct
-import tempfile
 import threading
 import typing
 from collections.abc import AsyncIterator
@@ -24,10 +22,9 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
-from starlette.background import BackgroundTask
 
 from runners.registry import ModelSpec, Registry, default_registry
 from runners.request import (
@@ -48,8 +45,8 @@ from ttag_tui.backend.errors import BackendBusy
 from ttag_tui.backend.events import Chunk, Failed, Job, JobState
 from ttag_tui.bridge import Bridge, BridgeSettings
 from ttag_tui.config import Config, parse_rate_limit
-from ttag_tui.output import transcode
 from ttag_tui.runner_envs import availability
+from ttag_tui.server.downloads import SharedEncodes, SharedFileResponse
 from ttag_tui.server.jobs import MAX_AUDIO_FRAMES, JobBoard, JobRecord, QueueFull, TakeStore
 from ttag_tui.server.security import Guard
 from ttag_tui.server.stream import serve_events
@@ -303,6 +300,7 @@ def create_app(
     board = JobBoard(bridge, TakeStore(), max_queue=config.max_queue)
     encoders = ThreadPoolExecutor(ENCODER_THREADS, "ttag-encode", initializer=_lower_priority)
     uploads = UploadStore(lambda: board.store.root / "uploads", executor=encoders, keep_s=board.keep_s)
+    downloads = SharedEncodes(encoders, lambda: board.store.root)
     guard = Guard(config.api_key_list, parse_rate_limit(config.rate_limit), config.allowed_host_list)
     keys = guard.keys
     GenerateBody = _build_body_model(registry)
@@ -406,29 +404,18 @@ def create_app(
             raise HTTPException(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
 
     async def audio_response(record: JobRecord, take: int, fmt: str) -> Response:
-        """A take encoded as ``fmt`` in a worker thread into a temp file, then streamed from disk: the event loop
-        never encodes, and memory stays flat for any length."""
+        """A take encoded as ``fmt`` in a worker thread into a temp file (shared by the requests for it meanwhile),
+        then streamed from disk: the event loop never encodes, and memory stays flat for any length."""
         stored = record.takes[take]
-        fd, name = tempfile.mkstemp(prefix=".download-", suffix=f".{fmt}", dir=board.store.root)
-        os.close(fd)
-        encoded = pathlib.Path(name)
-        try:
-            await asyncio.get_running_loop().run_in_executor(encoders, transcode, stored.path, encoded, fmt)
-        except BaseException:
-            encoded.unlink(missing_ok=True)
-            raise
+        key = (record.id, take, fmt)
+        encoded = await downloads.open(key, stored.path)
         headers = {
             "X-Ttag-Job": record.id,
             "X-Ttag-Seed": str(stored.seed),
             "X-Ttag-Metadata": json.dumps(stored.metadata, ensure_ascii=True),
             "Content-Disposition": f'attachment; filename="ttag-{record.id}-take{take + 1}.{fmt}"',
         }
-        return FileResponse(
-            encoded,
-            media_type=AUDIO_FORMATS[fmt].media_type,
-            headers=headers,
-            background=BackgroundTask(encoded.unlink, True),
-        )
+        return SharedFileResponse(downloads, key, encoded, media_type=AUDIO_FORMATS[fmt].media_type, headers=headers)
 
     @app.get("/api/health", tags=["server"], responses={401: ERRORS[401]})
     async def health(request: Request, detail: bool = False) -> dict[str, Any]:
