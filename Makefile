@@ -46,7 +46,7 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt | $(VENV)/bin/python
 	the first time (CPU torch; transformers; diffusers; librosa; Playwright without a browser)')
 	$(BIN)/python -m pip install --disable-pip-version-check --quiet --upgrade 'pip>=25.1'  # for --group
 	$(PIP) -e '.[musicgen,diffusion]' --group dev
-	$(call step,'compiling the numba kernels of librosa (the tests measure audio with it) into the environment, once')
+	$(call step,'compiling the numba kernels of librosa (the tests measure audio with it) into the environment once')
 	$(BIN)/python tests/warm_numba_cache.py
 	touch $@ $(VENV)/.installed-base
 
