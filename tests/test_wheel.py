@@ -85,6 +85,7 @@ def installed(tmp_path_factory) -> Installed:
             "pip",
             "install",
             "--quiet",
+            "--no-compile",  # byte-compiling all of numpy, scipy and textual is not what is tested (~10 s of CPU)
             "-c",
             str(ROOT / "constraints.txt"),
             str(wheel),
