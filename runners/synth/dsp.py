@@ -258,15 +258,3 @@ def oversampled_abs(x: np.ndarray) -> np.ndarray:
     windows = np.lib.stride_tricks.sliding_window_view(x, taps, axis=-1)  # (..., n - taps + 1, taps)
     up = np.abs(windows @ bank)  # (..., n - taps + 1, 4)
     return up.reshape(*x.shape[:-1], -1)
-
-
-def oversampled_abs_at(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """:func:`oversampled_abs` at the input ``positions`` only (each at least :data:`CONTEXT` from the ends of ``x``),
-    as ``(..., len(positions), OVERSAMPLE)``. The windows are gathered into every other element: a strided operand
-    keeps numpy's matrix product off BLAS (whose threads spin on after the call) and on the loop that
-    :func:`oversampled_abs` runs on its sliding windows, so the values are the same to the bit."""
-    bank = _polyphase() if x.dtype != np.float32 else _polyphase32()
-    taps = bank.shape[0]
-    spread = np.empty((*x.shape[:-1], len(positions), 2 * taps), dtype=x.dtype)
-    spread[..., ::2] = x[..., positions[:, None] + np.arange(-CONTEXT, CONTEXT + 1)]
-    return np.abs(spread[..., ::2] @ bank)

@@ -188,20 +188,11 @@ class Master:
         peaks = near * dsp.overshoot()
         loud = np.flatnonzero(peaks > self.ceiling)
         if loud.size:
-            # In a loud block only the samples with a hot one within the filter's reach (a sample over ceiling /
-            # overshoot) can be interpolated past the ceiling: only they are oversampled. A block whose true peak
-            # is over the ceiling gets it exactly; one whose computed peak stays under gets no gain change either way.
-            short = P + count * B + C - seg.shape[1]  # a short last chunk ahead: its block reads zeros after it
-            if short > 0:
-                seg, sample = np.pad(seg, ((0, 0), (0, short))), np.pad(sample, (0, short))
-            hot = np.zeros(seg.shape[1] + 1, dtype=np.int64)
-            np.cumsum(sample.astype(np.float64) * dsp.overshoot() > self.ceiling, out=hot[1:])
-            candidates = (P + loud[:, None] * B + np.arange(B)).ravel()
-            reach = candidates[hot[candidates + C + 1] > hot[candidates - C]]
-            values = dsp.oversampled_abs_at(seg, reach).max(axis=(0, 2))
-            blocks, first = np.unique((reach - P) // B, return_index=True)
-            peaks[loud] = 0.0
-            peaks[blocks] = np.maximum.reduceat(values, first)
+            starts = P - C + loud * B  # each loud block with its filter context
+            index = starts[:, None] + np.arange(B + 2 * C)
+            short = int(index.max()) + 1 - seg.shape[1]
+            windows = (np.pad(seg, ((0, 0), (0, short))) if short > 0 else seg)[:, index]  # (2, loud, B + 2C)
+            peaks[loud] = dsp.oversampled_abs(windows).max(axis=(0, 2))
         return peaks
 
     def _limit(self, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
