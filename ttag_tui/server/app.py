@@ -407,14 +407,14 @@ def create_app(
         """A take encoded as ``fmt`` in a worker thread into a temp file (shared by the requests for it meanwhile),
         then streamed from disk: the event loop never encodes, and memory stays flat for any length."""
         stored = record.takes[take]
-        key = (record.id, take, fmt)
-        encoded = await downloads.open(key, stored.path)
         headers = {
             "X-Ttag-Job": record.id,
             "X-Ttag-Seed": str(stored.seed),
             "X-Ttag-Metadata": json.dumps(stored.metadata, ensure_ascii=True),
             "Content-Disposition": f'attachment; filename="ttag-{record.id}-take{take + 1}.{fmt}"',
         }
+        key = (record.id, take, fmt)
+        encoded = await downloads.open(key, stored.path)  # nothing may fail between this and the response's start
         return SharedFileResponse(downloads, key, encoded, media_type=AUDIO_FORMATS[fmt].media_type, headers=headers)
 
     @app.get("/api/health", tags=["server"], responses={401: ERRORS[401]})
