@@ -83,11 +83,12 @@ async def test_requests_meanwhile_share_one_encode_and_the_last_one_removes_it(t
         encodes.close(("job", 0, "flac"))
         encodes.close(("job", 0, "flac"))
         encodes.close(("job", 0, "ogg"))
-        assert leftovers(tmp_path) == [] and len(encodes) == 0
+        assert len(encodes) == 0
+        await until(lambda: not leftovers(tmp_path), "both files removed once their last response was done")
         again = await encodes.open(("job", 0, "flac"), take)  # nothing kept once every response is done
         assert len(counted.calls) == 3
         encodes.close(("job", 0, "flac"))
-        assert not again.exists()
+        await until(lambda: not again.exists(), "the new encode's file removed")
 
 
 async def test_clients_gone_mid_encode_leave_it_to_the_others_and_then_nothing_behind(take, counted, tmp_path):
@@ -103,7 +104,7 @@ async def test_clients_gone_mid_encode_leave_it_to_the_others_and_then_nothing_b
         path = await second
         assert soundfile.info(path).frames >= 8000
         encodes.close(("job", 0, "mp3"))
-        assert leftovers(tmp_path) == []
+        await until(lambda: not leftovers(tmp_path), "the file removed after its last response")
 
         counted.release.clear()
         alone = asyncio.create_task(encodes.open(("job", 1, "mp3"), take))
@@ -145,7 +146,8 @@ async def test_a_response_whose_client_went_away_still_releases_its_file(take, t
         scope = {"type": "http", "method": "GET", "headers": [], "asgi": {"spec_version": "2.4"}}
         with pytest.raises(OSError):
             await response(scope, receive, gone)
-        assert not path.exists() and len(encodes) == 0
+        assert len(encodes) == 0
+        await until(lambda: not path.exists(), "the file removed")
         response.release()  # once only: a second call changes nothing
         assert len(encodes) == 0
 

@@ -9,6 +9,7 @@ the stored take stays the one copy on disk that the retention budget counts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import pathlib
 import tempfile
@@ -69,20 +70,29 @@ class SharedEncodes:
             encode.done.add_done_callback(_remove)
 
     async def _encode(self, source: pathlib.Path, fmt: str) -> pathlib.Path:
-        fd, name = tempfile.mkstemp(prefix=".download-", suffix=f".{fmt}", dir=self._folder())
-        os.close(fd)
-        encoded = pathlib.Path(name)
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, transcode, source, encoded, fmt)
-        except BaseException:
-            encoded.unlink(missing_ok=True)
-            raise
-        return encoded
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, _encode_file, source, self._folder, fmt)
+
+
+def _encode_file(source: pathlib.Path, folder: Callable[[], pathlib.Path], fmt: str) -> pathlib.Path:
+    """In an encoder thread (the disk work too): a new file in ``folder()`` holding ``source`` as ``fmt``; none if
+    encoding fails."""
+    fd, name = tempfile.mkstemp(prefix=".download-", suffix=f".{fmt}", dir=folder())
+    os.close(fd)
+    encoded = pathlib.Path(name)
+    try:
+        transcode(source, encoded, fmt)
+    except BaseException:
+        encoded.unlink(missing_ok=True)
+        raise
+    return encoded
 
 
 def _remove(done: asyncio.Future[pathlib.Path]) -> None:
+    """Delete a finished encode's file off the event loop (a 10-minute WAV is 160 MB)."""
     if not done.cancelled() and done.exception() is None:
-        done.result().unlink(missing_ok=True)
+        unlink = functools.partial(done.result().unlink, missing_ok=True)
+        asyncio.get_running_loop().run_in_executor(None, unlink)
 
 
 class SharedFileResponse(FileResponse):
