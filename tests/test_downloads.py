@@ -13,7 +13,7 @@ import soundfile
 from fastapi.testclient import TestClient
 
 from tests.fake_runners import fake_registry
-from tests.waiting import wait_until
+from tests.waiting import until, wait_until
 from ttag_tui.config import Config
 from ttag_tui.output import transcode
 from ttag_tui.paths import data_dir
@@ -56,20 +56,12 @@ def leftovers(folder: Path) -> list[Path]:
     return sorted(folder.glob(".download-*"))
 
 
-async def until(condition, what: str) -> None:
-    for _ in range(3000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never: {what}")
-
-
 async def test_requests_meanwhile_share_one_encode_and_the_last_one_removes_it(take, counted, tmp_path):
     with ThreadPoolExecutor(2) as pool:
         encodes = SharedEncodes(pool, lambda: tmp_path)
         waiting = [asyncio.create_task(encodes.open(("job", 0, "flac"), take)) for _ in range(3)]
         other = asyncio.create_task(encodes.open(("job", 0, "ogg"), take))
-        await until(lambda: len(counted.calls) == 2, "both encodes started")
+        await until(lambda: len(counted.calls) == 2, 30, "both encodes started")
         counted.release.set()
         paths = await asyncio.gather(*waiting)
         ogg = await other
@@ -84,11 +76,11 @@ async def test_requests_meanwhile_share_one_encode_and_the_last_one_removes_it(t
         encodes.close(("job", 0, "flac"))
         encodes.close(("job", 0, "ogg"))
         assert len(encodes) == 0
-        await until(lambda: not leftovers(tmp_path), "both files removed once their last response was done")
+        await until(lambda: not leftovers(tmp_path), 30, "both files removed once their last response was done")
         again = await encodes.open(("job", 0, "flac"), take)  # nothing kept once every response is done
         assert len(counted.calls) == 3
         encodes.close(("job", 0, "flac"))
-        await until(lambda: not again.exists(), "the new encode's file removed")
+        await until(lambda: not again.exists(), 30, "the new encode's file removed")
 
 
 async def test_clients_gone_mid_encode_leave_it_to_the_others_and_then_nothing_behind(take, counted, tmp_path):
@@ -96,7 +88,7 @@ async def test_clients_gone_mid_encode_leave_it_to_the_others_and_then_nothing_b
         encodes = SharedEncodes(pool, lambda: tmp_path)
         first = asyncio.create_task(encodes.open(("job", 0, "mp3"), take))
         second = asyncio.create_task(encodes.open(("job", 0, "mp3"), take))
-        await until(lambda: counted.calls == ["mp3"], "the encode started")
+        await until(lambda: counted.calls == ["mp3"], 30, "the encode started")
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first
@@ -104,17 +96,17 @@ async def test_clients_gone_mid_encode_leave_it_to_the_others_and_then_nothing_b
         path = await second
         assert soundfile.info(path).frames >= 8000
         encodes.close(("job", 0, "mp3"))
-        await until(lambda: not leftovers(tmp_path), "the file removed after its last response")
+        await until(lambda: not leftovers(tmp_path), 30, "the file removed after its last response")
 
         counted.release.clear()
         alone = asyncio.create_task(encodes.open(("job", 1, "mp3"), take))
-        await until(lambda: len(counted.calls) == 2, "the second encode started")
+        await until(lambda: len(counted.calls) == 2, 30, "the second encode started")
         alone.cancel()  # the only client goes: the encode runs on in its thread, its file goes when it ends
         with pytest.raises(asyncio.CancelledError):
             await alone
         assert len(encodes) == 0
         counted.release.set()
-        await until(lambda: not leftovers(tmp_path), "the orphaned encode's file removed once it ended")
+        await until(lambda: not leftovers(tmp_path), 30, "the orphaned encode's file removed once it ended")
 
 
 async def test_a_failed_encode_fails_every_waiter_and_leaves_nothing(take, monkeypatch, tmp_path):
@@ -123,7 +115,7 @@ async def test_a_failed_encode_fails_every_waiter_and_leaves_nothing(take, monke
     with ThreadPoolExecutor(2) as pool:
         encodes = SharedEncodes(pool, lambda: tmp_path)
         waiting = [asyncio.create_task(encodes.open(("job", 0, "wav"), take)) for _ in range(2)]
-        await until(lambda: failing.calls, "the encode started")
+        await until(lambda: failing.calls, 30, "the encode started")
         failing.release.set()
         for task in waiting:
             with pytest.raises(OSError, match="disk full"):
@@ -147,7 +139,7 @@ async def test_a_response_whose_client_went_away_still_releases_its_file(take, t
         with pytest.raises(OSError):
             await response(scope, receive, gone)
         assert len(encodes) == 0
-        await until(lambda: not path.exists(), "the file removed")
+        await until(lambda: not path.exists(), 30, "the file removed")
         response.release()  # once only: a second call changes nothing
         assert len(encodes) == 0
 
