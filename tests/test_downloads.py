@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -164,7 +165,10 @@ def test_the_server_encodes_a_take_once_for_clients_that_ask_meanwhile(counted, 
             ]
             wait_until(lambda: len(opened) == len(formats), 30, "every request waiting on an encode")
             counted.release.set()
-            bodies = [answer.result().content for answer in answers]
+            replies = [answer.result() for answer in answers]
+        assert [reply.status_code for reply in replies] == [200] * len(formats)
+        bodies = [reply.content for reply in replies]
+        assert [soundfile.info(io.BytesIO(body)).format for body in bodies[:2]] == ["FLAC", "MP3"]
         assert sorted(counted.calls) == ["flac", "mp3"]
         assert len({bodies[i] for i in (0, 2, 4)}) == 1 and len({bodies[i] for i in (1, 3, 5)}) == 1
         wait_until(lambda: not list((data_dir() / "server").glob("*/.download-*")), 10, "no encoded copy left")
