@@ -106,6 +106,13 @@ def audio_prompt(tmp_path_factory) -> Path:
     return path
 
 
+def reference_case(model_id: str, **fields) -> dict:
+    """A case for :func:`direct`: the debug model's family, window and context as its spec gives them to the runner."""
+    spec = next(s for s in DEBUG_SPECS if s.id == model_id)
+    window = {"family": spec.extra["family"], "window": spec.extra["window_s"], "context": spec.extra["context_s"]}
+    return {**window, **fields}
+
+
 @pytest.fixture(scope="module")
 def references(env_python, audio_prompt, tmp_path_factory) -> dict[str, list[np.ndarray]]:
     """Every take the tests below compare with, made by audiocraft directly in one process (each case seeds itself):
@@ -114,33 +121,23 @@ def references(env_python, audio_prompt, tmp_path_factory) -> dict[str, list[np.
     return direct(
         env_python,
         tmp_path_factory.mktemp("direct"),
-        musicgen=dict(family="musicgen", window=2.0, context=0.8, duration=1.0, seeds=[11, 12], params=PARAMS),
-        audiogen=dict(family="audiogen", window=2.0, context=1.0, duration=1.0, seeds=[5], params=PARAMS),
-        magnet=dict(
-            family="magnet",
-            window=1.0,
-            context=0.4,
+        musicgen=reference_case("debug-musicgen", duration=1.0, seeds=[11, 12], params=PARAMS),
+        audiogen=reference_case("debug-audiogen", duration=1.0, seeds=[5], params=PARAMS),
+        magnet=reference_case(
+            "debug-magnet",
             duration=1.0,
             seeds=[7],
             params=dict(temperature=2.0, top_k=0, top_p=0.8, guidance=5.0, steps=6),
         ),
-        long=dict(family="musicgen", window=2.0, context=0.8, duration=5.0, seeds=[3], params=PARAMS),
-        long_magnet=dict(
-            family="magnet",
-            window=1.0,
-            context=0.4,
+        long=reference_case("debug-musicgen", duration=5.0, seeds=[3], params=PARAMS),
+        long_magnet=reference_case(
+            "debug-magnet",
             duration=2.5,
             seeds=[4],
             params=dict(temperature=magnet_temperature, top_k=0, top_p=0.9, guidance=10.0, steps=5),
         ),
-        continuation=dict(
-            family="musicgen",
-            window=2.0,
-            context=0.8,
-            duration=1.5,
-            seeds=[9],
-            params=PARAMS,
-            audio_prompt=str(audio_prompt),
+        continuation=reference_case(
+            "debug-musicgen", duration=1.5, seeds=[9], params=PARAMS, audio_prompt=str(audio_prompt)
         ),
     )
 
