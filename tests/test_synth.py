@@ -445,7 +445,7 @@ def test_a_take_is_its_seed_and_says_which_synth_made_it(render, runner, registr
         JobContext(),
     )[0]
     assert np.array_equal(take.audio, alone.audio)
-    assert take.metadata["runner_version"] == SynthRunner.version == "5"
+    assert take.metadata["runner_version"] == SynthRunner.version == "6"
 
 
 def test_voices_kept_as_one_take_ignore_their_variation():
@@ -598,14 +598,16 @@ def test_whole_word_lookup_agrees_with_the_phrase_pattern(text):
 @pytest.mark.parametrize("room", [0.2, 0.9])
 @pytest.mark.parametrize("single", [False, True])
 def test_reverb_chunk_by_chunk_is_the_whole_convolution(room, single):
-    """Partitioned convolution, chunk by chunk (the last one short), gives the IR's convolution with the whole input:
-    to 1e-9 in double precision, to float32's few 1e-7 in single (the take's bus)."""
+    """Partitioned convolution, chunk by chunk (the last one short), gives the mono input's convolution with each of
+    the IR's two channels over the whole input: to 1e-9 in double precision, to float32's few 1e-7 in single (the
+    take's bus)."""
     from runners.synth import mix
 
-    x = np.random.default_rng(2).standard_normal((2, 5 * SR + 1234))
+    x = np.random.default_rng(2).standard_normal(5 * SR + 1234)
     reverb = mix.Reverb(room, SR, single=single)
     source = x.astype(np.float32) if single else x
-    ours = np.concatenate([reverb(source[:, a : a + SR]) for a in range(0, x.shape[1], SR)], axis=1)
+    ours = np.concatenate([reverb(source[a : a + SR]) for a in range(0, x.size, SR)], axis=1)
+    assert ours.shape == (2, x.size)
     assert ours.dtype == (np.float32 if single else np.float64)
-    reference = signal.fftconvolve(x, mix.impulse_response(room), axes=-1)[:, : x.shape[1]]
+    reference = signal.fftconvolve(x[None, :], mix.impulse_response(room), axes=-1)[:, : x.size]
     assert np.max(np.abs(ours - reference)) < (5e-6 if single else 1e-9) * np.max(np.abs(reference))

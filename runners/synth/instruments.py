@@ -200,7 +200,7 @@ def osc(
     inc = freq / SR
     if vibrato is not None:
         idx = (((phase + np.cumsum(inc * vibrato)) * TABLE).astype(np.int64)) & (TABLE - 1)
-        return np.take(table, idx, out=out, mode="clip")  # "raise" would buffer `out`
+        return np.take(table, idx, out=out, mode="wrap")  # in range already: "wrap" checks least ("raise" buffers)
     # A steady tone counts its phase in 64-bit fixed point (one cycle = 2**64, wrapping as the integers do): the
     # table index is the top 12 bits, four integer passes where floats needed six.
     step = np.uint64(round(inc * 2.0**64) % (1 << 64))
@@ -209,7 +209,7 @@ def osc(
     acc += start
     acc >>= np.uint64(64 - TABLE_BITS)
     index = acc.view(np.int64)  # 0..TABLE-1 now: the same bits as signed, so take() need not convert them
-    return np.take(table, index, out=out, mode="clip")
+    return np.take(table, index, out=out, mode="wrap")
 
 
 def sweep(freqs: np.ndarray, wave: str = "sine") -> np.ndarray:

@@ -21,6 +21,7 @@ from runners.synth.scenes import SceneBed, scene_events
 
 CHUNK = SR  # one second per streamed chunk
 WET = 0.35  # reverb return level
+STEREO_SEND = np.float32(np.sqrt(0.5))  # a stereo sound's two channels summed for the mono send keep their power
 MUSIC_RMS_DB = -15.0  # mix RMS before the limiter (it takes off a few tenths on peaky mixes)
 SCENE_RMS_DB = -17.0
 
@@ -34,10 +35,12 @@ def _pan_gains(position: float, stereo: bool) -> tuple[float, float]:
 
 
 def _weights(note: Note, stereo: bool, gain: float) -> np.ndarray:
-    """``(4, 1)`` float32 weights of a note's dry L/R and reverb send L/R, in Python floats (the same products)."""
+    """``(3, 1)`` float32 weights of a note's dry L/R and its reverb send, in Python floats (the same products). The
+    send is taken before the pan (the panner keeps power constant, so every position sends alike): the reverb is
+    mono in, stereo out."""
     left, right = _pan_gains(note.pan, stereo)
-    left, right = left * gain, right * gain
-    return np.array([[left], [right], [left * note.send], [right * note.send]], dtype=np.float32)
+    send = gain * note.send * (float(STEREO_SEND) if stereo else 1.0)
+    return np.array([[left * gain], [right * gain], [send]], dtype=np.float32)
 
 
 class TakeRenderer:
@@ -83,11 +86,11 @@ class TakeRenderer:
         return curve
 
     def _raw(self, on_chunk: Callable[[int], None] | None) -> Iterator[np.ndarray]:
-        # Rows: dry L/R and reverb send L/R, then (when the kick pumps the mix) the same for the ducked bus (pads,
+        # Rows: dry L/R and the reverb send, then (when the kick pumps the mix) the same for the ducked bus (pads,
         # bass... that pump with the kick). Column ``base`` is the current chunk's start; ringing notes reach into
         # later chunks. What has been played is dropped only now and then (when it is over half the buffer): moving
         # every chunk's ringing pad tails to the front cost a copy of seconds of audio per second.
-        rows = 8 if self.plan.duck else 4
+        rows = 6 if self.plan.duck else 3
         # 16 s to start: np.zeros maps untouched pages for free, and a take's longest ringing notes (pads, 5-7 s)
         # then fit without growing the buffer (a copy of everything so far) a few times per take.
         buffer = np.zeros((rows, 16 * CHUNK), dtype=np.float32)  # grows (doubling); columns from ``used`` on are 0
@@ -116,22 +119,24 @@ class TakeRenderer:
                     grown[:, :used] = buffer[:, :used]
                     buffer = grown
                 used = max(used, need)
-                row = 4 if self.plan.duck and note.voice in DUCKED else 0
+                row = 3 if self.plan.duck and note.voice in DUCKED else 0
                 if audio.ndim == 1:
-                    buffer[row : row + 4, offset:need] += weights * audio
-                else:  # dry and send of a stereo note as two adds: a tiled (4, n) copy cost seven times as much
+                    buffer[row : row + 3, offset:need] += weights * audio
+                else:  # a stereo note: its dry channels, then their sum to the send
                     buffer[row : row + 2, offset:need] += weights[:2] * audio
-                    buffer[row + 2 : row + 4, offset:need] += weights[2:] * audio
-            bus = buffer[0:4, base : base + n]
+                    send = audio[0] + audio[1]
+                    send *= weights[2]
+                    buffer[row + 2, offset:need] += send
+            bus = buffer[0:3, base : base + n]
             if self.plan.duck:
-                bus = bus + buffer[4:8, base : base + n] * self._duck(start, n)
+                bus = bus + buffer[3:6, base : base + n] * self._duck(start, n)
             base += n
             used = max(used, base)
             if self.bed.scenes:
                 bed = self.bed.render(start, n)
-                mix = bus[0:2] + bed + WET * self.reverb(bus[2:4] + np.float32(0.25) * bed)
+                mix = bus[0:2] + bed + WET * self.reverb(bus[2] + np.float32(0.25) * STEREO_SEND * (bed[0] + bed[1]))
             else:  # no scene: no bed of zeros
-                mix = bus[0:2] + WET * self.reverb(bus[2:4])
+                mix = bus[0:2] + WET * self.reverb(bus[2])
             mix = self.highpass(mix)
             if self.lowpass is not None:
                 mix = self.lowpass(mix)

@@ -21,12 +21,14 @@ SAMPLE_RATE = 44100
 
 class SynthRunner(BaseRunner):
     name = "synth"
-    version = "5"  # 2: seeds choose progression, groove, bass line, voicings, sounds and arrangement; 3: the same
+    version = "6"  # 2: seeds choose progression, groove, bass line, voicings, sounds and arrangement; 3: the same
     # music rendered faster (filters, noise banks and scene beds, reverb, oscillators), not the same samples; 4: breaks
     # (drop-outs, kick-less and half-time bars) and intro length by seed, guitar and arpeggio rhythms by seed, the
     # tonic held on top of chords that contain it; 5: the same music with the bus (reverb, filters, scene beds,
     # limiter) in float32, about 1e-7 from 4's samples, not the same bits — but for vinyl crackle and a fire's crackle
     # and pops, now sparse clicks ringing through the white noise bank: the same sound, other random clicks
+    # 6: the reverb takes a mono send, before the pan (a stereo sound's channels summed), as a hardware unit does:
+    # the room's two channels still make the width; one forward FFT per second of audio, not two
 
     def load_model(self, ctx: JobContext) -> None:
         """Nothing to download or precompute: import the renderer. Wavetables and noise banks are built on first use
