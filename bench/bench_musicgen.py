@@ -164,6 +164,7 @@ def decoder_bench(args: argparse.Namespace) -> int:
 
         def __init__(self) -> None:
             self.times: list[float] = []
+            self.wall = time.perf_counter()  # wall time too: with several threads, CPU time counts each of them
 
         def __call__(self, ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
             self.tick(ids)
@@ -174,6 +175,7 @@ def decoder_bench(args: argparse.Namespace) -> int:
                 torch.cuda.synchronize()
             self.times.append(now())
             self.ids = ids
+            self.wall_s = time.perf_counter() - self.wall
 
     def transformers_loop(model: Any, steps: int) -> tuple[float, Clock]:
         clock = Clock()
@@ -220,8 +222,10 @@ def decoder_bench(args: argparse.Namespace) -> int:
                 print(
                     f"    {name:12s} {total:8.2f} s  {steps / total:7.1f} steps/s  real-time factor "
                     f"{total / seconds:6.3f}  median {step_ms(clock):6.1f} ms/step, last 50 {step_ms(clock, 50):6.1f}"
+                    + ("" if cuda else f"  (wall {clock.wall_s:.2f} s)")
                 )
-            print(f"    ratio fast / transformers: {fast_s / hf_s:.2f}")
+            wall_ratio = "" if cuda else f" (wall time: {fast_clock.wall_s / hf_clock.wall_s:.2f})"
+            print(f"    ratio fast / transformers: {fast_s / hf_s:.2f}{wall_ratio}")
         for cached in args.step_at:
             hf_ms, fast_ms = step_times(model, decoder, text, cached, args.repeats, now)
             print(
