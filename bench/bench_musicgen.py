@@ -13,9 +13,10 @@ clip transfer. With ``--stream`` it also reports when the first streamed audio a
 
 Decoder mode builds random-weight models in memory (``--size``: small/medium/large have facebook/musicgen-*'s decoder
 shapes) and times the token loop only — from the call to the last token, EnCodec decoding excluded — of both loops
-with the same seed, on CPU in float32 (and then checks the tokens are equal) or on CUDA in ``--dtype`` with CUDA
-graphs. ``--step-at N`` adds the time of one decoder step with N positions already in the cache (1503 = the end of a
-30 s window), for when a whole 30 s run is too slow for the machine.
+with the same seed, on CPU (and then checks the tokens are equal; float32 unless ``--dtype`` says otherwise) or on
+CUDA in ``--dtype`` (float16 by default) with CUDA graphs. ``--step-at N`` adds the time of one decoder step with N
+positions already in the cache (1503 = the end of a 30 s window), for when a whole 30 s run is too slow for the
+machine.
 """
 
 from __future__ import annotations
@@ -55,7 +56,12 @@ def main() -> int:
     parser.add_argument("--stream", action="store_true", help="time ttag's streaming path instead")
     parser.add_argument("--decoders", action="store_true", help="fast decode loop vs generate(), in-process")
     parser.add_argument("--device", default="cpu", help="decoder mode: cpu or cuda")
-    parser.add_argument("--dtype", choices=("float16", "bfloat16", "float32"), default="float16", help="on CUDA")
+    parser.add_argument(
+        "--dtype",
+        choices=("float16", "bfloat16", "float32"),
+        default=None,
+        help="unset: float16 on CUDA, float32 on CPU",
+    )
     parser.add_argument("--step-at", type=int, nargs="*", default=[], help="decoder mode: step time at N cached")
     args = parser.parse_args()
 
@@ -148,7 +154,7 @@ def decoder_bench(args: argparse.Namespace) -> int:
     if not cuda and args.device != "cpu":
         print(f"--device {args.device}: only cpu and cuda are supported")
         return 2
-    dtype = getattr(torch, args.dtype) if cuda else torch.float32
+    dtype = getattr(torch, args.dtype or ("float16" if cuda else "float32"))
     sizes = args.size or (["small", "medium", "large"] if cuda else ["small"])
     params = dict(do_sample=True, temperature=1.0, top_k=250, guidance_scale=3.0)
     text = dict(tiny_musicgen._tokenizer()(["lofi hip hop with piano"], return_tensors="pt"))
