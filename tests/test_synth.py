@@ -611,3 +611,24 @@ def test_reverb_chunk_by_chunk_is_the_whole_convolution(room, single):
     assert ours.dtype == (np.float32 if single else np.float64)
     reference = signal.fftconvolve(x[None, :], mix.impulse_response(room), axes=-1)[:, : x.size]
     assert np.max(np.abs(ours - reference)) < (5e-6 if single else 1e-9) * np.max(np.abs(reference))
+
+
+def test_the_reverb_send_is_taken_before_the_pan():
+    """One piano note alone, hard left and centred: the reverb returns in both channels either way (the send is
+    mono, before the pan), and the two takes differ by the dry note alone — the hard-left take's extra left is
+    (√2 − 1) times what the centred take has on the right beyond it, which holds only if the wet parts are equal."""
+    from runners.synth.instruments import Note, render
+    from runners.synth.render import TakeRenderer
+
+    def raw_take(pan: float) -> np.ndarray:
+        renderer = TakeRenderer(parse_prompt("solo piano ballad, 70 bpm"), 1, 1.0, 3 * SR)
+        renderer.notes = [Note(1000, "piano", 60.0, SR // 2, 0.8, pan=pan, send=0.4)]
+        return np.concatenate(list(renderer._raw(None)), axis=1).astype(np.float64)
+
+    assert render(Note(0, "piano", 60.0, SR // 2, 0.8))[0].ndim == 1  # a mono voice: the pan places it
+    left, centre = raw_take(-1.0), raw_take(0.0)
+    peak = np.max(np.abs(centre))
+    assert np.sqrt(np.mean(left[1] ** 2)) > 1e-3 * peak  # the reverb of a hard-left note returns on the right too
+    dry_beyond = centre[1] - left[1]  # the centred note's dry right (its wet is the same in both takes)
+    assert np.max(np.abs(dry_beyond)) > 0.1 * peak
+    assert np.allclose(left[0] - centre[0], (np.sqrt(2.0) - 1.0) * dry_beyond, atol=1e-5 * peak)
