@@ -171,6 +171,7 @@ def decoder_bench(args: argparse.Namespace) -> int:
         def __init__(self) -> None:
             self.times: list[float] = []
             self.wall = time.perf_counter()  # wall time too: with several threads, CPU time counts each of them
+            self.wall_s = 0.0
 
         def __call__(self, ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
             self.tick(ids)
