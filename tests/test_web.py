@@ -588,6 +588,11 @@ def test_live_stream_plays_while_generated_and_equals_the_take(browser, server):
     import numpy as np
     import soundfile
 
+    from ttag_tui.server.stream import MAX_UNSENT_AUDIO_BYTES
+
+    # 30 s of stereo float32 is 10.6 MB: under the server's unsent-audio bound per client, so a browser starved of CPU
+    # while the synth makes the take in a few seconds still gets every chunk (past it, audio stops: test_job_stream)
+    assert MAX_UNSENT_AUDIO_BYTES > 30 * 44100 * 2 * 4
     web = open_at(browser, server, DESKTOP, "live")
     try:
         page = web.page

@@ -18,7 +18,7 @@ from ttag_tui.backend.events import Chunk
 from ttag_tui.server.jobs import JobBoard, JobRecord
 from ttag_tui.server.security import Guard
 
-MAX_UNSENT_AUDIO_BYTES = 8 << 20
+MAX_UNSENT_AUDIO_BYTES = 16 << 20  # 45 s of 44.1 kHz stereo: a client that lags through a whole take still hears it
 CLOSE_CODES = {401: 4401, 404: 4404, 429: 4429}
 
 
