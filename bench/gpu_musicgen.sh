@@ -17,7 +17,9 @@ WHEELS=(transformers==5.24.0 platformdirs tomli-w)  # torch, tokenizers, hugging
 
 if [ "${1:-}" = "--wheels" ]; then
     grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >>.git/info/exclude
-    exec .venv/bin/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    python=.venv/bin/python  # the dev environment's, else the system's: any pip downloads
+    [ -x "$python" ] || python=python3
+    exec "$python" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_17_x86_64 -d .whl "${WHEELS[@]}"
 fi
 
