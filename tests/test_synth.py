@@ -467,6 +467,30 @@ def test_voices_kept_as_one_take_ignore_their_variation():
             assert same == instruments.takes_alike(voice, kind), (voice, kind)
 
 
+def test_the_sound_cache_keys_a_pad_by_the_brightness_it_hears():
+    """A pad's brightness (``mod``) only picks its saw layer's low-passed wavetables, in half octaves: pads whose
+    brightness picks the same tables are the same samples (so the cache serves one take's chord to another take),
+    and pads that pick other tables are not."""
+    from runners.synth import instruments
+
+    brightness = np.linspace(0.0, 1.0, 21)
+    for pitch in (53.0, 60.0, 67.0, 74.0):  # the pads' range (arrange voices them from 53 up)
+
+        def pad(mod: float, pitch: float = pitch) -> np.ndarray:
+            return instruments._voice(instruments.Note(0, "pad", pitch, SR // 2, 1.0, var=3, mod=mod))
+
+        keys = [instruments._heard_mod("pad", pitch, float(mod)) for mod in brightness]
+        heard = {}
+        for mod, key in zip(brightness, keys, strict=True):
+            audio = pad(float(mod))
+            if key in heard:
+                assert np.array_equal(audio, heard[key]), (pitch, mod)
+            heard[key] = audio
+        assert len(heard) >= 2, pitch  # the brightness is heard
+        for a, b in itertools.combinations(heard.values(), 2):
+            assert not np.array_equal(a, b)
+
+
 # ---------------------------------------------------------------- numpy-only filters
 
 

@@ -253,15 +253,20 @@ def ring(gate: int, release: float) -> int:
     return gate + int(release * SR * RELEASE_TAUS)
 
 
+def _detune(f: float, cents: float) -> tuple[float, float]:
+    """The two frequencies ``cents`` either side of ``f``."""
+    return f * 2 ** (cents / 1200), f * 2 ** (-cents / 1200)
+
+
 def _detuned(
     note: Note, wave: str, n: int, cents: float, vib: np.ndarray | None = None, cutoff: float | None = None
 ) -> np.ndarray:
-    f = midi_hz(note.pitch)
-    up, down = 2 ** (cents / 1200), 2 ** (-cents / 1200)
+    """A ``(2, n)`` pair of oscillators ``cents`` either side of the note, left and right."""
+    up, down = _detune(midi_hz(note.pitch), cents)
     ph = (note.var * 0.618) % 1.0
     out = np.empty((2, n), dtype=np.float32)
-    osc(wave, f * up, n, phase=ph, vibrato=vib, cutoff=cutoff, out=out[0])
-    osc(wave, f * down, n, phase=(ph + 0.37) % 1.0, vibrato=vib, cutoff=cutoff, out=out[1])
+    osc(wave, up, n, phase=ph, vibrato=vib, cutoff=cutoff, out=out[0])
+    osc(wave, down, n, phase=(ph + 0.37) % 1.0, vibrato=vib, cutoff=cutoff, out=out[1])
     return out
 
 
@@ -412,11 +417,17 @@ def organ(note: Note) -> np.ndarray:
     return 0.6 * out * amp * envelope(n, note.length, 0.01, 0.05)
 
 
+PAD_CENTS = 9.0  # the saw layer's detune (the soft layer's is 4)
+
+
+def _pad_cutoff(f: float, brightness: float) -> float:
+    return min(1400.0 + 800.0 * brightness, f * 12)
+
+
 def pad(note: Note) -> np.ndarray:
-    f = midi_hz(note.pitch)
+    """``mod``: brightness (0..1), the saw layer's low-pass."""
     n = ring(note.length, 0.6)
-    cutoff = min(1400.0 + 800.0 * note.mod, f * 12)
-    out = _detuned(note, "saw", n, 9.0, cutoff=cutoff)
+    out = _detuned(note, "saw", n, PAD_CENTS, cutoff=_pad_cutoff(midi_hz(note.pitch), note.mod))
     out += _detuned(note, "soft", n, 4.0)
     out *= envelope(n, note.length, 0.5, 0.6) * np.float32(0.45)  # in place: pads are the longest notes
     return out
@@ -579,15 +590,26 @@ def _voice(note: Note) -> np.ndarray:
     return audio
 
 
-_sounds: OrderedDict[tuple[str, str, float, int, float, int], np.ndarray] = OrderedDict()
+_sounds: OrderedDict[tuple[str, str, float, int, object, int], np.ndarray] = OrderedDict()
 _sound_bytes = 0
+
+
+def _heard_mod(voice: str, pitch: float, mod: float) -> object:
+    """What of ``mod`` a voice's sound depends on (the sound cache's key): a pad's brightness only picks its
+    wavetables' low-pass, in half octaves, so takes whose pads differ in brightness by less than that share their
+    rendered chords."""
+    if voice == "pad":
+        f = midi_hz(pitch)
+        cutoff = _pad_cutoff(f, mod)
+        return tuple(_tone(freq, cutoff) for freq in _detune(f, PAD_CENTS))
+    return mod
 
 
 def _sound(voice: str, kind: str, pitch: float, length: int, mod: float, var: int) -> np.ndarray:
     """A note at velocity 1, kept: a groove repeats the same hits and chords bar after bar, and a progression its
     pad chords every few bars. Identical whenever it is rendered, so reuse changes no sample."""
     global _sound_bytes
-    key = (voice, kind, pitch, length, mod, var)
+    key = (voice, kind, pitch, length, _heard_mod(voice, pitch, mod), var)
     audio = _sounds.get(key)
     if audio is not None:
         _sounds.move_to_end(key)

@@ -127,16 +127,20 @@ class TakeRenderer:
                     send = audio[0] + audio[1]
                     send *= weights[2]
                     buffer[row + 2, offset:need] += send
-            bus = buffer[0:3, base : base + n]
+            bus = buffer[0:3, base : base + n]  # in place from here: these columns are played and dropped
             if self.plan.duck:
-                bus = bus + buffer[3:6, base : base + n] * self._duck(start, n)
+                ducked = buffer[3:6, base : base + n]
+                ducked *= self._duck(start, n)
+                bus += ducked
             base += n
             used = max(used, base)
             if self.bed.scenes:
                 bed = self.bed.render(start, n)
                 mix = bus[0:2] + bed + WET * self.reverb(bus[2] + np.float32(0.25) * STEREO_SEND * (bed[0] + bed[1]))
             else:  # no scene: no bed of zeros
-                mix = bus[0:2] + WET * self.reverb(bus[2])
+                mix = self.reverb(bus[2])
+                mix *= WET
+                mix += bus[0:2]
             mix = self.highpass(mix)
             if self.lowpass is not None:
                 mix = self.lowpass(mix)
