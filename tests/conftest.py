@@ -48,11 +48,11 @@ SHARED_WORKER = {"test_cluster.py": "ray", "test_cluster_recovery.py": "ray"}
 # alone at the end; `make test` passes --no-loadscope-reorder, or xdist would order groups by their number of tests.
 LONGEST_FIRST = (
     "ray",
+    "test_api_fuzz.py",  # its 600 s take in every format: the longest single test (80-200 s), so it starts early
     "test_synth.py",
     "test_audiocraft.py",
     "test_web.py",
     "test_wheel.py",
-    "test_api_fuzz.py",
     "test_app.py",
     "test_diffusion.py",
     "test_tmux.py",
