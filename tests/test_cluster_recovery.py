@@ -8,6 +8,7 @@ job running made Ray's raylet wait ~30 s for its worker). Skipped without Ray un
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -75,7 +76,8 @@ def start_head(port: int, home: Path) -> subprocess.Popen:
 
 
 def kill(head: subprocess.Popen) -> None:
-    os.killpg(head.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # the whole group gone already: nothing to kill
+        os.killpg(head.pid, signal.SIGKILL)
     head.wait(30)
 
 
