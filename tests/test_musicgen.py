@@ -188,6 +188,10 @@ def test_stream_equals_generate_and_arrives_while_generating(bridge, registry):
 
 
 def test_cancel_stops_within_a_few_steps_and_the_worker_goes_on(bridge, registry):
+    """The runner looks at the cancel flag as it steps, not only between windows: cancelled at step 30 of a 153-step
+    window, it stops long before the window's end. The bound is half a window, not "a few" steps: the tiny model's
+    steps take about a millisecond, so on a loaded box the cancel's trip from this process to the worker alone spans
+    dozens of them (32 once, with four test workers on two cores)."""
     job = bridge.submit(request(registry, duration=60.0, seed=1), stream=True)
     pid = None
     seen_at_cancel = None
@@ -200,7 +204,7 @@ def test_cancel_stops_within_a_few_steps_and_the_worker_goes_on(bridge, registry
                 seen_at_cancel = event.step
                 job.cancel()
     assert isinstance(job.outcome, Failed) and job.outcome.kind == "cancelled", job.outcome
-    assert last_step - seen_at_cancel <= 15, (seen_at_cancel, last_step)
+    assert last_step - seen_at_cancel <= 75, (seen_at_cancel, last_step)
     _, clips = run(bridge, request(registry, duration=0.5))
     assert clips[0].shape == (1, SR // 2)
     assert bridge.handle_for(registry.get("tiny")).pid == pid  # the same worker served it
