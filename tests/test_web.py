@@ -889,8 +889,9 @@ def test_queued_is_distinct_and_time_left_is_smooth(web):
             );
         }"""
     )
-    # 600 s: the synth's longest take runs for seconds, so the ETA is watched and the job cancelled while it runs
-    generate(page, "dubstep, heavy", duration="600", seed="3")
+    # Four takes of 600 s, the synth's longest: tens of seconds of work even where the synth makes 600 s in five (one
+    # take of it once finished before the ETA had been watched), so the job is cancelled while it runs
+    generate(page, "dubstep, heavy", duration="600", seed="3", takes="4")
     first = page.locator(f".job[data-job='{job_id_of_newest(page)}']")
     expect(first).to_have_attribute("data-state", "running", timeout=30_000)
     stop_live_playback(page)
