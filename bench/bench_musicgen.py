@@ -1,7 +1,8 @@
 """MusicGen speed: ttag's runner through a warm worker vs raw transformers ``generate``; or, with ``--decoders``,
 the fast decode loop (runners/musicgen/fast_decode.py) vs ``generate``'s loop, in-process.
 
-    .venv/bin/python bench/bench_musicgen.py [--size tiny|small] [--seconds 5] [--repeats 3] [--threads 1] [--stream]
+    .venv/bin/python bench/bench_musicgen.py [--size tiny|small] [--seconds 5] [--repeats 3] [--threads 1] [--takes 1]
+        [--stream]
     .venv/bin/python bench/bench_musicgen.py --decoders [--size small] [--seconds 5 10] [--step-at 1503]
     .venv/bin/python bench/bench_musicgen.py --decoders --device cuda [--size small medium large] [--seconds 10 30]
 
@@ -10,6 +11,8 @@ quick runs, ``small`` with facebook/musicgen-small's architecture sizes (realist
 sides up once, then times each side ``--repeats`` times, interleaved, and prints the medians side by side with the
 ratio. ttag's time is measured from submit to Done, so it includes the worker round trip, progress messages and the
 clip transfer. With ``--stream`` it also reports when the first streamed audio arrived, as a fraction of the run.
+With ``--takes N`` each side makes N takes: ttag as one request (its fast decoder makes up to four together),
+transformers as N ``generate`` calls seeded as ttag seeds its takes.
 
 Decoder mode builds random-weight models in memory (``--size``: small/medium/large have facebook/musicgen-*'s decoder
 shapes) and times the token loop only — from the call to the last token, EnCodec decoding excluded — of both loops
@@ -53,6 +56,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, nargs="+", default=[5.0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--takes",
+        type=int,
+        default=1,
+        help="worker mode: takes per request (ttag's fast decoder makes up to four together; transformers one by one)",
+    )
     parser.add_argument("--stream", action="store_true", help="time ttag's streaming path instead")
     parser.add_argument("--decoders", action="store_true", help="fast decode loop vs generate(), in-process")
     parser.add_argument("--device", default="cpu", help="decoder mode: cpu or cuda")
@@ -87,7 +96,8 @@ def worker_bench(args: argparse.Namespace, size: str, seconds: float) -> None:
     spec = replace(MODELS[0], id="tiny", hub_repo=str(folder))
     registry = Registry([spec])
     request = validate_request(
-        {"prompt": "lofi hip hop with piano", "model": "tiny", "duration": seconds, "seed": 1}, registry
+        {"prompt": "lofi hip hop with piano", "model": "tiny", "duration": seconds, "seed": 1, "takes": args.takes},
+        registry,
     )
     frames = -(-round(seconds * tiny_musicgen.SAMPLE_RATE) // 640)
 
@@ -95,10 +105,11 @@ def worker_bench(args: argparse.Namespace, size: str, seconds: float) -> None:
     inputs = transformers.AutoTokenizer.from_pretrained(folder)([request.prompt], return_tensors="pt")
 
     def raw() -> None:
-        torch.manual_seed(1)
-        model.generate(
-            **inputs, do_sample=True, temperature=1.0, top_k=250, guidance_scale=3.0, max_new_tokens=frames + 3
-        )
+        for take in range(request.takes):  # as ttag's takes are seeded: take k is seed + k's one-take request
+            torch.manual_seed(request.take_seed(take))
+            model.generate(
+                **inputs, do_sample=True, temperature=1.0, top_k=250, guidance_scale=3.0, max_new_tokens=frames + 3
+            )
 
     settings = BridgeSettings(RunnerSettings(threads=args.threads), idle_unload_s=0)
     with Bridge(registry, settings) as bridge:
@@ -126,11 +137,11 @@ def worker_bench(args: argparse.Namespace, size: str, seconds: float) -> None:
                 run()
                 times[name].append(time.perf_counter() - started)
 
-    steps = frames + 3
+    steps = (frames + 3) * request.takes
     raw_s, ttag_s = (statistics.median(times[k]) for k in ("transformers", "ttag"))
     print(
-        f"{size} MusicGen, {seconds:g} s of audio ({steps} steps), {args.threads} thread(s), "
-        f"median of {args.repeats}{', streaming' if args.stream else ''}"
+        f"{size} MusicGen, {request.takes} take(s) of {seconds:g} s of audio ({steps} steps in all), "
+        f"{args.threads} thread(s), median of {args.repeats}{', streaming' if args.stream else ''}"
     )
     print(f"  transformers generate: {raw_s:7.3f} s  ({raw_s / steps * 1000:5.2f} ms/step)")
     print(f"  ttag via worker:       {ttag_s:7.3f} s  ({ttag_s / steps * 1000:5.2f} ms/step)")

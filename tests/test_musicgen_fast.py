@@ -223,7 +223,8 @@ def test_decoder_choice_from_spec_and_environment(monkeypatch):
 
 @pytest.mark.slow
 def test_runner_decoders_make_the_same_long_take(models):
-    """A 4 s take in 2 s windows with 0.5 s context (three generate calls): the same audio from either decoder."""
+    """Three 4 s takes in 2 s windows with 0.5 s context (three generate calls a take): the same audio from either
+    decoder — the fast one makes the takes together, window by window, generate() one after the other."""
     _, _, folder = models["mono"]
     template = next(m for m in MODELS if m.id == "musicgen-small")
     audio = {}
@@ -237,7 +238,71 @@ def test_runner_decoders_make_the_same_long_take(models):
         runner = MusicGenRunner(spec, RunnerSettings(threads=1))
         runner.load_model(JobContext())
         assert (runner.fast is not None) == (choice == "fast")
-        request = GenerationRequest(prompt=PROMPT, model="tiny", duration=4.0, seed=12, temperature=0.9, top_k=50)
-        audio[choice] = runner.generate(request, JobContext())[0].audio
-    assert audio["fast"].shape == (1, 4 * tiny_musicgen.SAMPLE_RATE)
-    np.testing.assert_array_equal(audio["fast"], audio["transformers"])
+        request = GenerationRequest(
+            prompt=PROMPT, model="tiny", duration=4.0, seed=12, takes=3, temperature=0.9, top_k=50
+        )
+        audio[choice] = [clip.audio for clip in runner.generate(request, JobContext())]
+    assert [take.shape for take in audio["fast"]] == [(1, 4 * tiny_musicgen.SAMPLE_RATE)] * 3
+    for fast, reference in zip(audio["fast"], audio["transformers"], strict=True):
+        np.testing.assert_array_equal(fast, reference)
+    assert not np.array_equal(audio["fast"][0], audio["fast"][1])
+
+
+# -- several takes in one batch --------------------------------------------------------------------------------------
+def batched_ids(model, text, params, seeds, context=None, **inputs):
+    """The fast loop's takes of ``seeds`` made together, as a list of (codebooks, ...) ids, one per take."""
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    torch.manual_seed(999)  # a take made in a batch draws only from its own generator, never from the default one
+    ids = FastDecoder(model).generate(
+        text, Sampling.from_kwargs(params), STEPS, context_codes=context, generators=generators, **inputs
+    )
+    return list(ids.split(model.decoder.num_codebooks))
+
+
+@pytest.mark.parametrize(
+    ("kind", "case"),
+    [
+        ("mono", "musicgen_defaults"),
+        ("mono", "every_knob"),
+        ("mono", "no_guidance"),
+        ("mono", "greedy"),
+        ("stereo", "every_knob"),
+        ("melody", "every_knob"),
+    ],
+)
+def test_takes_made_together_equal_takes_made_one_by_one(models, kind, case):
+    model, text, _ = models[kind]
+    seeds = [11, 12, 13]
+    together = batched_ids(model, text, CASES[case], seeds)
+    for seed, take in zip(seeds, together, strict=True):
+        assert_same_tokens(take, fast_ids(model, text, CASES[case], seed=seed))
+    assert_same_tokens(together[1], reference_ids(model, text, CASES[case], seed=12))
+    if CASES[case]["do_sample"]:
+        assert not torch.equal(together[0], together[2])  # three takes, not one three times
+
+
+def test_takes_made_together_continue_each_its_own_codes(models):
+    """Continuation windows of a batch: every take has its own context codes."""
+    model, text, _ = models["stereo"]
+    rows = model.decoder.num_codebooks
+    contexts = [
+        torch.randint(0, tiny_musicgen.CODEBOOK_SIZE, (rows, 17), generator=torch.Generator().manual_seed(k))
+        for k in range(2)
+    ]
+    params = CASES["every_knob"]
+    together = batched_ids(model, text, params, [4, 5], context=torch.cat(contexts))
+    for seed, context, take in zip([4, 5], contexts, together, strict=True):
+        assert take.shape[-1] == 1 + 17 + STEPS
+        assert_same_tokens(take, reference_ids(model, text, params, seed=seed, context=context))
+
+
+def test_on_step_sees_every_take_of_a_batch(models):
+    model, text, _ = models["mono"]
+    seen = []
+    generators = [torch.Generator().manual_seed(seed) for seed in (1, 2)]
+    ids = FastDecoder(model).generate(
+        text, Sampling(), STEPS, on_step=lambda ids: seen.append(ids.shape), generators=generators
+    )
+    rows = 2 * model.decoder.num_codebooks
+    assert ids.shape == (rows, STEPS + 1)
+    assert seen == [(rows, n) for n in range(2, STEPS + 2)]

@@ -14,6 +14,9 @@ stay transformers' own; only the loop is replaced:
 3. Logits are processed exactly as ``generate`` does for MusicGen (CFG, then temperature, top-k, top-p, softmax and
    ``torch.multinomial`` on the same rows), so on CPU in float32 the random stream is consumed identically and the
    tokens equal ``generate``'s for the same seed.
+4. Several takes can share the loop (``generators``, one per take): each step then reads the weights once for all of
+   them — a step's cost on a CPU or a small batch on a GPU is mostly that read — while every take draws its tokens
+   from its own random stream, so take k is what a one-take call after ``torch.manual_seed(seed_k)`` makes.
 
 Exactness: the default step attends over a view of the cache holding the same values generate() concatenates, and
 its logits came out bitwise equal to generate()'s on CPU. The fixed-shape step that CUDA graphs need attends over the
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,8 +55,9 @@ class Sampling:
         return self.guidance_scale > 1
 
 
-def next_tokens(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
-    """One token per row from float32 logits (2*rows with CFG: conditional half first), in ``generate``'s order.
+def next_tokens(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row from float32 logits (2*rows with CFG: conditional half first), in ``generate``'s order,
+    drawn from ``generator`` (None: torch's default one, as generate() draws).
 
     generate() applies ClassifierFreeGuidanceLogitsProcessor, then (sampling only) Temperature, TopK and TopP warpers,
     then softmax + multinomial; each line below is the same arithmetic as that processor.
@@ -73,13 +77,14 @@ def next_tokens(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
         remove = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= (1 - sampling.top_p)
         remove[..., -1:] = False
         logits = logits.masked_fill(remove.scatter(1, sorted_indices, remove), -float("inf"))
-    return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1).squeeze(1)
+    return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator).squeeze(1)
 
 
 @dataclass
-class _Take:
-    """One generation's buffers, dropped when it ends: self-attention K/V for every position of the take (and a
-    melody model's conditioning prefix), the text's cross-attention K/V, and the CUDA graph recorded on them."""
+class _Buffers:
+    """One generation's buffers, dropped when it ends: self-attention K/V for every position of its takes (and a
+    melody model's conditioning prefix), the text's cross-attention K/V, and the CUDA graph recorded on them; the
+    takes' rows one after the other along the batch."""
 
     prefix: int
     positions: torch.Tensor  # the sinusoidal position embeddings of every position
@@ -142,16 +147,20 @@ class FastDecoder:
         context_codes: torch.Tensor | None = None,
         input_features: torch.Tensor | None = None,
         on_step: Callable[[torch.Tensor], None] | None = None,
+        generators: Sequence[torch.Generator] | None = None,
     ) -> torch.Tensor:
-        """Token ids (batch*codebooks, 1 + context + max_new_tokens), delay pattern applied, start token first.
+        """Token ids (takes*codebooks, 1 + context + max_new_tokens), delay pattern applied, start token first.
 
-        ``text`` is the tokenizer's input_ids/attention_mask, ``context_codes`` (batch*codebooks, frames) the codes to
-        continue, ``input_features`` a melody's chroma. ``on_step`` sees the ids so far after every token, like a
-        StoppingCriteria in ``generate`` (raising from it aborts).
+        ``text`` is the tokenizer's input_ids/attention_mask for one prompt, ``context_codes`` (takes*codebooks,
+        frames) the codes to continue, ``input_features`` a melody's chroma. ``generators``: one per take, to make
+        several takes of the prompt at once, each from its own random stream; without them, one take from torch's
+        default stream. ``on_step`` sees the ids so far after every token, like a StoppingCriteria in ``generate``
+        (raising from it aborts).
         """
         device = self.model.device
-        batch = text["input_ids"].shape[0]
-        start = torch.full((batch * self.num_codebooks, 1), self.start_token, dtype=torch.long, device=device)
+        takes = len(generators) if generators else 1
+        rows = takes * self.num_codebooks
+        start = torch.full((rows, 1), self.start_token, dtype=torch.long, device=device)
         prompt = start if context_codes is None else torch.cat([start, context_codes.to(device)], dim=-1)
         max_length = prompt.shape[-1] + max_new_tokens
         prompt, pattern = self.model.decoder.build_delay_pattern_mask(prompt, self.start_token, max_length)
@@ -160,25 +169,41 @@ class FastDecoder:
         fed = self.model.decoder.apply_delay_pattern_mask(prompt, pattern)
 
         conditioning = self._conditioning(text, input_features, sampling.guidance_scale)
-        out = self.model(
-            decoder_input_ids=fed.repeat((2, 1)) if sampling.cfg else fed,
-            use_cache=True,
-            return_dict=True,
-            **conditioning,
-        )  # the same prefill call generate() makes
-        logits = out.logits[:, -1].float()
-        take = self._load_cache(out.cache, conditioning, max_length)
-        del out
-
+        caches, logits = [], []
+        for take in fed.split(self.num_codebooks):  # each take's prompt alone: the same prefill call generate() makes
+            out = self.model(
+                decoder_input_ids=take.repeat((2, 1)) if sampling.cfg else take,
+                use_cache=True,
+                return_dict=True,
+                **conditioning,
+            )
+            logits.append(out.logits[:, -1].float())
+            caches.append(out.cache)
+            del out
+        buffers = self._load_cache(caches, conditioning, max_length)
+        del caches
+        draw = self._sampler(sampling, generators)
+        step_logits = torch.cat(logits)
         for position in range(first, max_length):
-            token = next_tokens(logits, sampling)
+            token = draw(step_logits)
             token = torch.where(pattern[:, position] == -1, token, pattern[:, position])
             ids[:, position] = token
             if on_step is not None:
                 on_step(ids[:, : position + 1])
             if position + 1 < max_length:
-                logits = self._step(take, token.repeat(2) if sampling.cfg else token, take.prefix + position)
+                fed_token = token.view(takes, 1, -1).expand(takes, 2, -1).reshape(-1) if sampling.cfg else token
+                step_logits = self._step(buffers, fed_token, buffers.prefix + position)
         return ids
+
+    def _sampler(
+        self, sampling: Sampling, generators: Sequence[torch.Generator] | None
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Logits of every take's rows (take after take) → their next tokens, each take's from its own generator."""
+        if not generators:
+            return lambda logits: next_tokens(logits, sampling)
+        return lambda logits: torch.cat(
+            [next_tokens(part, sampling, g) for part, g in zip(logits.chunk(len(generators)), generators, strict=True)]
+        )
 
     def _conditioning(
         self, text: dict[str, torch.Tensor], input_features: torch.Tensor | None, guidance: float
@@ -199,55 +224,62 @@ class FastDecoder:
         return self.model._prepare_text_encoder_kwargs_for_generation(text["input_ids"], kwargs, "input_ids", config)
 
     # -- the static cache ------------------------------------------------------------------------------------------
-    def _load_cache(self, cache: Any, conditioning: dict[str, Any], max_length: int) -> _Take:
-        """Copy the prefill's cache into buffers long enough for the whole take."""
+    def _load_cache(self, caches: list[Any], conditioning: dict[str, Any], max_length: int) -> _Buffers:
+        """Copy the takes' prefill caches, take after take along the batch, into buffers long enough for the whole
+        generation."""
         from transformers.masking_utils import create_bidirectional_mask
 
-        self_cache = getattr(cache, "self_attention_cache", cache)
-        filled = int(self_cache.layers[0].keys.shape[2])
+        self_caches = [getattr(cache, "self_attention_cache", cache) for cache in caches]
+        filled = int(self_caches[0].layers[0].keys.shape[2])
         prefix = int(conditioning["encoder_hidden_states"].shape[1]) if self.melody else 0  # melody's conditioning
         length = prefix + max_length
         positions = self.decoder.embed_positions
         if length > positions.weights.shape[0]:
             positions.make_weights(length, positions.embedding_dim)
-        take = _Take(prefix=prefix, positions=positions.weights[:length])
-        for layer in self_cache.layers:
-            shape = (*layer.keys.shape[:2], length, layer.keys.shape[3])
-            keys, values = layer.keys.new_zeros(shape), layer.values.new_zeros(shape)
-            keys[:, :, :filled] = layer.keys
-            values[:, :, :filled] = layer.values
-            take.keys.append(keys)
-            take.values.append(values)
-        cross = getattr(cache, "cross_attention_cache", None)
-        if cross is not None and not self.melody:
-            take.cross = [(c.keys, c.values) for c in cross.layers]
+        buffers = _Buffers(prefix=prefix, positions=positions.weights[:length])
+        for layers in zip(*(cache.layers for cache in self_caches), strict=True):
+            first = layers[0].keys
+            shape = (first.shape[0] * len(layers), first.shape[1], length, first.shape[3])
+            keys, values = first.new_zeros(shape), first.new_zeros(shape)
+            keys[:, :, :filled] = torch.cat([layer.keys for layer in layers])
+            values[:, :, :filled] = torch.cat([layer.values for layer in layers])
+            buffers.keys.append(keys)
+            buffers.values.append(values)
+        crosses = [getattr(cache, "cross_attention_cache", None) for cache in caches]
+        if crosses[0] is not None and not self.melody:
+            buffers.cross = [
+                (torch.cat([c.keys for c in layers]), torch.cat([c.values for c in layers]))
+                for layers in zip(*(cross.layers for cross in crosses), strict=True)
+            ]
             states = conditioning["encoder_outputs"].last_hidden_state
-            take.cross_mask = create_bidirectional_mask(
+            mask = create_bidirectional_mask(
                 config=self.decoder.config,
                 inputs_embeds=states.new_zeros(states.shape[0], 1, self.decoder.config.hidden_size),
                 attention_mask=conditioning.get("attention_mask"),
                 encoder_hidden_states=states,
             )
-        return take
+            buffers.cross_mask = None if mask is None else mask.repeat(len(caches), *(1,) * (mask.dim() - 1))
+        return buffers
 
     # -- one decoder step ------------------------------------------------------------------------------------------
-    def _step(self, take: _Take, tokens: torch.Tensor, position: int) -> torch.Tensor:
+    def _step(self, buffers: _Buffers, tokens: torch.Tensor, position: int) -> torch.Tensor:
         """Float32 logits (rows, vocab) for one token per codebook row at cache ``position``."""
         if not self.static_shapes:
-            return self._forward(take, tokens, torch.tensor([position], device=tokens.device), position + 1)
+            return self._forward(buffers, tokens, torch.tensor([position], device=tokens.device), position + 1)
         if not self.cuda_graph:
-            return self._forward(take, tokens, torch.tensor([position], device=tokens.device), None)
-        if take.graph is None:
+            return self._forward(buffers, tokens, torch.tensor([position], device=tokens.device), None)
+        if buffers.graph is None:
             try:
-                take.graph = self._capture(take, tokens.clone(), torch.tensor([position], device=tokens.device))
+                buffers.graph = self._capture(buffers, tokens.clone(), torch.tensor([position], device=tokens.device))
             except RuntimeError as exc:  # an op this torch/driver cannot capture: same maths, launched eagerly
                 warnings.warn(f"MusicGen fast decode: CUDA graph capture failed, running without ({exc})", stacklevel=2)
                 self.cuda_graph = False
-                return self._step(take, tokens, position)
-        return take.graph.replay(tokens, position)
+                return self._step(buffers, tokens, position)
+        return buffers.graph.replay(tokens, position)
 
-    def _capture(self, take: _Take, tokens: torch.Tensor, position: torch.Tensor) -> _Graph:
-        """Record the fixed-shape step (once per take: the buffers are the take's) for replay on its later steps.
+    def _capture(self, buffers: _Buffers, tokens: torch.Tensor, position: torch.Tensor) -> _Graph:
+        """Record the fixed-shape step (once per generation: it is recorded on its buffers) for replay on its later
+        steps.
 
         The warm-up run on a side stream (allocator, cuBLAS handles) computes this very step, so the K/V it writes
         are the ones the replay writes again.
@@ -255,34 +287,36 @@ class FastDecoder:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            self._forward(take, tokens, position, None)
+            self._forward(buffers, tokens, position, None)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            logits = self._forward(take, tokens, position, None)
+            logits = self._forward(buffers, tokens, position, None)
         return _Graph(graph, tokens, position, logits)
 
-    def _forward(self, take: _Take, tokens: torch.Tensor, position: torch.Tensor, length: int | None) -> torch.Tensor:
+    def _forward(
+        self, buffers: _Buffers, tokens: torch.Tensor, position: torch.Tensor, length: int | None
+    ) -> torch.Tensor:
         """The decoder's forward for one step, with the decoder's own modules. ``length`` None: attend over the whole
         buffer, masking positions after ``position`` (fixed shapes); otherwise over the first ``length`` only."""
         codes = tokens.view(-1, self.num_codebooks)
         hidden = sum(self.decoder.embed_tokens[k](codes[:, k]) for k in range(self.num_codebooks))
-        hidden = (hidden + take.positions.index_select(0, position))[:, None]  # (batch, 1, dim)
+        hidden = (hidden + buffers.positions.index_select(0, position))[:, None]  # (batch, 1, dim)
         mask = None
         if length is None:
-            mask = (torch.arange(take.positions.shape[0], device=tokens.device) <= position)[None, None, None]
+            mask = (torch.arange(buffers.positions.shape[0], device=tokens.device) <= position)[None, None, None]
         for index, layer in enumerate(self.decoder.layers):
-            keys, values = take.keys[index], take.values[index]
+            keys, values = buffers.keys[index], buffers.values[index]
             write = (keys, values, position)
             if length is not None:
                 keys, values = keys[:, :, :length], values[:, :, :length]
             hidden = hidden + self._attend(
                 layer.self_attn, layer.self_attn_layer_norm(hidden), keys, values, mask, write
             )
-            if take.cross:
-                cross_keys, cross_values = take.cross[index]
+            if buffers.cross:
+                cross_keys, cross_values = buffers.cross[index]
                 normed = layer.encoder_attn_layer_norm(hidden)
-                hidden = hidden + self._attend(layer.encoder_attn, normed, cross_keys, cross_values, take.cross_mask)
+                hidden = hidden + self._attend(layer.encoder_attn, normed, cross_keys, cross_values, buffers.cross_mask)
             hidden = hidden + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(hidden))))
         hidden = self.decoder.layer_norm(hidden)
         logits = torch.stack([head(hidden) for head in self.lm_heads], dim=1)  # (batch, codebooks, 1, vocab)
