@@ -12,7 +12,8 @@ sides up once, then times each side ``--repeats`` times, interleaved, and prints
 ratio. ttag's time is measured from submit to Done, so it includes the worker round trip, progress messages and the
 clip transfer. With ``--stream`` it also reports when the first streamed audio arrived, as a fraction of the run.
 With ``--takes N`` each side makes N takes: ttag as one request (its fast decoder makes up to four together),
-transformers as N ``generate`` calls seeded as ttag seeds its takes.
+transformers as N ``generate`` calls seeded as ttag seeds its takes; in decoder mode the fast loop makes all N in one
+batch.
 
 Decoder mode builds random-weight models in memory (``--size``: small/medium/large have facebook/musicgen-*'s decoder
 shapes) and times the token loop only — from the call to the last token, EnCodec decoding excluded — of both loops
@@ -60,7 +61,8 @@ def main() -> int:
         "--takes",
         type=int,
         default=1,
-        help="worker mode: takes per request (ttag's fast decoder makes up to four together; transformers one by one)",
+        help="takes per request (ttag's fast decoder makes up to four together; transformers one by one); decoder"
+        " mode: the fast loop's takes all in one batch",
     )
     parser.add_argument("--stream", action="store_true", help="time ttag's streaming path instead")
     parser.add_argument("--decoders", action="store_true", help="fast decode loop vs generate(), in-process")
@@ -195,23 +197,31 @@ def decoder_bench(args: argparse.Namespace) -> int:
             self.ids = ids
             self.wall_s = time.perf_counter() - self.wall
 
-    def transformers_loop(model: Any, steps: int) -> tuple[float, Clock]:
+    def transformers_loop(model: Any, steps: int, takes: int = 1) -> tuple[float, Clock]:
+        """generate() once per take, seeded as ttag seeds its takes; the clock's ids are every take's, stacked."""
         clock = Clock()
-        torch.manual_seed(1)
-        started = now()
-        model.generate(
-            **text, **params, max_new_tokens=steps, stopping_criteria=transformers.StoppingCriteriaList([clock])
-        )
         start = model.generation_config.decoder_start_token_id
-        prompt = torch.full((clock.ids.shape[0], 1), start, device=clock.ids.device)
-        clock.ids = decoder_apply(clock.ids, delay_pattern(model.decoder, prompt, start, clock.ids.shape[-1]))
+        started = now()
+        ids = []
+        for take in range(takes):
+            torch.manual_seed(1 + take)
+            model.generate(
+                **text, **params, max_new_tokens=steps, stopping_criteria=transformers.StoppingCriteriaList([clock])
+            )
+            prompt = torch.full((clock.ids.shape[0], 1), start, device=clock.ids.device)
+            ids.append(decoder_apply(clock.ids, delay_pattern(model.decoder, prompt, start, clock.ids.shape[-1])))
+        clock.ids = torch.cat(ids)
         return clock.times[-1] - started, clock
 
-    def fast_loop(decoder: FastDecoder, steps: int) -> tuple[float, Clock]:
+    def fast_loop(decoder: FastDecoder, steps: int, takes: int = 1) -> tuple[float, Clock]:
+        """The fast loop's takes made together, each from its own generator seeded as generate()'s."""
         clock = Clock()
         torch.manual_seed(1)
+        generators = (
+            [torch.Generator(args.device).manual_seed(1 + take) for take in range(takes)] if takes > 1 else None
+        )
         started = now()
-        decoder.generate(text, Sampling.from_kwargs(params), steps, on_step=clock.tick)
+        decoder.generate(text, Sampling.from_kwargs(params), steps, on_step=clock.tick, generators=generators)
         return clock.times[-1] - started, clock
 
     def step_ms(clock: Clock, last: int | None = None) -> float:
@@ -232,15 +242,17 @@ def decoder_bench(args: argparse.Namespace) -> int:
         fast_loop(decoder, 4)
         for seconds in args.seconds:
             steps = -(-round(seconds * tiny_musicgen.SAMPLE_RATE) // 640) + 3
-            hf_s, hf_clock = transformers_loop(model, steps)
-            fast_s, fast_clock = fast_loop(decoder, steps)
+            hf_s, hf_clock = transformers_loop(model, steps, args.takes)
+            fast_s, fast_clock = fast_loop(decoder, steps, args.takes)
             same = f", tokens equal: {agreement(fast_clock.ids, hf_clock.ids)}"
-            print(f"  {seconds:g} s of audio ({steps} steps){same}")
+            takes = f"{args.takes} takes of " if args.takes > 1 else ""
+            rate = "take-steps/s" if args.takes > 1 else "steps/s"
+            print(f"  {takes}{seconds:g} s of audio ({steps} steps a take){same}")
             for name, total, clock in (("transformers", hf_s, hf_clock), ("fast", fast_s, fast_clock)):
                 print(
-                    f"    {name:12s} {total:8.2f} s  {steps / total:7.1f} steps/s  real-time factor "
-                    f"{total / seconds:6.3f}  median {step_ms(clock):6.1f} ms/step, last 50 {step_ms(clock, 50):6.1f}"
-                    + ("" if cuda else f"  (wall {clock.wall_s:.2f} s)")
+                    f"    {name:12s} {total:8.2f} s  {steps * args.takes / total:7.1f} {rate}  real-time factor "
+                    f"{total / (seconds * args.takes):6.3f}  median {step_ms(clock):6.1f} ms/step, "
+                    f"last 50 {step_ms(clock, 50):6.1f}" + ("" if cuda else f"  (wall {clock.wall_s:.2f} s)")
                 )
             wall_ratio = "" if cuda else f" (wall time: {fast_clock.wall_s / hf_clock.wall_s:.2f})"
             print(f"    ratio fast / transformers: {fast_s / hf_s:.2f}{wall_ratio}")
