@@ -245,8 +245,8 @@ class FastDecoder:
             values[:, :, :filled] = torch.cat([layer.values for layer in layers])
             buffers.keys.append(keys)
             buffers.values.append(values)
-        crosses = [getattr(cache, "cross_attention_cache", None) for cache in caches]
-        if crosses[0] is not None and not self.melody:
+        crosses = [cache.cross_attention_cache for cache in caches if hasattr(cache, "cross_attention_cache")]
+        if crosses and not self.melody:
             buffers.cross = [
                 (torch.cat([c.keys for c in layers]), torch.cat([c.values for c in layers]))
                 for layers in zip(*(cross.layers for cross in crosses), strict=True)

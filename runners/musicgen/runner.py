@@ -291,11 +291,11 @@ class MusicGenRunner(TorchRunner):
             return [np.zeros((self.channels, 0), np.float32)]
         ctx.progress("decoding", 0, 1)
         if single_audio is None:
-            audio = [self._decode_all(take_codes, ctx) for take_codes in codes.split(self.num_codebooks)]
+            takes_audio = [self._decode_all(take_codes, ctx) for take_codes in codes.split(self.num_codebooks)]
         else:
-            audio = [single_audio]
+            takes_audio = [single_audio]
         ctx.progress("decoding", 1, 1)
-        return [_fit(take_audio, plan.total_samples) for take_audio in audio]
+        return [_fit(take_audio, plan.total_samples) for take_audio in takes_audio]
 
     def _segment(
         self,
