@@ -306,3 +306,28 @@ def test_on_step_sees_every_take_of_a_batch(models):
     rows = 2 * model.decoder.num_codebooks
     assert ids.shape == (rows, STEPS + 1)
     assert seen == [(rows, n) for n in range(2, STEPS + 2)]
+
+
+def test_a_batch_that_runs_out_of_memory_is_made_one_take_at_a_time(models, monkeypatch):
+    """Four takes' caches need four times one take's: where they do not fit, the takes come one by one, the same."""
+    _, _, folder = models["mono"]
+    spec = replace(next(m for m in MODELS if m.id == "musicgen-small"), id="tiny", hub_repo=str(folder))
+    runner = MusicGenRunner(spec, RunnerSettings(threads=1))
+    runner.load_model(JobContext())
+    request = GenerationRequest(prompt=PROMPT, model="tiny", duration=1.0, seed=3, takes=3)
+    together = [clip.audio for clip in runner.generate(request, JobContext())]
+
+    batches = []
+    original = FastDecoder.generate
+
+    def no_room_for_a_batch(self, *args, generators=None, **kwargs):
+        batches.append(len(generators or [None]))
+        if generators:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FastDecoder, "generate", no_room_for_a_batch)
+    alone = [clip.audio for clip in runner.generate(request, JobContext())]
+    assert batches == [3, 1, 1, 1]
+    for batched, single in zip(together, alone, strict=True):
+        np.testing.assert_array_equal(batched, single)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from runners.contract import AudioChunk, Clip, JobContext, RunnerError
+from runners.contract import AudioChunk, Clip, JobContext, OutOfMemory, RunnerError
 from runners.musicgen import CONTEXT_S, DECODERS, WINDOW_S
 from runners.musicgen.conditioning import BadAudioInput, ChromaSettings, load_audio, melody_chroma, melody_window
 from runners.musicgen.streaming import StreamingCodecDecoder, codebook_delays, complete_frames, delay_pattern
@@ -46,7 +46,8 @@ STREAM_EVERY_FRAMES = 25  # hand audio to the caller every half second of genera
 FIRST_STREAM_FRAMES = 8  # ...but the first piece sooner, so playback can start early
 DECODE_CHUNK_FRAMES = 250  # frames per decoder call when decoding a long take in one go (bounded memory)
 # Takes the fast decoder makes together: their KV caches add up (musicgen-small at 30 s with guidance: ~0.6 GB a
-# take in float32), while the weights are read once a step for all of them.
+# take in float32), while the weights are read once a step for all of them. A batch that runs out of memory is made
+# again one take at a time.
 TAKES_PER_BATCH = 4
 
 Sink = Callable[[np.ndarray], None]
@@ -212,22 +213,30 @@ class MusicGenRunner(TorchRunner):
             raise BadAudioInput(f"the audio prompt is already {seconds:.1f} s long: ask for a longer duration")
         steps = plan.steps(self.delay_tail)
         together = TAKES_PER_BATCH if self.fast is not None and sink_for is None else 1
-        for first in range(0, request.takes, together):
+        first = 0
+        while first < request.takes:
             takes = range(first, min(first + together, request.takes))
             sink = sink_for(first) if sink_for is not None else None
-            with self.generating(request):
-                audio = self._render(
-                    request,
-                    takes,
-                    plan,
-                    conditioning,
-                    prompt_codes,
-                    ctx,
-                    offset=first * steps,
-                    total=request.takes * steps,
-                    sink=sink,
-                )
+            try:
+                with self.generating(request):
+                    audio = self._render(
+                        request,
+                        takes,
+                        plan,
+                        conditioning,
+                        prompt_codes,
+                        ctx,
+                        offset=first * steps,
+                        total=request.takes * steps,
+                        sink=sink,
+                    )
+            except OutOfMemory:
+                if len(takes) == 1:
+                    raise
+                together = 1  # the batch's caches did not fit where one take's do: the same takes, one at a time
+                continue
             yield from zip(takes, audio, strict=True)
+            first += len(takes)
 
     def _render(
         self,
