@@ -331,3 +331,16 @@ def test_a_batch_that_runs_out_of_memory_is_made_one_take_at_a_time(models, monk
     assert batches == [3, 1, 1, 1]
     for batched, single in zip(together, alone, strict=True):
         np.testing.assert_array_equal(batched, single)
+
+
+@pytest.mark.parametrize("kind", ["mono", "melody"])
+def test_the_fixed_shape_step_makes_a_batch_of_takes(models, kind):
+    """The CUDA-graph step (whole-cache attention under a mask), run eagerly on CPU, with two takes in its batch."""
+    model, text, _ = models[kind]
+    params = CASES["every_knob"]
+    generators = [torch.Generator().manual_seed(seed) for seed in (3, 4)]
+    together = FastDecoder(model, static_shapes=True).generate(
+        text, Sampling.from_kwargs(params), STEPS, generators=generators
+    )
+    for seed, take in zip((3, 4), together.split(model.decoder.num_codebooks), strict=True):
+        assert_same_tokens(take, reference_ids(model, text, params, seed=seed))
