@@ -49,7 +49,8 @@ def median_time(fn, repeat: int, clock=time.perf_counter) -> float:
 
 def machine() -> str:
     """The machine and how fast it is right now: a shared box's speed moves by a third within the hour with nothing of
-    ours on it, so every run says what it ran on (10⁷ pure-Python additions: ~1.04 s on this box when it is quiet)."""
+    ours on it, so every run says what it ran on (10⁷ pure-Python additions in a function: 0.38–0.5 s on the 2-core
+    box of BENCHMARKS.md when it is quiet, 0.7 and more when it is not)."""
     started = time.perf_counter()
     total = 0
     for i in range(10**7):
