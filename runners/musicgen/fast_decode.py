@@ -238,11 +238,12 @@ class FastDecoder:
             positions.make_weights(length, positions.embedding_dim)
         buffers = _Buffers(prefix=prefix, positions=positions.weights[:length])
         for layers in zip(*(cache.layers for cache in self_caches), strict=True):
-            first = layers[0].keys
-            shape = (first.shape[0] * len(layers), first.shape[1], length, first.shape[3])
-            keys, values = first.new_zeros(shape), first.new_zeros(shape)
-            keys[:, :, :filled] = torch.cat([layer.keys for layer in layers])
-            values[:, :, :filled] = torch.cat([layer.values for layer in layers])
+            rows, heads, _, head_dim = layers[0].keys.shape
+            shape = (rows * len(layers), heads, length, head_dim)
+            keys, values = layers[0].keys.new_zeros(shape), layers[0].values.new_zeros(shape)
+            for index, layer in enumerate(layers):
+                keys[index * rows : (index + 1) * rows, :, :filled] = layer.keys
+                values[index * rows : (index + 1) * rows, :, :filled] = layer.values
             buffers.keys.append(keys)
             buffers.values.append(values)
         crosses = [cache.cross_attention_cache for cache in caches if hasattr(cache, "cross_attention_cache")]
