@@ -1,8 +1,9 @@
 """The fast MusicGen decode loop (runners/musicgen/fast_decode.py) against transformers' own ``generate``.
 
 On CPU in float32 the fast loop must produce exactly generate()'s tokens for the same seed and parameters: greedy and
-sampled, every sampling knob, with and without guidance, mono, stereo, melody, and continuing from context codes. The
-models are tiny random-weight checkpoints from tests/tiny_musicgen.py, loaded with ``from_pretrained`` like the runner.
+sampled, every sampling knob, with and without guidance, mono, stereo, melody, and continuing from context codes; and
+the takes it makes together must be the takes it makes one by one. The models are tiny random-weight checkpoints from
+tests/tiny_musicgen.py, loaded with ``from_pretrained`` like the runner.
 """
 
 from __future__ import annotations
@@ -308,17 +309,24 @@ def test_on_step_sees_every_take_of_a_batch(models):
     assert seen == [(rows, n) for n in range(2, STEPS + 2)]
 
 
-def test_a_batch_that_runs_out_of_memory_is_made_one_take_at_a_time(models, monkeypatch):
-    """Four takes' caches need four times one take's: where they do not fit, the takes come one by one, the same."""
+def test_takes_go_four_at_a_time_and_a_batch_out_of_memory_goes_one_by_one(models, monkeypatch):
+    """Five takes: a batch of four, then the fifth alone. Four takes' caches need four times one take's: where they do
+    not fit, the same takes come one by one."""
     _, _, folder = models["mono"]
     spec = replace(next(m for m in MODELS if m.id == "musicgen-small"), id="tiny", hub_repo=str(folder))
     runner = MusicGenRunner(spec, RunnerSettings(threads=1))
     runner.load_model(JobContext())
-    request = GenerationRequest(prompt=PROMPT, model="tiny", duration=1.0, seed=3, takes=3)
-    together = [clip.audio for clip in runner.generate(request, JobContext())]
-
+    request = GenerationRequest(prompt=PROMPT, model="tiny", duration=1.0, seed=3, takes=5)
     batches = []
     original = FastDecoder.generate
+
+    def counted(self, *args, generators=None, **kwargs):
+        batches.append(len(generators or [None]))
+        return original(self, *args, generators=generators, **kwargs)
+
+    monkeypatch.setattr(FastDecoder, "generate", counted)
+    together = [clip.audio for clip in runner.generate(request, JobContext())]
+    assert batches == [4, 1]
 
     def no_room_for_a_batch(self, *args, generators=None, **kwargs):
         batches.append(len(generators or [None]))
@@ -326,11 +334,14 @@ def test_a_batch_that_runs_out_of_memory_is_made_one_take_at_a_time(models, monk
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return original(self, *args, **kwargs)
 
+    batches.clear()
     monkeypatch.setattr(FastDecoder, "generate", no_room_for_a_batch)
     alone = [clip.audio for clip in runner.generate(request, JobContext())]
-    assert batches == [3, 1, 1, 1]
+    assert batches == [4, 1, 1, 1, 1, 1]
+    assert len(alone) == len(together) == 5
     for batched, single in zip(together, alone, strict=True):
         np.testing.assert_array_equal(batched, single)
+    assert not np.array_equal(together[3], together[4])
 
 
 @pytest.mark.parametrize("kind", ["mono", "melody"])
