@@ -223,9 +223,11 @@ def test_decoder_choice_from_spec_and_environment(monkeypatch):
 
 
 @pytest.mark.slow
-def test_runner_decoders_make_the_same_long_take(models):
+def test_runner_decoders_make_the_same_long_take(models, monkeypatch):
     """Three 4 s takes in 2 s windows with 0.5 s context (three generate calls a take): the same audio from either
-    decoder — the fast one makes the takes together, window by window, generate() one after the other."""
+    decoder — the fast one makes the takes together, window by window (told its batches are exact: at the tiny
+    model's shapes this CPU's products are not), generate() one after the other."""
+    monkeypatch.setattr(FastDecoder, "batch_is_exact", lambda self, takes, rows: True)
     _, _, folder = models["mono"]
     template = next(m for m in MODELS if m.id == "musicgen-small")
     audio = {}
@@ -309,9 +311,9 @@ def test_on_step_sees_every_take_of_a_batch(models):
     assert seen == [(rows, n) for n in range(2, STEPS + 2)]
 
 
-def test_takes_go_four_at_a_time_and_a_batch_out_of_memory_goes_one_by_one(models, monkeypatch):
-    """Five takes: a batch of four, then the fifth alone. Four takes' caches need four times one take's: where they do
-    not fit, the same takes come one by one."""
+def test_takes_go_four_at_a_time_where_exact_and_a_batch_out_of_memory_goes_one_by_one(models, monkeypatch):
+    """Five takes: a batch of four, then the fifth alone — where batches are exact; where they are not, one by one.
+    Four takes' caches need four times one take's: where they do not fit, the same takes come one by one."""
     _, _, folder = models["mono"]
     spec = replace(next(m for m in MODELS if m.id == "musicgen-small"), id="tiny", hub_repo=str(folder))
     runner = MusicGenRunner(spec, RunnerSettings(threads=1))
@@ -325,8 +327,15 @@ def test_takes_go_four_at_a_time_and_a_batch_out_of_memory_goes_one_by_one(model
         return original(self, *args, generators=generators, **kwargs)
 
     monkeypatch.setattr(FastDecoder, "generate", counted)
+    monkeypatch.setattr(FastDecoder, "batch_is_exact", lambda self, takes, rows: False)
+    runner.generate(request, JobContext())
+    assert batches == [1, 1, 1, 1, 1]
+    batches.clear()
+    exact = []
+    monkeypatch.setattr(FastDecoder, "batch_is_exact", lambda self, takes, rows: exact.append((takes, rows)) or True)
     together = [clip.audio for clip in runner.generate(request, JobContext())]
     assert batches == [4, 1]
+    assert exact == [(4, 2)]  # guidance 3: two rows a take
 
     def no_room_for_a_batch(self, *args, generators=None, **kwargs):
         batches.append(len(generators or [None]))
@@ -355,3 +364,39 @@ def test_the_fixed_shape_step_makes_a_batch_of_takes(models, kind):
     )
     for seed, take in zip((3, 4), together.split(model.decoder.num_codebooks), strict=True):
         assert_same_tokens(take, reference_ids(model, text, params, seed=seed))
+
+
+def test_the_batch_probe_tells_whether_a_batch_keeps_each_takes_bits(models, monkeypatch):
+    """``batch_is_exact`` says what a real batch does on this machine: its answer is whether two takes' logits made
+    together are those made alone, bit for bit; and a product that changes with the number of rows makes it say no."""
+    import runners.musicgen.fast_decode as fast_decode
+
+    model, text, _ = models["mono"]
+    params = CASES["musicgen_defaults"]
+    seen = []
+    original = fast_decode.next_tokens
+    monkeypatch.setattr(
+        fast_decode, "next_tokens", lambda logits, s, g=None: seen.append(logits.clone()) or original(logits, s, g)
+    )
+    batched_ids(model, text, params, [1, 2])
+    together = torch.stack(seen).view(STEPS, 2, *seen[0].shape)  # a step: take 1's rows, then take 2's
+    seen.clear()
+    for seed in (1, 2):
+        fast_ids(model, text, params, seed=seed)
+    alone = torch.stack(seen).view(2, STEPS, *seen[0].shape)
+    assert together.shape[1:] == (2, 2 * model.decoder.num_codebooks, tiny_musicgen.CODEBOOK_SIZE)
+    torch.testing.assert_close(together[:, 1], alone[1], rtol=0, atol=1e-4)  # the same take, at least closely
+    bitwise = all(torch.equal(together[:, k], alone[k]) for k in range(2))
+    assert FastDecoder(model).batch_is_exact(2, 2) == bitwise
+
+    class Drifting(torch.nn.Linear):
+        """A product whose rows move with the batch's size, as a kernel chosen by row count can."""
+
+        def forward(self, x):
+            return super().forward(x) + 1e-3 * x.shape[0]
+
+    head = model.decoder.lm_heads[0]
+    drifting = Drifting(head.in_features, head.out_features, bias=False)
+    drifting.weight = head.weight
+    monkeypatch.setitem(model.decoder.lm_heads._modules, "0", drifting)
+    assert not FastDecoder(model).batch_is_exact(2, 2)

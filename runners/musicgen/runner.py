@@ -16,9 +16,9 @@ How a take is made:
 
 Take k is exactly what a single-take request with seed+k makes: generate()'s takes one after the other, each after
 ``torch.manual_seed(take_seed)``; the fast decoder's up to :data:`TAKES_PER_BATCH` at once, each drawing from its own
-generator seeded so (a batched ``generate`` would draw every take's tokens from one random stream). A step's cost is
-mostly reading the weights, once for the whole batch. Streamed takes still go one after the other: the first is heard
-soonest that way.
+generator seeded so (a batched ``generate`` would draw every take's tokens from one random stream), where the device
+gives a take in a batch the bits it has alone (``FastDecoder.batch_is_exact``). A step's cost is mostly reading the
+weights, once for the whole batch. Streamed takes still go one after the other: the first is heard soonest that way.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ class MusicGenRunner(TorchRunner):
         together = TAKES_PER_BATCH if self.fast is not None and sink_for is None else 1
         first = 0
         while first < request.takes:
-            takes = range(first, min(first + together, request.takes))
+            takes = range(first, first + self._batch_size(request, min(together, request.takes - first)))
             sink = sink_for(first) if sink_for is not None else None
             try:
                 with self.generating(request):
@@ -237,6 +237,16 @@ class MusicGenRunner(TorchRunner):
                 continue
             yield from zip(takes, audio, strict=True)
             first += len(takes)
+
+    def _batch_size(self, request: GenerationRequest, takes: int) -> int:
+        """``takes`` where the fast decoder gives each take of a batch the bits it has alone here (so a take is
+        still exactly what its seed makes, as its sidecar's recreate line promises), else 1."""
+        from runners.musicgen.fast_decode import Sampling
+
+        if takes == 1 or self.fast is None:
+            return 1
+        rows = 2 if Sampling.from_kwargs(self._sampling(request)).cfg else 1
+        return takes if self.fast.batch_is_exact(takes, rows) else 1
 
     def _render(
         self,
