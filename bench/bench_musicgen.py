@@ -245,10 +245,9 @@ def decoder_bench(args: argparse.Namespace) -> int:
             hf_s, hf_clock = transformers_loop(model, steps, args.takes)
             fast_s, fast_clock = fast_loop(decoder, steps, args.takes)
             same = f", tokens equal: {agreement(fast_clock.ids, hf_clock.ids)}"
-            takes = ""
+            takes = f"{args.takes} takes of " if args.takes > 1 else ""
             if args.takes > 1:  # the runner batches a request's takes only where this holds
-                exact = decoder.batch_is_exact(args.takes, 2)
-                takes = f"{args.takes} takes of (each take's bits the same in a batch here: {exact}) "
+                same += f", a take's bits the same in a batch as alone here: {decoder.batch_is_exact(args.takes, 2)}"
             rate = "take-steps/s" if args.takes > 1 else "steps/s"
             print(f"  {takes}{seconds:g} s of audio ({steps} steps a take){same}")
             for name, total, clock in (("transformers", hf_s, hf_clock), ("fast", fast_s, fast_clock)):
