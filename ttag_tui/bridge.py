@@ -170,6 +170,8 @@ class WorkerHandle:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if self._reader is not None:  # it settles the running job from the worker's last words or its exit
+            self._reader.join(timeout=5)
 
     # -- internals ---------------------------------------------------------------------------------------------
     def _send(self, header: dict[str, Any]) -> None:
