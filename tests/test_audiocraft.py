@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import zipfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -83,15 +83,24 @@ def env_python() -> str:
     return ENV_PYTHON
 
 
+# A real model, for the missing-weights test: the module's bridge looks in an empty hub cache, whatever ~/.cache holds.
+MAGNET_SMALL = next(m for m in MODELS if m.id == "audio-magnet-small")
+
+
 @pytest.fixture(scope="module")
 def registry() -> Registry:
-    return Registry(DEBUG_SPECS)
+    return Registry([*DEBUG_SPECS, MAGNET_SMALL])
 
 
 @pytest.fixture(scope="module")
-def bridge(env_python, registry):
+def bridge(env_python, registry, tmp_path_factory):
+    """One worker in the environment for every generation test (a worker pays ~15 s of CPU importing audiocraft)."""
+    hub = tmp_path_factory.mktemp("hub")
     settings = BridgeSettings(
-        RunnerSettings(threads=1), idle_unload_s=0, cancel_grace_s=20, interpreters={"audiocraft": env_python}
+        RunnerSettings(threads=1, cache_dir=str(hub)),
+        idle_unload_s=0,
+        cancel_grace_s=20,
+        interpreters={"audiocraft": env_python},
     )
     with Bridge(registry, settings) as bridge:
         yield bridge
@@ -113,12 +122,19 @@ def reference_case(model_id: str, **fields) -> dict:
     return {**window, **fields}
 
 
+@dataclass(frozen=True)
+class InEnvironment:
+    references: dict[str, list[np.ndarray]]  # {case: [audio of each seed]}, audiocraft called directly
+    precision: dict[str, dict]  # {dtype setting: what the runner's LM was and computed in}
+
+
 @pytest.fixture(scope="module")
-def references(env_python, audio_prompt, tmp_path_factory) -> dict[str, list[np.ndarray]]:
-    """Every take the tests below compare with, made by audiocraft directly in one process (each case seeds itself):
-    a process pays for importing audiocraft and building its debug models, ~15 s of CPU each."""
+def in_environment(env_python, audio_prompt, tmp_path_factory) -> InEnvironment:
+    """What the tests below compare with, made in the environment by one process (a process pays ~15 s of CPU for
+    importing audiocraft and building its debug models): every reference take (each case seeds itself), then the
+    runner's precision probe."""
     magnet_temperature = next(p for p in DEBUG_SPECS[2].params if p.name == "temperature").default
-    return direct(
+    return in_environment_run(
         env_python,
         tmp_path_factory.mktemp("direct"),
         musicgen=reference_case("debug-musicgen", duration=1.0, seeds=[11, 12], params=PARAMS),
@@ -142,6 +158,11 @@ def references(env_python, audio_prompt, tmp_path_factory) -> dict[str, list[np.
     )
 
 
+@pytest.fixture(scope="module")
+def references(in_environment) -> dict[str, list[np.ndarray]]:
+    return in_environment.references
+
+
 def request(registry: Registry, **fields) -> GenerationRequest:
     return validate_request(
         {"prompt": PROMPT, "model": "debug-musicgen", "duration": 1.0, "seed": 11, **fields}, registry
@@ -158,7 +179,7 @@ def run(bridge: Bridge, req: GenerationRequest, *, stream: bool = False) -> tupl
     return events, [clip.audio for clip in last.clips]
 
 
-DIRECT = r"""
+IN_ENVIRONMENT = r"""
 import json, sys
 import numpy as np
 from runners.audiocraft import offline
@@ -167,10 +188,14 @@ import soundfile, torch
 torch.set_num_threads(1)
 from audiocraft.models import AudioGen, MusicGen
 offline.apply()  # spaCy without its model download, MAGNeT attention on CPU: without these audiocraft cannot run here
+from runners.audiocraft.runner import AudioCraftRunner
+from runners.contract import JobContext, RunnerSettings
+from runners.registry import ModelSpec, Registry
+from runners.request import validate_request
 from tests.audiocraft_debug import build_debug_magnet
 
-out = {}
-for key, case in json.loads(sys.argv[1]).items():
+
+def direct(case):  # the case's takes, one per seed, from audiocraft's public API
     if case["family"] == "magnet":
         model = build_debug_magnet("cpu")
     else:
@@ -205,28 +230,60 @@ for key, case in json.loads(sys.argv[1]).items():
         else:
             audio = model.generate([case["prompt"]])
         takes.append(audio[0, :, : round(case["duration"] * model.sample_rate)].numpy())
-    out[key] = takes
-np.savez(sys.argv[2], **{f"{k}/{i}": a for k, v in out.items() for i, a in enumerate(v)})
+    return takes
+
+
+def precision(spec):  # for the dtype settings auto and bfloat16: the LM's weights, autocast, the dtype it computes in
+    registry = Registry([spec])
+    out = {}
+    for dtype in ("auto", "bfloat16"):
+        runner = AudioCraftRunner(spec, RunnerSettings(device="cpu", dtype=dtype, threads=1))
+        runner.load_model(JobContext())
+        seen = set()  # the dtype the LM's transformer computes in
+        runner.model.lm.transformer.register_forward_hook(lambda module, args, output: seen.add(str(output.dtype)))
+        request = validate_request({"prompt": "rain", "model": spec.id, "duration": 0.5, "seed": 3}, registry)
+        [clip] = runner.generate(request, JobContext())
+        autocast = runner.model.autocast.autocast
+        out[dtype] = {
+            "device": runner.device,
+            "weights": sorted({str(p.dtype) for p in runner.model.lm.parameters()}),
+            "autocast": None if autocast is None else str(autocast.fast_dtype),
+            "computed": sorted(seen),
+            "shape": list(clip.audio.shape),
+            "finite": bool(np.isfinite(clip.audio).all()),
+        }
+    return out
+
+
+job = json.loads(sys.argv[1])
+takes = {key: direct(case) for key, case in job["cases"].items()}
+np.savez(sys.argv[2], **{f"{k}/{i}": a for k, v in takes.items() for i, a in enumerate(v)})
+print(json.dumps(precision(ModelSpec.from_dict(job["precision"]))))
 """
 
 
-def direct(env_python: str, tmp_path: Path, **cases: dict) -> dict[str, list[np.ndarray]]:
-    """audiocraft called directly in its environment: {case: [audio of each seed]}."""
+def in_environment_run(env_python: str, tmp_path: Path, **cases: dict) -> InEnvironment:
+    """The IN_ENVIRONMENT script in the environment: the cases' reference takes and the precision probe of the first
+    debug model."""
     for case in cases.values():
         case.setdefault("prompt", PROMPT)
         case.setdefault("length", case["duration"])
     out = tmp_path / "direct.npz"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    job = {"cases": cases, "precision": DEBUG_SPECS[0].to_dict()}
     done = subprocess.run(
-        [env_python, "-c", DIRECT, json.dumps(cases), str(out)],
+        [env_python, "-c", IN_ENVIRONMENT, json.dumps(job), str(out)],
         env=env,
         capture_output=True,
         text=True,
-        timeout=TIMEOUT,
+        timeout=2 * TIMEOUT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     saved = np.load(out)
-    return {key: [saved[f"{key}/{i}"] for i in range(len(case["seeds"]))] for key, case in cases.items()}
+    return InEnvironment(
+        references={key: [saved[f"{key}/{i}"] for i in range(len(case["seeds"]))] for key, case in cases.items()},
+        precision=json.loads(done.stdout.strip().splitlines()[-1]),
+    )
 
 
 def progress_steps(events: list) -> list[Progress]:
@@ -472,51 +529,11 @@ def test_cancel_stops_generation_and_the_worker_goes_on(bridge, registry):
     assert bridge.handle_for(registry.get("debug-musicgen")).pid == pid  # the same worker served it
 
 
-PRECISION = r"""
-import json, sys
-import numpy as np
-from runners.audiocraft.runner import AudioCraftRunner
-from runners.contract import JobContext, RunnerSettings
-from runners.registry import ModelSpec, Registry
-from runners.request import validate_request
-
-spec = ModelSpec.from_dict(json.loads(sys.argv[1]))
-registry = Registry([spec])
-out = {}
-for dtype in ("auto", "bfloat16"):
-    runner = AudioCraftRunner(spec, RunnerSettings(device="cpu", dtype=dtype, threads=1))
-    runner.load_model(JobContext())
-    seen = set()  # the dtype the LM's transformer computes in
-    runner.model.lm.transformer.register_forward_hook(lambda module, args, output: seen.add(str(output.dtype)))
-    request = validate_request({"prompt": "rain", "model": spec.id, "duration": 0.5, "seed": 3}, registry)
-    [clip] = runner.generate(request, JobContext())
-    autocast = runner.model.autocast.autocast
-    out[dtype] = {
-        "device": runner.device,
-        "weights": sorted({str(p.dtype) for p in runner.model.lm.parameters()}),
-        "autocast": None if autocast is None else str(autocast.fast_dtype),
-        "computed": sorted(seen),
-        "shape": list(clip.audio.shape),
-        "finite": bool(np.isfinite(clip.audio).all()),
-    }
-print(json.dumps(out))
-"""
-
-
-def test_the_dtype_setting_reaches_audiocrafts_language_model(env_python):
+def test_the_dtype_setting_reaches_audiocrafts_language_model(in_environment):
     """``auto`` on the CPU leaves the model as audiocraft builds it (float32, no autocast: the takes above equal a
     direct call); an explicit dtype casts the LM and runs it under autocast in that dtype, as audiocraft does on a
     GPU."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [env_python, "-c", PRECISION, json.dumps(DEBUG_SPECS[0].to_dict())],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = in_environment.precision
     assert seen["auto"] == {
         "device": "cpu",
         "weights": ["torch.float32"],
@@ -529,13 +546,9 @@ def test_the_dtype_setting_reaches_audiocrafts_language_model(env_python):
     assert seen["bfloat16"] == {**seen["auto"], **half}
 
 
-def test_missing_weights_name_the_download_command(env_python, tmp_path):
-    spec = next(m for m in MODELS if m.id == "audio-magnet-small")
-    registry = Registry([spec])
-    settings = RunnerSettings(threads=1, cache_dir=str(tmp_path / "hub"))  # an empty cache, whatever ~/.cache holds
-    own = Bridge(registry, BridgeSettings(settings, idle_unload_s=0, interpreters={"audiocraft": env_python}))
-    with own, pytest.raises(JobFailed) as failure:
-        run(own, validate_request({"prompt": "rain", "model": spec.id, "seed": 1}, registry))
+def test_missing_weights_name_the_download_command(bridge, registry):
+    with pytest.raises(JobFailed) as failure:
+        run(bridge, validate_request({"prompt": "rain", "model": MAGNET_SMALL.id, "seed": 1}, registry))
     message = str(failure.value)
     assert failure.value.kind == "missing_weights", message
     assert "facebook/audio-magnet-small, t5-large missing" in message
