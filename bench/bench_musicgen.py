@@ -74,6 +74,13 @@ def main() -> int:
         help="unset: float16 on CUDA, float32 on CPU",
     )
     parser.add_argument("--step-at", type=int, nargs="*", default=[], help="decoder mode: step time at N cached")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=1,
+        help="decoder mode: runs of both loops, the order alternating (a box whose speed drifts favours neither),"
+        " and the median ratio",
+    )
     args = parser.parse_args()
 
     import torch
@@ -242,22 +249,40 @@ def decoder_bench(args: argparse.Namespace) -> int:
         fast_loop(decoder, 4)
         for seconds in args.seconds:
             steps = -(-round(seconds * tiny_musicgen.SAMPLE_RATE) // 640) + 3
-            hf_s, hf_clock = transformers_loop(model, steps, args.takes)
-            fast_s, fast_clock = fast_loop(decoder, steps, args.takes)
-            same = f", tokens equal: {agreement(fast_clock.ids, hf_clock.ids)}"
             takes = f"{args.takes} takes of " if args.takes > 1 else ""
-            if args.takes > 1:  # the runner batches a request's takes only where this holds
-                same += f", a take's bits the same in a batch as alone here: {decoder.batch_is_exact(args.takes, 2)}"
             rate = "take-steps/s" if args.takes > 1 else "steps/s"
-            print(f"  {takes}{seconds:g} s of audio ({steps} steps a take){same}")
-            for name, total, clock in (("transformers", hf_s, hf_clock), ("fast", fast_s, fast_clock)):
-                print(
-                    f"    {name:12s} {total:8.2f} s  {steps * args.takes / total:7.1f} {rate}  real-time factor "
-                    f"{total / (seconds * args.takes):6.3f}  median {step_ms(clock):6.1f} ms/step, "
-                    f"last 50 {step_ms(clock, 50):6.1f}" + ("" if cuda else f"  (wall {clock.wall_s:.2f} s)")
-                )
-            wall_ratio = "" if cuda else f" (wall time: {fast_clock.wall_s / hf_clock.wall_s:.2f})"
-            print(f"    ratio fast / transformers: {fast_s / hf_s:.2f}{wall_ratio}")
+            print(f"  {takes}{seconds:g} s of audio ({steps} steps a take)")
+            ratios, wall_ratios = [], []
+            for pair in range(args.pairs):
+                runs = {}
+                for name in ("transformers", "fast") if pair % 2 == 0 else ("fast", "transformers"):
+                    runs[name] = (
+                        transformers_loop(model, steps, args.takes)
+                        if name == "transformers"
+                        else fast_loop(decoder, steps, args.takes)
+                    )
+                (hf_s, hf_clock), (fast_s, fast_clock) = runs["transformers"], runs["fast"]
+                same = f"tokens equal: {agreement(fast_clock.ids, hf_clock.ids)}"
+                if args.takes > 1:  # the runner batches a request's takes only where this holds
+                    same += (
+                        f", a take's bits the same in a batch as alone here: {decoder.batch_is_exact(args.takes, 2)}"
+                    )
+                order = ", transformers first" if pair % 2 == 0 else ", fast first"
+                print(f"   {f'pair {pair + 1}{order}, ' if args.pairs > 1 else ''}{same}")
+                for name, total, clock in (("transformers", hf_s, hf_clock), ("fast", fast_s, fast_clock)):
+                    print(
+                        f"    {name:12s} {total:8.2f} s  {steps * args.takes / total:7.1f} {rate}  real-time factor "
+                        f"{total / (seconds * args.takes):6.3f}  median {step_ms(clock):6.1f} ms/step, "
+                        f"last 50 {step_ms(clock, 50):6.1f}" + ("" if cuda else f"  (wall {clock.wall_s:.2f} s)")
+                    )
+                ratios.append(fast_s / hf_s)
+                wall_ratios.append(fast_clock.wall_s / hf_clock.wall_s)
+                wall_ratio = "" if cuda else f" (wall time: {wall_ratios[-1]:.2f})"
+                print(f"    ratio fast / transformers: {ratios[-1]:.2f}{wall_ratio}")
+            if args.pairs > 1:
+                wall = "" if cuda else f" (wall time: {statistics.median(wall_ratios):.2f})"
+                listed = ", ".join(f"{r:.2f}" for r in ratios)
+                print(f"  median ratio over {args.pairs} pairs: {statistics.median(ratios):.2f}{wall} [{listed}]")
         for cached in args.step_at:
             hf_ms, fast_ms = step_times(model, decoder, text, cached, args.repeats, now)
             print(
