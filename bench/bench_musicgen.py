@@ -82,6 +82,8 @@ def main() -> int:
         " and the median ratio",
     )
     args = parser.parse_args()
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
 
     import torch
 
