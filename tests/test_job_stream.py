@@ -4,15 +4,16 @@ origin, cancel and back-pressure; and the remote backend hearing a take while th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import struct
 import time
 
+import httpx
 import numpy as np
 import pytest
 import soundfile
-from starlette.websockets import WebSocketDisconnect
 
 from runners.request import validate_request
 from tests.fake_runners import fake_registry
@@ -108,9 +109,42 @@ def test_cancel_over_the_socket():
 
 
 def refused_with(client, path: str, **kwargs) -> int:
-    with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect(path, **kwargs):
-        pass
-    return refused.value.code
+    """A refused socket's close code: accepted, then closed before any event (what a browser can read)."""
+    with client.websocket_connect(path, **kwargs) as ws:
+        message = ws.receive()
+    assert message["type"] == "websocket.close", message
+    return message["code"]
+
+
+def test_refusals_reach_a_real_client_with_their_codes():
+    """Over uvicorn, not TestClient: a socket closed before the handshake completes reaches the client as a bare
+    HTTP 403, so each refusal must complete it first — also for a client that offered only its key as subprotocol
+    (a browser drops a handshake whose answer names none of the subprotocols it offered)."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    def close_code(url: str, **kwargs) -> tuple[int, str | None]:
+        with connect(url, open_timeout=10, **kwargs) as ws, pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        return closed.value.rcvd.code, ws.subprotocol
+
+    def served(**config) -> contextlib.AbstractContextManager[str]:
+        return serve_in_thread(create_app(Config(rate_limit="1000/minute", **config), registry=fake_registry()))
+
+    with served(api_keys=KEY, default_model="tone") as base:
+        made = httpx.post(
+            f"{base}/api/jobs", json={"prompt": "x", "duration": 0.2}, headers={"authorization": f"Bearer {KEY}"}
+        )
+        socket = base.replace("http", "ws", 1) + f"/api/jobs/{made.json()['id']}/events"
+        assert close_code(socket) == (4401, None)
+        assert close_code(socket, subprotocols=["ttag.v1", "bearer.wrong-key-1"]) == (4401, "ttag.v1")
+        assert close_code(socket, subprotocols=["bearer.wrong-key-1"]) == (4401, "bearer.wrong-key-1")
+        key = {"subprotocols": ["ttag.v1", f"bearer.{KEY}"]}
+        assert close_code(base.replace("http", "ws", 1) + "/api/jobs/0123456789abcdef/events", **key)[0] == 4404
+    with served(default_model="tone") as base:  # no keys: the Origin must pass the Host rule
+        made = httpx.post(f"{base}/api/jobs", json={"prompt": "x", "duration": 0.2})
+        socket = base.replace("http", "ws", 1) + f"/api/jobs/{made.json()['id']}/events"
+        assert close_code(socket, origin="http://evil.example", subprotocols=["ttag.v1"]) == (1008, "ttag.v1")
 
 
 def test_the_socket_asks_for_the_same_key_never_in_the_query_string():

@@ -23,7 +23,7 @@ import soundfile
 
 from runners.contract import Clip
 from tests.fake_runners import fake_registry
-from tests.live_server import ROOT, serve_in_thread
+from tests.live_server import ROOT, serve_in_thread, start_server, stop_server
 from tests.test_server import client_for, decode, wait_state
 from ttag_tui import output
 from ttag_tui.backend.events import Chunk
@@ -179,6 +179,24 @@ def test_without_keys_the_limit_is_per_client_address():
             for i in range(3)
         ]
         assert codes == [202, 202, 429]
+
+
+def test_a_forwarded_for_header_is_not_the_clients_address(tmp_path):
+    """``ttag server`` as started: a loopback client's X-Forwarded-For (uvicorn trusts it by default) must neither
+    dodge the limits nor aim them at another address — a made-up address per wrong key is still one client."""
+    base, process = start_server(tmp_path, TTAG_API_KEYS=KEY, TTAG_RATE_LIMIT="1000/minute")
+    try:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            codes = [
+                client.get("/api/models", headers={**headers("Bearer wrong"), "x-forwarded-for": f"10.0.0.{i}"})
+                for i in range(11)
+            ]
+            assert [r.status_code for r in codes] == [401] * 10 + [429]
+            victim = {**headers(f"Bearer {KEY}"), "x-forwarded-for": "10.0.0.99"}
+            assert client.get("/api/models", headers=victim).status_code == 429, "the address is the socket's"
+    finally:
+        stop_server(process)
+    assert "10.0.0." not in (tmp_path / "server.log").read_text()
 
 
 @pytest.mark.parametrize("bad", ["banana", "60/min", "", "0/second"])

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 class UnsafeBind(Exception):
@@ -32,8 +36,6 @@ def check_bind(host: str, api_keys: tuple[str, ...], allow_public: bool) -> None
 def serve(host: str, port: int, *, allow_public: bool = False, cluster: str = "") -> None:
     """Serve until stopped. ``cluster`` (or config ``cluster``): run the jobs on that Ray cluster's nodes (raises
     ``ClusterUnavailable``, a ConnectionError, in one line when it cannot be reached); otherwise on this machine."""
-    import uvicorn
-
     from ttag_tui import config as config_module
     from ttag_tui.server.app import create_app
 
@@ -43,8 +45,7 @@ def serve(host: str, port: int, *, allow_public: bool = False, cluster: str = ""
     check_host = is_loopback(host) or bool(keys) or not allow_public
     address = cluster or config.cluster
     if not address:
-        app = create_app(config, check_host=check_host)
-        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+        _run(create_app(config, check_host=check_host), host, port)
         return
     from runners.registry import default_registry
     from ttag_tui.backend.cluster import ClusterSettings
@@ -52,5 +53,13 @@ def serve(host: str, port: int, *, allow_public: bool = False, cluster: str = ""
 
     registry = default_registry()
     with ClusterLink(registry, config, ClusterSettings(address=address)) as backend:
-        app = create_app(config, registry=registry, bridge=backend, check_host=check_host)
-        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+        _run(create_app(config, registry=registry, bridge=backend, check_host=check_host), host, port)
+
+
+def _run(app: FastAPI, host: str, port: int) -> None:
+    """uvicorn until stopped. ``proxy_headers`` off: uvicorn would otherwise take a loopback client's
+    ``X-Forwarded-For`` as its address, and the per-client rate limits and the wrong-key lockout are keyed on it — any
+    local process (or anyone through an SSH tunnel) could dodge them, or lock another address out."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5, proxy_headers=False)

@@ -49,7 +49,7 @@ from ttag_tui.runner_envs import availability
 from ttag_tui.server.downloads import SharedEncodes, SharedFileResponse
 from ttag_tui.server.jobs import MAX_AUDIO_FRAMES, JobBoard, JobRecord, QueueFull, TakeStore
 from ttag_tui.server.security import Guard
-from ttag_tui.server.stream import serve_events
+from ttag_tui.server.stream import refuse, serve_events
 from ttag_tui.server.uploads import UPLOAD_ID_PATTERN, UnknownUpload, UploadRejected, UploadStore
 
 MAX_BODY_BYTES = 64 * 1024
@@ -226,7 +226,7 @@ class HostGuardMiddleware:
                 if scope["type"] == "http":
                     await _send_json(send, 421, "this server answers on loopback names only; see allowed_hosts")
                 else:
-                    await send({"type": "websocket.close", "code": 1008})
+                    await refuse(scope, receive, send, 1008, "this server answers on loopback names only")
                 return
         await self.app(scope, receive, send)
 

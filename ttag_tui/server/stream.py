@@ -25,18 +25,19 @@ CLOSE_CODES = {401: 4401, 404: 4404, 429: 4429}
 async def serve_events(websocket: WebSocket, job_id: str, board: JobBoard, guard: Guard) -> None:
     """Authenticate, then stream the job's feed from the start (a late client catches up), then close."""
     if not guard.origin_allowed(websocket.headers.get("origin")):
-        await websocket.close(code=1008, reason="origin not allowed")
+        await refuse(websocket.scope, websocket.receive, websocket.send, 1008, "origin not allowed")
         return
     try:
         guard.throttle(guard.authenticate(websocket), "events")
     except HTTPException as exc:
-        await websocket.close(code=CLOSE_CODES.get(exc.status_code, 1008), reason=str(exc.detail)[:120])
+        code = CLOSE_CODES.get(exc.status_code, 1008)
+        await refuse(websocket.scope, websocket.receive, websocket.send, code, str(exc.detail))
         return
     record = board.get(job_id)
     if record is None:
-        await websocket.close(code=4404, reason=f"no job {job_id}")
+        await refuse(websocket.scope, websocket.receive, websocket.send, 4404, f"no job {job_id}")
         return
-    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
+    offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol=wire.SUBPROTOCOL if wire.SUBPROTOCOL in offered else None)
     record.readers += 1
     outbox = Outbox()
@@ -53,6 +54,22 @@ async def serve_events(websocket: WebSocket, job_id: str, board: JobBoard, guard
     if sender.done() and not sender.cancelled() and sender.exception() is None:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.close(code=1000)
+
+
+async def refuse(scope: dict[str, Any], receive: Any, send: Any, code: int, reason: str) -> None:
+    """Complete the handshake, then close with ``code``: a socket closed before it is accepted reaches the client as
+    a bare HTTP 403 (uvicorn's answer), so neither a browser nor any other client would learn why.
+
+    A browser also drops a handshake whose answer names none of the subprotocols it offered, so the answer names
+    ttag's own, or else the first offered (the client's own words back: a ``bearer.`` key it sent is no secret to it).
+    """
+    message = await receive()
+    if message["type"] != "websocket.connect":  # the client left already
+        return
+    offered = list(scope.get("subprotocols", []))
+    chosen = wire.SUBPROTOCOL if wire.SUBPROTOCOL in offered else next(iter(offered), None)
+    await send({"type": "websocket.accept", "subprotocol": chosen})
+    await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
 
 
 class Outbox:
