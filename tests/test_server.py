@@ -212,3 +212,5 @@ def test_stream_job_audio_arrives_in_pieces_that_add_up(client):
     tail = client.get(f"/api/jobs/{job_id}/audio", params={"start": 1000})
     assert int(tail.headers["x-ttag-frames"]) == frames - 1000
     assert int(client.get(f"/api/jobs/{job_id}/audio", params={"start": frames}).headers["x-ttag-frames"]) == 0
+    beyond = client.get(f"/api/jobs/{job_id}/audio", params={"take": 1})  # a one-take job: nothing will ever come
+    assert beyond.status_code == 404 and "no take 1" in beyond.json()["detail"]

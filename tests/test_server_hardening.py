@@ -258,6 +258,17 @@ def test_nan_and_infinity_are_422_with_json_that_parses(body, route):
         json.loads(response.text)  # strict: no NaN token in the answer
 
 
+@pytest.mark.parametrize("body", [b'{"prompt":"x"', b"\xff\xfe{}", b"nul", b'{"prompt":"x",}'])
+@pytest.mark.parametrize("route", ["/api/generate", "/api/jobs"])
+def test_a_body_that_is_not_json_is_400_as_the_schema_says(body, route):
+    with client_for() as client:
+        response = client.post(route, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400
+        assert response.json()["detail"].startswith("the body is not valid JSON")
+        declared = client.get("/openapi.json").json()["paths"][route]["post"]["responses"]
+        assert declared["400"]["description"] == "the body is not valid JSON"
+
+
 @pytest.mark.parametrize("field", ["prompt", "negative_prompt", "model", "format"])
 def test_text_that_cannot_be_encoded_is_422_before_anything_is_queued(field):
     body = {"prompt": "x", field: "\ud800 piano"}

@@ -330,8 +330,15 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        """422 naming each field, without echoing the input: it may be NaN, or text JSON cannot carry."""
-        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        """422 naming each field, without echoing the input: it may be NaN, or text JSON cannot carry. A body that is
+        not JSON at all is 400, as the schema says."""
+        errors = exc.errors()
+        unparsable = next((e for e in errors if e["type"] == "json_invalid"), None)
+        if unparsable is not None:
+            where = unparsable["loc"][-1]
+            at = f" (at byte {where})" if isinstance(where, int) else ""
+            return JSONResponse({"detail": f"the body is not valid JSON{at}"}, status_code=400)
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
         return JSONResponse({"detail": detail}, status_code=422)
 
     async def identify(request: Request) -> str:
@@ -603,7 +610,7 @@ def create_app(
                 f"generated and at most {MAX_AUDIO_FRAMES}; headers X-Ttag-Start, X-Ttag-Frames, X-Ttag-Channels, "
                 "X-Ttag-Sample-Rate",
             },
-            404: {"model": ErrorResponse, "description": "no such job"},
+            404: {"model": ErrorResponse, "description": "no such job, or no such take in it"},
             **ERRORS,
         },
     )
@@ -614,6 +621,8 @@ def create_app(
     ) -> Response:
         """The audio streamed so far by a job created with ``stream: true`` (poll with ``start`` = frames received)."""
         record = find(job_id)
+        if take >= record.request.takes:  # a poller waiting for frames that can never come would poll forever
+            raise HTTPException(404, f"no take {take} in job {job_id} (it makes {record.request.takes})")
         audio, sample_rate = await asyncio.to_thread(record.streamed_audio, take, start)
         headers = {
             "X-Ttag-Start": str(start),
