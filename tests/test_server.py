@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import io
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +18,7 @@ from runners.registry import ParamSpec
 from tests.fake_runners import SAMPLE_RATE, fake_registry, spec
 from tests.waiting import wait_until
 from ttag_tui.config import Config
-from ttag_tui.server import UnsafeBind, check_bind, is_loopback
+from ttag_tui.server import CannotListen, UnsafeBind, check_bind, is_loopback, listen
 from ttag_tui.server.app import create_app
 
 REGISTRY = fake_registry()
@@ -188,6 +193,51 @@ def test_refuses_public_address_without_key():
         check_bind("0.0.0.0", "", allow_public=False)
     check_bind("0.0.0.0", "key", allow_public=False)
     check_bind("0.0.0.0", "", allow_public=True)
+
+
+def test_the_socket_is_bound_before_serving_and_each_failure_is_one_line(monkeypatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(CannotListen, match=r"is in use \(another ttag server\?\): pick one with --port"):
+            listen("127.0.0.1", taken.getsockname()[1], (), allow_public=False)
+    with listen("localhost", 0, (), allow_public=False) as bound:
+        assert ipaddress.ip_address(bound.getsockname()[0]).is_loopback
+
+    def resolver(answer):
+        def getaddrinfo(host, port, *args, **kwargs):
+            if isinstance(answer, Exception):
+                raise answer
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, port))]
+
+        return getaddrinfo
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver(socket.gaierror(-2, "Name or service not known")))
+    with pytest.raises(CannotListen, match=r"cannot serve on nowhere\.example: Name or service not known"):
+        listen("nowhere.example", 8000, (), allow_public=False)
+    # a loopback-looking name that /etc/hosts points elsewhere is judged by where it points
+    monkeypatch.setattr(socket, "getaddrinfo", resolver("192.0.2.7"))
+    with pytest.raises(UnsafeBind, match=r"serve on studio.localhost \(192.0.2.7\) without an API key"):
+        listen("studio.localhost", 8000, (), allow_public=False)
+
+
+def test_ttag_server_on_a_taken_port_says_so_in_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "TTAG_CONFIG_DIR": str(tmp_path / "config"), "TTAG_DATA_DIR": str(tmp_path / "data")}
+        done = subprocess.run(
+            [sys.executable, "-m", "ttag_tui", "server", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"ttag: error: port {port} on 127.0.0.1 is in use (another ttag server?): pick one with --port"
+    ]
 
 
 def test_openapi_schema_describes_the_api(client):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import logging
+import socket
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -11,6 +14,10 @@ if TYPE_CHECKING:
 
 class UnsafeBind(Exception):
     """A non-loopback address with no API key: anyone on the network could use the machine's GPU."""
+
+
+class CannotListen(OSError):
+    """The address cannot be served: its port is taken, or its name does not resolve."""
 
 
 def is_loopback(host: str) -> bool:
@@ -24,11 +31,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind(host: str, api_keys: tuple[str, ...], allow_public: bool) -> None:
-    """The same parsed key tuple the app authenticates with: a list of only separators is no key at all."""
-    if not is_loopback(host) and not api_keys and not allow_public:
+def check_bind(host: str, api_keys: tuple[str, ...], allow_public: bool, *, resolved: str | None = None) -> None:
+    """The same parsed key tuple the app authenticates with: a list of only separators is no key at all.
+    ``resolved``: the address ``host`` resolved to, which must be loopback too."""
+    public = not is_loopback(host) or (resolved is not None and not is_loopback(resolved))
+    if public and not api_keys and not allow_public:
+        shown = host if resolved in (None, host.strip("[]")) else f"{host} ({resolved})"
         raise UnsafeBind(
-            f"refusing to serve on {host} without an API key: set one with `ttag config set api_keys SECRET` "
+            f"refusing to serve on {shown} without an API key: set one with `ttag config set api_keys SECRET` "
             "(clients send it as a Bearer token), or pass --insecure-no-key if you really mean it"
         )
 
@@ -41,11 +51,11 @@ def serve(host: str, port: int, *, allow_public: bool = False, cluster: str = ""
 
     config = config_module.load()
     keys = config.api_key_list
-    check_bind(host, keys, allow_public)
     check_host = is_loopback(host) or bool(keys) or not allow_public
+    listener = listen(host, port, keys, allow_public)
     address = cluster or config.cluster
     if not address:
-        _run(create_app(config, check_host=check_host), host, port)
+        _run(create_app(config, check_host=check_host), listener, host, port)
         return
     from runners.registry import default_registry
     from ttag_tui.backend.cluster import ClusterSettings
@@ -53,13 +63,52 @@ def serve(host: str, port: int, *, allow_public: bool = False, cluster: str = ""
 
     registry = default_registry()
     with ClusterLink(registry, config, ClusterSettings(address=address)) as backend:
-        _run(create_app(config, registry=registry, bridge=backend, check_host=check_host), host, port)
+        _run(create_app(config, registry=registry, bridge=backend, check_host=check_host), listener, host, port)
 
 
-def _run(app: FastAPI, host: str, port: int) -> None:
-    """uvicorn until stopped. ``proxy_headers`` off: uvicorn would otherwise take a loopback client's
+def listen(host: str, port: int, api_keys: tuple[str, ...], allow_public: bool) -> socket.socket:
+    """The server's socket, bound before anything starts: a taken port or a name that does not resolve is one line
+    (uvicorn would log a traceback-like error and exit 1), and the bind check is made again on the address the name
+    resolved to — ``*.localhost`` could be pointed elsewhere in /etc/hosts."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise CannotListen(f"cannot serve on {host}: {exc.strerror}") from None
+    check_bind(host, api_keys, allow_public, resolved=str(address[0]))
+    listener = socket.socket(family, kind, proto)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart right after a stop
+        listener.bind(address)
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CannotListen(
+                f"port {port} on {host} is in use (another ttag server?): pick one with --port"
+            ) from None
+        raise CannotListen(f"cannot serve on {host} port {port}: {exc.strerror}") from None
+    return listener
+
+
+def _run(app: FastAPI, listener: socket.socket, host: str, port: int) -> None:
+    """uvicorn on ``listener`` until stopped. ``proxy_headers`` off: uvicorn would otherwise take a loopback client's
     ``X-Forwarded-For`` as its address, and the per-client rate limits and the wrong-key lockout are keyed on it — any
     local process (or anyone through an SSH tunnel) could dodge them, or lock another address out."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5, proxy_headers=False)
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # uvicorn says where it listens only for sockets it bound itself
+                bound = listener.getsockname()
+                address = f"[{bound[0]}]" if listener.family == socket.AF_INET6 else bound[0]
+                logging.getLogger("uvicorn.error").info(
+                    "Uvicorn running on http://%s:%d (Press CTRL+C to quit)", address, bound[1]
+                )
+
+    settings = uvicorn.Config(
+        app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5, proxy_headers=False
+    )
+    with listener:
+        Server(settings).run(sockets=[listener])

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from fastapi import HTTPException, WebSocket, WebSocketDisconnect
+from starlette.types import Receive, Scope, Send
 
 from ttag_tui.backend import wire
 from ttag_tui.backend.events import Chunk
@@ -56,7 +57,7 @@ async def serve_events(websocket: WebSocket, job_id: str, board: JobBoard, guard
             await websocket.close(code=1000)
 
 
-async def refuse(scope: dict[str, Any], receive: Any, send: Any, code: int, reason: str) -> None:
+async def refuse(scope: Scope, receive: Receive, send: Send, code: int, reason: str) -> None:
     """Complete the handshake, then close with ``code``: a socket closed before it is accepted reaches the client as
     a bare HTTP 403 (uvicorn's answer), so neither a browser nor any other client would learn why.
 
