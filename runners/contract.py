@@ -60,6 +60,9 @@ class Clip:
     audio: np.ndarray
     sample_rate: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    # A take from a ttag server: (format, the file's bytes) as the server encoded it from the runner's samples. Written
+    # as it is, the file is the one a local run writes; decoding and encoding it again would move samples by an LSB.
+    encoded: tuple[str, bytes] | None = None
 
     @property
     def duration(self) -> float:

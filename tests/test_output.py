@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shlex
+import time
 from datetime import datetime
 
 import numpy as np
@@ -129,3 +131,52 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         output.write_clip(make_clip(), tmp_path)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_sidecar_write_publishes_neither_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    real = type(tmp_path).write_text
+
+    def disk_full_for_sidecars(self, text, *args, **kwargs):  # the audio fitted; the sidecar gets half-way
+        if self.name.endswith(".json.tmp"):
+            real(self, text[: len(text) // 2], *args, **kwargs)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(type(tmp_path), "write_text", disk_full_for_sidecars)
+    with pytest.raises(OSError, match=rf"^cannot write {tmp_path / 'song.wav'}: no space left on device$"):
+        output.write_clip(make_clip(), tmp_path / "song.wav")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_name_taken_while_writing_gets_the_next_one_with_a_sidecar_that_names_it(tmp_path, monkeypatch):
+    real = output._publish
+
+    def another_writer_first(tmp, final):  # another ttag takes the name between the check and the rename
+        if final.name == "same.wav":
+            final.write_bytes(b"theirs")
+        return real(tmp, final)
+
+    monkeypatch.setattr(output, "_publish", another_writer_first)
+    path = output.write_clip(make_clip(), tmp_path, stem="same")
+    assert path.name == "same-2.wav" and (tmp_path / "same.wav").read_bytes() == b"theirs"
+    assert json.loads((tmp_path / "same-2.json").read_text())["file"] == "same-2.wav"
+    assert sorted(os.listdir(tmp_path)) == ["same-2.json", "same-2.wav", "same.wav"]
+
+
+def test_writing_a_take_removes_the_stale_temps_of_a_killed_writer_there(tmp_path):
+    stale, fresh = tmp_path / ".ttag-killed.flac.tmp", tmp_path / ".ttag-writing.wav.tmp"
+    for temp in (stale, fresh):
+        temp.write_bytes(b"half a take")
+    old = time.time() - output.STALE_TEMP_S - 60
+    os.utime(stale, (old, old))
+    output.write_clip(make_clip(), tmp_path / "next.wav")
+    assert not stale.exists() and fresh.exists()  # a fresh one may be another ttag's, writing right now
+
+
+def test_a_take_from_a_server_is_written_as_the_server_encoded_it(tmp_path):
+    clip = make_clip()
+    clip.encoded = ("flac", b"the server's flac file")
+    assert output.write_clip(clip, tmp_path / "a.flac").read_bytes() == b"the server's flac file"
+    sidecar = json.loads((tmp_path / "a.json").read_text())
+    assert sidecar["sha256"] == hashlib.sha256(b"the server's flac file").hexdigest()
+    assert soundfile.info(output.write_clip(clip, tmp_path / "b.wav")).format == "WAV"  # another format: encoded here

@@ -117,7 +117,7 @@ def remove_stale_temp_files(folder: Path, older_than_s: float = STALE_TEMP_S) ->
             if path.stat().st_mtime < cutoff:
                 path.unlink()
                 removed += 1
-        except FileNotFoundError:
+        except OSError:  # gone already, or another user's (a shared folder): theirs to remove
             pass
     return removed
 
@@ -190,7 +190,8 @@ def recreate_command(metadata: dict[str, Any]) -> str:
     return shlex.join(words)
 
 
-def sidecar_data(clip: Clip, audio_path: Path) -> dict[str, Any]:
+def sidecar_data(clip: Clip, audio_path: Path, sha256: str) -> dict[str, Any]:
+    """The sidecar of ``clip`` written as ``audio_path``, whose bytes hash to ``sha256``."""
     meta = clip.metadata
     params = dict(meta.get("parameters", {}))
     params["seed"] = meta.get("seed", params.get("seed"))
@@ -210,18 +211,44 @@ def sidecar_data(clip: Clip, audio_path: Path) -> dict[str, Any]:
         "sample_rate": clip.sample_rate,
         "channels": clip.channels,
         "duration": clip.duration,
-        "sha256": sha256_file(audio_path),
+        "sha256": sha256,
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
         "timings": meta.get("timings", {}),
         "recreate": recreate_command({**meta, "parameters": params}),
     }
 
 
+def _c_errno(reset: bool = False) -> int:
+    """The C library's errno as cffi keeps it for soundfile (0 where this soundfile has no cffi handle); ``reset``
+    sets it to 0 first. libsndfile reports a failed write as "System error."; this errno says which."""
+    import soundfile
+
+    ffi = getattr(soundfile, "_ffi", None)
+    if ffi is None:
+        return 0
+    if reset:
+        ffi.errno = 0
+    return int(ffi.errno)
+
+
+def _write_error(path: Path, exc: Exception) -> OSError:
+    """A failed write, naming the file the user asked for (not a hidden temp file) and the system's reason."""
+    code = exc.errno if isinstance(exc, OSError) else _c_errno()
+    reason = os.strerror(code) if code else str(exc)
+    return OSError(f"cannot write {path}: {reason[:1].lower()}{reason[1:]}")
+
+
 def write_clip(clip: Clip, target: Path, fmt: str = "wav", *, stem: str | None = None) -> Path:
     """Write ``clip`` into folder ``target`` (or as file ``target`` when it has an audio suffix), plus its sidecar.
 
-    Never overwrites: an existing name gets ``-2``, ``-3``… Both files appear whole or not at all.
+    Never overwrites: an existing name gets ``-2``, ``-3``… Both files are written whole to hidden temp files first,
+    so a write that fails (a full disk) leaves neither file and no temp behind (OSError naming the file); then the
+    audio is renamed into place and the sidecar right after it. Only a crash between those two renames can leave the
+    audio without its sidecar. Temps that killed writers left in the folder are removed on the way
+    (:func:`remove_stale_temp_files`).
     """
+    import soundfile
+
     target = Path(target).expanduser()
     if target.suffix.lower().lstrip(".") in AUDIO_FORMATS and not target.is_dir():
         folder, fmt = target.parent, target.suffix.lower().lstrip(".")
@@ -229,22 +256,42 @@ def write_clip(clip: Clip, target: Path, fmt: str = "wav", *, stem: str | None =
     else:
         folder = target
         base = stem or clip_stem(clip.metadata.get("parameters", {}).get("prompt", ""), clip.metadata.get("seed", 0))
-    folder.mkdir(parents=True, exist_ok=True)
-    audio_tmp = _write_temp(folder, f".{fmt}", lambda p: write_audio(p, clip.audio, clip.sample_rate, fmt))
+    encoded = clip.encoded[1] if clip.encoded is not None and clip.encoded[0] == fmt else None
+
+    def write_audio_file(path: Path) -> None:
+        if encoded is not None:  # a server's take: its file as the server encoded it, byte for byte
+            path.write_bytes(encoded)
+        else:
+            write_audio(path, clip.audio, clip.sample_rate, fmt)
+
+    audio_tmp: Path | None = None
+    sidecar_tmp: Path | None = None
+    _c_errno(reset=True)  # so that the errno a failed write leaves is this write's (see _write_error)
     try:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(folder)
+        audio_tmp = _write_temp(folder, f".{fmt}", write_audio_file)
+        sha256 = sha256_file(audio_tmp)
         for attempt in range(1, 1000):
             name = base if attempt == 1 else f"{base}-{attempt}"
-            final = folder / f"{name}.{fmt}"
-            sidecar = folder / f"{name}.json"
-            if sidecar.exists():
+            final, sidecar = folder / f"{name}.{fmt}", folder / f"{name}.json"
+            if sidecar.exists() or final.exists():
                 continue
+            text = json.dumps(sidecar_data(clip, final, sha256), indent=2) + "\n"
+            sidecar_tmp = _write_temp(folder, ".json", lambda p: p.write_text(text))  # noqa: B023 (called at once)
             if _publish(audio_tmp, final):
+                os.replace(sidecar_tmp, sidecar)
                 break
+            sidecar_tmp.unlink()  # the name was taken meanwhile: the next one gets a sidecar that names it
         else:
             raise FileExistsError(f"no free file name for {base} in {folder}")
+    except (OSError, soundfile.LibsndfileError) as exc:
+        if isinstance(exc, OSError) and exc.errno is None:  # already in words (no free file name)
+            raise
+        raise _write_error(folder / f"{base}.{fmt}", exc) from exc
     finally:
-        audio_tmp.unlink(missing_ok=True)
-    data = sidecar_data(clip, final)
-    write_atomically(sidecar, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
+        for tmp in (audio_tmp, sidecar_tmp):
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
     _fsync_dir(folder)
     return final

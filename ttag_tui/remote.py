@@ -254,9 +254,13 @@ class RemoteBridge(Backend):
                 received[take] = start + frames
 
     def _download(self, job: Job, result: dict[str, Any]) -> Clip:
-        response = self._call("GET", result["url"], params={"format": "flac"})
+        """A finished take in the request's format, kept as the server encoded it (the server encodes the runner's own
+        float samples, as a local run does, so the file written here is the one a local run writes); decoded too, for
+        what needs samples (the waveform, playback)."""
+        fmt = job.request.format
+        response = self._call("GET", result["url"], params={"format": fmt})
         audio, sample_rate = soundfile.read(io.BytesIO(response.content), dtype="float32", always_2d=True)
         metadata = json.loads(response.headers.get("x-ttag-metadata", "{}"))
         metadata["parameters"] = job.request.to_dict()
         metadata["backend"] = self.base_url
-        return Clip(audio=audio.T.copy(), sample_rate=sample_rate, metadata=metadata)
+        return Clip(audio=audio.T.copy(), sample_rate=sample_rate, metadata=metadata, encoded=(fmt, response.content))
