@@ -144,8 +144,12 @@ def _number(value: Any, *, integer: bool) -> float | int:
 
 
 def _fmt(x: float) -> str:
-    """Whole numbers as whole numbers (4294967295, not 4.29497e+09); others short."""
-    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
+    """Whole numbers as whole numbers (4294967295, not 4.29497e+09); others short, but never rounded into another
+    number: 600.0000001 is refused as above 600, and saying "got 600" would contradict it."""
+    if float(x).is_integer() and abs(x) < 1e16:
+        return str(int(x))
+    short = f"{x:g}"
+    return short if float(short) == x else repr(float(x))
 
 
 def _check_text(value: Any, *, required: bool) -> str | None:

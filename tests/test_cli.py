@@ -6,10 +6,12 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shlex
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -86,6 +88,7 @@ def test_validation_errors_exit_2_without_traceback():
     for args, fragment in [
         (["generate", "   "], "prompt: is empty"),
         (["generate", "x", "-d", "9999"], "duration: must be between 0.5 and 600 seconds for synth"),
+        (["generate", "x", "-d", "600.0000001"], "and 600 seconds for synth (got 600.0000001)"),
         (["generate", "x", "-m", "nope"], "model: unknown model 'nope'"),
         (["generate", "x", "-n", "9"], "takes: must be between 1 and 8"),
         (["generate", "x", "--guidance", "3"], "guidance: synth does not take this parameter"),
@@ -412,3 +415,71 @@ def test_output_folder_without_write_permission_is_refused_before_generating(tmp
     with pytest.raises(cli.UsageError, match=rf"^cannot write to {re.escape(args.output)}: no permission to write in "):
         cli._output_target(args, Config())
     assert cli._output_target(argparse.Namespace(output=str(tmp_path / "a.ogg"), format=None), Config())[1] == "ogg"
+
+
+def limit_file_size(max_bytes: int) -> Callable[[], None]:
+    """A child's files cannot grow past ``max_bytes``: its writes fail as on a full disk (EFBIG: Python ignores
+    SIGXFSZ), a real failure from the OS without root or a small filesystem."""
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+
+@pytest.mark.parametrize("output", ["x.wav", "x.flac", "folder"])
+def test_a_write_the_disk_refuses_is_one_line_naming_the_file_and_leaves_nothing(tmp_path, output):
+    target = tmp_path / "out" / output
+    result = subprocess.run(
+        [sys.executable, "-m", "ttag_tui", "generate", "piano", "-d", "10", "--seed", "1", "-q", "-o", str(target)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        preexec_fn=limit_file_size(64 * 1024),
+    )
+    line = one_line_error(result, code=1)
+    named = target if target.suffix else target / "piano_s1_"
+    assert line.startswith(f"ttag: error: cannot write {named}") and line.endswith(": file too large"), line
+    assert os.listdir(named.parent) == []  # no take, no sidecar, no temp
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no file can be made")
+def test_an_output_where_no_file_can_be_made_is_named_as_given_not_as_its_temp_file():
+    line = one_line_error(ttag("generate", "x", "-d", "0.5", "-o", "/proc/x.wav"), code=1)
+    assert line == "ttag: error: cannot write /proc/x.wav: no such file or directory"
+
+
+def test_unknown_model_and_runner_ids_are_usage_errors():
+    for args, fragment in [
+        (["models", "pull", "nope"], "unknown model 'nope'"),
+        (["models", "rm", "nope"], "unknown model 'nope'"),
+        (["models", "rm", "synth"], "synth has no weights: nothing to remove"),
+        (["models", "pull", "synth"], "synth has no weights: nothing to download"),
+        (["runners", "setup", "bogus"], "no managed environment for 'bogus' (known: audiocraft)"),
+    ]:
+        assert fragment in one_line_error(ttag(*args)), args
+
+
+def test_a_reader_that_stops_reading_ends_ttag_quietly():
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `| head -1` after its line: every write to stdout now fails with EPIPE
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "ttag_tui", "config", "show"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_backend_and_cluster_addresses_are_checked_on_the_command_line():
+    for args, fragment in [
+        (["--backend", "http://[::1", "generate", "x"], "'http://[::1' cannot be read as an address"),
+        (["--backend", "localhost:8000", "list-models"], "'localhost:8000' is not an http:// or https:// URL"),
+        (["server", "--cluster", "x:99999"], "'x:99999' has a port that is not a number from 1 to 65535"),
+        (["cluster", "status", "--cluster", "gpu1"], "'gpu1' is not HOST:PORT"),
+    ]:
+        line = one_line_error(ttag(*args))
+        assert "error: argument --" in line and fragment in line, line

@@ -190,3 +190,52 @@ def test_rate_limit_the_server_could_not_apply_is_refused(tmp_path, monkeypatch,
 def test_rate_limit_in_the_limiters_notation_is_kept(tmp_path, raw):
     assert config.set_value("rate_limit", raw, tmp_path / "c.toml").rate_limit == raw
     assert config.parse_rate_limit(raw)
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "fragment"),
+    [
+        ("backend", "ftp://x", "is not an http:// or https:// URL"),
+        ("backend", "localhost:8000", "is not an http:// or https:// URL"),
+        ("backend", "http://", "names no valid host"),
+        ("backend", "http://[::1", "cannot be read as an address"),
+        ("backend", "http://gpu-box:99999", "has a port that is not a number from 1 to 65535"),
+        ("backend", "http://gpu box:8000", "names no valid host"),
+        ("cluster", "x:99999", "has a port that is not a number from 1 to 65535"),
+        ("cluster", "x:0", "has a port that is not a number from 1 to 65535"),
+        ("cluster", "ray://x:70000", "has a port that is not a number from 1 to 65535"),
+        ("cluster", "gpu1", "is not HOST:PORT"),
+    ],
+)
+def test_server_and_cluster_addresses_that_cannot_work_are_refused_from_set_env_and_file(
+    tmp_path, monkeypatch, key, raw, fragment
+):
+    path = tmp_path / "c.toml"
+    with pytest.raises(config.ConfigError, match=rf"{key}: '{re.escape(raw)}' {fragment}"):
+        config.set_value(key, raw, path)
+    assert not path.exists()
+    monkeypatch.setenv(f"TTAG_{key.upper()}", raw)
+    with pytest.raises(config.ConfigError, match=rf"TTAG_{key.upper()}: .*{fragment}"):
+        config.load(path)
+    monkeypatch.delenv(f"TTAG_{key.upper()}")
+    path.write_text(f"{key} = {raw!r}\n")
+    with pytest.raises(config.ConfigError, match=rf"line 1: {key}: .*{fragment}"):
+        config.load(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [
+        ("backend", "http://localhost:8000"),
+        ("backend", "https://gpu.example.com/ttag"),
+        ("backend", "http://[::1]:8000"),
+        ("backend", ""),
+        ("cluster", "gpu1:6379"),
+        ("cluster", "10.0.0.7:6379"),
+        ("cluster", "ray://gpu1:10001"),
+        ("cluster", "auto"),
+        ("cluster", ""),
+    ],
+)
+def test_server_and_cluster_addresses_that_can_work_are_kept(tmp_path, key, raw):
+    assert getattr(config.set_value(key, raw, tmp_path / "c.toml"), key) == raw

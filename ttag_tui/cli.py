@@ -1,6 +1,7 @@
 """The ``ttag`` command line: ``generate``, ``list-models``, ``config``; no arguments opens the TUI.
 
-Exit codes: 0 ok, 2 usage or validation error, 1 generation failure. User mistakes get one line, never a traceback.
+Exit codes: 0 ok, 2 usage or validation error, 1 generation failure, 141 when stdout's reader went away (`| head`).
+User mistakes get one line, never a traceback.
 Nothing here imports a machine-learning library: generation runs in worker processes (``ttag_tui.bridge``).
 """
 
@@ -8,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,9 @@ from ttag_tui import __version__
 from ttag_tui.output import cli_option
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# stdout's reader went away: the status of a program killed by SIGPIPE (128 + 13), as `cat` and other tools that keep
+# SIGPIPE's default end with; `set -o pipefail` then tells a cut-short listing from a whole one, as for those tools.
+EXIT_BROKEN_PIPE = 141
 
 
 METAVARS = {"audio": "AUDIO_FILE", "str": "TEXT", "int": "N", "float": "X"}
@@ -39,19 +41,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # one part of a host name (RFC 1123)
-HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
-
-
 def _host(text: str) -> str:
     """``--host``: an IP address or a host name. IPv6 may come in brackets, as in a URL; uvicorn binds it without."""
-    host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    from ttag_tui.config import is_host
+
+    if not is_host(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an IP address nor a host name")
+    return text[1:-1] if text.startswith("[") and text.endswith("]") else text
+
+
+def _backend_url(text: str) -> str:
+    """``--backend``: checked as config ``backend`` is, so a typo is one line before any work."""
+    from ttag_tui.config import check_backend_url
+
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if not HOST_NAME.fullmatch(host):
-            raise argparse.ArgumentTypeError(f"{text!r} is neither an IP address nor a host name") from None
-    return host
+        return check_backend_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cluster_address(text: str) -> str:
+    """``--cluster``: checked as config ``cluster`` is."""
+    from ttag_tui.config import check_cluster_address
+
+    try:
+        return check_cluster_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(text: str) -> int:
@@ -350,7 +366,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             total = sum(r.size_on_disk for r in rows)
             print(f"{'total':<{width}}  {human_size(total)} in {models.hub_cache_dir(cache_dir)}")
     except models.ModelsError as exc:
-        return _fail(str(exc), EXIT_USAGE if isinstance(exc, models.HubMissing) else EXIT_FAILED)
+        return _fail(str(exc), EXIT_USAGE if isinstance(exc, models.ModelsUsageError) else EXIT_FAILED)
     return EXIT_OK
 
 
@@ -359,6 +375,8 @@ def cmd_runners(args: argparse.Namespace) -> int:
     """``ttag runners setup NAME | status``: the virtual environments ttag builds for runners (e.g. audiocraft)."""
     from ttag_tui import runner_envs
 
+    if args.name and args.name not in runner_envs.RECIPES:
+        raise UsageError(f"no managed environment for {args.name!r} (known: {', '.join(runner_envs.RECIPES)})")
     if args.action == "setup":
         if not args.name:
             raise UsageError(f"runners setup needs a runner name: {', '.join(runner_envs.RECIPES)}")
@@ -368,9 +386,6 @@ def cmd_runners(args: argparse.Namespace) -> int:
             return _fail(str(exc), EXIT_FAILED)
         return EXIT_OK
     names = [args.name] if args.name else list(runner_envs.RECIPES)
-    unknown = [n for n in names if n not in runner_envs.RECIPES]
-    if unknown:
-        raise UsageError(f"no managed environment for {unknown[0]!r} (known: {', '.join(runner_envs.RECIPES)})")
     statuses = [runner_envs.status(n) for n in names]
     if args.json:
         print(json.dumps([s.to_dict() for s in statuses], indent=2))
@@ -489,7 +504,10 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="ttag", description="Turn text prompts into audio.")
     parser.add_argument("--version", action="version", version=f"ttag {__version__}")
     parser.add_argument(
-        "--backend", metavar="URL", help="send jobs to a ttag server (e.g. http://localhost:8000 through an SSH tunnel)"
+        "--backend",
+        metavar="URL",
+        type=_backend_url,
+        help="send jobs to a ttag server (e.g. http://localhost:8000 through an SSH tunnel)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -543,6 +561,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     server.add_argument(
         "--cluster",
         metavar="HEAD:PORT",
+        type=_cluster_address,
         help="run jobs on this Ray cluster's nodes (auto: the Ray started on this machine; config: cluster)",
     )
     server.set_defaults(func=cmd_server)
@@ -551,7 +570,9 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         "cluster", help="the Ray cluster `ttag server --cluster` runs jobs on", description="Show the Ray cluster."
     )
     clu.add_argument("action", choices=("status",))
-    clu.add_argument("--cluster", metavar="HEAD:PORT", help="the cluster's head (default: config cluster)")
+    clu.add_argument(
+        "--cluster", metavar="HEAD:PORT", type=_cluster_address, help="the cluster's head (default: config cluster)"
+    )
     clu.add_argument("--json", action="store_true", help="machine-readable output")
     clu.set_defaults(func=cmd_cluster)
 
@@ -605,6 +626,15 @@ def _leave_now(code: int) -> NoReturn:
     os._exit(code)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of what is still buffered does not fail again
+    (Python would print "Exception ignored ... BrokenPipeError")."""
+    with contextlib.suppress(OSError, ValueError):  # stdout may be no file at all (a test's capture)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     from ttag_tui.config import ConfigError
 
@@ -615,5 +645,8 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
 
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except BrokenPipeError:  # the reader of stdout went away (`ttag config show | head -1`): nothing left to say
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except OSError as exc:  # an output folder that cannot be written; a ttag server away (RemoteError)
         return _fail(str(exc), EXIT_FAILED)

@@ -7,6 +7,7 @@ stay in their field's declared range, API keys are never empty, a rate limit is 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -15,6 +16,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomli_w
 
@@ -146,6 +148,67 @@ def parse_rate_limit(text: str) -> list[Any]:
     return items
 
 
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # one part of a host name (RFC 1123)
+HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
+
+
+def is_host(text: str) -> bool:
+    """An IP address (IPv6 bare or in brackets, as in a URL) or a host name."""
+    host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(HOST_NAME.fullmatch(host))
+    return True
+
+
+def _host_and_port(address: str) -> tuple[str | None, int | None]:
+    """``address``'s host and port (None where absent), for a URL or HOST:PORT; ValueError in words."""
+    try:
+        parts = urlsplit(address if "://" in address else f"//{address}")
+    except ValueError:  # e.g. an IPv6 address whose [ is not closed
+        raise ValueError(f"{address!r} cannot be read as an address") from None
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or above 65535
+        port = 0
+    if port == 0:
+        raise ValueError(f"{address!r} has a port that is not a number from 1 to 65535")
+    return parts.hostname, port
+
+
+def check_backend_url(text: str) -> str:
+    """A ttag server's URL (``backend``, ``--backend``): http or https, a host, and a port from 1 to 65535 if one is
+    given; empty (no server) passes. Checked when set, so a typo is refused at once, not at the first job."""
+    if not text:
+        return text
+    example = "write one like http://localhost:8000"
+    if not text.startswith(("http://", "https://")):
+        raise ValueError(f"{text!r} is not an http:// or https:// URL: {example}")
+    try:
+        host, _ = _host_and_port(text)
+    except ValueError as exc:
+        raise ValueError(f"{exc}: {example}") from None
+    if not host or not is_host(host):
+        raise ValueError(f"{text!r} names no valid host: {example}")
+    return text
+
+
+def check_cluster_address(text: str) -> str:
+    """A Ray cluster's head (``cluster``, ``--cluster``): HOST:PORT (port 1-65535), a URL such as ray://HOST:10001,
+    or auto; empty (no cluster) passes."""
+    if text in ("", "auto"):
+        return text
+    example = "write the head's address, e.g. gpu1:6379, ray://gpu1:10001 or auto"
+    try:
+        host, port = _host_and_port(text)
+    except ValueError as exc:
+        raise ValueError(f"{exc}: {example}") from None
+    if port is None or (host is not None and not is_host(host)):
+        raise ValueError(f"{text!r} is not HOST:PORT: {example}")
+    return text
+
+
 def _parse_value(key: str, value: Any) -> Any:
     """Check (and, for text from the command line or environment, convert) one value; ValueError says why."""
     if key in TABLES:
@@ -160,6 +223,10 @@ def _parse_value(key: str, value: Any) -> Any:
         raise ValueError(f"must be text (got {value!r})")
     if key == "rate_limit" and value != _FIELDS[key].default:  # the default is good; limits costs ~0.1 s to import
         parse_rate_limit(value)
+    if key == "backend":
+        return check_backend_url(value)
+    if key == "cluster":
+        return check_cluster_address(value)
     choices = {"device": DEVICES, "dtype": DTYPES, "format": FORMATS, "musicgen_decoder": DECODERS}.get(key)
     if choices and value not in choices:
         raise ValueError(f"must be one of {', '.join(choices)} (got {value!r})")

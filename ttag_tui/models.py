@@ -30,8 +30,12 @@ class ModelsError(Exception):
     """Something the user can act on; printed as one line by the CLI (exit code 1)."""
 
 
-class HubMissing(ModelsError):
-    """huggingface_hub is not installed (the base install has no model runner): a set-up mistake, exit code 2."""
+class ModelsUsageError(ModelsError):
+    """A mistake in what was asked, or in the set-up, rather than a download or disk that failed: exit code 2."""
+
+
+class HubMissing(ModelsUsageError):
+    """huggingface_hub is not installed (the base install has no model runner): a set-up mistake."""
 
 
 HUB_ANSWER_S = 2.5  # how long the hub may take to answer at all before the machine counts as offline
@@ -69,16 +73,16 @@ class CachedModel:
     path: Path | None
 
 
-def _hub_spec(registry: Registry, model_id: str) -> tuple[ModelSpec, str]:
-    """The model's spec and its hub repo, or a one-line reason it has nothing to download."""
+def _hub_spec(registry: Registry, model_id: str, action: str) -> tuple[ModelSpec, str]:
+    """The model's spec and its hub repo, or why there is nothing to ``action`` (download, remove) for that id."""
     spec = registry.get(model_id)
     if spec is None:
         known = ", ".join(s.id for s in registry if s.hub_repo)
-        raise ModelsError(f"unknown model {model_id!r} (models with weights: {known})")
+        raise ModelsUsageError(f"unknown model {model_id!r} (models with weights: {known})")
     if not spec.hub_repo:
-        raise ModelsError(f"{model_id} needs no weights: nothing to download")
+        raise ModelsUsageError(f"{model_id} has no weights: nothing to {action}")
     if Path(spec.hub_repo).expanduser().is_dir():
-        raise ModelsError(f"{model_id} is loaded from the folder {spec.hub_repo}: nothing to download")
+        raise ModelsUsageError(f"{model_id} is loaded from the folder {spec.hub_repo}: nothing to {action}")
     return spec, spec.hub_repo
 
 
@@ -115,7 +119,7 @@ def refuse_remote_code(repo: str, files: list[str], fetch: Callable[[str], Path]
 
 def pull(registry: Registry, model_id: str, cache_dir: str | None = None, say: Printer = print) -> Path:
     """Download (or resume downloading) a model's files into the hub cache; the model's snapshot folder."""
-    spec, hub_repo = _hub_spec(registry, model_id)
+    spec, hub_repo = _hub_spec(registry, model_id, "download")
     _require_hub()
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
         raise ModelsError(f"cannot download {hub_repo}: HF_HUB_OFFLINE is set (unset it to download)")
@@ -195,7 +199,7 @@ def cached(registry: Registry, cache_dir: str | None = None) -> list[CachedModel
 
 def remove(registry: Registry, model_id: str, cache_dir: str | None = None) -> int:
     """Delete every cached revision of a model; the bytes freed."""
-    _, hub_repo = _hub_spec(registry, model_id)
+    _, hub_repo = _hub_spec(registry, model_id, "remove")
     _require_hub()
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
