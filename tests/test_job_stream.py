@@ -215,6 +215,24 @@ def test_remote_backend_hears_the_take_while_the_server_makes_it(transport, monk
     assert remote.transport == transport
 
 
+def test_a_remote_backend_refused_the_stream_polls_instead():
+    """Refused with a code before any event (here the stream's rate limit, spent on sockets to a job that does not
+    exist), the client polls, whose HTTP answers say why when they too refuse; here they do not."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    app = create_app(Config(rate_limit="2/minute", default_model="stepped-stream"), registry=fake_registry())
+    with serve_in_thread(app) as base, RemoteBridge(base) as remote:
+        for _ in range(2):
+            with connect(base.replace("http", "ws", 1) + "/api/jobs/0123456789abcdef/events") as ws:
+                with pytest.raises(ConnectionClosed) as closed:
+                    ws.recv(timeout=10)
+                assert closed.value.rcvd.code == 4404
+        job = remote.submit(remote_request(remote, duration=1, steps=5), stream=True)
+        events = list(job.events(timeout=60))
+        assert isinstance(events[-1], Done) and remote.transport == "polling"
+
+
 def remote_request(remote: RemoteBridge, **fields):
     from runners.request import validate_request
 

@@ -178,16 +178,19 @@ class RemoteBridge(Backend):
         except ConnectionClosed as exc:  # the server went away during the handshake
             job.fail("connection", f"cannot reach the ttag server at {self.base_url}: {exc}")
             return True
-        self.transport = "websocket"
         added: set[int] = set()
+        heard = False
         with socket:
             try:
                 for message in socket:
+                    heard, self.transport = True, "websocket"
                     if isinstance(message, bytes):
                         job.chunk(*wire.decode_audio(message))
                     elif self._on_event(job, json.loads(message), added):
                         return True
             except ConnectionClosed as exc:
+                if not heard and exc.rcvd is not None and exc.rcvd.code in wire.REFUSALS:
+                    return False  # refused before any event (a key, a limit): polling's HTTP answers say why
                 job.fail(
                     "connection", f"cannot reach the ttag server at {self.base_url}: the job stream broke off ({exc})"
                 )

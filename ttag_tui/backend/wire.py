@@ -9,6 +9,11 @@ import numpy as np
 
 EVENTS_PATH = "/api/jobs/{job}/events"
 SUBPROTOCOL = "ttag.v1"
+# A refused stream is accepted, then closed with one of these before any event (README: "Closing"): by the HTTP status
+# the same refusal has on the REST API (a key, no such job, a rate limit), and 1008 for a Host or Origin refused.
+REFUSED_WITH = {401: 4401, 404: 4404, 429: 4429}
+POLICY_VIOLATION = 1008
+REFUSALS = frozenset({*REFUSED_WITH.values(), POLICY_VIOLATION})
 # take, channels, sample rate, first frame — then float32 little-endian samples, channels interleaved.
 AUDIO_HEADER = struct.Struct("<HHIQ")
 

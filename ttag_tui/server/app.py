@@ -226,7 +226,9 @@ class HostGuardMiddleware:
                 if scope["type"] == "http":
                     await _send_json(send, 421, "this server answers on loopback names only; see allowed_hosts")
                 else:
-                    await refuse(scope, receive, send, 1008, "this server answers on loopback names only")
+                    await refuse(
+                        scope, receive, send, wire.POLICY_VIOLATION, "this server answers on loopback names only"
+                    )
                 return
         await self.app(scope, receive, send)
 

@@ -20,23 +20,23 @@ from ttag_tui.server.jobs import JobBoard, JobRecord
 from ttag_tui.server.security import Guard
 
 MAX_UNSENT_AUDIO_BYTES = 16 << 20  # 45 s of 44.1 kHz stereo: a client that lags through a whole take still hears it
-CLOSE_CODES = {401: 4401, 404: 4404, 429: 4429}
 
 
 async def serve_events(websocket: WebSocket, job_id: str, board: JobBoard, guard: Guard) -> None:
     """Authenticate, then stream the job's feed from the start (a late client catches up), then close."""
     if not guard.origin_allowed(websocket.headers.get("origin")):
-        await refuse(websocket.scope, websocket.receive, websocket.send, 1008, "origin not allowed")
+        await refuse(websocket.scope, websocket.receive, websocket.send, wire.POLICY_VIOLATION, "origin not allowed")
         return
     try:
         guard.throttle(guard.authenticate(websocket), "events")
     except HTTPException as exc:
-        code = CLOSE_CODES.get(exc.status_code, 1008)
+        code = wire.REFUSED_WITH.get(exc.status_code, wire.POLICY_VIOLATION)
         await refuse(websocket.scope, websocket.receive, websocket.send, code, str(exc.detail))
         return
     record = board.get(job_id)
     if record is None:
-        await refuse(websocket.scope, websocket.receive, websocket.send, 4404, f"no job {job_id}")
+        code = wire.REFUSED_WITH[404]
+        await refuse(websocket.scope, websocket.receive, websocket.send, code, f"no job {job_id}")
         return
     offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol=wire.SUBPROTOCOL if wire.SUBPROTOCOL in offered else None)
