@@ -99,6 +99,15 @@ class GenerationRequest:
 
 
 CORE_FIELDS = ("prompt", "model", "duration", "seed", "takes", "format")  # what every model takes
+# What each common field is, and what it is when left out: the CLI's help and the API's schema say it in these words.
+CORE_FIELD_HELP = {
+    "prompt": "what to make",
+    "model": "model id (see list-models); default: the configured default model",
+    "duration": "seconds of audio; default: the model's",
+    "seed": "seed for reproducible output; default: random, recorded",
+    "takes": f"how many variations (1-{MAX_TAKES}); take k uses seed+k; default: 1",
+    "format": f"audio format ({', '.join(FORMATS)}); default: wav",
+}
 
 
 @dataclass(frozen=True)

@@ -69,3 +69,21 @@ def test_the_api_schema_has_it_and_validates_it():
         refused = c.post("/api/jobs", json={"prompt": "x", "model": "tone", "warmth": 0.7})
         assert refused.status_code == 422 and "tone does not take this parameter" in refused.text
         assert "warmth" in {p["name"] for m in c.get("/api/models").json() if m["id"] == "warm" for p in m["params"]}
+
+
+def test_the_common_fields_are_described_once_and_the_defaults_they_state_hold():
+    """The API schema and the CLI's help describe the common fields in CORE_FIELD_HELP's words, and what those
+    words promise for a field left out is what a request gets."""
+    from runners.request import CORE_FIELD_HELP
+
+    registry = fake_registry()
+    with TestClient(create_app(Config(default_model="tone"), registry=registry), base_url="http://localhost") as client:
+        body = client.get("/openapi.json").json()["components"]["schemas"]["GenerateBody"]["properties"]
+        assert {name: body[name]["description"] for name in CORE_FIELD_HELP} == CORE_FIELD_HELP
+    arguments = {
+        a.dest: a.help for a in build_parser(registry)._subparsers._group_actions[0].choices["generate"]._actions
+    }
+    assert all(arguments[name] == CORE_FIELD_HELP[name] for name in ("duration", "seed", "takes"))
+    first, second = (validate_request({"prompt": "x", "model": "tone"}, registry) for _ in range(2))
+    assert first.takes == 1 and first.format == "wav" and first.seed != second.seed  # "default: 1", "wav", "random"
+    assert first.duration == registry.get("tone").default_duration  # "default: the model's"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from runners.registry import Registry, human_size
-from runners.request import FORMATS
+from runners.request import CORE_FIELD_HELP, FORMATS
 from ttag_tui import __version__
 from ttag_tui.output import cli_option
 
@@ -524,9 +524,9 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         "or an alias from the config's models table",
     )
     gen.add_argument("--weights-sha256", metavar="SHA", help=argparse.SUPPRESS)  # written by a take's recreate line
-    gen.add_argument("-d", "--duration", type=float, help="seconds of audio (default: the model's)")
-    gen.add_argument("--seed", type=int, help="seed for reproducible output (default: random, recorded)")
-    gen.add_argument("-n", "--takes", type=int, help="how many variations (1-8); take k uses seed+k")
+    gen.add_argument("-d", "--duration", type=float, help=CORE_FIELD_HELP["duration"])
+    gen.add_argument("--seed", type=int, help=CORE_FIELD_HELP["seed"])
+    gen.add_argument("-n", "--takes", type=int, help=CORE_FIELD_HELP["takes"])
     gen.add_argument("-o", "--output", help="output folder, or a file name with an audio suffix")
     gen.add_argument("--format", choices=FORMATS, help="audio format (default wav, or -o's suffix)")
     param_names = registry.param_names()

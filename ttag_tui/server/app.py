@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 from runners.registry import ModelSpec, Registry, default_registry
 from runners.request import (
     AUDIO_FORMATS,
+    CORE_FIELD_HELP,
     CORE_FIELDS,
     FORMATS,
     MAX_PROMPT_CHARS,
@@ -94,14 +95,14 @@ def _build_body_model(registry: Registry) -> type[BaseModel]:
     body_fields: dict[str, Any] = {
         "prompt": (
             Annotated[Any, WithJsonSchema({**_json_schema(hints["prompt"]), **SCHEMA_LIMITS["prompt"]})],
-            Field(..., description="what to make", examples=["lofi hip hop, 85 bpm"]),
+            Field(..., description=CORE_FIELD_HELP["prompt"], examples=["lofi hip hop, 85 bpm"]),
         )
     }
     for name in CORE_FIELDS[1:]:
         schema = {**_json_schema(hints[name]), **SCHEMA_LIMITS.get(name, {})}
         body_fields[name] = (
             Annotated[Any, WithJsonSchema({"anyOf": [schema, {"type": "null"}]})],
-            Field(None, description=f"default: the model's {name}"),
+            Field(None, description=CORE_FIELD_HELP[name]),
         )
     for name in registry.param_names():
         declared = min(registry.params_named(name), key=lambda p: len(p.help))
