@@ -435,4 +435,4 @@ def test_pull_offline_is_a_one_line_error(tmp_path):
     assert missing.returncode == 1, missing.stderr
     assert "cannot download facebook/musicgen-small" in missing.stderr and "Traceback" not in missing.stderr
     unknown = ttag("models", "pull", "nope")
-    assert unknown.returncode == 1 and "unknown model 'nope'" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown model 'nope'" in unknown.stderr  # a usage error
