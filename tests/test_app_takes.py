@@ -314,3 +314,24 @@ async def test_rename_and_delete_a_session_from_the_picker(tmp_path):
         assert [s.name for s in app.store.sessions()] == ["beats"]
         assert Path(kept.path).exists()  # the audio files stay on disk ...
         assert not trashed.exists()  # ... but the trashed one goes: nothing could bring it back any more
+
+
+async def test_d_pressed_faster_than_the_table_moves_trashes_each_take_once_and_undo_brings_every_file_back(tmp_path):
+    """Keys queued before the table drops a deleted row may name that take again: a take already in the trash stays
+    as it is (its record keeps where its file went), so undo can still bring every file back."""
+    app = make_app(tmp_path)
+    async with running(app) as pilot:
+        for seed in (1, 2, 3):
+            await generate(pilot, "a tone", seed)
+        made = list(takes(app).takes.values())
+        await pilot.press("ctrl+t")
+        for _ in range(5):  # a burst of d: each posts a delete of the row selected then, before any is done
+            takes(app).action_delete()
+        await wait_for(pilot, lambda: takes(app).row_count == 2, "one take in the trash")
+        await pilot.press("d", "d")
+        await wait_for(pilot, lambda: takes(app).row_count == 0, "every take in the trash")
+        assert all(app.store.take(t.id).trashed_path for t in made), "each trashed take knows where its file is"
+        await pilot.press(*"uuu")
+        await wait_for(pilot, lambda: takes(app).row_count == 3, "every take back")
+        assert all(Path(t.path).exists() and Path(t.path).with_suffix(".json").exists() for t in made)
+        assert not list((Path(made[0].path).parent / ".ttag-trash").iterdir())

@@ -514,9 +514,13 @@ class SessionStore:
             db.execute("UPDATE takes SET name=? WHERE id=?", (name.strip(), take_id))
 
     def trash_take(self, take_id: int, trashed_path: str | None) -> None:
-        """Mark a take deleted; ``trashed_path`` is where its file was moved (None when the file was gone)."""
+        """Mark a take deleted; ``trashed_path`` is where its file was moved (None when the file was gone). A take in
+        the trash already keeps its record: where its file went is what undo needs."""
         with self._transaction() as db:
-            db.execute("UPDATE takes SET deleted=?, trashed_path=? WHERE id=?", (time.time(), trashed_path, take_id))
+            db.execute(
+                "UPDATE takes SET deleted=?, trashed_path=? WHERE id=? AND deleted IS NULL",
+                (time.time(), trashed_path, take_id),
+            )
 
     def trashed_takes(self, before: float | None = None, session_id: int | None = None) -> list[Take]:
         """Takes in the trash (of one session, or of all), deleted before the ``before`` timestamp (all with None)."""

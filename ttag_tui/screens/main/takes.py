@@ -59,6 +59,8 @@ class TakeActions:
         if take is None:
             self.screen.notify("No take selected: generate one with ctrl+g.", severity="warning")
             return
+        if take.deleted is not None:  # keys pressed before the table dropped the row of a take now in the trash
+            return
         await self.handlers[type(message)](take)
 
     async def star(self, take: Take) -> None:
