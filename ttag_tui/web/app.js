@@ -699,11 +699,22 @@ function showFieldErrors(errors) {
 
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 
+// The server's words for a number too large for a double: JSON would carry it (Infinity) as null, the default, so such
+// a field is refused here and nothing is sent.
+const NOT_FINITE = "must be a finite number";
+
 // A numeric field's value as the request takes it: a number, or the text as typed (the server then says why not).
 function fieldValue(input) {
   const text = input.value.trim();
   if (text === "") return undefined;
   return NUMBER.test(text) ? Number(text) : text;
+}
+
+// The form's numeric inputs: duration, takes, seed and the model's number parameters.
+function numericInputs() {
+  return [$("#duration"), $("#takes"), $("#seed"), ...$$(".param-field input")].filter((input) =>
+    ["int", "float"].includes(input.dataset.type),
+  );
 }
 
 // The limits of a numeric field: the model's (duration, its parameters) or the schema's (takes, seed).
@@ -733,6 +744,7 @@ function validateField(input) {
   let message = "";
   if (value === undefined) message = "";
   else if (typeof value === "string") message = "must be a number, not text";
+  else if (!Number.isFinite(value)) message = NOT_FINITE;
   else if (limits.type === "int" && !Number.isInteger(value)) message = `must be a whole number (got ${formatNumber(value)})`;
   else if ((limits.min !== null && value < limits.min) || (limits.max !== null && value > limits.max)) {
     const unit = name === "duration" ? ` seconds for ${state.spec.id}` : "";
@@ -794,6 +806,11 @@ async function generateFromForm() {
   }
   clearErrors();
   captureDraft();
+  const unsendable = numericInputs().find((input) => validateField(input) === NOT_FINITE);
+  if (unsendable) {
+    unsendable.focus();
+    return;
+  }
   await submit(collectBody(), { fromForm: true });
 }
 
