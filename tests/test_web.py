@@ -413,6 +413,13 @@ def test_api_key_is_asked_for_kept_and_sent(browser, keyed_server):
         page.click("#key-save")
         expect(page.locator("#key-error")).to_contain_text("refused")
         expect(dialog).to_be_visible()
+        page.fill("#api-key", "ключ-неверный")  # a header cannot carry it: said as such, not as the server away
+        page.click("#key-save")
+        expect(page.locator("#key-error")).to_have_text(
+            "That cannot be a key: keys are ASCII letters, digits and symbols, with no spaces or commas."
+        )
+        expect(page.locator("#server-status")).not_to_contain_text("unreachable")
+        assert page.evaluate("() => localStorage.getItem('ttag.apiKey')") == "wrong"
         page.fill("#api-key", "s3cret-key")
         page.click("#key-save")
         expect(dialog).to_be_hidden()

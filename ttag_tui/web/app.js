@@ -169,8 +169,13 @@ class ApiError extends Error {
   }
 }
 
+// What an Authorization header can carry, as the server's api_keys allow: printable ASCII, no space or comma. A browser
+// throws on anything else before the request leaves, which would read as "server unreachable".
+const KEY_CHARACTERS = /^[\x21-\x2b\x2d-\x7e]+$/;
+
 function apiKey() {
-  return localStorage.getItem(LS_KEY) || "";
+  const key = localStorage.getItem(LS_KEY) || "";
+  return KEY_CHARACTERS.test(key) ? key : ""; // one stored before this check: as if none, so the page asks again
 }
 
 // A Blob (a File) goes as the body itself (api/uploads); anything else as JSON.
@@ -357,6 +362,10 @@ function openKeyDialog() {
 }
 
 async function saveKey(value) {
+  if (value && !KEY_CHARACTERS.test(value)) {
+    $("#key-error").textContent = "That cannot be a key: keys are ASCII letters, digits and symbols, with no spaces or commas.";
+    return false;
+  }
   if (value) localStorage.setItem(LS_KEY, value);
   else localStorage.removeItem(LS_KEY);
   renderKeyState();
