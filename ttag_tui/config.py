@@ -34,7 +34,12 @@ class ConfigError(Exception):
         where = f"{path}" + (f", line {line}" if line else "")
         what = f"{key}: " if key else ""
         super().__init__(f"{where}: {what}{message}")
-        self.path, self.line, self.key = path, line, key
+        self.path, self.line, self.key, self.message = path, line, key, message
+
+    @property
+    def setting(self) -> str:
+        """What is wrong, without where it was read: ``key: message`` (a form names its own fields)."""
+        return f"{self.key}: {self.message}" if self.key else self.message
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def config_from_form(base: Config, values: dict[str, Any]) -> Config:
         try:
             return config_module.load(check, environment=False)
         except ConfigError as exc:
-            raise ValueError(str(exc).replace(f"{check}: ", "")) from None
+            raise ValueError(exc.setting) from None  # not the check file's path and line: the user never saw it
 
 
 class ConfigScreen(Dialog[Config | None]):
