@@ -335,3 +335,11 @@ async def test_d_pressed_faster_than_the_table_moves_trashes_each_take_once_and_
         await wait_for(pilot, lambda: takes(app).row_count == 3, "every take back")
         assert all(Path(t.path).exists() and Path(t.path).with_suffix(".json").exists() for t in made)
         assert not list((Path(made[0].path).parent / ".ttag-trash").iterdir())
+
+
+def test_a_takes_length_fits_its_column_at_every_duration():
+    from ttag_tui.widgets.takes import FIXED_COLUMNS, format_seconds
+
+    cases = {0: "0.0s", 9.5: "9.5s", 59.96: "1:00.0", 61.25: "1:01.2", 599.9: "9:59.9", 599.96: "10:00", 600: "10:00"}
+    assert {seconds: format_seconds(seconds) for seconds in cases} == cases
+    assert max(len(format_seconds(tenths / 10)) for tenths in range(6001)) <= FIXED_COLUMNS["length"]

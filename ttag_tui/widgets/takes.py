@@ -38,8 +38,11 @@ MODEL_COLUMN_FROM = 72  # narrower than this, the model column gives its room to
 
 
 def format_seconds(seconds: float) -> str:
-    minutes, rest = divmod(max(seconds, 0.0), 60)
-    return f"{int(minutes)}:{rest:04.1f}" if minutes else f"{rest:.1f}s"
+    """At most the length column's 6 characters (``9.5s``, ``9:59.9``, ``10:00``): one more would meet the next."""
+    minutes, tenths = divmod(round(max(seconds, 0.0) * 10), 600)  # rounded once: 59.96 s is 1:00.0, never 0:60.0
+    if minutes >= 10:
+        return f"{minutes}:{tenths // 10:02d}"
+    return f"{minutes}:{tenths // 10:02d}.{tenths % 10}" if minutes else f"{tenths / 10:.1f}s"
 
 
 def status_mark(take: Take) -> Text:
