@@ -155,7 +155,7 @@ def _number(value: Any, *, integer: bool) -> float | int:
 def _fmt(x: float) -> str:
     """Whole numbers as whole numbers (4294967295, not 4.29497e+09); others short, but never rounded into another
     number: 600.0000001 is refused as above 600, and saying "got 600" would contradict it."""
-    if float(x).is_integer() and abs(x) < 1e16:
+    if isinstance(x, int) or (float(x).is_integer() and abs(x) < 1e16):
         return str(int(x))
     short = f"{x:g}"
     return short if float(short) == x else repr(float(x))

@@ -85,6 +85,8 @@ def test_takes_outside_1_to_8(takes):
 def test_negative_seed_and_too_large_seed():
     assert "between 0 and" in errors({"prompt": "x", "model": "m", "seed": -1})["seed"]
     assert "between 0 and" in errors({"prompt": "x", "model": "m", "seed": MAX_SEED + 1})["seed"]
+    huge = 10**23 - 1  # said as given, not as the float 1e+23 it is near
+    assert errors({"prompt": "x", "model": "m", "seed": huge})["seed"].endswith(f"(got {huge})")
 
 
 def test_unsupported_parameter_names_what_the_model_takes():
