@@ -334,7 +334,7 @@ def step_times(
             shape = (*layer.keys.shape[:2], cached, layer.keys.shape[3])
             layer.keys = torch.randn(shape, dtype=layer.keys.dtype, device=device)
             layer.values = torch.randn(shape, dtype=layer.values.dtype, device=device)
-        take = decoder._load_cache(cache, conditioning, cached + repeats)
+        take = decoder._load_cache([cache], conditioning, cached + repeats)
         times: dict[str, list[float]] = {"hf": [], "fast": []}
         for index in range(repeats):  # interleaved: a busy machine slows both alike
             started = now()
