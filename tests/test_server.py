@@ -201,8 +201,12 @@ def test_the_socket_is_bound_before_serving_and_each_failure_is_one_line(monkeyp
         taken.listen()
         with pytest.raises(CannotListen, match=r"is in use \(another ttag server\?\): pick one with --port"):
             listen("127.0.0.1", taken.getsockname()[1], (), allow_public=False)
-    with listen("localhost", 0, (), allow_public=False) as bound:
-        assert ipaddress.ip_address(bound.getsockname()[0]).is_loopback
+    listeners = listen("localhost", 0, (), allow_public=False)  # every address the name has, as uvicorn binds
+    try:
+        assert listeners and all(ipaddress.ip_address(s.getsockname()[0]).is_loopback for s in listeners)
+    finally:
+        for listener in listeners:
+            listener.close()
 
     def resolver(answer):
         def getaddrinfo(host, port, *args, **kwargs):

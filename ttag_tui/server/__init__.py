@@ -52,10 +52,10 @@ def serve(host: str, port: int, *, allow_public: bool = False, cluster: str = ""
     config = config_module.load()
     keys = config.api_key_list
     check_host = is_loopback(host) or bool(keys) or not allow_public
-    listener = listen(host, port, keys, allow_public)
+    listeners = listen(host, port, keys, allow_public)
     address = cluster or config.cluster
     if not address:
-        _run(create_app(config, check_host=check_host), listener, host, port)
+        _run(create_app(config, check_host=check_host), listeners, host, port)
         return
     from runners.registry import default_registry
     from ttag_tui.backend.cluster import ClusterSettings
@@ -63,36 +63,43 @@ def serve(host: str, port: int, *, allow_public: bool = False, cluster: str = ""
 
     registry = default_registry()
     with ClusterLink(registry, config, ClusterSettings(address=address)) as backend:
-        _run(create_app(config, registry=registry, bridge=backend, check_host=check_host), listener, host, port)
+        _run(create_app(config, registry=registry, bridge=backend, check_host=check_host), listeners, host, port)
 
 
-def listen(host: str, port: int, api_keys: tuple[str, ...], allow_public: bool) -> socket.socket:
-    """The server's socket, bound before anything starts: a taken port or a name that does not resolve is one line
-    (uvicorn would log a traceback-like error and exit 1), and the bind check is made again on the address the name
-    resolved to — ``*.localhost`` could be pointed elsewhere in /etc/hosts."""
+def listen(host: str, port: int, api_keys: tuple[str, ...], allow_public: bool) -> list[socket.socket]:
+    """The server's sockets, bound before anything starts — one per address the name resolves to, as uvicorn binds
+    (``localhost``: 127.0.0.1 and ::1) — so a taken port or a name that does not resolve is one line (uvicorn would log
+    a traceback-like error and exit 1), and the bind check is made again on each address the name resolved to:
+    ``*.localhost`` could be pointed elsewhere in /etc/hosts."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
+        found = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise CannotListen(f"cannot serve on {host}: {exc.strerror}") from None
-    check_bind(host, api_keys, allow_public, resolved=str(address[0]))
-    listener = socket.socket(family, kind, proto)
+    addresses = list(dict.fromkeys((family, kind, proto, address) for family, kind, proto, _, address in found))
+    for *_, address in addresses:
+        check_bind(host, api_keys, allow_public, resolved=str(address[0]))
+    listeners: list[socket.socket] = []
     try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart right after a stop
-        listener.bind(address)
+        for family, kind, proto, address in addresses:
+            listener = socket.socket(family, kind, proto)
+            listeners.append(listener)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restart right after a stop
+            if family == socket.AF_INET6:  # as asyncio: ::1 beside 127.0.0.1, not over it
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind(address)
     except OSError as exc:
-        listener.close()
+        for listener in listeners:
+            listener.close()
         if exc.errno == errno.EADDRINUSE:
             raise CannotListen(
                 f"port {port} on {host} is in use (another ttag server?): pick one with --port"
             ) from None
         raise CannotListen(f"cannot serve on {host} port {port}: {exc.strerror}") from None
-    return listener
+    return listeners
 
 
-def _run(app: FastAPI, listener: socket.socket, host: str, port: int) -> None:
-    """uvicorn on ``listener`` until stopped. ``proxy_headers`` off: uvicorn would otherwise take a loopback client's
+def _run(app: FastAPI, listeners: list[socket.socket], host: str, port: int) -> None:
+    """uvicorn on ``listeners`` until stopped. ``proxy_headers`` off: uvicorn would otherwise take a loopback client's
     ``X-Forwarded-For`` as its address, and the per-client rate limits and the wrong-key lockout are keyed on it — any
     local process (or anyone through an SSH tunnel) could dodge them, or lock another address out."""
     import uvicorn
@@ -101,14 +108,18 @@ def _run(app: FastAPI, listener: socket.socket, host: str, port: int) -> None:
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
             if self.started:  # uvicorn says where it listens only for sockets it bound itself
-                bound = listener.getsockname()
-                address = f"[{bound[0]}]" if listener.family == socket.AF_INET6 else bound[0]
-                logging.getLogger("uvicorn.error").info(
-                    "Uvicorn running on http://%s:%d (Press CTRL+C to quit)", address, bound[1]
-                )
+                for listener in listeners:
+                    bound = listener.getsockname()
+                    address = f"[{bound[0]}]" if listener.family == socket.AF_INET6 else bound[0]
+                    logging.getLogger("uvicorn.error").info(
+                        "Uvicorn running on http://%s:%d (Press CTRL+C to quit)", address, bound[1]
+                    )
 
     settings = uvicorn.Config(
         app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5, proxy_headers=False
     )
-    with listener:
-        Server(settings).run(sockets=[listener])
+    try:
+        Server(settings).run(sockets=listeners)
+    finally:
+        for listener in listeners:
+            listener.close()
