@@ -50,24 +50,23 @@ def _host(text: str) -> str:
     return text[1:-1] if text.startswith("[") and text.endswith("]") else text
 
 
-def _backend_url(text: str) -> str:
-    """``--backend``: checked as config ``backend`` is, so a typo is one line before any work."""
-    from ttag_tui.config import check_backend_url
+def _checked_as_setting(checker: str) -> Callable[[str], str]:
+    """An option's type that checks it as the config checks the same setting (``checker``: a function of
+    ttag_tui.config, imported only when the option is given), so a typo is one line before any work."""
 
-    try:
-        return check_backend_url(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    def check(text: str) -> str:
+        from ttag_tui import config
+
+        try:
+            return str(getattr(config, checker)(text))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return check
 
 
-def _cluster_address(text: str) -> str:
-    """``--cluster``: checked as config ``cluster`` is."""
-    from ttag_tui.config import check_cluster_address
-
-    try:
-        return check_cluster_address(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_backend_url = _checked_as_setting("check_backend_url")  # --backend
+_cluster_address = _checked_as_setting("check_cluster_address")  # --cluster
 
 
 def _port(text: str) -> int:
