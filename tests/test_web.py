@@ -888,6 +888,19 @@ def test_fields_validate_as_typed_in_the_servers_words(web):
         page.fill(f"#{field}", "")
     expect(page.locator(".field.invalid")).to_have_count(0)
 
+    # A paste past the limit is kept whole and refused in words (the textarea's maxLength cut it silently); the count
+    # is the server's, in characters: 2,000 emoji are 4,000 UTF-16 units, and allowed.
+    page.fill("#prompt", "")
+    page.focus("#prompt")
+    page.keyboard.insert_text("🎹" * 5 + "x" * 2000)
+    expect(page.locator("#prompt")).to_have_value("🎹" * 5 + "x" * 2000)
+    expect(page.locator("#prompt-error")).to_have_text("is too long (2005 characters; the limit is 2000)")
+    page.click("#generate")
+    expect(page.locator("#prompt")).to_be_focused()
+    expect(page.locator(".job")).to_have_count(0)
+    page.fill("#prompt", "🎹" * 2000)
+    expect(page.locator("#prompt-error")).to_be_empty()
+
 
 def test_queued_is_distinct_and_time_left_is_smooth(web):
     page = web.open()

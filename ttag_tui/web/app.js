@@ -390,9 +390,10 @@ async function loadSchema() {
   const formats = fieldSchema("format").enum || [];
   const select = $("#format");
   select.replaceChildren(...formats.map((f) => el("option", { value: f, text: f.toUpperCase() })));
-  for (const name of ["prompt", "negative_prompt"]) {
+  // Not the textarea's maxLength: that cuts a long paste without a word (and counts an emoji as two).
+  for (const name of TEXT_FIELDS) {
     const limit = fieldSchema(name).maxLength;
-    if (limit) $(`#${name}`).maxLength = limit;
+    if (limit) $(`#${name}`).dataset.limit = String(limit);
   }
   const takes = fieldSchema("takes");
   $("#takes-range").textContent = `${takes.minimum}–${takes.maximum}`;
@@ -737,12 +738,25 @@ function limitsOf(name) {
   return { min: schema.minimum ?? null, max: schema.maximum ?? null, type: schema.type === "integer" ? "int" : "float" };
 }
 
+const TEXT_FIELDS = ["prompt", "negative_prompt"];
+
+// A text field over the schema's maxLength, in the server's words; it counts characters as the server does (code
+// points), so what is refused here is what the server would refuse.
+function textTooLong(input) {
+  const limit = Number(input.dataset.limit);
+  const length = [...input.value].length;
+  return limit && length > limit ? `is too long (${length} characters; the limit is ${limit})` : "";
+}
+
 // As the user types: the message the server would give, in its words, so nothing typed is dropped silently.
 function validateField(input) {
   const name = input.name;
-  if (name === "prompt") {
-    if ($("#prompt-error").textContent && input.value.trim()) setFieldError(input, "");
-    return "";
+  if (TEXT_FIELDS.includes(name)) {
+    const message = textTooLong(input);
+    // The server's "is empty" stays until something is typed; any other message was about the text before.
+    const empty = !message && !input.value.trim() && $(`#${name}-error`).textContent.startsWith("is empty");
+    if (!empty) setFieldError(input, message);
+    return message;
   }
   const limits = limitsOf(name);
   if (!limits || !["int", "float"].includes(limits.type)) {
@@ -815,7 +829,10 @@ async function generateFromForm() {
   }
   clearErrors();
   captureDraft();
-  const unsendable = numericInputs().find((input) => validateField(input) === NOT_FINITE);
+  // What the server would refuse anyway is kept here, so a long paste or a number past a double is fixed in place.
+  const unsendable = [...TEXT_FIELDS.map((name) => $(`#${name}`)), ...numericInputs()].find(
+    (input) => !input.closest("[hidden]") && (validateField(input) === NOT_FINITE || textTooLong(input)),
+  );
   if (unsendable) {
     unsendable.focus();
     return;
@@ -2213,7 +2230,7 @@ function wire() {
   $("#compose").addEventListener("input", (event) => {
     captureDraft();
     const target = event.target;
-    if (target.matches("#settings-grid input, #prompt")) validateField(target);
+    if (target.matches("#settings-grid input, #prompt, #negative_prompt")) validateField(target);
     else {
       // Typing into a field clears its error: the message was about the old value.
       const field = target.closest(".field");
