@@ -80,8 +80,10 @@ def serve_in_thread(app: Any) -> Iterator[str]:
 
     import uvicorn
 
+    from ttag_tui.server import uvicorn_config
+
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="error"))
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started or not thread.is_alive(), 30, "uvicorn started")

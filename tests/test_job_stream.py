@@ -19,6 +19,7 @@ from runners.request import validate_request
 from tests.fake_runners import fake_registry
 from tests.live_server import serve_in_thread
 from tests.test_server import client_for, wait_state
+from ttag_tui.backend import wire
 from ttag_tui.backend.events import Chunk, ClipReady, Done, Failed, Progress
 from ttag_tui.bridge import Bridge
 from ttag_tui.config import Config
@@ -172,28 +173,107 @@ def test_the_socket_follows_the_host_and_origin_rule():
             assert read_stream(ws)[2] == 1000
 
 
-async def test_a_client_that_does_not_read_stops_getting_audio_instead_of_growing_the_server(tmp_path, monkeypatch):
-    monkeypatch.setattr(stream, "MAX_UNSENT_AUDIO_BYTES", 2 << 20)
+class HeldSocket:
+    """A client that reads nothing until ``reading`` is set: each send waits, as a real socket's does once its buffer
+    is full (uvicorn's send waits for the transport to drain)."""
+
+    def __init__(self) -> None:
+        self.reading = asyncio.Event()
+        self.sent: list[str | bytes] = []
+        self.waiting = 0  # sends begun and not yet taken
+
+    async def _send(self, item: str | bytes) -> None:
+        self.waiting += 1
+        await self.reading.wait()
+        self.waiting -= 1
+        self.sent.append(item)
+
+    async def send_text(self, text: str) -> None:
+        await self._send(text)
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._send(data)
+
+
+def streamed_frames(sent: list[str | bytes], take: int) -> np.ndarray:
+    pieces = [wire.decode_audio(item) for item in sent if isinstance(item, bytes)]
+    starts = [start for t, start, _, _ in pieces if t == take]
+    assert starts == sorted(starts) and starts[0] == 0, "contiguous, in order"
+    return np.concatenate([audio for t, _, audio, _ in pieces if t == take], axis=1)
+
+
+async def test_a_client_that_does_not_read_holds_nothing_and_later_hears_every_take_from_disk(tmp_path):
+    """19 MB of audio are made while the client reads nothing: the server keeps one copy of the job's audio (the feed)
+    while it runs, none once it has ended, and holds back no more than the one frame that client's send waits on;
+    when the client reads again, the rest comes from the takes on disk, whole."""
     registry = fake_registry()
     with Bridge(registry) as bridge:
         board = JobBoard(bridge, TakeStore(tmp_path / "server"))
-        request = validate_request({"prompt": "x", "model": "stepped-stream", "duration": 600, "steps": 60}, registry)
-        record = board.submit(request, stream=True)
-        outbox = stream.Outbox()  # nothing takes anything out of it: a client that never reads
-        record.readers += 1
-        await asyncio.wait_for(stream._feed(record, outbox), 120)
-        queued = []
-        while (item := await outbox.next()) is not None:
-            queued.append(item)
-        record.readers -= 1
-        record.release_audio()
+        body = {"prompt": "x", "model": "stepped-stream", "duration": 300, "steps": 20, "takes": 2, "seed": 1}
+        record = board.submit(validate_request(body, registry), stream=True)
+        client = HeldSocket()
+        sending = asyncio.create_task(stream._send_feed(client, record))
+        await asyncio.wait_for(record.ended.wait(), 120)
+        assert client.waiting == 1 and client.sent == [], "one send waits; nothing else is held for this client"
+        assert not any(isinstance(item, Chunk) for item in record.feed), "the job's audio left memory when it ended"
+        client.reading.set()
+        await asyncio.wait_for(sending, 60)
+        kinds = [json.loads(item)["type"] for item in client.sent if isinstance(item, str)]
+        assert kinds[0] == "status" and kinds[-1] == "done" and "audio_dropped" not in kinds
+        assert [take.metadata["take"] for take in record.takes] == [0, 1]
+        for take in record.takes:
+            streamed = streamed_frames(client.sent, take.metadata["take"])
+            np.testing.assert_array_equal(streamed, take.read(0, take.frames))
         board.close()
-    kinds = [json.loads(item)["type"] for item in queued if isinstance(item, str)]
-    assert kinds[0] == "status" and kinds.count("audio_dropped") == 1 and kinds[-1] == "done"
-    chunk = 600 * 8000 * 4 // 60 + 16
-    audio = sum(len(item) for item in queued if isinstance(item, bytes))
-    assert (2 << 20) < audio <= (2 << 20) + chunk, "what waits for a client is bounded: 19 MB were made"
-    assert not any(isinstance(i, Chunk) for i in record.feed), "the job's audio left memory once it was over"
+
+
+def test_a_late_client_hears_long_takes_whole_over_a_real_socket():
+    """A client that joins once the first take's 19 MB were streamed gets them at the pace it reads, then the rest
+    live (the server used to queue the whole backlog at once for it, past its 16 MiB bound, and drop its audio). The
+    stream is not compressed: float audio barely shrinks, and compressing it held up the server's event loop."""
+    from websockets.sync.client import connect
+
+    app = create_app(Config(rate_limit="1000/minute", default_model="stepped-stream"), registry=fake_registry())
+    with serve_in_thread(app) as base, httpx.Client(base_url=base) as http:
+        body = {"prompt": "x", "duration": 600, "steps": 60, "takes": 2, "seed": 2, "stream": True}
+        job = http.post("/api/jobs", json=body).json()["id"]
+        deadline = time.monotonic() + 60
+        while http.get(f"/api/jobs/{job}/audio", params={"take": 1}).headers["x-ttag-frames"] == "0":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        events, audio = [], []
+        with connect(base.replace("http", "ws", 1) + f"/api/jobs/{job}/events", max_size=None) as ws:
+            assert ws.response.headers.get("Sec-WebSocket-Extensions") is None, "the client offered deflate"
+            for message in ws:
+                if isinstance(message, bytes):
+                    audio.append(message)
+                else:
+                    events.append(json.loads(message))
+        assert events[0]["state"] == "running" and events[-1]["type"] == "done"
+        assert "audio_dropped" not in [e["type"] for e in events]
+        for take in (0, 1):
+            made = http.get(f"/api/jobs/{job}/takes/{take}", params={"format": "flac"})
+            whole, _ = soundfile.read(io.BytesIO(made.content), dtype="float32", always_2d=True)
+            np.testing.assert_allclose(streamed_frames(audio, take), whole.T, atol=1e-5)
+
+
+def test_what_the_client_sends_besides_a_cancel_is_ignored():
+    """Binary frames, text that is not JSON and other JSON leave the stream running (a binary frame used to drop the
+    connection without a close frame); then a cancel ends it."""
+    with client_for() as client:
+        body = {"model": "stepped-stream", "prompt": "x", "duration": 30, "steps": 300, "stream": True}
+        job = client.post("/api/jobs", json=body).json()["id"]
+        with client.websocket_connect(f"/api/jobs/{job}/events", headers=LOCAL) as ws:
+            while json.loads(ws.receive_text())["type"] != "started":
+                pass
+            ws.send_bytes(b"\x00\xff" * 100)
+            ws.send_text("not json")
+            ws.send_json([{"cancel": True}])
+            ws.send_json({"cancel": "yes"})
+            assert client.get(f"/api/jobs/{job}").json()["state"] == "running"
+            ws.send_json({"cancel": True})
+            events, _, code = read_stream(ws)
+        assert events[-1]["type"] == "cancelled" and code == 1000
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])

@@ -9,6 +9,7 @@ import socket
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import uvicorn
     from fastapi import FastAPI
 
 
@@ -98,10 +99,29 @@ def listen(host: str, port: int, api_keys: tuple[str, ...], allow_public: bool) 
     return listeners
 
 
+def uvicorn_config(app: FastAPI, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
+    """How ttag runs uvicorn (the tests' live servers too).
+
+    ``proxy_headers`` off: uvicorn would otherwise take a loopback client's ``X-Forwarded-For`` as its address, and
+    the per-client rate limits and the wrong-key lockout are keyed on it — any local process (or anyone through an SSH
+    tunnel) could dodge them, or lock another address out. ``ws_per_message_deflate`` off: the job stream is float
+    audio, which barely compresses, and compressing it ran on the event loop — with a few streaming clients (browsers
+    ask for it by default) every other request waited seconds."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
+        proxy_headers=False,
+        ws_per_message_deflate=False,
+    )
+
+
 def _run(app: FastAPI, listeners: list[socket.socket], host: str, port: int) -> None:
-    """uvicorn on ``listeners`` until stopped. ``proxy_headers`` off: uvicorn would otherwise take a loopback client's
-    ``X-Forwarded-For`` as its address, and the per-client rate limits and the wrong-key lockout are keyed on it — any
-    local process (or anyone through an SSH tunnel) could dodge them, or lock another address out."""
+    """uvicorn on ``listeners`` until stopped."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -115,11 +135,8 @@ def _run(app: FastAPI, listeners: list[socket.socket], host: str, port: int) -> 
                         "Uvicorn running on http://%s:%d (Press CTRL+C to quit)", address, bound[1]
                     )
 
-    settings = uvicorn.Config(
-        app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5, proxy_headers=False
-    )
     try:
-        Server(settings).run(sockets=listeners)
+        Server(uvicorn_config(app, host, port)).run(sockets=listeners)
     finally:
         for listener in listeners:
             listener.close()

@@ -26,7 +26,7 @@ import numpy as np
 from runners.contract import Clip
 from runners.registry import ModelSpec
 from runners.request import GenerationRequest
-from ttag_tui.backend import Backend
+from ttag_tui.backend import Backend, wire
 from ttag_tui.backend.events import Chunk, ClipReady, Failed, Job, JobState, JobStatus, Progress, Started, fold
 from ttag_tui.output import write_atomically, write_audio
 from ttag_tui.paths import data_dir
@@ -144,6 +144,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class AudioSpan:
+    """Where a streamed chunk lies in its take, kept once the chunk's samples have left memory (the job ended): a
+    client still behind is sent them from the take on disk."""
+
+    take: int
+    start: int
+    frames: int
+
+
+# How many of the latest chunks' binary frames are kept: clients that keep up all send the same few, so each is
+# encoded once for all of them; a client far behind encodes its own.
+RECENT_FRAMES = 8
+
+
 @dataclass
 class JobRecord:
     id: str
@@ -154,12 +169,12 @@ class JobRecord:
     status: JobStatus = field(default_factory=JobStatus)
     takes: list[StoredTake] = field(default_factory=list)
     finished_at: float | None = None
-    # What the job's WebSocket clients are sent, in order: JSON events and streamed audio. The audio is dropped once
-    # the job has ended and no client is still reading it (a late client gets what was streamed so far first).
-    feed: list[dict[str, Any] | Chunk | None] = field(default_factory=list)
-    readers: int = 0
+    # What the job's WebSocket clients are sent, in order: JSON events and streamed audio, one copy for all clients,
+    # each sent it at the pace it reads. The audio leaves memory when the job ends (spans on disk remain).
+    feed: list[dict[str, Any] | Chunk | AudioSpan] = field(default_factory=list)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _recent_frames: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
 
     def publish(self, item: dict[str, Any] | Chunk) -> None:
         self.feed.append(item)
@@ -172,9 +187,35 @@ class JobRecord:
             await self._changed.wait()  # the end event is published too, so the end wakes this
 
     def release_audio(self) -> None:
-        """Once the job has ended and nobody reads the feed: its audio leaves memory (the takes are on disk)."""
-        if self.ended.is_set() and self.readers == 0:
-            self.feed = [item if isinstance(item, dict) else None for item in self.feed]
+        """When the job has ended: its audio leaves memory (the takes are on disk)."""
+        self.feed = [
+            AudioSpan(item.take, item.start, item.audio.shape[1]) if isinstance(item, Chunk) else item
+            for item in self.feed
+        ]
+        self._recent_frames.clear()
+
+    async def frame(self, index: int) -> bytes | None:
+        """Feed item ``index`` (audio) as a binary frame of the job stream. After the job's end, read back from its
+        take on disk (off the loop); None when that take was never finished (the job failed or was cancelled first)
+        or has been dropped since."""
+        item = self.feed[index]
+        if isinstance(item, Chunk):
+            frame = self._recent_frames.get(index)
+            if frame is None:
+                frame = wire.encode_audio(item.take, item.start, item.audio, item.sample_rate)
+                self._recent_frames[index] = frame
+                if len(self._recent_frames) > RECENT_FRAMES:
+                    self._recent_frames.popitem(last=False)
+            return frame
+        assert isinstance(item, AudioSpan)
+        stored = next((t for t in self.takes if t.metadata.get("take", 0) == item.take), None)
+        if stored is None:
+            return None
+        try:
+            audio = await asyncio.to_thread(stored.read, item.start, item.frames)
+        except OSError:  # its job was dropped meanwhile, and the file with it
+            return None
+        return wire.encode_audio(item.take, item.start, audio, stored.sample_rate)
 
     def streamed_audio(self, take: int, start: int) -> tuple[np.ndarray, int]:
         """Frames of ``take`` from ``start`` on, as far as they have arrived (at most MAX_AUDIO_FRAMES):

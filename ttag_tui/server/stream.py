@@ -1,7 +1,10 @@
 """``GET /api/jobs/{id}/events``: a job's events and audio over a WebSocket, as they happen (protocol in the README).
 
-Each connection has its own bounded queue between the job's feed and the socket: a client that reads slowly stops
-getting audio (it is told once, with ``audio_dropped``) instead of growing the server's memory.
+Every connection walks the job's one feed (:class:`~ttag_tui.server.jobs.JobRecord`) at the pace its client reads:
+a send waits while the socket's buffer is full, so a slow client holds nothing but its place in the feed, and a fast
+or late one gets every chunk. Once the job has ended its audio leaves memory and a client still behind is sent the
+rest from the takes on disk; only a take that was never finished (the job was cancelled or failed) cannot be, and
+that client is told once, with ``audio_dropped``.
 """
 
 from __future__ import annotations
@@ -15,11 +18,8 @@ from fastapi import HTTPException, WebSocket, WebSocketDisconnect
 from starlette.types import Receive, Scope, Send
 
 from ttag_tui.backend import wire
-from ttag_tui.backend.events import Chunk
 from ttag_tui.server.jobs import JobBoard, JobRecord
 from ttag_tui.server.security import Guard
-
-MAX_UNSENT_AUDIO_BYTES = 16 << 20  # 45 s of 44.1 kHz stereo: a client that lags through a whole take still hears it
 
 
 async def serve_events(websocket: WebSocket, job_id: str, board: JobBoard, guard: Guard) -> None:
@@ -40,18 +40,13 @@ async def serve_events(websocket: WebSocket, job_id: str, board: JobBoard, guard
         return
     offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol=wire.SUBPROTOCOL if wire.SUBPROTOCOL in offered else None)
-    record.readers += 1
-    outbox = Outbox()
-    sender = asyncio.create_task(outbox.send_all(websocket))
+    sender = asyncio.create_task(_send_feed(websocket, record))
     listener = asyncio.create_task(_listen(websocket, record))
-    feeder = asyncio.create_task(_feed(record, outbox))
     try:
         await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (feeder, listener, sender):
+        for task in (listener, sender):
             task.cancel()
-        record.readers -= 1
-        record.release_audio()
     if sender.done() and not sender.cancelled() and sender.exception() is None:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.close(code=1000)
@@ -73,71 +68,47 @@ async def refuse(scope: Scope, receive: Receive, send: Send, code: int, reason: 
     await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
 
 
-class Outbox:
-    """What waits to go out on one connection, with a count of the audio bytes in it."""
-
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[str | bytes | None] = asyncio.Queue()
-        self.audio_bytes = 0
-
-    def put(self, item: dict[str, Any] | bytes | None) -> None:
-        if isinstance(item, bytes):
-            self.audio_bytes += len(item)
-        self._queue.put_nowait(json.dumps(item) if isinstance(item, dict) else item)
-
-    async def next(self) -> str | bytes | None:
-        """The next frame to send; ``None`` at the end."""
-        item = await self._queue.get()
-        if isinstance(item, bytes):
-            self.audio_bytes -= len(item)
-        return item
-
-    async def send_all(self, websocket: WebSocket) -> None:
-        """Until ``None`` (the end) is taken out."""
-        while (item := await self.next()) is not None:
-            if isinstance(item, bytes):
-                await websocket.send_bytes(item)
-            else:
-                await websocket.send_text(item)
-
-
-async def _feed(record: JobRecord, outbox: Outbox) -> None:
-    """Move the record's feed into this connection's outbox; audio stops once too much of it waits unsent."""
-    outbox.put({"type": "status", **record.to_dict()})
-    if record.ended.is_set():  # an ended job: its status and how it ended; its takes are downloads
-        outbox.put(record.end_event())
-        outbox.put(None)
+async def _send_feed(websocket: WebSocket, record: JobRecord) -> None:
+    """The job's status, then its feed from the start (a late client catches up) until the job's end event."""
+    ended = record.ended.is_set()  # as of the status: the job may end while the client takes it
+    await websocket.send_text(json.dumps({"type": "status", **record.to_dict()}))
+    if ended:  # an ended job: its status and how it ended; its takes are downloads
+        await websocket.send_text(json.dumps(record.end_event()))
         return
     seen = 0
-    dropped = False
+    lost = False  # a take this client was behind on was never finished: what would follow is not contiguous
     while True:
         await record.wait_beyond(seen)
-        items, seen = record.feed[seen:], len(record.feed)
-        for item in items:
-            if isinstance(item, Chunk):
-                if dropped:
-                    continue
-                if outbox.audio_bytes > MAX_UNSENT_AUDIO_BYTES:
-                    dropped = True
-                    reason = "the client reads more slowly than audio is made; takes come as downloads"
-                    outbox.put({"type": "audio_dropped", "reason": reason})
-                    continue
-                outbox.put(wire.encode_audio(item.take, item.start, item.audio, item.sample_rate))
-            elif item is not None:
-                outbox.put(item)
+        while seen < len(record.feed):
+            index, item = seen, record.feed[seen]
+            seen += 1
+            if isinstance(item, dict):
+                await websocket.send_text(json.dumps(item))
+            elif not lost:
+                frame = await record.frame(index)
+                if frame is not None:
+                    await websocket.send_bytes(frame)
+                else:
+                    lost = True
+                    reason = "the job ended before this client heard a take it never finished; takes are downloads"
+                    await websocket.send_text(json.dumps({"type": "audio_dropped", "reason": reason}))
         if record.ended.is_set() and seen >= len(record.feed):
-            outbox.put(None)
             return
 
 
 async def _listen(websocket: WebSocket, record: JobRecord) -> None:
-    """``{"cancel": true}`` cancels the job; anything else is ignored. Returns when the client goes."""
+    """``{"cancel": true}`` cancels the job; anything else (other JSON, text that is not JSON, binary frames) is
+    ignored. Returns when the client goes."""
     while True:
         try:
-            message: Any = await websocket.receive_json()
-        except (WebSocketDisconnect, RuntimeError):
+            message = await websocket.receive()
+        except RuntimeError:  # received after the disconnect message
             return
+        if message["type"] == "websocket.disconnect":
+            return
+        try:
+            said: Any = json.loads(message.get("text") or "null")
         except ValueError:
             continue
-        if isinstance(message, dict) and message.get("cancel") is True:
+        if isinstance(said, dict) and said.get("cancel") is True:
             record.cancel()
