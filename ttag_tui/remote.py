@@ -12,9 +12,9 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -29,22 +29,38 @@ from ttag_tui.backend.events import Job
 POLL_S = 0.2  # the polling fallback, when the job stream's WebSocket cannot be opened
 UPLOAD_TIMEOUT_S = 600.0  # a long file over a slow tunnel
 UPLOAD_BLOCK_BYTES = 1 << 16
+SHAPE_ERRORS = (LookupError, TypeError, ValueError, AttributeError)  # what reading JSON of an unexpected shape raises
+
+T = TypeVar("T")
 
 
 class RemoteError(ConnectionError):
     """The server could not be reached or refused; the message says which, in words."""
 
 
-def _detail(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail")
-    except ValueError:
-        return response.text[:200]
+def _detail(body: Any) -> str:
+    """A ttag error answer's ``detail`` in words: a message, a dict with a message, or validation errors."""
+    detail = body["detail"]
     if isinstance(detail, list):
         return "; ".join(f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}" for d in detail)
     if isinstance(detail, dict):
-        return detail.get("message", str(detail))
+        return str(detail.get("message", detail))
     return str(detail)
+
+
+def _models(entries: Any) -> tuple[Registry, dict[str, Availability]]:
+    """``/api/models``: the server's registry, and whether each model can run there."""
+    if not (isinstance(entries, list) and entries):  # a ttag server always has models (synth is built in)
+        raise ValueError("no list of models")
+    names = set(ModelSpec.__dataclass_fields__)
+    registry = Registry(ModelSpec.from_dict({k: v for k, v in m.items() if k in names}) for m in entries)
+    availability = {m["id"]: Availability(m["runnable"], m["weights_cached"], m.get("reason", "")) for m in entries}
+    return registry, availability
+
+
+def _id(body: Any) -> str:
+    """The id the server gave a job or an upload."""
+    return str(body["id"])
 
 
 class RemoteBridge(Backend):
@@ -67,18 +83,30 @@ class RemoteBridge(Backend):
         if response.status_code >= 400:
             retry = response.headers.get("retry-after")
             hint = f" (retry in {retry} s)" if retry else ""
-            raise RemoteError(f"server answered {response.status_code}: {_detail(response)}{hint}")
+            raise RemoteError(f"server answered {response.status_code}: {self._read(response, _detail)}{hint}")
         return response
+
+    def _read(self, response: httpx.Response, read: Callable[[Any], T]) -> T:
+        """``read`` applied to the answer's JSON. A body that is not JSON (an HTML page), or JSON that ``read`` cannot
+        take, comes from a server that is not ttag, or not this ttag's version: one line that says so, naming the
+        URL, and never the body itself (a whole web page) or a traceback."""
+        answered = f"{response.request.method} {response.request.url.path} answered {response.status_code}"
+        try:
+            body = response.json()
+        except ValueError:
+            raise RemoteError(self._not_ttag(f"{answered} with a body that is not JSON")) from None
+        try:
+            return read(body)
+        except SHAPE_ERRORS:
+            raise RemoteError(self._not_ttag(f"{answered} with JSON of another shape")) from None
+
+    def _not_ttag(self, what: str) -> str:
+        return f"{self.base_url} does not look like a ttag server ({what}); is it the address of `ttag server`?"
 
     def registry(self) -> Registry:
         """The server's models (validation runs against them, as the server will)."""
         if self._registry is None:
-            names = set(ModelSpec.__dataclass_fields__)
-            entries = self._call("GET", "/api/models").json()
-            self._registry = Registry(ModelSpec.from_dict({k: v for k, v in m.items() if k in names}) for m in entries)
-            self._availability = {
-                m["id"]: Availability(m["runnable"], m["weights_cached"], m.get("reason", "")) for m in entries
-            }
+            self._registry, self._availability = self._read(self._call("GET", "/api/models"), _models)
         return self._registry
 
     def availability(self, spec: ModelSpec) -> Availability:
@@ -106,7 +134,8 @@ class RemoteBridge(Backend):
 
     def loaded_models(self) -> list[str]:
         try:
-            return self._call("GET", "/api/health", params={"detail": "true"}).json().get("loaded_models", [])
+            health = self._call("GET", "/api/health", params={"detail": "true"})
+            return self._read(health, lambda body: list(body.get("loaded_models", [])))
         except RemoteError:
             return []
 
@@ -133,7 +162,7 @@ class RemoteBridge(Backend):
             response = self._call("POST", "/api/uploads", content=blocks(), headers=headers, timeout=UPLOAD_TIMEOUT_S)
         except RemoteError as exc:
             raise RemoteError(f"{path.name}: {exc}") from None
-        return str(response.json()["id"])
+        return self._read(response, _id)
 
     def _body(self, job: Job) -> dict[str, Any]:
         """The job's JSON body: its request, with each audio file uploaded and named by its upload id."""
@@ -147,16 +176,15 @@ class RemoteBridge(Backend):
     def _follow(self, job: Job) -> None:
         try:
             body = self._body(job)
-            created = self._call("POST", "/api/jobs", json=body).json()
-            remote_id = self._remote_ids[job.id] = created["id"]
+            remote_id = self._remote_ids[job.id] = self._read(self._call("POST", "/api/jobs", json=body), _id)
             if job.cancel_requested:
                 self.cancel(job)
             if not self._follow_socket(job, remote_id):
                 self._follow_polling(job, remote_id)
         except RemoteError as exc:
             job.fail("connection", str(exc))
-        except (KeyError, ValueError) as exc:
-            job.fail("connection", f"the server at {self.base_url} sent something unexpected: {exc}")
+        except SHAPE_ERRORS as exc:  # an event, a status or a take's headers not of ttag's shape
+            job.fail("connection", self._not_ttag(f"it sent something unexpected: {type(exc).__name__}: {exc}"))
         except Exception as exc:  # anything else from the network stack: a failed job, never a job that hangs
             job.fail("connection", f"lost the ttag server at {self.base_url}: {type(exc).__name__}: {exc}")
 
