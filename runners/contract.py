@@ -75,12 +75,17 @@ class Clip:
 
 @dataclass
 class AudioChunk:
-    """A piece of one take's audio, streamed before the take is finished. ``start`` is its first sample's index."""
+    """A piece of one take's audio, streamed before the take is finished. ``start`` is its first sample's index.
+
+    ``last``: the take ends with this chunk, so the worker sends the take's clip at once (kept if the job is then
+    cancelled or its worker dies). A take never marked so is complete when the stream ends.
+    """
 
     take: int
     start: int
     audio: np.ndarray
     sample_rate: int
+    last: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,8 +131,10 @@ class BaseRunner(ABC):
     """One loaded model. Subclasses set ``name`` and ``version`` and implement ``load_model`` and ``generate``.
 
     ``generate`` returns one :class:`Clip` per take; take ``k`` uses seed ``request.seed + k`` so any take can be
-    re-created alone with ``takes=1``. ``stream`` yields :class:`AudioChunk`\\ s as audio becomes ready; the default
-    yields each finished take whole, runners that can do better override it.
+    re-created alone with ``takes=1``. ``takes`` hands out the same clips one by one, each as soon as it is finished;
+    the default waits for ``generate``, runners that make takes one after another override it. ``stream`` yields
+    :class:`AudioChunk`\\ s as audio becomes ready; the default yields each finished take whole, runners that can do
+    better override it.
     """
 
     name: str = "base"
@@ -145,9 +152,13 @@ class BaseRunner(ABC):
     def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
         """Render every take of ``request`` (already validated, seed resolved)."""
 
+    def takes(self, request: GenerationRequest, ctx: JobContext) -> Iterator[Clip]:
+        """What the worker sends: a take made before a cancel or a crash reaches the caller."""
+        yield from self.generate(request, ctx)
+
     def stream(self, request: GenerationRequest, ctx: JobContext) -> Iterator[AudioChunk]:
-        for take, clip in enumerate(self.generate(request, ctx)):
-            yield AudioChunk(take=take, start=0, audio=clip.audio, sample_rate=clip.sample_rate)
+        for take, clip in enumerate(self.takes(request, ctx)):
+            yield AudioChunk(take=take, start=0, audio=clip.audio, sample_rate=clip.sample_rate, last=True)
 
     def unload(self) -> None:  # noqa: B027 - optional hook: runners without a model have nothing to drop
         """Drop the model so its memory can be reclaimed."""

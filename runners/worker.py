@@ -17,10 +17,11 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from runners import memory
-from runners.contract import BaseRunner, Cancelled, JobContext, RunnerError, RunnerSettings
+from runners.contract import BaseRunner, Cancelled, Clip, JobContext, RunnerError, RunnerSettings
 from runners.protocol import PROTOCOL_VERSION, read_message, write_message
 from runners.registry import ModelSpec
 from runners.request import GenerationRequest
@@ -105,7 +106,10 @@ class Worker:
             if message["type"] == "unload":
                 self.unload(message.get("model"), reason="asked")
             elif message["type"] == "probe":
-                device = self.device_for(ModelSpec.from_dict(message["spec"]))
+                try:
+                    device = self.device_for(ModelSpec.from_dict(message["spec"]))
+                except RunnerError:  # a device this machine lacks: the job's load says so, in words
+                    device = "cpu"
                 self.send({"type": "memory", **memory.reading(device)})
             elif message["type"] == "generate":
                 self.serve(message)
@@ -136,14 +140,15 @@ class Worker:
             request = GenerationRequest.from_dict(message["request"])
             runner = self.runner_for(spec, ctx, timings, job)
             started = time.monotonic()
-            clips = self.stream(runner, request, ctx, job) if message.get("stream") else runner.generate(request, ctx)
-            timings["generate_s"] = time.monotonic() - started
-            ctx.check_cancelled()
-            for clip in clips:
-                metadata = {**clip.metadata, "timings": timings}
+            takes = self.stream(runner, request, ctx, job) if message.get("stream") else runner.takes(request, ctx)
+            for clip in takes:  # each take as soon as it is made: kept if the job is cancelled or dies later
+                # a take's generate_s: from the start of generation until it was ready (the job's, for the last)
+                metadata = {**clip.metadata, "timings": {**timings, "generate_s": time.monotonic() - started}}
                 self.send(
                     {"type": "clip", "job": job, "take": metadata.get("take", 0), "metadata": metadata}, clip.audio
                 )
+            timings["generate_s"] = time.monotonic() - started
+            ctx.check_cancelled()
             self.send({"type": "done", "job": job, "timings": timings})
         except BaseException as exc:  # every failure becomes a typed error on this job; the worker lives on
             if not isinstance(exc, Cancelled) and _error_kind(exc) == "internal":
@@ -191,14 +196,15 @@ class Worker:
         self.send({"type": "loaded", "job": job, "model": spec.id, "bytes": used, **memory.reading(device)})
         return runner
 
-    def stream(self, runner: BaseRunner, request: GenerationRequest, ctx: JobContext, job: str) -> list:
-        """Forward chunks as they come, and assemble each take's clip from them."""
+    def stream(self, runner: BaseRunner, request: GenerationRequest, ctx: JobContext, job: str) -> Iterator[Clip]:
+        """Forward chunks as they come, and each take's clip, assembled from them, once its last chunk is sent (or
+        when the stream ends, for a take whose end was not marked)."""
         import numpy as np
 
         pieces: dict[int, list[Any]] = {}
-        sample_rate = 0
+        sample_rates: dict[int, int] = {}
         for chunk in runner.stream(request, ctx):
-            sample_rate = chunk.sample_rate
+            sample_rates[chunk.take] = chunk.sample_rate
             pieces.setdefault(chunk.take, []).append(chunk.audio)
             self.send(
                 {
@@ -210,10 +216,11 @@ class Worker:
                 },
                 chunk.audio,
             )
-        return [
-            runner.make_clip(request, take, np.concatenate(pieces[take], axis=1), sample_rate)
-            for take in sorted(pieces)
-        ]
+            if chunk.last:
+                audio = np.concatenate(pieces.pop(chunk.take), axis=1)
+                yield runner.make_clip(request, chunk.take, audio, chunk.sample_rate)
+        for take in sorted(pieces):
+            yield runner.make_clip(request, take, np.concatenate(pieces[take], axis=1), sample_rates[take])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,7 +267,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
+    try:
+        code = main()
+    except BaseException:  # not reached by a job's failure (that is a frame): said on stderr, which the bridge shows
+        import traceback
+
+        traceback.print_exc()
+        code = 1
     # Leave at once, skipping interpreter finalisation: the daemon reader thread is blocked reading stdin and holds
     # its lock, so a normal exit waits ~1 s for it and then aborts ("could not acquire lock for <stdin>"); there is
     # nothing left to clean up that the OS does not (every frame has been written and flushed).

@@ -95,7 +95,8 @@ class SteppedStreamRunner(ToneRunner):
             start = 0
             for step, piece in enumerate(pieces, 1):
                 ctx.progress("generating", step, len(pieces))
-                yield AudioChunk(take=take, start=start, audio=piece, sample_rate=SAMPLE_RATE)
+                last = step == len(pieces)
+                yield AudioChunk(take=take, start=start, audio=piece, sample_rate=SAMPLE_RATE, last=last)
                 start += piece.shape[1]
                 time.sleep(self.step_pause_s)
 

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import os
 import signal
+import subprocess
+import sys
 import time
+import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from runners.protocol import ProtocolError, read_message, write_message
+from runners.registry import default_registry
 from runners.request import validate_request
 from tests.fake_runners import SAMPLE_RATE, fake_registry
 from tests.waiting import wait_until
@@ -267,3 +273,130 @@ def test_a_shut_down_worker_exits_cleanly_at_once(bridge):
     assert process.returncode == 0, list(handle.stderr_tail)
     assert time.monotonic() - started < 0.9
     assert not any("Fatal Python error" in line for line in handle.stderr_tail)
+
+
+# -- takes finished before a job ends badly ------------------------------------------------------------------------
+SYNTH = default_registry()
+
+
+def synth_request(**fields):
+    """Three 30 s synth takes: about a second each, so a take is in the making when take 0's clip arrives."""
+    data = {"prompt": "lofi hip hop with rain", "model": "synth", "seed": 11, "duration": 30, "takes": 3, **fields}
+    return validate_request(data, SYNTH)
+
+
+@pytest.fixture
+def synth_bridge():
+    with Bridge(SYNTH, BridgeSettings(cancel_grace_s=5.0, idle_unload_s=0)) as b:
+        yield b
+
+
+def events_acting_after_take_0(job, act):
+    """All the job's events; ``act()`` runs once take 0's clip has arrived."""
+    events = []
+    for event in job.events(timeout=120):
+        events.append(event)
+        if isinstance(event, ClipReady) and event.clip.metadata["take"] == 0:
+            act()
+    return events
+
+
+def assert_take_0_kept(bridge, job, events, stream):
+    """Take 0 (only) was delivered before the end (events stop there), is what a run of that take alone makes, and
+    ``result()`` hands it over with the failure."""
+    kept = [e.clip for e in events if isinstance(e, ClipReady)]
+    assert [c.metadata["take"] for c in kept] == [0]
+    with pytest.raises(JobFailed) as info:
+        job.result(1)
+    assert info.value.clips == kept
+    alone = bridge.submit(synth_request(takes=1)).result(120)[0]
+    np.testing.assert_array_equal(kept[0].audio, alone.audio)
+    if stream:
+        chunks = [e.audio for e in events if isinstance(e, Chunk) and e.take == 0]
+        np.testing.assert_array_equal(np.concatenate(chunks, axis=1), kept[0].audio)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "not-streamed"])
+def test_a_cancelled_job_keeps_the_takes_it_finished(synth_bridge, stream):
+    job = synth_bridge.submit(synth_request(), stream=stream)
+    events = events_acting_after_take_0(job, job.cancel)
+    assert isinstance(events[-1], Failed) and events[-1].kind == "cancelled", events[-1]
+    assert_take_0_kept(synth_bridge, job, events, stream)
+
+
+def test_a_killed_worker_keeps_the_takes_it_finished(synth_bridge):
+    job = synth_bridge.submit(synth_request(), stream=True)
+    handle = synth_bridge.handle_for(SYNTH.get("synth"))
+    events = events_acting_after_take_0(job, lambda: os.kill(handle.pid, signal.SIGKILL))
+    assert isinstance(events[-1], Failed) and events[-1].kind == "crashed" and "SIGKILL" in events[-1].message
+    assert_take_0_kept(synth_bridge, job, events, stream=True)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "not-streamed"])
+def test_a_finished_job_is_not_held_by_the_bridge(bridge, stream):
+    """Its audio is its readers' to keep: the dispatcher waiting for the next job holds no reference to it."""
+    job = bridge.submit(request(takes=2), stream=stream)
+    assert job.result(60)
+    finished = weakref.ref(job)
+    del job
+
+    def released() -> bool:
+        gc.collect()
+        return finished() is None
+
+    wait_until(released, 10, "the finished job released")
+
+
+def test_ctrl_c_in_the_cli_writes_the_takes_finished_before_it(tmp_path):
+    """Take 0 is on disk as soon as it is made; Ctrl-C then cancels the rest, lists what was written, exits 130."""
+    args = ["generate", "lofi hip hop with rain", "-d", "30", "-n", "3", "--seed", "11", "-o", str(tmp_path)]
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "ttag_tui", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        wait_until(lambda: list(tmp_path.glob("*.json")), 120, "take 0 written")
+        cli.send_signal(signal.SIGINT)
+        out, err = cli.communicate(timeout=60)
+    finally:
+        cli.kill()
+    assert cli.returncode == 130, err
+    written = [Path(line) for line in out.splitlines()]
+    assert len(written) == 1 and written[0].is_file() and "_s11_" in written[0].name
+    assert "cancelled" in err and "1 of 3" in err and "Traceback" not in err
+
+
+def test_a_device_this_machine_lacks_is_one_line_and_the_worker_lives():
+    """``device = "cuda"`` without CUDA: the job fails saying so, and the worker answers the next job (it used to die
+    of SIGABRT on the bridge's memory probe, which raised outside any job)."""
+    from runners.contract import RunnerSettings
+    from runners.registry import Registry
+    from tests.fake_runners import spec
+
+    on_torch = Registry([spec("tone-on-torch", "ToneRunner", requires=("torch",))])
+    settings = BridgeSettings(runner=RunnerSettings(device="cuda"), idle_unload_s=0)
+    with Bridge(on_torch, settings) as bridge:
+        for _ in range(2):
+            job = bridge.submit(validate_request({"prompt": "x", "model": "tone-on-torch"}, on_torch))
+            with pytest.raises(JobFailed) as info:
+                job.result(120)
+            assert "the device is set to 'cuda', which this machine does not have" in str(info.value)
+            assert info.value.kind != "crashed", str(info.value)
+
+
+def test_a_dead_workers_reason_is_its_last_words_not_a_progress_bar():
+    from ttag_tui.bridge import WorkerHandle
+
+    handle = WorkerHandle("fake_runners", sys.executable, {}, cancel_grace_s=1.0)
+    handle.stderr_tail.extend(
+        [
+            "RuntimeError: weights do not fit",
+            "Loading weights:   0%|          | 0/177 [00:00<?, ?it/s]\rLoading weights: 100%|██████████| 177/177 "
+            "[00:00<00:00, 3623.19it/s]",
+            "",
+        ]
+    )
+    assert handle._stderr_hint() == " (RuntimeError: weights do not fit)"

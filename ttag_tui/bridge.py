@@ -21,6 +21,7 @@ import collections
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,6 +46,7 @@ if TYPE_CHECKING:  # the worker starts before this process imports numpy (`ttag 
 HELLO_TIMEOUT_S = 180.0  # also how long a worker may take to answer a memory probe (which may import torch)
 DEFAULT_RAM_SHARE = 0.75  # the budget on CPU and MPS when memory_budget_gb is not set: this share of the machine's RAM
 UNLOAD_WAIT_S = 30.0  # how long making room waits for an idle worker to confirm an unload
+PROGRESS_BAR = re.compile(r"\d+%\|")  # tqdm's "Loading weights:  42%|████      | 74/177 [00:00<00:00, 3623.19it/s]"
 
 
 def _describe_exit(code: int | None) -> str:
@@ -265,7 +267,8 @@ class WorkerHandle:
         return None
 
     def _stderr_hint(self) -> str:
-        lines = [line for line in self.stderr_tail if line.strip()]
+        """The worker's last words on stderr, to say why it died: not a progress bar (a library's "Loading weights")."""
+        lines = [line for line in self.stderr_tail if line.strip() and not PROGRESS_BAR.search(line)]
         return f" ({lines[-1].strip()})" if lines else ""
 
     def _dispatch_loop(self) -> None:
@@ -282,6 +285,7 @@ class WorkerHandle:
                 job.fail("internal", f"running the job failed: {type(exc).__name__}: {exc}")
             with self._wake:
                 self.current = None
+            del job  # not held while waiting for the next one: a finished job's audio is its readers' to keep or drop
 
     def _run(self, job: Job) -> None:
         """Start the worker, make room for the job's model, run the job; once more if it ran out of memory."""

@@ -204,7 +204,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from runners.request import RequestInvalid, validate_request
     from ttag_tui import config as config_module
     from ttag_tui.backend import open_backend
-    from ttag_tui.backend.events import Done, Failed, Progress
+    from ttag_tui.backend.events import ClipReady, Failed, Progress
     from ttag_tui.output import write_clip
 
     config = config_module.load()
@@ -229,6 +229,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     show_progress = sys.stderr.isatty() and not args.quiet
     view = _ProgressView(show_progress, spec.id)
     written: list[tuple[Path, dict[str, Any]]] = []
+    failure: tuple[str, int] | None = None
     with bridge:
         job = bridge.submit(request)
         _load_audio_libraries()
@@ -237,23 +238,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
             for event in job.events():
                 if isinstance(event, Progress):
                     view.update(event.phase, event.step, event.total, spec.id)
+                elif isinstance(event, ClipReady):  # on disk as soon as it is made: kept if the job ends badly
+                    path = write_clip(event.clip, target, request.format)
+                    written.append((path, json.loads(path.with_suffix(".json").read_text())))
                 elif isinstance(event, Failed):
-                    view.stop()
-                    return _fail(f"generation failed ({event.kind}): {event.message}", EXIT_FAILED)
-                elif isinstance(event, Done):
-                    view.stop()
-                    for clip in event.clips:
-                        path = write_clip(clip, target, request.format)
-                        written.append((path, json.loads(path.with_suffix(".json").read_text())))
+                    failure = f"generation failed ({event.kind}): {event.message}", EXIT_FAILED
         except KeyboardInterrupt:
             job.cancel()
-            view.stop()
-            return _fail("cancelled", 130)
+            failure = "cancelled", 130
+        view.stop()
     if args.json:
         print(json.dumps([{"path": str(path), **meta} for path, meta in written], indent=2))
     else:
         for path, _ in written:
             print(path)
+    if failure is not None:
+        message, code = failure
+        if written:
+            message += f"; takes finished and written before that: {len(written)} of {request.takes} (listed above)"
+        return _fail(message, code)
     if args.play and written:
         from ttag_tui.playback import PlaybackUnavailable, play_file
 

@@ -147,11 +147,12 @@ class AudioCraftRunner(TorchRunner):
 
     # -- the contract --------------------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
+        return list(self.takes(request, ctx))
+
+    def takes(self, request: GenerationRequest, ctx: JobContext) -> Iterator[Clip]:
         inputs = self._inputs(request)
-        return [
-            self.make_clip(request, take, self._take(request, take, inputs, ctx), self.sample_rate)
-            for take in range(request.takes)
-        ]
+        for take in range(request.takes):
+            yield self.make_clip(request, take, self._take(request, take, inputs, ctx), self.sample_rate)
 
     def stream(self, request: GenerationRequest, ctx: JobContext) -> Iterator[AudioChunk]:
         """Each window's audio while the next one is being generated (generation on the base's streaming thread)."""
@@ -171,7 +172,8 @@ class AudioCraftRunner(TorchRunner):
             nonlocal emitted
             end = audio.shape[1] if final else audio.shape[1] - STREAM_MARGIN_FRAMES * self.hop
             if end > emitted:
-                emit(AudioChunk(take, emitted, np.ascontiguousarray(audio[:, emitted:end]), self.sample_rate))
+                chunk = np.ascontiguousarray(audio[:, emitted:end])
+                emit(AudioChunk(take, emitted, chunk, self.sample_rate, last=final))
                 emitted = end
 
         return sink

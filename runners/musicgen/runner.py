@@ -50,7 +50,7 @@ DECODE_CHUNK_FRAMES = 250  # frames per decoder call when decoding a long take i
 # again one take at a time.
 TAKES_PER_BATCH = 4
 
-Sink = Callable[[np.ndarray], None]
+Sink = Callable[[np.ndarray, bool], None]  # (a take's next audio, whether the take ends with it)
 
 
 @dataclass(frozen=True)
@@ -170,10 +170,11 @@ class MusicGenRunner(TorchRunner):
         super().unload()
 
     def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
-        return [
-            self.make_clip(request, take, audio, self.sample_rate)
-            for take, audio in self._takes(request, ctx, sink_for=None)
-        ]
+        return list(self.takes(request, ctx))
+
+    def takes(self, request: GenerationRequest, ctx: JobContext) -> Iterator[Clip]:
+        for take, audio in self._takes(request, ctx, sink_for=None):
+            yield self.make_clip(request, take, audio, self.sample_rate)
 
     def stream(self, request: GenerationRequest, ctx: JobContext) -> Iterator[AudioChunk]:
         """Chunks while tokens are still being generated (generation on the base's streaming thread)."""
@@ -182,9 +183,9 @@ class MusicGenRunner(TorchRunner):
             def sink_for(take: int) -> Sink:
                 position = 0
 
-                def sink(audio: np.ndarray) -> None:
+                def sink(audio: np.ndarray, last: bool) -> None:
                     nonlocal position
-                    emit(AudioChunk(take, position, audio, self.sample_rate))
+                    emit(AudioChunk(take, position, audio, self.sample_rate, last))
                     position += audio.shape[1]
 
                 return sink
@@ -208,9 +209,13 @@ class MusicGenRunner(TorchRunner):
         window = int(float(self.spec.extra.get("max_window_s", WINDOW_S)) * self.frame_rate)
         context = int(float(self.spec.extra.get("context_s", CONTEXT_S)) * self.frame_rate)
         plan = plan_take(total_samples, self.hop, prompt_codes.shape[-1], window, min(context, window - 1))
-        if not plan.segments:
-            seconds = plan.prompt_frames / self.frame_rate
-            raise BadAudioInput(f"the audio prompt is already {seconds:.1f} s long: ask for a longer duration")
+        if not plan.segments:  # the take includes the audio it continues, which leaves nothing to make
+            seconds, longest = plan.prompt_frames / self.frame_rate, self.spec.max_duration
+            fix = f"ask for more than {seconds:.1f} s" if seconds < longest else "continue a shorter file"
+            raise BadAudioInput(
+                f"the audio prompt is already {seconds:.1f} s long, and the take includes it: {fix} "
+                f"(takes are at most {longest:g} s for {self.spec.id})"
+            )
         steps = plan.steps(self.delay_tail)
         together = TAKES_PER_BATCH if self.fast is not None and sink_for is None else 1
         first = 0
@@ -277,7 +282,7 @@ class MusicGenRunner(TorchRunner):
         def emit(audio: np.ndarray) -> None:
             room = plan.total_samples - emitted[0]
             if sink is not None and room > 0 and audio.shape[1]:
-                sink(audio[:, :room])
+                sink(audio[:, :room], audio.shape[1] >= room)
                 emitted[0] += min(room, audio.shape[1])
 
         if decoder is not None and codes.shape[-1]:

@@ -60,21 +60,25 @@ class SynthRunner(BaseRunner):
 
             start = 0
             for audio in renderer.chunks(tick):
-                yield AudioChunk(take=take, start=start, audio=audio, sample_rate=SAMPLE_RATE)
-                start += audio.shape[1]
+                end = start + audio.shape[1]
+                yield AudioChunk(take=take, start=start, audio=audio, sample_rate=SAMPLE_RATE, last=end >= n)
+                start = end
         ctx.progress("generating", total, total)
 
-    def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
+    def takes(self, request: GenerationRequest, ctx: JobContext) -> Iterator[Clip]:
         from runners.synth.prompt import parse_prompt
 
         n = self._length(request)
-        takes = [np.empty((2, n), dtype=np.float32) for _ in range(request.takes)]  # filled in place: no copies
-        for chunk in self.stream(request, ctx):
-            takes[chunk.take][:, chunk.start : chunk.start + chunk.audio.shape[1]] = chunk.audio
         brief = parse_prompt(request.prompt).describe()
-        clips = []
-        for take, audio in enumerate(takes):
-            clip = self.make_clip(request, take, audio, SAMPLE_RATE)
-            clip.metadata["brief"] = brief
-            clips.append(clip)
-        return clips
+        audio: dict[int, np.ndarray] = {}  # take → its samples, filled in place (no copies) until its last chunk
+        for chunk in self.stream(request, ctx):
+            if chunk.take not in audio:
+                audio[chunk.take] = np.empty((2, n), dtype=np.float32)
+            audio[chunk.take][:, chunk.start : chunk.start + chunk.audio.shape[1]] = chunk.audio
+            if chunk.last:
+                clip = self.make_clip(request, chunk.take, audio.pop(chunk.take), SAMPLE_RATE)
+                clip.metadata["brief"] = brief
+                yield clip
+
+    def generate(self, request: GenerationRequest, ctx: JobContext) -> list[Clip]:
+        return list(self.takes(request, ctx))

@@ -74,12 +74,19 @@ Event = Started | Progress | Chunk | ClipReady | Done | Failed
 
 
 class JobFailed(Exception):
-    def __init__(self, kind: str, message: str) -> None:
+    """A job that failed or was cancelled; ``clips``: the takes it finished before that, which stay delivered."""
+
+    def __init__(self, kind: str, message: str, clips: list[Clip] | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.clips = clips or []
 
 
 _job_ids = itertools.count(1)
+
+
+def _in_take_order(clips: list[Clip]) -> list[Clip]:
+    return sorted(clips, key=lambda c: c.metadata.get("take", 0))
 
 
 class Job:
@@ -166,10 +173,10 @@ class Job:
                 self._wakers.remove(wake)
 
     def result(self, timeout: float | None = None) -> list[Clip]:
-        """Wait for the job; its clips, or :class:`JobFailed`."""
+        """Wait for the job; its clips, or :class:`JobFailed` with the takes finished before it failed."""
         for event in self.events(timeout):
             if isinstance(event, Failed):
-                raise JobFailed(event.kind, event.message)
+                raise self._failure(event)
             if isinstance(event, Done):
                 return event.clips
         raise AssertionError("unreachable")
@@ -177,10 +184,15 @@ class Job:
     async def aresult(self) -> list[Clip]:
         async for event in self.aevents():
             if isinstance(event, Failed):
-                raise JobFailed(event.kind, event.message)
+                raise self._failure(event)
             if isinstance(event, Done):
                 return event.clips
         raise AssertionError("unreachable")
+
+    def _failure(self, event: Failed) -> JobFailed:
+        with self._cond:  # the clips whose ClipReady came before the end (none is added after it)
+            clips = [e.clip for e in self._history if isinstance(e, ClipReady)]
+        return JobFailed(event.kind, event.message, _in_take_order(clips))
 
     def wait_finished(self, timeout: float | None = None) -> bool:
         """Block until the job is over (True) or ``timeout`` passes (False)."""
@@ -230,7 +242,7 @@ class Job:
         self._emit(ClipReady(self.id, clip))
 
     def done(self, timings: dict[str, float]) -> None:
-        self._emit(Done(self.id, sorted(self._clips, key=lambda c: c.metadata.get("take", 0)), timings))
+        self._emit(Done(self.id, _in_take_order(self._clips), timings))
 
     def fail(self, kind: str, message: str) -> None:
         self._emit(Failed(self.id, kind, message))
