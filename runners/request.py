@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from runners.registry import ModelSpec, ParamSpec, Registry
 
 MAX_PROMPT_CHARS = 2000
+# The longest audio a request may hand a model (a melody, audio to continue): no model takes more than 10 minutes, and
+# a file is checked by its header before anything reads it whole.
+MAX_AUDIO_INPUT_SECONDS = 600.0
 MAX_TAKES = 8
 MAX_SEED = 2**32 - 1
 
@@ -195,14 +198,21 @@ def _check_audio_file(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be the path of an audio file")
     path = Path(value.strip()).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"no such file: {path}")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file (a folder, a device or a pipe): give an audio file")
     try:
         info = soundfile.info(str(path))
     except Exception as exc:
         raise ValueError(f"cannot read {path.name} as audio ({exc})") from None
     if info.frames == 0:
         raise ValueError(f"{path.name} has no audio in it")
+    if info.frames > MAX_AUDIO_INPUT_SECONDS * info.samplerate:
+        raise ValueError(
+            f"{path.name} is {_fmt(round(info.frames / info.samplerate))} s long: "
+            f"audio given to a model is at most {_fmt(MAX_AUDIO_INPUT_SECONDS)} s; cut it first"
+        )
     return str(path.resolve())
 
 

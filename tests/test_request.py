@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,6 +132,21 @@ def test_audio_parameter_must_be_a_readable_file(tmp_path):
     assert request.melody == str(good.resolve())
     assert "cannot read notes.wav as audio" in errors({"prompt": "x", "model": "m", "melody": str(bad)})["melody"]
     assert "no such file" in errors({"prompt": "x", "model": "m", "melody": str(tmp_path / "gone.wav")})["melody"]
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    for path in (tmp_path, fifo, Path("/dev/zero")):
+        assert "is not a file" in errors({"prompt": "x", "model": "m", "melody": str(path)})["melody"]
+
+
+def test_audio_past_ten_minutes_is_refused_by_its_header(tmp_path):
+    """Read whole, a 3-hour file filled the machine's memory before the model could say it was too long."""
+    long = tmp_path / "long.wav"
+    soundfile.write(long, np.zeros(601 * 1000, dtype=np.int16), 1000, subtype="PCM_16")
+    message = errors({"prompt": "x", "model": "m", "melody": str(long)})["melody"]
+    assert message == "long.wav is 601 s long: audio given to a model is at most 600 s; cut it first"
+    fits = tmp_path / "fits.wav"
+    soundfile.write(fits, np.zeros(600 * 1000, dtype=np.int16), 1000, subtype="PCM_16")
+    assert validate_request({"prompt": "x", "model": "m", "melody": str(fits)}, REGISTRY).melody
 
 
 def test_round_trip_through_dict():

@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from runners.request import MAX_AUDIO_INPUT_SECONDS
 from ttag_tui.server import retention
 
 UPLOAD_ID_PATTERN = r"^[0-9a-f]{32}$"
 _UPLOAD_ID = re.compile(UPLOAD_ID_PATTERN)
 MAX_UPLOAD_BYTES = 128 << 20  # 10 minutes of 48 kHz stereo 16-bit WAV (115 MB) fit; compressed formats far more
-MAX_UPLOAD_SECONDS = 600.0
 KEEP_UPLOADS = 32
 KEEP_UPLOAD_BYTES = 1 << 30
 KEEP_UPLOAD_S = 1800.0  # as long as the job board keeps a finished job
@@ -118,7 +118,7 @@ class UploadStore:
         *,
         executor: Executor | None = None,  # where uploads are decoded (CPU-bound); None: asyncio's default
         max_bytes: int = MAX_UPLOAD_BYTES,
-        max_seconds: float = MAX_UPLOAD_SECONDS,
+        max_seconds: float = MAX_AUDIO_INPUT_SECONDS,
         keep: int = KEEP_UPLOADS,
         keep_bytes: int = KEEP_UPLOAD_BYTES,
         keep_s: float = KEEP_UPLOAD_S,
