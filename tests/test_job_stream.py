@@ -227,6 +227,32 @@ async def test_a_client_that_does_not_read_holds_nothing_and_later_hears_every_t
         board.close()
 
 
+async def test_a_cancelled_job_keeps_its_finished_takes_and_a_client_behind_hears_them(tmp_path):
+    """Cancelled during its second take, a job lists its first take (kept as soon as it was made) in its status and
+    end event, and serves it; a client that was behind hears that take whole from disk, then is told the unfinished
+    one's audio is gone."""
+    registry = fake_registry()
+    with Bridge(registry) as bridge:
+        board = JobBoard(bridge, TakeStore(tmp_path / "server"))
+        body = {"prompt": "x", "model": "stepped-stream", "duration": 60, "steps": 30, "takes": 3, "seed": 3}
+        record = board.submit(validate_request(body, registry), stream=True)
+        client = HeldSocket()
+        sending = asyncio.create_task(stream._send_feed(client, record))
+        while not any(isinstance(item, Chunk) and item.take == 1 for item in record.feed):  # take 0 is made
+            await asyncio.wait_for(record.wait_beyond(len(record.feed)), 60)
+        record.cancel()
+        await asyncio.wait_for(record.ended.wait(), 60)
+        client.reading.set()
+        await asyncio.wait_for(sending, 60)
+        status = record.to_dict()
+        assert status["state"] == "cancelled" and [r["take"] for r in status["results"]] == [0]
+        events = [json.loads(item) for item in client.sent if isinstance(item, str)]
+        assert events[-1]["type"] == "cancelled" and events[-1]["results"] == status["results"]
+        assert [e["type"] for e in events].count("audio_dropped") == 1
+        np.testing.assert_array_equal(streamed_frames(client.sent, 0), record.takes[0].read(0, 60 * 8000))
+        board.close()
+
+
 def test_a_late_client_hears_long_takes_whole_over_a_real_socket():
     """A client that joins once the first take's 19 MB were streamed gets them at the pace it reads, then the rest
     live (the server used to queue the whole backlog at once for it, past its 16 MiB bound, and drop its audio). The

@@ -307,7 +307,7 @@ def test_audio_prompt_continues_the_take(bridge, registry, checkpoints, referenc
     _, stereo = run(bridge, request(registry, model="tiny-stereo", audio_prompt=str(stereo_prompt), duration=1.2))
     assert stereo[0].shape == (2, round(1.2 * SR)) and not np.allclose(stereo[0][0], stereo[0][1])
     # a prompt as long as the request is a clear error
-    with pytest.raises(JobFailed, match=r"already 0\.5 s long"):
+    with pytest.raises(JobFailed, match=r"already 0\.5 s long, and the take includes it: ask for more than 0\.5 s"):
         run(bridge, request(registry, audio_prompt=str(prompt), duration=0.4))
 
 

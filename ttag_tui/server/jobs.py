@@ -259,7 +259,9 @@ class JobRecord:
         }
 
     def _results(self) -> list[dict[str, Any]]:
-        return [self.take_info(k) for k in range(len(self.takes))] if self.status.state is JobState.DONE else []
+        """The takes ready to download: all of a done job's; a cancelled or failed job's finished ones (a take is
+        kept as soon as it is made)."""
+        return [self.take_info(k) for k in range(len(self.takes))] if self.status.state.finished else []
 
     def take_info(self, k: int) -> dict[str, Any]:
         take = self.takes[k]
@@ -278,8 +280,13 @@ class JobRecord:
         if state is JobState.DONE:
             return {"type": "done", "results": self._results()}
         if state is JobState.CANCELLED:
-            return {"type": "cancelled", "message": self.status.error_message}
-        return {"type": "failed", "kind": self.status.error_kind, "message": self.status.error_message}
+            return {"type": "cancelled", "message": self.status.error_message, "results": self._results()}
+        return {
+            "type": "failed",
+            "kind": self.status.error_kind,
+            "message": self.status.error_message,
+            "results": self._results(),
+        }
 
 
 class JobBoard:
