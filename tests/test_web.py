@@ -16,10 +16,12 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.live_server import start_server, stop_server
+from tests.waiting import wait_until
 from ttag_tui.server.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -282,6 +284,25 @@ def test_cancel_a_long_job_even_after_a_reload(web):
     expect(job.locator(".job-status")).to_have_text("cancelled")
     web.shot("cancelled")
     expect(page.locator(".take")).to_have_count(0)
+
+
+def test_a_cancelled_job_keeps_the_takes_it_finished(web):
+    page = web.open()
+    generate(page, "techno 128 bpm", duration="600", takes="3")
+    job = page.locator(".job").first
+    expect(job).to_have_attribute("data-state", "running", timeout=30_000)
+    job_id = job.get_attribute("data-job")
+    with httpx.Client(base_url=web.base) as http:  # the second take has begun: the first is made
+        wait_until(
+            lambda: http.get(f"/api/jobs/{job_id}/audio", params={"take": 1}).headers["x-ttag-frames"] != "0",
+            120,
+            "the second take begun",
+        )
+    page.keyboard.press("Escape")
+    expect(job).to_have_attribute("data-state", "cancelled", timeout=30_000)
+    expect(job.locator(".job-status")).to_have_text("cancelled · 1 take kept")
+    expect(page.locator(".take")).to_have_count(1)
+    expect(page.locator(".take .take-prompt")).to_contain_text("techno 128 bpm")
 
 
 def test_validation_errors_show_next_to_their_fields(web):

@@ -1045,10 +1045,11 @@ function followSocket(id, entry) {
         endJob(entry, { state: "done", results: event.results, model: entry.model, id });
       } else if (event.type === "failed") {
         ended = true;
-        endJob(entry, { state: "failed", error: { kind: event.kind, message: event.message } });
+        const error = { kind: event.kind, message: event.message };
+        endJob(entry, { state: "failed", error, results: event.results, model: entry.model, id });
       } else if (event.type === "cancelled") {
         ended = true;
-        endJob(entry, { state: "cancelled" });
+        endJob(entry, { state: "cancelled", results: event.results, model: entry.model, id });
       }
     };
     socket.onclose = (close) => {
@@ -1184,9 +1185,19 @@ async function endJob(entry, job) {
     return;
   }
   entry.live?.stop();
-  if (job.state === "cancelled") finishJob(id, entry, "cancelled", "cancelled");
+  // A cancelled or failed job keeps the takes it finished before (the server lists them): they join the takes too.
+  let kept = "";
+  if (job.results?.length) {
+    try {
+      await collectTakes({ id, model: job.model || entry.model, results: job.results }, entry.body, entry);
+      kept = ` · ${job.results.length} take${job.results.length === 1 ? "" : "s"} kept`;
+    } catch {
+      kept = " · its finished takes could not be fetched";
+    }
+  }
+  if (job.state === "cancelled") finishJob(id, entry, "cancelled", `cancelled${kept}`);
   else if (job.state === "gone") finishJob(id, entry, "failed", "the server no longer knows this job (it restarted or dropped it)");
-  else finishJob(id, entry, "failed", `failed: ${job.error?.message || "unknown error"}`);
+  else finishJob(id, entry, "failed", `failed: ${job.error?.message || "unknown error"}${kept}`);
 }
 
 function finishJob(id, entry, finalState, message) {
