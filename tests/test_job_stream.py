@@ -20,7 +20,7 @@ from tests.fake_runners import fake_registry
 from tests.live_server import serve_in_thread
 from tests.test_server import client_for, wait_state
 from ttag_tui.backend import wire
-from ttag_tui.backend.events import Chunk, ClipReady, Done, Failed, Progress
+from ttag_tui.backend.events import Chunk, ClipReady, Done, Failed, JobFailed, Progress
 from ttag_tui.bridge import Bridge
 from ttag_tui.config import Config
 from ttag_tui.remote import RemoteBridge
@@ -343,3 +343,21 @@ def remote_request(remote: RemoteBridge, **fields):
     from runners.request import validate_request
 
     return validate_request({"prompt": "x", "model": "stepped-stream", "seed": 5, **fields}, remote.registry())
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_a_remote_backend_keeps_the_takes_a_cancelled_job_finished(transport, monkeypatch):
+    app = create_app(Config(rate_limit="1000/minute", default_model="stepped-stream"), registry=fake_registry())
+    if transport == "polling":
+        monkeypatch.setattr("ttag_tui.backend.wire.EVENTS_PATH", "/api/no-such-socket/{job}")
+    with serve_in_thread(app) as base, RemoteBridge(base) as remote:
+        job = remote.submit(remote_request(remote, duration=30, steps=30, takes=3), stream=True)
+        for event in job.events(timeout=60):
+            if isinstance(event, Chunk) and event.take == 1:  # the first take is made
+                job.cancel()
+                break
+        with pytest.raises(JobFailed) as info:
+            job.result(60)
+    assert info.value.kind == "cancelled" and remote.transport == transport
+    assert [clip.metadata["take"] for clip in info.value.clips] == [0]
+    assert info.value.clips[0].duration == 30

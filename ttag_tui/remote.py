@@ -236,14 +236,14 @@ class RemoteBridge(Backend):
         elif kind == "take":
             added.add(event["take"])
             job.add_clip(self._download(job, event))
-        elif kind == "done":
-            for result in event["results"]:  # takes made before this client connected
+        elif kind in ("done", "failed", "cancelled"):
+            for result in event.get("results", []):  # takes made before this client connected (kept if it failed)
                 if result["take"] not in added:
                     job.add_clip(self._download(job, result))
-            job.done({})
-            return True
-        elif kind in ("failed", "cancelled"):
-            job.fail(event.get("kind") or kind, event.get("message") or kind)
+            if kind == "done":
+                job.done({})
+            else:
+                job.fail(event.get("kind") or kind, event.get("message") or kind)
             return True
         return False
 
@@ -261,14 +261,14 @@ class RemoteBridge(Backend):
                 job.progress(progress["phase"], progress["step"], progress["total"])
             if job.stream:
                 self._fetch_streamed(job, remote_id, received)
-            if status["state"] == "done":
-                for result in status["results"]:
+            if status["state"] in ("done", "failed", "cancelled"):
+                for result in status["results"]:  # a failed or cancelled job's are the takes it finished first
                     job.add_clip(self._download(job, result))
-                job.done({})
-                return
-            if status["state"] in ("failed", "cancelled"):
-                error = status.get("error") or {}
-                job.fail(error.get("kind", status["state"]), error.get("message", status["state"]))
+                if status["state"] == "done":
+                    job.done({})
+                else:
+                    error = status.get("error") or {}
+                    job.fail(error.get("kind", status["state"]), error.get("message", status["state"]))
                 return
             time.sleep(POLL_S)
 
