@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 
@@ -483,3 +484,74 @@ def test_backend_and_cluster_addresses_are_checked_on_the_command_line():
     ]:
         line = one_line_error(ttag(*args))
         assert "error: argument --" in line and fragment in line, line
+
+
+# The CLI with test models that read an audio file (tests.fake_runners.AudioInputRunner) in place of the real ones: a
+# take made from a file in a second, without torch. A run that fails prints how many processes it started.
+AUDIO_INPUT_CLI = """
+import subprocess, sys
+import runners.registry
+from runners.registry import Registry
+from tests.fake_runners import audio_input_specs
+runners.registry.default_registry = lambda: Registry(audio_input_specs())
+started = []
+class Spy(subprocess.Popen):
+    def __init__(self, *args, **kwargs):
+        started.append(args)
+        super().__init__(*args, **kwargs)
+subprocess.Popen = Spy
+from ttag_tui.cli import main
+code = main(sys.argv[1:])
+if code:
+    print("WORKERS", len(started))
+sys.exit(code)
+"""
+
+
+def ttag_with_audio_inputs(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", AUDIO_INPUT_CLI, *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+def write_tune(path: Path, hz: float) -> str:
+    """Half a second of a sine at ``hz`` as ``path``; the file's sha256."""
+    soundfile.write(path, 0.5 * np.sin(2 * np.pi * hz * np.arange(4000) / 8000), 8000)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def take_from_a_tune(tmp_path: Path) -> tuple[Path, str, dict]:
+    """A take of the fake model that continues audio, made from a tune: the tune, its sha256 and the take's sidecar."""
+    tune = (tmp_path / "tune.wav").resolve()
+    digest = write_tune(tune, 440)
+    made = ttag_with_audio_inputs(
+        *("generate", "more of it", "-m", "fake-continue", "--continue", str(tune), "-d", "0.5", "--seed", "4"),
+        *("-o", str(tmp_path / "made"), "--json"),
+    )
+    assert made.returncode == 0, made.stderr
+    return tune, digest, json.loads(Path(json.loads(made.stdout)[0]["path"]).with_suffix(".json").read_text())
+
+
+def test_a_take_made_from_an_audio_file_records_its_sha256_and_is_made_again_while_the_file_is_unchanged(tmp_path):
+    tune, digest, sidecar = take_from_a_tune(tmp_path)
+    assert sidecar["inputs_sha256"] == {"audio_prompt": digest}
+    recreate = shlex.split(sidecar["recreate"])
+    assert recreate[recreate.index("--continue") + 1] == str(tune)
+    assert recreate[recreate.index("--input-sha256") + 1] == f"audio_prompt={digest}"
+    again = ttag_with_audio_inputs(*recreate[1:], "-o", str(tmp_path / "again"), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)[0]["sha256"] == sidecar["sha256"]
+
+
+@pytest.mark.parametrize("change", ["overwritten", "deleted"])
+def test_the_recreate_line_of_a_take_refuses_once_its_audio_file_changed_or_is_gone(tmp_path, change):
+    tune, digest, sidecar = take_from_a_tune(tmp_path)
+    now = f"now {write_tune(tune, 330)[:12]}…" if change == "overwritten" else "now gone"
+    if change == "deleted":
+        tune.unlink()
+    refused = ttag_with_audio_inputs(*shlex.split(sidecar["recreate"])[1:], "-o", str(tmp_path / "again"))
+    assert one_line_error(refused) == (
+        f"ttag: error: --continue {tune} changed since this take was made (sha256 {digest[:12]}…, {now}): "
+        "the take cannot be made again exactly"
+    )
+    assert refused.stdout == "WORKERS 0\n" and not (tmp_path / "again").exists()  # refused before any model loads

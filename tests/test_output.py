@@ -90,6 +90,7 @@ def test_sidecar_recreates_the_take(tmp_path):
     assert sidecar["seed"] == 43 and sidecar["parameters"]["seed"] == 43 and sidecar["parameters"]["takes"] == 1
     assert sidecar["prompt"] == "lofi hip hop, 85 bpm" and sidecar["model"] == "synth"
     assert sidecar["ttag_version"] == "0.1.0" and sidecar["sample_rate"] == 8000 and sidecar["duration"] == 0.5
+    assert sidecar["inputs_sha256"] == {}  # made from no audio file: nothing read, nothing pinned
     assert shlex.split(sidecar["recreate"]) == [
         "ttag",
         "generate",
@@ -103,6 +104,20 @@ def test_sidecar_recreates_the_take(tmp_path):
         "--temperature",
         "1.0",
     ]
+
+
+def test_the_sidecar_pins_each_audio_input_by_its_sha256_and_one_gone_by_now_is_recorded_as_such(tmp_path):
+    """What the TUI writes too: a take of a model that follows a melody, written after the audio it continued was
+    deleted (a trashed take, say), is kept, with the melody pinned and the continued audio unknown."""
+    melody = tmp_path / "melody.wav"
+    soundfile.write(melody, np.zeros(800), 8000)
+    clip = make_clip()
+    clip.metadata["parameters"] |= {"melody": str(melody), "audio_prompt": str(tmp_path / "gone.wav")}
+    sidecar = json.loads(output.write_clip(clip, tmp_path / "take.wav").with_suffix(".json").read_text())
+    digest = hashlib.sha256(melody.read_bytes()).hexdigest()
+    assert sidecar["inputs_sha256"] == {"audio_prompt": None, "melody": digest}
+    recreate = shlex.split(sidecar["recreate"])
+    assert recreate[-2:] == ["--input-sha256", f"melody={digest}"] and recreate.count("--input-sha256") == 1
 
 
 def test_never_clobbers(tmp_path):

@@ -110,6 +110,38 @@ def _local_folder(model: str, args: argparse.Namespace, config: Any) -> str | No
     return folder
 
 
+def _refuse_if_changed(what: str, made_from: str, now: str | None) -> None:
+    """A take's recreate line pins what the take was made from by sha256 (a local folder's weights, each audio
+    input): other bytes under the same name would make another take, with no word of it. ``now`` None: gone."""
+    if now != made_from:
+        state = f"now {now[:12]}…" if now else "now gone"
+        raise UsageError(
+            f"{what} changed since this take was made (sha256 {made_from[:12]}…, {state}): "
+            "the take cannot be made again exactly"
+        )
+
+
+def _pinned_input(text: str) -> tuple[str, str]:
+    """``--input-sha256 NAME=SHA``: an audio parameter and the sha256 its file had when the take was made."""
+    name, _, digest = text.partition("=")
+    if not name or not digest:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=SHA256")
+    return name, digest
+
+
+def _check_pinned_inputs(args: argparse.Namespace) -> None:
+    """Each ``--input-sha256`` (a take's recreate line) must match its audio file now; checked before validation,
+    so a file that is gone is named as changed, and before any model loads."""
+    from ttag_tui.output import sha256_file
+
+    for name, made_from in args.input_sha256:
+        value = getattr(args, name, None) if name in args.model_params else None
+        if value is None:
+            raise UsageError(f"--input-sha256 {name}=…: no {cli_option(name)} FILE given to check it against")
+        path = Path(value).expanduser()
+        _refuse_if_changed(f"{cli_option(name)} {path}", made_from, sha256_file(path) if path.is_file() else None)
+
+
 def _add_local_model(folder: str, args: argparse.Namespace, registry: Any) -> str:
     """The folder joins the registry under its absolute path; ``--weights-sha256`` (a take's recreate line) must
     match the weights there now."""
@@ -119,12 +151,8 @@ def _add_local_model(folder: str, args: argparse.Namespace, registry: Any) -> st
         spec = spec_for_folder(folder, registry)
     except NotAModel as exc:
         raise UsageError(f"-m {args.model}: {exc}") from None
-    expected = args.weights_sha256
-    if expected and expected != spec.extra["weights_sha256"]:
-        raise UsageError(
-            f"the weights in {spec.id} changed since this take was made (sha256 {expected[:12]}…, now "
-            f"{spec.extra['weights_sha256'][:12]}…): the take cannot be made again exactly"
-        )
+    if args.weights_sha256:
+        _refuse_if_changed(f"the weights in {spec.id}", args.weights_sha256, spec.extra["weights_sha256"])
     registry.add(spec)
     return spec.id
 
@@ -210,6 +238,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = config_module.load()
     target, fmt = _output_target(args, config)
     fields = _request_fields(args, config, fmt)
+    _check_pinned_inputs(args)
     folder = _local_folder(fields["model"], args, config)
     bridge = open_backend(config, args.backend)
     registry = bridge.registry()
@@ -525,7 +554,11 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         help="model id (see ttag list-models; default from config: synth), a local checkpoint folder, "
         "or an alias from the config's models table",
     )
-    gen.add_argument("--weights-sha256", metavar="SHA", help=argparse.SUPPRESS)  # written by a take's recreate line
+    # Written by a take's recreate line (ttag_tui.output.recreate_command): what the take was made from.
+    gen.add_argument("--weights-sha256", metavar="SHA", help=argparse.SUPPRESS)
+    gen.add_argument(
+        "--input-sha256", metavar="NAME=SHA", type=_pinned_input, action="append", default=[], help=argparse.SUPPRESS
+    )
     gen.add_argument("-d", "--duration", type=float, help=CORE_FIELD_HELP["duration"])
     gen.add_argument("--seed", type=int, help=CORE_FIELD_HELP["seed"])
     gen.add_argument("-n", "--takes", type=int, help=CORE_FIELD_HELP["takes"])

@@ -10,7 +10,7 @@ import shlex
 import tempfile
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -156,11 +156,29 @@ def transcode(source: Path, destination: str | Path | BinaryIO, fmt: str) -> Non
 
 
 def sha256_file(path: Path) -> str:
+    """The file's sha256, read 1 MiB at a time: an audio input may be 10 minutes long."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def audio_input_digests(params: Mapping[str, Any]) -> dict[str, str | None]:
+    """The sha256 of each audio file a take was made from (parameter name → digest; None for one that is gone by
+    the time the take is written): a recreate line pins them, as the same path may hold other audio later. Nothing is
+    read for a request without audio inputs."""
+    from runners.registry import default_registry
+
+    registry = default_registry()
+    digests: dict[str, str | None] = {}
+    for name, value in params.items():
+        if value and any(p.type == "audio" for p in registry.params_named(name)):
+            try:
+                digests[name] = sha256_file(Path(value))
+            except OSError:  # moved or deleted while the take was made: the take itself is still kept
+                digests[name] = None
+    return digests
 
 
 def cli_option(param: str) -> str:
@@ -185,13 +203,18 @@ def recreate_command(metadata: dict[str, Any]) -> str:
     for name, value in params.items():  # the model's own parameters
         if name not in CORE_FIELDS and value is not None:
             words += [cli_option(name), str(value)]
-    if metadata.get("weights_sha256"):  # a local folder: recreate refuses if its weights changed since
+    # What the take was made from, pinned: recreate refuses if a local folder's weights or an audio input changed since.
+    if metadata.get("weights_sha256"):
         words += ["--weights-sha256", metadata["weights_sha256"]]
+    for name, digest in metadata.get("inputs_sha256", {}).items():
+        if digest:
+            words += ["--input-sha256", f"{name}={digest}"]
     return shlex.join(words)
 
 
-def sidecar_data(clip: Clip, audio_path: Path, sha256: str) -> dict[str, Any]:
-    """The sidecar of ``clip`` written as ``audio_path``, whose bytes hash to ``sha256``."""
+def sidecar_data(clip: Clip, audio_path: Path, sha256: str, inputs_sha256: Mapping[str, str | None]) -> dict[str, Any]:
+    """The sidecar of ``clip`` written as ``audio_path``, whose bytes hash to ``sha256``, made from the audio files
+    whose digests are ``inputs_sha256`` (:func:`audio_input_digests`)."""
     meta = clip.metadata
     params = dict(meta.get("parameters", {}))
     params["seed"] = meta.get("seed", params.get("seed"))
@@ -207,6 +230,7 @@ def sidecar_data(clip: Clip, audio_path: Path, sha256: str) -> dict[str, Any]:
         "runner": meta.get("runner"),
         "runner_version": meta.get("runner_version"),
         "weights_sha256": meta.get("weights_sha256"),
+        "inputs_sha256": dict(inputs_sha256),
         "ttag_version": meta.get("ttag_version"),
         "sample_rate": clip.sample_rate,
         "channels": clip.channels,
@@ -214,7 +238,7 @@ def sidecar_data(clip: Clip, audio_path: Path, sha256: str) -> dict[str, Any]:
         "sha256": sha256,
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
         "timings": meta.get("timings", {}),
-        "recreate": recreate_command({**meta, "parameters": params}),
+        "recreate": recreate_command({**meta, "parameters": params, "inputs_sha256": inputs_sha256}),
     }
 
 
@@ -272,12 +296,13 @@ def write_clip(clip: Clip, target: Path, fmt: str = "wav", *, stem: str | None =
         remove_stale_temp_files(folder)
         audio_tmp = _write_temp(folder, f".{fmt}", write_audio_file)
         sha256 = sha256_file(audio_tmp)
+        inputs_sha256 = audio_input_digests(clip.metadata.get("parameters", {}))
         for attempt in range(1, 1000):
             name = base if attempt == 1 else f"{base}-{attempt}"
             final, sidecar = folder / f"{name}.{fmt}", folder / f"{name}.json"
             if sidecar.exists() or final.exists():
                 continue
-            text = json.dumps(sidecar_data(clip, final, sha256), indent=2) + "\n"
+            text = json.dumps(sidecar_data(clip, final, sha256, inputs_sha256), indent=2) + "\n"
             sidecar_tmp = _write_temp(folder, ".json", lambda p: p.write_text(text))  # noqa: B023 (called at once)
             if _publish(audio_tmp, final):
                 os.replace(sidecar_tmp, sidecar)
