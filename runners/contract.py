@@ -53,6 +53,12 @@ class OutOfMemory(RunnerError):
     kind = "out_of_memory"
 
 
+class BadCheckpoint(RunnerError):
+    """The checkpoint's files are there but cannot be loaded: damaged, cut short, or pickles that could run code."""
+
+    kind = "bad_checkpoint"
+
+
 @dataclass
 class Clip:
     """One take: float32 audio shaped (channels, samples) at ``sample_rate``, plus what made it."""

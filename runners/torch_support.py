@@ -1,9 +1,10 @@
 """What every torch runner does alike, written once: :class:`TorchRunner` and the helpers it is made of.
 
 The base owns the model-loading preamble — torch imported lazily, the dependency check, threads, one device and dtype
-rule, cancellation before the slow part — and turns a load's failures into typed errors in one line each: a missing
-file is :class:`MissingWeights` naming ``ttag models pull`` (weights are only read from the local cache), an
-allocation failure is :class:`OutOfMemory`. :meth:`TorchRunner.generating` does the same around a generation, and
+rule, cancellation before the slow part — and turns a load's failures into typed errors in one line each: a missing file
+is :class:`MissingWeights` naming ``ttag models pull`` (weights are only read from the local cache), an allocation
+failure is :class:`OutOfMemory`, pickled weights torch's safe unpickler refuses and a local folder whose files the
+libraries cannot read are :class:`BadCheckpoint`. :meth:`TorchRunner.generating` does the same around a generation, and
 :func:`stream_from_thread` is the one way a runner streams: generation on a thread, chunks through a queue. A subclass
 keeps only what is its own: how to load its model (:meth:`TorchRunner.load`) and how to turn a request into calls.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import gc
 import importlib
 import importlib.util
+import pickle
 import queue
 import sys
 import threading
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from runners.contract import (
     AudioChunk,
+    BadCheckpoint,
     BaseRunner,
     Cancelled,
     JobContext,
@@ -41,6 +44,13 @@ if TYPE_CHECKING:
 
 # Exception class names that mean "this file is not in the local cache", whichever library raised them.
 _MISSING_FILE_ERRORS = {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "EntryNotFoundError", "FileNotFoundError"}
+# What the libraries raise on a local folder's files they cannot make sense of: malformed data, rather than a bug in
+# ttag (a TypeError or AttributeError stays "internal", with its traceback).
+_BAD_DATA_ERRORS = (ValueError, RuntimeError, ArithmeticError, LookupError, EOFError, pickle.UnpicklingError)
+_SAFETENSORS_ERROR = "SafetensorError"  # matched by name, as safetensors need not be importable here
+# torch.load's safe (weights-only) unpickler met something other than tensors; its message then suggests
+# weights_only=False, which would run whatever the pickle holds.
+_PICKLE_REFUSED = "Weights only load failed"
 
 Emit = Callable[[AudioChunk], None]
 
@@ -52,6 +62,27 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and ("can't allocate" in text or "out of memory" in text.lower())
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The error and every error it was raised from or while handling: diffusers re-raises a reader's error as an
+    OSError, two levels up."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_refused_pickle(exc: BaseException) -> bool:
+    """torch's safe unpickler refused a weights file: it holds more than tensors (perhaps code to run)."""
+    return any(_PICKLE_REFUSED in str(e) for e in _causes(exc))
+
+
+def damaged_safetensors(exc: BaseException) -> BaseException | None:
+    """The safetensors reader's error behind ``exc``, if that is what failed: a file cut short or not safetensors."""
+    return next((e for e in _causes(exc) if type(e).__name__ == _SAFETENSORS_ERROR), None)
 
 
 def is_missing_file(exc: BaseException) -> bool:
@@ -224,9 +255,27 @@ class TorchRunner(BaseRunner):
             if isinstance(exc, Exception) and not isinstance(exc, RunnerError):
                 if is_out_of_memory(exc):
                     raise OutOfMemory(f"not enough memory to load {self.spec.id}: try a smaller model") from None
+                if is_refused_pickle(exc):
+                    raise self.bad_checkpoint(
+                        "its weights are a pickle holding more than tensors, and ttag does not load such pickles "
+                        "(unpickling can run code): convert the weights to safetensors"
+                    ) from None
+                local = "local_folder" in self.spec.extra  # a hub model's cache is fixed by pulling it again
+                if local and (damaged := damaged_safetensors(exc)) is not None:
+                    raise self.bad_checkpoint(
+                        f"a .safetensors file in it is damaged or cut short ({first_line(damaged)}): copy it again"
+                    ) from None
                 if is_missing_file(exc):
                     raise self.missing_weights(exc) from None
+                if local and isinstance(exc, _BAD_DATA_ERRORS):
+                    raise self.bad_checkpoint(
+                        f"its files do not make a model ttag can run ({type(exc).__name__}: {first_line(exc)})"
+                    ) from None
             raise
+
+    def bad_checkpoint(self, why: str) -> BadCheckpoint:
+        """The one line for a checkpoint whose files are there but cannot be loaded."""
+        return BadCheckpoint(f"{self.spec.id} cannot be loaded: {why}")
 
     def checkpoint(self) -> str:
         """The spec's hub repo (or local folder) the model is loaded from."""

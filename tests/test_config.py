@@ -238,3 +238,31 @@ def test_server_and_cluster_addresses_that_cannot_work_are_refused_from_set_env_
 )
 def test_server_and_cluster_addresses_that_can_work_are_kept(tmp_path, key, raw):
     assert getattr(config.set_value(key, raw, tmp_path / "c.toml"), key) == raw
+
+
+def test_a_cache_dir_that_is_a_file_is_refused_when_set_in_one_line(tmp_path):
+    from tests.test_cli import ttag
+
+    a_file = tmp_path / "weights.txt"
+    a_file.write_text("not a folder")
+    path = tmp_path / "c.toml"
+    with pytest.raises(config.ConfigError, match=rf"cache_dir: {re.escape(str(a_file))} exists and is not a folder"):
+        config.set_value("cache_dir", str(a_file), path)
+    assert not path.exists(), "nothing written"
+    refused = ttag("config", "set", "cache_dir", str(a_file))
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert str(a_file) in refused.stderr and "Traceback" not in refused.stderr
+    for folder in (tmp_path, tmp_path / "made-on-the-first-pull", ""):
+        assert config.set_value("cache_dir", str(folder), path).cache_dir == str(folder)
+
+
+def test_a_cache_dir_that_became_a_file_still_lets_the_config_load(tmp_path, monkeypatch):
+    """What is on disk is checked when set, not when read: the config must load so that it can be fixed."""
+    a_file = tmp_path / "weights.txt"
+    a_file.write_text("not a folder")
+    path = tmp_path / "c.toml"
+    path.write_text(f"cache_dir = {str(a_file)!r}\n")
+    assert config.load(path).cache_dir == str(a_file)
+    monkeypatch.setenv("TTAG_CACHE_DIR", str(a_file))
+    assert config.load(path).cache_dir == str(a_file)
+    assert config.set_value("cache_dir", "", path).cache_dir == ""

@@ -95,6 +95,25 @@ def test_the_kind_comes_from_the_folders_own_files(tmp_path, files, model_id):
         ({"config.json": {"model_type": "llama"}}, "ttag runs MusicGen"),
         ({"config.json": "not json at all"}, "cannot be read as JSON"),
         ({"notes.txt": "hello"}, "not a checkpoint ttag knows"),
+        # a field of the wrong JSON type: said in words, never an AttributeError or TypeError
+        ({"config.json": {"model_type": "musicgen", "audio_encoder": "x"}}, "audio_encoder must be a JSON object"),
+        ({"config.json": {"model_type": "musicgen", "decoder": [1]}}, "decoder must be a JSON object"),
+        ({"config.json": {"model_type": ["musicgen"]}}, "ttag runs MusicGen"),
+        ({"model_index.json": {"_class_name": ["pipeline_x", "XPipeline"]}}, "needs code from its repo"),
+        # numbers a library would divide by or allocate with
+        (
+            {"config.json": {"model_type": "musicgen", "audio_encoder": {"sampling_rate": 0}}},
+            "audio_encoder.sampling_rate is 0, not a sample rate above 0",
+        ),
+        (
+            {"config.json": {"model_type": "musicgen", "decoder": {"hidden_size": 10**12}}},
+            "decoder.hidden_size is 1000000000000, larger than any model's",
+        ),
+        (
+            {"model_index.json": {"_class_name": "StableAudioPipeline"}, "vae/config.json": {"sampling_rate": -1}},
+            "vae/config.json: sampling_rate is -1",
+        ),
+        ({"config.json": {"model_type": "musicgen"}, "tokenizer.json": "garbage"}, "tokenizer.json cannot be read"),
     ],
 )
 def test_folders_ttag_cannot_or_will_not_run_are_refused_in_words(tmp_path, files, message):
@@ -110,6 +129,96 @@ def test_folders_ttag_cannot_or_will_not_run_are_refused_in_words(tmp_path, file
 def test_cli_refuses_a_folder_that_is_no_model_in_one_line(tmp_path):
     result = ttag("generate", "x", "-m", str(tmp_path / "nothing-here"))
     assert result.returncode == 2 and "no such folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def assert_one_line_naming(result: subprocess.CompletedProcess, folder: Path, code: int) -> str:
+    """The failure is exactly one line on stderr that names the folder: no traceback, no advice to unpickle."""
+    assert result.returncode == code, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert str(folder) in result.stderr and "Traceback" not in result.stderr
+    assert "weights_only=False" not in result.stderr
+    return result.stderr
+
+
+def test_cli_refuses_a_folder_with_a_malformed_config_in_one_line(musicgen_folder, tmp_path):
+    folder = Path(shutil.copytree(musicgen_folder, tmp_path / "odd-config"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "audio_encoder": "x"}))
+    refused = ttag("generate", "calm piano", "-m", str(folder), "-d", "1", "-o", str(tmp_path / "out"))
+    assert "audio_encoder must be a JSON object" in assert_one_line_naming(refused, folder, 2)
+
+
+class RunsCode:
+    """Pickled, it asks the unpickler to call ``Path.touch``: a stand-in for any code a weights pickle could run."""
+
+    def __init__(self, sentinel: Path) -> None:
+        self.sentinel = sentinel
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.sentinel,))
+
+
+def pickle_weights(path: Path, sentinel: Path, *, zipped: bool) -> None:
+    import pickle
+
+    import torch
+
+    if zipped:
+        torch.save({"x": RunsCode(sentinel)}, path)
+    else:
+        path.write_bytes(pickle.dumps({"x": RunsCode(sentinel)}))
+
+
+def _pickled(folder: Path, sentinel: Path, *, zipped: bool) -> None:
+    (folder / "model.safetensors").unlink()
+    pickle_weights(folder / "pytorch_model.bin", sentinel, zipped=zipped)
+
+
+def _cut_short(folder: Path, size: int) -> None:
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:size])
+
+
+def _zero_ratio(folder: Path) -> None:
+    """A codec upsampling ratio of 0: past the config checks, it divides by zero once the model is loaded."""
+    config = json.loads((folder / "config.json").read_text())
+    config["audio_encoder"]["upsampling_ratios"][-1] = 0
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+BREAKAGES = {
+    "torch-pickle": (lambda f, s: _pickled(f, s, zipped=True), "convert the weights to safetensors"),
+    "plain-pickle": (lambda f, s: _pickled(f, s, zipped=False), "ttag does not load such pickles"),
+    "truncated": (lambda f, _: _cut_short(f, 5000), "a .safetensors file in it is damaged or cut short"),
+    "empty": (lambda f, _: _cut_short(f, 0), "damaged or cut short"),
+    "zero-ratio": (lambda f, _: _zero_ratio(f), "its files do not make a model ttag can run (ZeroDivisionError"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("breakage", BREAKAGES)
+def test_a_musicgen_folder_that_cannot_be_loaded_fails_in_one_line_that_says_why(musicgen_folder, tmp_path, breakage):
+    breaks, message = BREAKAGES[breakage]
+    folder = Path(shutil.copytree(musicgen_folder, tmp_path / "broken"))
+    sentinel = tmp_path / "the-pickle-ran"
+    breaks(folder, sentinel)
+    failed = ttag("generate", "calm piano", "-m", str(folder), "-d", "1", "-o", str(tmp_path / "out"))
+    said = assert_one_line_naming(failed, folder, 1)
+    assert "(bad_checkpoint)" in said and message in said
+    assert not sentinel.exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_diffusers_folder_with_pickled_weights_is_refused_in_one_line(tmp_path):
+    from tests.tiny_diffusion import build_riffusion
+
+    folder = build_riffusion(tmp_path / "riffusion")
+    sentinel = tmp_path / "the-pickle-ran"
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    pickle_weights(folder / "unet" / "diffusion_pytorch_model.bin", sentinel, zipped=True)
+    failed = ttag("generate", "calm piano", "-m", str(folder), "-d", "1", "-o", str(tmp_path / "out"))
+    said = assert_one_line_naming(failed, folder, 1)
+    assert "(bad_checkpoint)" in said and "convert the weights to safetensors" in said and not sentinel.exists()
 
 
 def test_model_names_and_paths_are_told_apart():

@@ -47,3 +47,24 @@ def test_repos_with_their_own_code_are_refused(tmp_path, name, content, fragment
         refuse_remote_code("org/repo", [name], lambda file: tmp_path / file)
     (tmp_path / name).write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     refuse_remote_code("org/repo", [name], lambda file: tmp_path / file)
+
+
+def test_a_cache_dir_that_is_a_file_is_said_in_one_line(tmp_path):
+    from tests.test_cli import ttag
+    from ttag_tui.models import ModelsUsageError, cached, pull, remove
+
+    a_file = tmp_path / "weights.txt"
+    a_file.write_text("not a folder")
+    for action in (cached, lambda r, d: remove(r, "musicgen-small", d), lambda r, d: pull(r, "musicgen-small", d)):
+        with pytest.raises(ModelsUsageError, match=f"the model cache {a_file} is not a folder"):
+            action(REGISTRY, str(a_file))
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text(f"cache_dir = {str(a_file)!r}\n")  # edited by hand
+    for args, env in (
+        (("models", "list"), {"TTAG_CACHE_DIR": str(a_file)}),
+        (("models", "rm", "musicgen-small"), {"TTAG_CACHE_DIR": str(a_file)}),
+        (("models", "list"), {}),
+    ):
+        result = ttag(*args, env=env)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert f"{a_file} is not a folder" in result.stderr and "Traceback" not in result.stderr

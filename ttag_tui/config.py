@@ -214,6 +214,15 @@ def check_cluster_address(text: str) -> str:
     return text
 
 
+def check_cache_dir(text: str) -> None:
+    """``cache_dir`` names a folder, or a path where one can be made (on the first pull). Checked when set, not when
+    the config is read: what is on disk changes, and a file that later moves into the way must not stop the config from
+    loading (``ttag models`` says it then)."""
+    path = Path(text).expanduser()
+    if text and path.exists() and not path.is_dir():
+        raise ValueError(f"{text} exists and is not a folder: give a folder for downloaded weights")
+
+
 def _parse_value(key: str, value: Any) -> Any:
     """Check (and, for text from the command line or environment, convert) one value; ValueError says why."""
     if key in TABLES:
@@ -333,7 +342,10 @@ def set_value(key: str, raw: str, path: Path | None = None) -> Config:
         config = replace(config, **changes)
     elif key in _FIELDS and key not in TABLES:
         try:
-            config = replace(config, **{key: _parse_value(key, raw)})
+            value = _parse_value(key, raw)
+            if key == "cache_dir":
+                check_cache_dir(value)
+            config = replace(config, **{key: value})
         except ValueError as exc:
             raise ConfigError(path, str(exc), key=key) from None
     else:

@@ -65,6 +65,18 @@ def _check_hub_answers(repo: str) -> None:
         ) from None
 
 
+def cache_folder(cache_dir: str | None) -> Path:
+    """The hub cache's folder. Something other than a folder there (a cache_dir set by hand or by TTAG_CACHE_DIR,
+    HF_HUB_CACHE) is said in one line, before huggingface_hub meets it with a traceback's worth of its own."""
+    path = hub_cache_dir(cache_dir)
+    if path.exists() and not path.is_dir():
+        raise ModelsUsageError(
+            f"the model cache {path} is not a folder: point cache_dir at one "
+            "(ttag config set cache_dir FOLDER, or TTAG_CACHE_DIR)"
+        )
+    return path
+
+
 @dataclass(frozen=True)
 class CachedModel:
     spec: ModelSpec
@@ -121,12 +133,12 @@ def pull(registry: Registry, model_id: str, cache_dir: str | None = None, say: P
     """Download (or resume downloading) a model's files into the hub cache; the model's snapshot folder."""
     spec, hub_repo = _hub_spec(registry, model_id, "download")
     _require_hub()
+    cache = str(cache_folder(cache_dir))
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
         raise ModelsError(f"cannot download {hub_repo}: HF_HUB_OFFLINE is set (unset it to download)")
     _check_hub_answers(hub_repo)
     from huggingface_hub import HfApi, snapshot_download
 
-    cache = str(hub_cache_dir(cache_dir))
     api = HfApi()
     try:
         plan = download_plan(spec, lambda repo: api.list_repo_files(repo, revision=spec.revision))
@@ -178,7 +190,7 @@ def cached(registry: Registry, cache_dir: str | None = None) -> list[CachedModel
     from huggingface_hub.errors import CacheNotFound
 
     try:
-        repos = {r.repo_id: r for r in scan_cache_dir(hub_cache_dir(cache_dir)).repos if r.repo_type == "model"}
+        repos = {r.repo_id: r for r in scan_cache_dir(cache_folder(cache_dir)).repos if r.repo_type == "model"}
     except CacheNotFound:
         repos = {}
     rows = []
@@ -205,7 +217,7 @@ def remove(registry: Registry, model_id: str, cache_dir: str | None = None) -> i
     from huggingface_hub.errors import CacheNotFound
 
     try:
-        info = scan_cache_dir(hub_cache_dir(cache_dir))
+        info = scan_cache_dir(cache_folder(cache_dir))
     except CacheNotFound:
         raise ModelsError(f"{model_id} is not downloaded: nothing to remove") from None
     repo = next((r for r in info.repos if r.repo_id == hub_repo), None)

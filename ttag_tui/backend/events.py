@@ -66,7 +66,7 @@ class Done:
 @dataclass(frozen=True)
 class Failed:
     job_id: str
-    kind: str  # cancelled | crashed | missing_dependency | missing_weights | out_of_memory | internal | ...
+    kind: str  # cancelled, crashed, missing_dependency, missing_weights, bad_checkpoint, out_of_memory, internal, ...
     message: str
 
 
