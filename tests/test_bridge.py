@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import io
+import json
 import os
 import signal
 import subprocess
@@ -400,3 +401,29 @@ def test_a_dead_workers_reason_is_its_last_words_not_a_progress_bar():
         ]
     )
     assert handle._stderr_hint() == " (RuntimeError: weights do not fit)"
+
+
+def test_ctrl_c_while_a_take_is_encoded_still_writes_it(tmp_path):
+    """Ctrl-C during a take's MP3 encode (seconds for two minutes of audio) used to lose that take, though it was
+    made: the CLI cancels the rest and then writes the takes made before the cancel took effect."""
+    from ttag_tui.output import TEMP_PREFIX
+
+    args = ["generate", "techno 128 bpm", "-d", "120", "-n", "3", "--seed", "5", "-o", str(tmp_path / "t.mp3")]
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "ttag_tui", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        wait_until(lambda: list(tmp_path.glob(f"{TEMP_PREFIX}*")), 120, "take 0 being encoded")
+        cli.send_signal(signal.SIGINT)
+        out, err = cli.communicate(timeout=120)
+    finally:
+        cli.kill()
+    assert cli.returncode == 130 and "Traceback" not in err, err
+    written = [Path(line) for line in out.splitlines()]
+    assert written and all(path.is_file() and path.with_suffix(".json").is_file() for path in written)
+    assert json.loads(written[0].with_suffix(".json").read_text())["seed"] == 5 and f"{len(written)} of 3" in err
+    assert not list(tmp_path.glob(f"{TEMP_PREFIX}*")), "no temp file left"

@@ -11,15 +11,19 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from runners.registry import Registry, human_size
 from runners.request import CORE_FIELD_HELP, FORMATS
 from ttag_tui import __version__
 from ttag_tui.output import cli_option
+
+if TYPE_CHECKING:
+    from runners.contract import Clip
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # stdout's reader went away: the status of a program killed by SIGPIPE (128 + 13), as `cat` and other tools that keep
@@ -257,8 +261,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     show_progress = sys.stderr.isatty() and not args.quiet
     view = _ProgressView(show_progress, spec.id)
-    written: list[tuple[Path, dict[str, Any]]] = []
+    written: dict[int, tuple[Path, dict[str, Any]]] = {}  # take → its file and sidecar
     failure: tuple[str, int] | None = None
+
+    def keep(clip: Clip) -> None:
+        """On disk as soon as it is made: kept if the job then ends badly."""
+        take = int(clip.metadata.get("take", len(written)))
+        if take not in written:
+            path = write_clip(clip, target, request.format)
+            written[take] = path, json.loads(path.with_suffix(".json").read_text())
+
     with bridge:
         job = bridge.submit(request)
         _load_audio_libraries()
@@ -267,32 +279,38 @@ def cmd_generate(args: argparse.Namespace) -> int:
             for event in job.events():
                 if isinstance(event, Progress):
                     view.update(event.phase, event.step, event.total, spec.id)
-                elif isinstance(event, ClipReady):  # on disk as soon as it is made: kept if the job ends badly
-                    path = write_clip(event.clip, target, request.format)
-                    written.append((path, json.loads(path.with_suffix(".json").read_text())))
+                elif isinstance(event, ClipReady):
+                    keep(event.clip)
                 elif isinstance(event, Failed):
                     failure = f"generation failed ({event.kind}): {event.message}", EXIT_FAILED
         except KeyboardInterrupt:
             job.cancel()
             failure = "cancelled", 130
+            # The takes made before the cancel took effect are still written: the one whose encoding Ctrl-C cut off,
+            # and those that came behind it. A second Ctrl-C leaves at once.
+            with contextlib.suppress(KeyboardInterrupt):
+                for event in job.events():
+                    if isinstance(event, ClipReady):
+                        keep(event.clip)
         view.stop()
+    kept = [written[take] for take in sorted(written)]
     if args.json:
-        print(json.dumps([{"path": str(path), **meta} for path, meta in written], indent=2))
+        print(json.dumps([{"path": str(path), **meta} for path, meta in kept], indent=2))
     else:
-        for path, _ in written:
+        for path, _ in kept:
             print(path)
     if failure is not None:
         message, code = failure
         if written:
             message += f"; takes finished and written before that: {len(written)} of {request.takes} (listed above)"
         return _fail(message, code)
-    if args.play and written:
+    if args.play and kept:
         from ttag_tui.playback import PlaybackUnavailable, play_file
 
         try:
-            play_file(written[0][0])
+            play_file(kept[0][0])
         except PlaybackUnavailable as exc:
-            print(f"ttag: cannot play sound here: {exc}; the file is at {written[0][0]}", file=sys.stderr)
+            print(f"ttag: cannot play sound here: {exc}; the file is at {kept[0][0]}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -647,7 +665,10 @@ def main(argv: list[str] | None = None) -> int:
     func = getattr(args, "func", cmd_tui)
     code = _run(func, args)
     if argv is None and func is cmd_generate and not args.play:
-        _leave_now(code)
+        try:
+            _leave_now(code)
+        except KeyboardInterrupt:  # Ctrl-C as it leaves: everything is written; no traceback for that
+            _leave_now(code)
     return code
 
 
@@ -655,6 +676,7 @@ def _leave_now(code: int) -> NoReturn:
     """End ``ttag generate`` without the interpreter's finalisation (~30 ms of tearing down numpy and every module):
     by now each take and sidecar was written, fsynced and renamed into place, the worker has exited and been reaped,
     and the bridge's threads are idle daemons; what is left to do is flush what was printed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a reader that went away (`| head`) or a closed stream
             stream.flush()
