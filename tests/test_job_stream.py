@@ -253,6 +253,25 @@ async def test_a_cancelled_job_keeps_its_finished_takes_and_a_client_behind_hear
         board.close()
 
 
+async def test_a_client_behind_a_job_dropped_meanwhile_is_told_and_sees_the_end(tmp_path):
+    """The job's takes were deleted (retention dropped it) while a client was still behind: that client is told its
+    audio is gone, then gets the end event, instead of a connection cut without a word."""
+    registry = fake_registry()
+    with Bridge(registry) as bridge:
+        board = JobBoard(bridge, TakeStore(tmp_path / "server"))
+        body = {"prompt": "x", "model": "stepped-stream", "duration": 5, "steps": 5, "seed": 4}
+        record = board.submit(validate_request(body, registry), stream=True)
+        client = HeldSocket()
+        sending = asyncio.create_task(stream._send_feed(client, record))
+        await asyncio.wait_for(record.ended.wait(), 60)
+        board.store.drop(record.id)
+        client.reading.set()
+        await asyncio.wait_for(sending, 60)
+        board.close()
+    kinds = [json.loads(item)["type"] for item in client.sent if isinstance(item, str)]
+    assert kinds.count("audio_dropped") == 1 and kinds[-1] == "done"
+
+
 def test_a_late_client_hears_long_takes_whole_over_a_real_socket():
     """A client that joins once the first take's 19 MB were streamed gets them at the pace it reads, then the rest
     live (the server used to queue the whole backlog at once for it, past its 16 MiB bound, and drop its audio). The

@@ -213,7 +213,7 @@ class JobRecord:
             return None
         try:
             audio = await asyncio.to_thread(stored.read, item.start, item.frames)
-        except OSError:  # its job was dropped meanwhile, and the file with it
+        except (OSError, RuntimeError):  # its job was dropped meanwhile, and the file with it (libsndfile's error)
             return None
         return wire.encode_audio(item.take, item.start, audio, stored.sample_rate)
 
