@@ -22,6 +22,7 @@ MAX_PROMPT_CHARS = 2000
 # The longest audio a request may hand a model (a melody, audio to continue): no model takes more than 10 minutes, and
 # a file is checked by its header before anything reads it whole.
 MAX_AUDIO_INPUT_SECONDS = 600.0
+UNKNOWN_LENGTH = 1 << 62  # libsndfile's frame count for a file whose header has none (2**63 - 1)
 MAX_TAKES = 8
 MAX_SEED = 2**32 - 1
 
@@ -191,6 +192,20 @@ def _check_range(value: float, lo: float | None, hi: float | None, unit: str = "
         raise ValueError(f"must be at most {_fmt(hi)}{suffix} (got {_fmt(value)})")
 
 
+def _count_frames(path: Path, sample_rate: int) -> int:
+    """The length of a file whose header does not say it (a FLAC from a streaming encoder), counted by decoding it a
+    block at a time and no further than the limit allows, so it is never held whole."""
+    import soundfile
+
+    limit, frames = int(MAX_AUDIO_INPUT_SECONDS * sample_rate) + 1, 0
+    try:
+        for block in soundfile.blocks(str(path), blocksize=1 << 16, frames=limit):
+            frames += len(block)
+    except Exception as exc:
+        raise ValueError(f"cannot read {path.name} as audio ({exc})") from None
+    return frames
+
+
 def _check_audio_file(value: Any) -> str:
     """A local audio file soundfile can read; its absolute path. (The API never lets a client name a path.)"""
     import soundfile
@@ -206,11 +221,12 @@ def _check_audio_file(value: Any) -> str:
         info = soundfile.info(str(path))
     except Exception as exc:
         raise ValueError(f"cannot read {path.name} as audio ({exc})") from None
-    if info.frames == 0:
+    frames = info.frames if info.frames < UNKNOWN_LENGTH else _count_frames(path, info.samplerate)
+    if frames == 0:
         raise ValueError(f"{path.name} has no audio in it")
-    if info.frames > MAX_AUDIO_INPUT_SECONDS * info.samplerate:
+    if frames > MAX_AUDIO_INPUT_SECONDS * info.samplerate:
         raise ValueError(
-            f"{path.name} is {_fmt(round(info.frames / info.samplerate))} s long: "
+            f"{path.name} is {_fmt(round(frames / info.samplerate))} s long: "
             f"audio given to a model is at most {_fmt(MAX_AUDIO_INPUT_SECONDS)} s; cut it first"
         )
     return str(path.resolve())

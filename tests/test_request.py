@@ -138,6 +138,21 @@ def test_audio_parameter_must_be_a_readable_file(tmp_path):
         assert "is not a file" in errors({"prompt": "x", "model": "m", "melody": str(path)})["melody"]
 
 
+def test_audio_whose_header_gives_no_length_is_not_said_to_be_millennia_long(tmp_path):
+    """A FLAC from a streaming encoder leaves STREAMINFO's sample count 0: libsndfile then reports 2**63 - 1 frames.
+    Its length is counted by decoding (no further than the limit); libsndfile cannot read such a file to its end."""
+    made = tmp_path / "made.flac"
+    soundfile.write(made, np.zeros(5 * 8000, dtype=np.float32), 8000)
+    data = bytearray(made.read_bytes())
+    streaminfo = int.from_bytes(data[18:26], "big")  # rate 20 bits, channels 3, depth 5, then 36 bits of samples
+    data[18:26] = (streaminfo & ~((1 << 36) - 1)).to_bytes(8, "big")
+    unknown = tmp_path / "unknown.flac"
+    unknown.write_bytes(data)
+    assert soundfile.info(str(unknown)).frames >= 1 << 62
+    message = errors({"prompt": "x", "model": "m", "melody": str(unknown)})["melody"]
+    assert message.startswith("cannot read unknown.flac as audio") and "s long" not in message
+
+
 def test_audio_past_ten_minutes_is_refused_by_its_header(tmp_path):
     """Read whole, a 3-hour file filled the machine's memory before the model could say it was too long."""
     long = tmp_path / "long.wav"
