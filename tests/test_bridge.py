@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -348,23 +349,29 @@ def test_a_finished_job_is_not_held_by_the_bridge(bridge, stream):
     wait_until(released, 10, "the finished job released")
 
 
-def test_ctrl_c_in_the_cli_writes_the_takes_finished_before_it(tmp_path):
-    """Take 0 is on disk as soon as it is made; Ctrl-C then cancels the rest, lists what was written, exits 130."""
-    args = ["generate", "lofi hip hop with rain", "-d", "30", "-n", "3", "--seed", "11", "-o", str(tmp_path)]
+def interrupted_generate(args: list[str], ready: Callable[[], object], what: str) -> tuple[int, str, str]:
+    """``ttag generate ARGS`` as a process, sent SIGINT (Ctrl-C) once ``ready``: its exit code, stdout and stderr."""
     cli = subprocess.Popen(
-        [sys.executable, "-m", "ttag_tui", *args],
+        [sys.executable, "-m", "ttag_tui", "generate", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
     )
     try:
-        wait_until(lambda: list(tmp_path.glob("*.json")), 120, "take 0 written")
+        wait_until(ready, 120, what)
         cli.send_signal(signal.SIGINT)
-        out, err = cli.communicate(timeout=60)
+        out, err = cli.communicate(timeout=120)
     finally:
         cli.kill()
-    assert cli.returncode == 130, err
+    return cli.returncode, out, err
+
+
+def test_ctrl_c_in_the_cli_writes_the_takes_finished_before_it(tmp_path):
+    """Take 0 is on disk as soon as it is made; Ctrl-C then cancels the rest, lists what was written, exits 130."""
+    args = ["lofi hip hop with rain", "-d", "30", "-n", "3", "--seed", "11", "-o", str(tmp_path)]
+    code, out, err = interrupted_generate(args, lambda: list(tmp_path.glob("*.json")), "take 0 written")
+    assert code == 130, err
     written = [Path(line) for line in out.splitlines()]
     assert len(written) == 1 and written[0].is_file() and "_s11_" in written[0].name
     assert "cancelled" in err and "1 of 3" in err and "Traceback" not in err
@@ -408,21 +415,9 @@ def test_ctrl_c_while_a_take_is_encoded_still_writes_it(tmp_path):
     made: the CLI cancels the rest and then writes the takes made before the cancel took effect."""
     from ttag_tui.output import TEMP_PREFIX
 
-    args = ["generate", "techno 128 bpm", "-d", "120", "-n", "3", "--seed", "5", "-o", str(tmp_path / "t.mp3")]
-    cli = subprocess.Popen(
-        [sys.executable, "-m", "ttag_tui", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    try:
-        wait_until(lambda: list(tmp_path.glob(f"{TEMP_PREFIX}*")), 120, "take 0 being encoded")
-        cli.send_signal(signal.SIGINT)
-        out, err = cli.communicate(timeout=120)
-    finally:
-        cli.kill()
-    assert cli.returncode == 130 and "Traceback" not in err, err
+    args = ["techno 128 bpm", "-d", "120", "-n", "3", "--seed", "5", "-o", str(tmp_path / "t.mp3")]
+    code, out, err = interrupted_generate(args, lambda: list(tmp_path.glob(f"{TEMP_PREFIX}*")), "take 0 encoding")
+    assert code == 130 and "Traceback" not in err, err
     written = [Path(line) for line in out.splitlines()]
     assert written and all(path.is_file() and path.with_suffix(".json").is_file() for path in written)
     assert json.loads(written[0].with_suffix(".json").read_text())["seed"] == 5 and f"{len(written)} of 3" in err

@@ -363,7 +363,8 @@ def test_output_file_suffix_sets_the_format(tmp_path):
     assert soundfile.info(take["path"]).format == "FLAC"
 
 
-COUNT_WORKERS = """
+# A CLI run in a script that counts the processes it starts (`started`).
+SPY_ON_PROCESSES = """
 import subprocess, sys
 started = []
 class Spy(subprocess.Popen):
@@ -371,12 +372,18 @@ class Spy(subprocess.Popen):
         started.append(args)
         super().__init__(*args, **kwargs)
 subprocess.Popen = Spy
+"""
+
+COUNT_WORKERS = (
+    SPY_ON_PROCESSES
+    + """
 from ttag_tui.cli import main
 code = main(sys.argv[1:])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
 print("WORKERS", len(started), "HEAVY", heavy, file=sys.stderr if code else sys.stdout)
 sys.exit(code)
 """
+)
 
 
 def test_a_model_that_cannot_run_is_refused_before_a_worker_starts(tmp_path):
@@ -488,24 +495,20 @@ def test_backend_and_cluster_addresses_are_checked_on_the_command_line():
 
 # The CLI with test models that read an audio file (tests.fake_runners.AudioInputRunner) in place of the real ones: a
 # take made from a file in a second, without torch. A run that fails prints how many processes it started.
-AUDIO_INPUT_CLI = """
-import subprocess, sys
+AUDIO_INPUT_CLI = (
+    SPY_ON_PROCESSES
+    + """
 import runners.registry
 from runners.registry import Registry
 from tests.fake_runners import audio_input_specs
 runners.registry.default_registry = lambda: Registry(audio_input_specs())
-started = []
-class Spy(subprocess.Popen):
-    def __init__(self, *args, **kwargs):
-        started.append(args)
-        super().__init__(*args, **kwargs)
-subprocess.Popen = Spy
 from ttag_tui.cli import main
 code = main(sys.argv[1:])
 if code:
     print("WORKERS", len(started))
 sys.exit(code)
 """
+)
 
 
 def ttag_with_audio_inputs(*args: str) -> subprocess.CompletedProcess:

@@ -9,6 +9,7 @@ import io
 import json
 import struct
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import numpy as np
@@ -26,7 +27,7 @@ from ttag_tui.config import Config
 from ttag_tui.remote import RemoteBridge
 from ttag_tui.server import stream
 from ttag_tui.server.app import create_app
-from ttag_tui.server.jobs import JobBoard, TakeStore
+from ttag_tui.server.jobs import JobBoard, JobRecord, TakeStore
 
 KEY = "s3cret-key-1"
 LOCAL = {"host": "localhost:8000"}  # TestClient says Host: testserver on WebSockets
@@ -202,17 +203,28 @@ def streamed_frames(sent: list[str | bytes], take: int) -> np.ndarray:
     return np.concatenate([audio for t, _, audio, _ in pieces if t == take], axis=1)
 
 
+@contextlib.asynccontextmanager
+async def held_job(tmp_path, **fields) -> AsyncIterator[tuple[JobBoard, JobRecord, HeldSocket, asyncio.Task[None]]]:
+    """A streamed stepped-stream job on a real bridge and job board, and a client (``HeldSocket``) being sent its
+    feed, which reads nothing until told to."""
+    registry = fake_registry()
+    with Bridge(registry) as bridge:
+        board = JobBoard(bridge, TakeStore(tmp_path / "server"))
+        request = validate_request({"prompt": "x", "model": "stepped-stream", **fields}, registry)
+        record = board.submit(request, stream=True)
+        client = HeldSocket()
+        sending = asyncio.create_task(stream._send_feed(client, record))
+        try:
+            yield board, record, client, sending
+        finally:
+            board.close()
+
+
 async def test_a_client_that_does_not_read_holds_nothing_and_later_hears_every_take_from_disk(tmp_path):
     """19 MB of audio are made while the client reads nothing: the server keeps one copy of the job's audio (the feed)
     while it runs, none once it has ended, and holds back no more than the one frame that client's send waits on;
     when the client reads again, the rest comes from the takes on disk, whole."""
-    registry = fake_registry()
-    with Bridge(registry) as bridge:
-        board = JobBoard(bridge, TakeStore(tmp_path / "server"))
-        body = {"prompt": "x", "model": "stepped-stream", "duration": 300, "steps": 20, "takes": 2, "seed": 1}
-        record = board.submit(validate_request(body, registry), stream=True)
-        client = HeldSocket()
-        sending = asyncio.create_task(stream._send_feed(client, record))
+    async with held_job(tmp_path, duration=300, steps=20, takes=2, seed=1) as (_, record, client, sending):
         await asyncio.wait_for(record.ended.wait(), 120)
         assert client.waiting == 1 and client.sent == [], "one send waits; nothing else is held for this client"
         assert not any(isinstance(item, Chunk) for item in record.feed), "the job's audio left memory when it ended"
@@ -224,20 +236,13 @@ async def test_a_client_that_does_not_read_holds_nothing_and_later_hears_every_t
         for take in record.takes:
             streamed = streamed_frames(client.sent, take.metadata["take"])
             np.testing.assert_array_equal(streamed, take.read(0, take.frames))
-        board.close()
 
 
 async def test_a_cancelled_job_keeps_its_finished_takes_and_a_client_behind_hears_them(tmp_path):
     """Cancelled during its second take, a job lists its first take (kept as soon as it was made) in its status and
     end event, and serves it; a client that was behind hears that take whole from disk, then is told the unfinished
     one's audio is gone."""
-    registry = fake_registry()
-    with Bridge(registry) as bridge:
-        board = JobBoard(bridge, TakeStore(tmp_path / "server"))
-        body = {"prompt": "x", "model": "stepped-stream", "duration": 60, "steps": 30, "takes": 3, "seed": 3}
-        record = board.submit(validate_request(body, registry), stream=True)
-        client = HeldSocket()
-        sending = asyncio.create_task(stream._send_feed(client, record))
+    async with held_job(tmp_path, duration=60, steps=30, takes=3, seed=3) as (_, record, client, sending):
         while not any(isinstance(item, Chunk) and item.take == 1 for item in record.feed):  # take 0 is made
             await asyncio.wait_for(record.wait_beyond(len(record.feed)), 60)
         record.cancel()
@@ -250,24 +255,16 @@ async def test_a_cancelled_job_keeps_its_finished_takes_and_a_client_behind_hear
         assert events[-1]["type"] == "cancelled" and events[-1]["results"] == status["results"]
         assert [e["type"] for e in events].count("audio_dropped") == 1
         np.testing.assert_array_equal(streamed_frames(client.sent, 0), record.takes[0].read(0, 60 * 8000))
-        board.close()
 
 
 async def test_a_client_behind_a_job_dropped_meanwhile_is_told_and_sees_the_end(tmp_path):
     """The job's takes were deleted (retention dropped it) while a client was still behind: that client is told its
     audio is gone, then gets the end event, instead of a connection cut without a word."""
-    registry = fake_registry()
-    with Bridge(registry) as bridge:
-        board = JobBoard(bridge, TakeStore(tmp_path / "server"))
-        body = {"prompt": "x", "model": "stepped-stream", "duration": 5, "steps": 5, "seed": 4}
-        record = board.submit(validate_request(body, registry), stream=True)
-        client = HeldSocket()
-        sending = asyncio.create_task(stream._send_feed(client, record))
+    async with held_job(tmp_path, duration=5, steps=5, seed=4) as (board, record, client, sending):
         await asyncio.wait_for(record.ended.wait(), 60)
         board.store.drop(record.id)
         client.reading.set()
         await asyncio.wait_for(sending, 60)
-        board.close()
     kinds = [json.loads(item)["type"] for item in client.sent if isinstance(item, str)]
     assert kinds.count("audio_dropped") == 1 and kinds[-1] == "done"
 
