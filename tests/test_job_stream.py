@@ -228,10 +228,10 @@ async def held_job(tmp_path, **fields) -> AsyncIterator[tuple[JobBoard, JobRecor
 
 
 async def test_a_client_that_does_not_read_holds_nothing_and_later_hears_every_take_from_disk(tmp_path):
-    """19 MB of audio are made while the client reads nothing: the server keeps one copy of the job's audio (the feed)
-    while it runs, none once it has ended, and holds back no more than the one frame that client's send waits on;
-    when the client reads again, the rest comes from the takes on disk, whole."""
-    async with held_job(tmp_path, duration=300, steps=20, takes=2, seed=1) as (_, record, client, sending):
+    """7.7 MB of audio are made while the client reads nothing: the server keeps one copy of the job's audio (the
+    feed) while it runs, none once it has ended, and holds back no more than the one frame that client's send waits
+    on; when the client reads again, the rest comes from the takes on disk, whole."""
+    async with held_job(tmp_path, duration=120, steps=20, takes=2, seed=1) as (_, record, client, sending):
         await asyncio.wait_for(record.ended.wait(), 120)
         assert client.waiting == 1 and client.sent == [], "one send waits; nothing else is held for this client"
         assert not any(isinstance(item, Chunk) for item in record.feed), "the job's audio left memory when it ended"
@@ -243,6 +243,18 @@ async def test_a_client_that_does_not_read_holds_nothing_and_later_hears_every_t
         for take in record.takes:
             streamed = streamed_frames(client.sent, take.metadata["take"])
             np.testing.assert_array_equal(streamed, take.read(0, take.frames))
+
+
+async def test_a_client_far_behind_when_the_job_ends_learns_the_end_at_once(tmp_path):
+    """19 MB (past the 16 MiB a client may still be sent after the end) left to hear when the job ended: the client is
+    told its audio is gone and gets the end at once — a browser would otherwise say "running" for a minute more."""
+    async with held_job(tmp_path, duration=300, steps=20, takes=2, seed=1) as (_, record, client, sending):
+        await asyncio.wait_for(record.ended.wait(), 120)
+        client.reading.set()
+        await asyncio.wait_for(sending, 60)
+    kinds = [json.loads(item)["type"] for item in client.sent if isinstance(item, str)]
+    assert kinds[0] == "status" and kinds[-1] == "done" and kinds.count("audio_dropped") == 1
+    assert kinds.count("take") == 2 and not any(isinstance(item, bytes) for item in client.sent)
 
 
 async def test_a_cancelled_job_keeps_its_finished_takes_and_a_client_behind_hears_them(tmp_path):

@@ -152,6 +152,15 @@ class AudioSpan:
     take: int
     start: int
     frames: int
+    channels: int
+
+    @classmethod
+    def of(cls, chunk: Chunk) -> AudioSpan:
+        return cls(chunk.take, chunk.start, chunk.audio.shape[1], chunk.audio.shape[0])
+
+    @property
+    def size_bytes(self) -> int:
+        return self.frames * self.channels * 4
 
 
 # How many of the latest chunks' binary frames are kept: clients that keep up all send the same few, so each is
@@ -189,7 +198,9 @@ class JobRecord:
     def release_audio(self) -> None:
         """When the job has ended: its audio leaves memory (the takes are on disk)."""
         self.feed = [
-            AudioSpan(item.take, item.start, item.audio.shape[1]) if isinstance(item, Chunk) else item
+            AudioSpan(item.take, item.start, item.audio.shape[1], item.audio.shape[0])
+            if isinstance(item, Chunk)
+            else item
             for item in self.feed
         ]
         self._recent_frames.clear()

@@ -2,9 +2,10 @@
 
 Every connection walks the job's one feed (:class:`~ttag_tui.server.jobs.JobRecord`) at the pace its client reads:
 a send waits while the socket's buffer is full, so a slow client holds nothing but its place in the feed, and a fast
-or late one gets every chunk. Once the job has ended its audio leaves memory and a client still behind is sent the
-rest from the takes on disk; only a take that was never finished (the job was cancelled or failed) cannot be, and
-that client is told once, with ``audio_dropped``.
+or late one gets every chunk while the job runs. Once the job has ended its audio leaves memory: a client a little
+behind (a fast generator finishes ahead of any reader) is sent the rest from the takes on disk; one further behind
+than :data:`MAX_CATCH_UP_BYTES`, or behind on a take that was never finished, is told once, with ``audio_dropped``,
+and gets the end at once — the takes are downloads, and minutes of audio nobody will hear live would only delay it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from fastapi import HTTPException, WebSocket, WebSocketDisconnect
 from starlette.types import Receive, Scope, Send
 
 from ttag_tui.backend import wire
-from ttag_tui.server.jobs import JobBoard, JobRecord
+from ttag_tui.server.jobs import AudioSpan, JobBoard, JobRecord
 from ttag_tui.server.security import Guard
+
+MAX_CATCH_UP_BYTES = 16 << 20  # 45 s of 44.1 kHz stereo: what a client may still be sent after the job's end
 
 
 async def serve_events(websocket: WebSocket, job_id: str, board: JobBoard, guard: Guard) -> None:
@@ -76,7 +79,8 @@ async def _send_feed(websocket: WebSocket, record: JobRecord) -> None:
         await websocket.send_text(json.dumps(record.end_event()))
         return
     seen = 0
-    lost = False  # a take this client was behind on was never finished: what would follow is not contiguous
+    lost = False  # this client will hear no more audio: what would follow is not contiguous, or not worth waiting for
+    weighed = False  # whether what it had left to hear when the job ended has been weighed
     while True:
         await record.wait_beyond(seen)
         while seen < len(record.feed):
@@ -84,14 +88,20 @@ async def _send_feed(websocket: WebSocket, record: JobRecord) -> None:
             seen += 1
             if isinstance(item, dict):
                 await websocket.send_text(json.dumps(item))
-            elif not lost:
-                frame = await record.frame(index)
-                if frame is not None:
-                    await websocket.send_bytes(frame)
-                else:
-                    lost = True
-                    reason = "the job ended before this client heard a take it never finished; takes are downloads"
-                    await websocket.send_text(json.dumps({"type": "audio_dropped", "reason": reason}))
+                continue
+            if lost:
+                continue
+            if not weighed and record.ended.is_set():
+                weighed = True
+                left = sum(span.size_bytes for span in record.feed[index:] if isinstance(span, AudioSpan))
+                lost = left > MAX_CATCH_UP_BYTES
+            frame = None if lost else await record.frame(index)
+            if frame is not None:
+                await websocket.send_bytes(frame)
+            else:
+                lost = True
+                reason = "the job ended while this client was behind; its finished takes are downloads"
+                await websocket.send_text(json.dumps({"type": "audio_dropped", "reason": reason}))
         if record.ended.is_set() and seen >= len(record.feed):
             return
 
