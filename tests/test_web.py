@@ -587,7 +587,8 @@ def test_running_job_card_is_in_view_with_its_progress(browser, server, height):
         generate(page, "drum and bass, fast", duration="1", takes="2")  # a few takes, so the list is not empty
         expect(page.locator(".take")).to_have_count(2, timeout=60_000)
         stop_live_playback(page)
-        generate(page, "cinematic strings and drums, slow", duration="300")
+        # three takes of 600 s: the job still runs after the layout is measured, on a box as loaded as CI's
+        generate(page, "cinematic strings and drums, slow", duration="600", takes="3")
         card = page.locator(".job").first
         expect(card).to_have_attribute("data-state", "running", timeout=30_000)
         expect(card.locator(".job-status")).to_have_text(re.compile(r"\d+/\d+"))
