@@ -181,11 +181,14 @@ class JobRecord:
     # What the job's WebSocket clients are sent, in order: JSON events and streamed audio, one copy for all clients,
     # each sent it at the pace it reads. The audio leaves memory when the job ends (spans on disk remain).
     feed: list[dict[str, Any] | Chunk | AudioSpan] = field(default_factory=list)
+    audio_bytes: int = 0  # of all the audio published so far
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _recent_frames: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
 
     def publish(self, item: dict[str, Any] | Chunk) -> None:
+        if isinstance(item, Chunk):
+            self.audio_bytes += item.audio.size * 4
         self.feed.append(item)
         self._changed.set()
         self._changed = asyncio.Event()

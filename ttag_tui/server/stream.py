@@ -22,7 +22,7 @@ from ttag_tui.backend import wire
 from ttag_tui.server.jobs import AudioSpan, JobBoard, JobRecord
 from ttag_tui.server.security import Guard
 
-MAX_CATCH_UP_BYTES = 16 << 20  # 45 s of 44.1 kHz stereo: what a client may still be sent after the job's end
+MAX_CATCH_UP_BYTES = 16 << 20  # 45 s of 44.1 kHz stereo: how far behind the newest audio a client may fall
 
 
 async def serve_events(websocket: WebSocket, job_id: str, board: JobBoard, guard: Guard) -> None:
@@ -78,6 +78,7 @@ async def _send_feed(websocket: WebSocket, record: JobRecord) -> None:
     if ended:  # an ended job: its status and how it ended; its takes are downloads
         await websocket.send_text(json.dumps(record.end_event()))
         return
+    backlog, sent = record.audio_bytes, 0  # what was made before this client came, and what it has been sent
     seen = 0
     lost = False  # this client will hear no more audio: what would follow is not contiguous, or not worth waiting for
     weighed = False  # whether what it had left to hear when the job ended has been weighed
@@ -95,12 +96,16 @@ async def _send_feed(websocket: WebSocket, record: JobRecord) -> None:
                 weighed = True
                 left = sum(span.size_bytes for span in record.feed[index:] if isinstance(span, AudioSpan))
                 lost = left > MAX_CATCH_UP_BYTES
+            # Behind by more than the bound on what was made since it came (a late client first catches up on what
+            # was made before): it reads more slowly than audio is made, and would learn of progress and the end late.
+            lost = lost or (record.audio_bytes - backlog) - max(0, sent - backlog) > MAX_CATCH_UP_BYTES
             frame = None if lost else await record.frame(index)
             if frame is not None:
                 await websocket.send_bytes(frame)
+                sent += len(frame) - wire.AUDIO_HEADER.size
             else:
                 lost = True
-                reason = "the job ended while this client was behind; its finished takes are downloads"
+                reason = "this client was behind the job, which makes audio faster; its finished takes are downloads"
                 await websocket.send_text(json.dumps({"type": "audio_dropped", "reason": reason}))
         if record.ended.is_set() and seen >= len(record.feed):
             return
