@@ -74,11 +74,11 @@ async def refuse(scope: Scope, receive: Receive, send: Send, code: int, reason: 
 async def _send_feed(websocket: WebSocket, record: JobRecord) -> None:
     """The job's status, then its feed from the start (a late client catches up) until the job's end event."""
     ended = record.ended.is_set()  # as of the status: the job may end while the client takes it
+    backlog, sent = record.audio_bytes, 0  # what was made before this client came, and what it has been sent
     await websocket.send_text(json.dumps({"type": "status", **record.to_dict()}))
     if ended:  # an ended job: its status and how it ended; its takes are downloads
         await websocket.send_text(json.dumps(record.end_event()))
         return
-    backlog, sent = record.audio_bytes, 0  # what was made before this client came, and what it has been sent
     seen = 0
     lost = False  # this client will hear no more audio: what would follow is not contiguous, or not worth waiting for
     weighed = False  # whether what it had left to hear when the job ended has been weighed
